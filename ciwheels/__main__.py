@@ -1,0 +1,3 @@
+from ciwheels.cli import main
+
+main()

@@ -1,0 +1,250 @@
+"""Stage 1, load: read matrix YAML files, validate them against the schema, and keep where
+every value came from (file, line, column) for errors and for `ciwheels explain`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ciwheels.catalog import Catalog, load_catalog
+from ciwheels.errors import CiwheelsError
+from ciwheels.schema import matrix_schema
+
+Path_ = tuple[str | int, ...]  # a location inside the document: ("exclude", 0, "arch")
+
+
+@dataclass(frozen=True)
+class MatrixDoc:
+    """One validated matrix file: plain Python data plus positions of every value."""
+
+    file: str  # as given/displayed (relative where possible)
+    data: dict[str, Any]
+    positions: dict[Path_, tuple[int, int]] = field(repr=False)  # value positions, 1-based
+    key_positions: dict[Path_, tuple[int, int]] = field(repr=False)
+
+    def where(self, path: Path_) -> tuple[str, int | None, int | None]:
+        pos = self.positions.get(tuple(path))
+        while pos is None and path:
+            path = path[:-1]
+            pos = self.positions.get(tuple(path))
+        return (self.file, *(pos or (None, None)))
+
+    def error(self, path: Path_, message: str, **kw) -> CiwheelsError:
+        file, line, column = self.where(path)
+        return CiwheelsError(message, file=file, line=line, column=column, **kw)
+
+
+def describe_path(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "the matrix"
+
+
+def load_matrix(path: str | Path, catalog: Catalog | None = None, *, display: str | None = None,
+                text: str | None = None) -> MatrixDoc:
+    """Read and validate one matrix file. `text` reads from a string (e.g. a git revision)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    catalog = catalog or load_catalog()
+    display = display or str(path)
+    if text is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise CiwheelsError(f"matrix file not found: {display}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise CiwheelsError(f"cannot read matrix file {display}: {e}") from None
+    yaml = YAML(typ="rt")
+    try:
+        node = yaml.load(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        problem = " ".join(str(x) for x in (e.context, e.problem) if x)
+        if "found duplicate key" in str(e):
+            problem = "duplicate key " + str(e.problem).split('"')[1:2][0] if '"' in str(e.problem) else "duplicate key"
+        raise CiwheelsError(
+            f"invalid YAML: {problem}",
+            file=display,
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+        ) from None
+    except YAMLError as e:
+        raise CiwheelsError(f"invalid YAML: {e}", file=display) from None
+    doc = MatrixDoc(display, {}, {(): (1, 1)}, {})
+    if node is None:
+        raise CiwheelsError("the matrix file is empty; it needs at least 'python'", file=display, line=1)
+    data = _Validator(doc).walk(node, matrix_schema(catalog), ())
+    object.__setattr__(doc, "data", data)
+    return doc
+
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+}
+
+
+def _type_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _type_ok(actual: str, wanted: str | list[str]) -> bool:
+    wanted = [wanted] if isinstance(wanted, str) else wanted
+    return actual in wanted or (actual == "integer" and "number" in wanted)
+
+
+def _shape(schema: dict) -> str:
+    if "anyOf" in schema:
+        return " or ".join(_shape(s) for s in schema["anyOf"])
+    t = schema.get("type")
+    if t == "array":
+        return "a list of " + _shape(schema.get("items", {})).removeprefix("a ").removeprefix("an ") + "s"
+    if isinstance(t, list):
+        return " or ".join(_TYPE_NAMES[x] for x in t)
+    return _TYPE_NAMES.get(t, "a value")
+
+
+class _Validator:
+    def __init__(self, doc: MatrixDoc) -> None:
+        self.doc = doc
+
+    def walk(self, node: Any, schema: dict, path: Path_) -> Any:
+        if "anyOf" in schema:
+            return self._any_of(node, schema, path)
+        actual = _type_of(node)
+        wanted = schema.get("type")
+        if wanted and not _type_ok(actual, wanted):
+            hint = None
+            if actual == "number" and _type_ok("string", wanted):
+                hint = f"YAML reads {node!r} as a number: put it in quotes"
+            shown = f" {_plain(node)!r}" if actual not in ("object", "array") else ""
+            raise self.doc.error(
+                path, f"{describe_path(path)} must be {_shape(schema)}, not {_TYPE_NAMES.get(actual, actual)}{shown}",
+                hint=hint)
+        if actual == "object":
+            return self._object(node, schema, path)
+        if actual == "array":
+            return self._array(node, schema, path)
+        value = _plain(node)
+        if "enum" in schema and value not in schema["enum"]:
+            what = next((p for p in reversed(path) if isinstance(p, str)), "value")
+            raise self.doc.error(path, f"unknown {what} {value!r} in {describe_path(path)}",
+                                 value=value, allowed=schema["enum"])
+        if "pattern" in schema and not re.search(schema["pattern"], str(value)):
+            raise self.doc.error(path, f"{describe_path(path)}: {value!r} is not a valid value "
+                                 f"(it must match {schema['pattern']})", value=value)
+        if "minimum" in schema and value < schema["minimum"]:
+            raise self.doc.error(path, f"{describe_path(path)} must be at least {schema['minimum']}, not {value}")
+        return value
+
+    def _any_of(self, node: Any, schema: dict, path: Path_) -> Any:
+        actual = _type_of(node)
+        for option in schema["anyOf"]:
+            if _type_ok(actual, option.get("type", actual)):
+                return self.walk(node, option, path)
+        self._mismatch(node, schema, path)
+
+    def _mismatch(self, node: Any, schema: dict, path: Path_):
+        actual = _type_of(node)
+        shown = f" {_plain(node)!r}" if actual not in ("object", "array") else ""
+        raise self.doc.error(path, f"{describe_path(path)} must be {_shape(schema)}, "
+                             f"not {_TYPE_NAMES.get(actual, actual)}{shown}")
+
+    def _array(self, node: Any, schema: dict, path: Path_) -> list:
+        items = schema.get("items", {})
+        out = []
+        for i, item in enumerate(node):
+            self._mark(node, i, path + (i,))
+            out.append(self.walk(item, items, path + (i,)))
+        if len(out) < schema.get("minItems", 0):
+            raise self.doc.error(path, f"{describe_path(path)} must not be empty")
+        return out
+
+    def _object(self, node: Any, schema: dict, path: Path_) -> dict:
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        names = schema.get("propertyNames")
+        out = {}
+        for key in node:
+            sub = path + (str(key),)
+            self._mark(node, key, sub)
+            if not isinstance(key, str):
+                raise self.doc.error(sub, f"keys in {describe_path(path)} must be strings, not {key!r}")
+            if names:
+                if "enum" in names and key not in names["enum"]:
+                    raise self._key_error(sub, key, names["enum"], path)
+                if "pattern" in names and not re.search(names["pattern"], key):
+                    raise self._key_error(sub, key, None, path, pattern=names["pattern"])
+            if key in props:
+                out[key] = self.walk(node[key], props[key], sub)
+            elif extra is False:
+                raise self._key_error(sub, key, list(props), path)
+            elif isinstance(extra, dict):
+                out[key] = self.walk(node[key], extra, sub)
+            else:
+                out[key] = _plain(node[key])
+        missing = [k for k in schema.get("required", ()) if k not in out]
+        if missing:
+            raise self.doc.error(path, f"{describe_path(path)} is missing {', '.join(repr(m) for m in missing)}")
+        if len(out) < schema.get("minProperties", 0):
+            raise self.doc.error(path, f"{describe_path(path)} must not be empty",
+                                 allowed=list(props) if props else None)
+        return out
+
+    def _key_error(self, path: Path_, key: str, allowed: list[str] | None, parent: Path_, pattern: str = ""):
+        line, col = self.doc.key_positions.get(path, (None, None))
+        where = "at the top level" if not parent else f"in {describe_path(parent)}"
+        hint = f"keys here must match {pattern}" if pattern else None
+        return CiwheelsError(f"unknown key {key!r} {where}", file=self.doc.file, line=line, column=col,
+                             value=key, allowed=allowed, hint=hint)
+
+    def _mark(self, node: Any, key: Any, path: Path_) -> None:
+        lc = getattr(node, "lc", None)
+        if lc is None:
+            return
+        try:
+            if isinstance(key, int) and isinstance(node, list):
+                line, col = lc.item(key)
+                self.doc.positions[path] = (line + 1, col + 1)
+            else:
+                kl, kc = lc.key(key)
+                self.doc.key_positions[path] = (kl + 1, kc + 1)
+                vl, vc = lc.value(key)
+                self.doc.positions[path] = (vl + 1, vc + 1)
+        except (KeyError, IndexError, TypeError):
+            pass
+
+
+def _plain(value: Any) -> Any:
+    """ruamel's scalar subclasses -> plain Python values."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    return value

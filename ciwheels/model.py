@@ -1,0 +1,122 @@
+"""The typed data that flows between stages: a build cell (expand -> plan/render/build) and
+where each of its settings came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a resolved setting came from."""
+
+    kind: str  # "catalog" | "matrix" | "default"
+    file: str = ""
+    line: int | None = None
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if self.kind == "matrix":
+            where = f"{self.file}:{self.line}" if self.line else self.file
+            return f"{where} ({self.detail})" if self.detail else where
+        return f"{self.kind}: {self.detail}" if self.detail else self.kind
+
+
+@dataclass(frozen=True, slots=True)
+class Runner:
+    github: str
+    gitlab: tuple[str, ...]
+    emulated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One wheel build: one Python, one platform, one ISA level (and in builder mode one
+    package version). `cibw` is exactly what cibuildwheel needs to build only this cell."""
+
+    id: str
+    python: str
+    libc: str
+    policy: str
+    arch: str
+    isa: str
+    identifier: str  # cibuildwheel build identifier, e.g. cp312-manylinux_x86_64
+    image: str  # pinned pypa name (manylinux_2_28) or a full image reference
+    custom_image: bool
+    cibuildwheel: str
+    patches: tuple[str, ...]
+    environment: dict[str, str]
+    cibw: dict[str, str]
+    runner: Runner
+    timeout_minutes: int
+    test_command: str = ""
+    test_requires: tuple[str, ...] = ()
+    before_all: str = ""
+    before_build: str = ""
+    build_requires: tuple[str, ...] = ()
+    package: str = ""
+    version: str = ""
+    matrix_file: str = ""
+    origins: dict[str, Origin] = field(default_factory=dict, compare=False)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def platform(self) -> str:
+        return self.identifier.split("-", 1)[1]
+
+    def to_json(self) -> dict:
+        out = {
+            "id": self.id,
+            "python": self.python,
+            "libc": self.libc,
+            "policy": self.policy,
+            "arch": self.arch,
+            "isa": self.isa,
+            "identifier": self.identifier,
+            "image": self.image,
+            "custom_image": self.custom_image,
+            "cibuildwheel": self.cibuildwheel,
+            "patches": list(self.patches),
+            "environment": self.environment,
+            "cibw": self.cibw,
+            "runner": {"github": self.runner.github, "gitlab": list(self.runner.gitlab),
+                       "emulated": self.runner.emulated},
+            "timeout_minutes": self.timeout_minutes,
+            "test_command": self.test_command,
+            "test_requires": list(self.test_requires),
+            "before_all": self.before_all,
+            "before_build": self.before_build,
+            "build_requires": list(self.build_requires),
+            "matrix_file": self.matrix_file,
+            "notes": list(self.notes),
+        }
+        if self.package:
+            out["package"] = self.package
+            out["version"] = self.version
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A cell the axes produced but that cannot or should not be built, and why."""
+
+    id: str
+    reason: str
+    origin: Origin
+
+
+@dataclass
+class Expansion:
+    cells: list[Cell]
+    dropped: list[Dropped]
+    warnings: list[str]
+    files: list[str]
+
+    def find(self, cell_id: str) -> Cell | Dropped | None:
+        for cell in self.cells:
+            if cell.id == cell_id:
+                return cell
+        for d in self.dropped:
+            if d.id == cell_id:
+                return d
+        return None

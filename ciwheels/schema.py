@@ -1,0 +1,210 @@
+"""The matrix file format as JSON Schema (draft 2020-12), built from the catalog.
+
+This one schema is both what `ciwheels schema` exports for editors and what the loader
+validates against (see `load.py`), so the two cannot disagree. Only a small part of JSON
+Schema is used: type, enum, properties, additionalProperties, propertyNames, items, anyOf,
+required, minItems, minimum, pattern."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from ciwheels.catalog import LIBCS, Catalog
+
+SCHEMA_ID = "https://ciwheels.invalid/schema/matrix.json"
+
+
+def _str(description: str, **extra) -> dict:
+    return {"type": "string", "description": description, **extra}
+
+
+def _str_or_list(description: str, enum: list[str] | None = None) -> dict:
+    item = {"type": "string", **({"enum": enum} if enum else {})}
+    return {"description": description, "anyOf": [item, {"type": "array", "items": item}]}
+
+
+def _list(description: str, enum: list[str] | None = None, min_items: int = 0) -> dict:
+    item = {"type": "string", **({"enum": enum} if enum else {})}
+    schema = {"type": "array", "description": description, "items": item}
+    if min_items:
+        schema["minItems"] = min_items
+    return schema
+
+
+@cache
+def _names(catalog: Catalog) -> dict[str, list[str]]:
+    return {
+        "python": [p.id for p in catalog.pythons.values()] + [a for p in catalog.pythons.values() for a in p.aliases],
+        "arch": list(catalog.arches) + [a for arch in catalog.arches.values() for a in arch.aliases],
+        "policy": list(catalog.policies) + [a for p in catalog.policies.values() for a in p.aliases],
+        "isa": [lv.name for lv in catalog.levels.values()] + [a for lv in catalog.levels.values() for a in lv.aliases],
+        "libc": list(LIBCS),
+    }
+
+
+def settings_properties(catalog: Catalog) -> dict[str, dict]:
+    """Build settings that the top level, `overrides`, `include` and `packages` entries share."""
+    value = {"type": ["string", "number", "boolean"]}
+    return {
+        "environment": {
+            "type": "object",
+            "description": "Extra environment for the build (cibuildwheel CIBW_ENVIRONMENT). "
+            "Values may use $VARS; CFLAGS/CXXFLAGS/RUSTFLAGS are combined with the ISA flags.",
+            "additionalProperties": value,
+            "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+        },
+        "test-command": _str("Command that tests an installed wheel ({project} and {package} are replaced)."),
+        "test-requires": _str_or_list("Packages to install before running test-command."),
+        "before-all": _str("Command run once per build container before any build."),
+        "before-build": _str("Command run before each wheel build."),
+        "build-requires": _list(
+            "Pins for build dependencies (pip constraints, e.g. 'cython==3.1.4'), applied to every build."
+        ),
+        "timeout-minutes": {"type": "integer", "minimum": 1, "description": "Time limit of a build job."},
+    }
+
+
+def _selector_properties(catalog: Catalog) -> dict[str, dict]:
+    names = _names(catalog)
+    return {
+        "python": _str_or_list("Python identifier(s) to match.", names["python"]),
+        "libc": _str_or_list("glibc or musl.", names["libc"]),
+        "policy": _str_or_list("Platform policy, e.g. manylinux_2_28.", names["policy"]),
+        "arch": _str_or_list("CPU architecture(s).", names["arch"]),
+        "isa": _str_or_list("ISA level(s).", names["isa"]),
+        "package": _str_or_list("Builder mode: package name(s)."),
+        "version": _str_or_list("Builder mode: package version(s)."),
+    }
+
+
+@cache
+def matrix_schema(catalog: Catalog) -> dict:
+    names = _names(catalog)
+    settings = settings_properties(catalog)
+    selector = _selector_properties(catalog)
+    selector_obj = {"type": "object", "properties": selector, "additionalProperties": False, "minProperties": 1}
+    include_props = {
+        "python": _str("Python identifier.", enum=names["python"]),
+        "libc": _str("glibc (default) or musl.", enum=names["libc"]),
+        "policy": _str("Platform policy.", enum=names["policy"]),
+        "arch": _str("CPU architecture.", enum=names["arch"]),
+        "isa": _str("ISA level (default: the arch's baseline).", enum=names["isa"]),
+        **settings,
+    }
+    runner = {
+        "type": "object",
+        "description": "Native runners for an arch; an arch without one is emulated with QEMU on x86_64 runners.",
+        "properties": {
+            "github": _str("GitHub Actions `runs-on` label, e.g. ubuntu-24.04-arm."),
+            "gitlab": _str_or_list("GitLab runner tag(s)."),
+        },
+        "additionalProperties": False,
+    }
+    image = {
+        "description": "A pinned pypa image name (e.g. manylinux_2_34) or a full image reference, "
+        "optionally with the policy its wheels get.",
+        "anyOf": [
+            {"type": "string"},
+            {
+                "type": "object",
+                "properties": {
+                    "image": _str("Image reference."),
+                    "policy": _str("Policy the image yields (default: read from the image name).", enum=names["policy"]),
+                },
+                "required": ["image"],
+                "additionalProperties": False,
+            },
+        ],
+    }
+    package = {
+        "type": "object",
+        "description": "Builder mode: a third-party package built from its PyPI sdist.",
+        "properties": {
+            "name": _str("Distribution name on PyPI.", pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"),
+            "versions": _list("Versions to build.", min_items=1),
+            "exclude": {"type": "array", "items": selector_obj, "description": "Cells to skip for this package."},
+            **settings,
+        },
+        "required": ["name", "versions"],
+        "additionalProperties": False,
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "ciwheels build matrix",
+        "description": "What to build: Python x libc x arch x ISA level. See the ciwheels README.",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "python": _list("Pythons to build (cibuildwheel ids such as cp312, cp314t, pp311).", names["python"], 1),
+            "libc": _list("C libraries: glibc (manylinux) and/or musl (musllinux). Default: [glibc].", names["libc"], 1),
+            "policy": {
+                "type": "object",
+                "description": "Platform policy per libc (default: the catalog's per-arch default).",
+                "propertyNames": {"enum": names["libc"]},
+                "additionalProperties": {"type": "string", "enum": names["policy"]},
+            },
+            "arch": _list("CPU architectures. Default: [x86_64].", names["arch"], 1),
+            "isa": {
+                "type": "object",
+                "description": "ISA levels per arch; an arch without an entry builds its baseline.",
+                "propertyNames": {"enum": names["arch"]},
+                "additionalProperties": _list("ISA levels of this arch.", names["isa"], 1),
+            },
+            "exclude": {
+                "type": "array",
+                "description": "Drop every cell an entry matches (partial match, like GitHub's matrix).",
+                "items": selector_obj,
+            },
+            "include": {
+                "type": "array",
+                "description": "Add a cell; values may lie outside the axes.",
+                "items": {
+                    "type": "object",
+                    "properties": include_props,
+                    "required": ["python", "arch"],
+                    "additionalProperties": False,
+                },
+            },
+            "images": {
+                "type": "object",
+                "description": "Container image per '<arch>-<libc>' (e.g. riscv64-glibc).",
+                "propertyNames": {"pattern": "^[a-z0-9_]+-(glibc|musl)$"},
+                "additionalProperties": image,
+            },
+            "cibuildwheel": {
+                "description": "The cibuildwheel to build with: a pip requirement (cibuildwheel==4.3.3), "
+                "a wheel path/URL or VCS URL, optionally with a series of patches kept in the project.",
+                "anyOf": [
+                    {"type": "string"},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "spec": _str("pip requirement, wheel path/URL or VCS URL."),
+                            "patches": _list("Patch files (relative to the matrix file) applied in order."),
+                        },
+                        "required": ["spec"],
+                        "additionalProperties": False,
+                    },
+                ],
+            },
+            "runners": {
+                "type": "object",
+                "description": "Native runners per arch.",
+                "propertyNames": {"enum": names["arch"]},
+                "additionalProperties": runner,
+            },
+            "overrides": {
+                "type": "array",
+                "description": "Settings for the cells a selector matches; later entries win.",
+                "items": {
+                    "type": "object",
+                    "properties": {"select": selector_obj, **settings},
+                    "required": ["select"],
+                    "additionalProperties": False,
+                },
+            },
+            "packages": {"type": "array", "description": "Builder mode: packages to build from sdists.", "items": package},
+            **settings,
+        },
+    }
