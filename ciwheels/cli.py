@@ -1,0 +1,169 @@
+"""The `ciwheels` command line. Imports stay inside the commands so that the CLI starts fast."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ciwheels import __version__
+
+_MATRIX_OPTION = click.option(
+    "--matrix", "matrix_paths", multiple=True, type=click.Path(path_type=Path),
+    help="Matrix file or folder (repeatable). Default: PROJECT/matrix/*.yaml.")
+_PROJECT_OPTION = click.option(
+    "--project", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True,
+    help="The project folder.")
+
+
+class _Group(click.Group):
+    """Turns CiwheelsError into one paragraph on stderr and its exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from ciwheels.errors import CiwheelsError
+
+        try:
+            return super().invoke(ctx)
+        except CiwheelsError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except BrokenPipeError:
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="ciwheels")
+def cli() -> None:
+    """Build binary wheels for every CPU: Python x libc x arch x ISA level.
+
+    Describe what to build in matrix/*.yaml, then:
+
+    \b
+      ciwheels matrix        list the build cells the matrix expands to
+      ciwheels explain CELL  every setting of one cell and where it came from
+      ciwheels schema        JSON Schema of the matrix format, for editors
+      ciwheels init          start a matrix from a project's pyproject.toml
+    """
+
+
+def _expansion(project: Path, matrix_paths: tuple[Path, ...]):
+    from ciwheels.expand import expand_files
+    from ciwheels.project import find_matrix_files
+
+    files = find_matrix_files(project, matrix_paths)
+    return expand_files(files, root=Path.cwd())
+
+
+def _print_warnings(expansion) -> None:
+    for w in expansion.warnings:
+        click.echo(f"warning: {w}", err=True)
+
+
+@cli.command()
+@_PROJECT_OPTION
+@_MATRIX_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of cells instead of a table.")
+def matrix(project: Path, matrix_paths: tuple[Path, ...], as_json: bool) -> None:
+    """List the build cells the matrix expands to.
+
+    The table shows one row per cell: its id, Python, platform policy, arch, ISA level, the
+    container image and how it runs (native or emulated). Cells dropped by `exclude` or
+    because the catalog rules them out are counted; `ciwheels explain` lists them.
+    """
+    expansion = _expansion(project, matrix_paths)
+    _print_warnings(expansion)
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps([c.to_json() for c in expansion.cells], indent=1))
+        sys.stdout.write("\n")
+        return
+    from ciwheels.report import cell_table
+
+    click.echo(cell_table(expansion.cells))
+    dropped = f", {len(expansion.dropped)} dropped (see 'ciwheels explain')" if expansion.dropped else ""
+    click.echo(f"{len(expansion.cells)} cells from {', '.join(expansion.files)}{dropped}", err=True)
+
+
+@cli.command()
+@click.argument("cell", required=False)
+@_PROJECT_OPTION
+@_MATRIX_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def explain(cell: str | None, project: Path, matrix_paths: tuple[Path, ...], as_json: bool) -> None:
+    """Show every resolved setting of CELL and where it came from.
+
+    Without CELL: the cells that were dropped and why, and the warnings.
+    CELL may also be a dropped cell's id, to see why it is not built.
+    """
+    from ciwheels.errors import CiwheelsError
+    from ciwheels.model import Dropped
+    from ciwheels.report import explain_cell, explain_dropped
+
+    expansion = _expansion(project, matrix_paths)
+    _print_warnings(expansion)
+    if cell is None:
+        if as_json:
+            import json
+
+            click.echo(json.dumps({"cells": len(expansion.cells), "dropped": [
+                {"id": d.id, "reason": d.reason, "origin": str(d.origin)} for d in expansion.dropped]}, indent=1))
+            return
+        click.echo(f"{len(expansion.cells)} cells, {len(expansion.dropped)} dropped")
+        for d in expansion.dropped:
+            click.echo(f"  {d.id}: {d.reason} [{d.origin}]")
+        return
+    found = expansion.find(cell)
+    if found is None:
+        from ciwheels.errors import did_you_mean
+
+        guess = did_you_mean(cell, [c.id for c in expansion.cells] + [d.id for d in expansion.dropped])
+        raise CiwheelsError(f"no cell {cell!r} in {', '.join(expansion.files)}",
+                            hint=(f"Did you mean {guess!r}? " if guess else "") + "'ciwheels matrix' lists the cells")
+    if isinstance(found, Dropped):
+        click.echo(explain_dropped(found, as_json))
+        return
+    click.echo(explain_cell(found, as_json))
+
+
+@cli.command()
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write to this file instead of standard output.")
+def schema(output: Path | None) -> None:
+    """Print the JSON Schema of matrix files.
+
+    Point your editor at it (for VS Code's YAML extension:
+    `# yaml-language-server: $schema=ciwheels-matrix.schema.json` at the top of a matrix file).
+    """
+    import json
+
+    from ciwheels.catalog import load_catalog
+    from ciwheels.schema import matrix_schema
+
+    text = json.dumps(matrix_schema(load_catalog()), indent=2) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        sys.stdout.write(text)
+
+
+@cli.command()
+@_PROJECT_OPTION
+@click.option("--force", is_flag=True, help="Overwrite an existing matrix/wheels.yaml.")
+def init(project: Path, force: bool) -> None:
+    """Start matrix/wheels.yaml from the project's pyproject.toml.
+
+    Reads requires-python and any [tool.cibuildwheel] settings (build, skip, archs, enable,
+    images, environment, test and before commands) so that a cibuildwheel user starts from what
+    they already build.
+    """
+    from ciwheels.project import init_project
+
+    for line in init_project(project, force=force):
+        click.echo(line, err=True)
+
+
+def main() -> None:
+    cli(prog_name="ciwheels")
