@@ -156,6 +156,9 @@ class _Expander:
         else:
             pythons = [(p.id, None) for p in cat.pythons.values()
                        if p.status == "supported" and p.implementation == "cpython"]
+        for py, path in pythons:
+            if self.cat.pythons[py].status == "unavailable":
+                raise self.doc.error(path, f"{py} cannot be built: {self.cat.pythons[py].reason}", value=py)
         libcs = d.get("libc", defaults["libc"])
         libcs = [self.canon("libc", v, ("libc", i)) for i, v in enumerate(libcs)]
         arches = d.get("arch", defaults["arch"])
@@ -260,10 +263,14 @@ class _Expander:
                             cell = self.make_cell(cid, attrs, pkg, pkg_path, py_path, level_path)
                             cells[cid] = cell
         if axis_count and not cells and not d.get("include"):
-            reason = "the exclude entries remove" if self.excludes or any(self.package_excludes.values()) \
-                else "the catalog rules out"
-            raise self.doc.error((), f"{reason} every cell of this matrix; nothing would be built",
-                                 hint=f"{axis_count} cells were dropped; see the exclude list")
+            if self.excludes:
+                where, reason = ("exclude",), "the exclude entries remove"
+            elif any(self.package_excludes.values()):
+                where, reason = ("packages",), "the packages' exclude entries remove"
+            else:
+                where, reason = (), "the catalog rules out"
+            raise self.doc.error(where, f"{reason} every cell of this matrix; nothing would be built",
+                                 hint=f"all {axis_count} cells of the axes were dropped")
         for entries in [self.excludes, *self.package_excludes.values()]:
             for sel, path, hits in entries:
                 if hits[0] == 0:
@@ -300,7 +307,7 @@ class _Expander:
             level = self.cat.arches[arch].baseline.name
         why = self.cat.pythons[py].available_on(libc, arch)
         if why:
-            raise self.doc.error(path, f"include entry {describe_path(path)} names a cell that cannot be built: "
+            raise self.doc.error(path, f"{describe_path(path)} names a cell that cannot be built: "
                                  f"{why}", value=py)
         cid = self.cell_id(pkg_name, pkg_version, py, libc, arch, level)
         attrs = {"python": py, "libc": libc, "arch": arch, "isa": level, "package": pkg_name,

@@ -77,7 +77,10 @@ def load_matrix(path: str | Path, catalog: Catalog | None = None, *, display: st
     doc = MatrixDoc(display, {}, {(): (1, 1)}, {})
     if node is None:
         raise CiwheelsError("the matrix file is empty; it needs at least 'python'", file=display, line=1)
-    data = _Validator(doc).walk(node, matrix_schema(catalog), ())
+    lc = getattr(node, "lc", None)
+    if lc is not None:
+        doc.positions[()] = (lc.line + 1, lc.col + 1)
+    data = _Validator(doc, catalog).walk(node, matrix_schema(catalog), ())
     object.__setattr__(doc, "data", data)
     return doc
 
@@ -127,8 +130,22 @@ def _shape(schema: dict) -> str:
 
 
 class _Validator:
-    def __init__(self, doc: MatrixDoc) -> None:
+    def __init__(self, doc: MatrixDoc, catalog: Catalog) -> None:
         self.doc = doc
+        self.cat = catalog
+
+    def _better(self, path: Path_, value: Any) -> str | None:
+        """A sharper message for a known value in the wrong place."""
+        if len(path) >= 2 and path[0] == "isa" and isinstance(value, str):
+            level = self.cat.levels.get(value) or next(
+                (lv for lv in self.cat.levels.values() if value in lv.aliases), None)
+            if level is not None:
+                return f"ISA level {value!r} belongs to {level.arch}, not {path[1]}"
+        if len(path) == 2 and path[0] == "policy" and isinstance(value, str):
+            canon = self.cat.policy_alias(value)
+            if canon is not None:
+                return f"policy {value!r} is for {self.cat.policies[canon].libc}, not {path[1]}"
+        return None
 
     def walk(self, node: Any, schema: dict, path: Path_) -> Any:
         if "anyOf" in schema:
@@ -149,9 +166,10 @@ class _Validator:
             return self._array(node, schema, path)
         value = _plain(node)
         if "enum" in schema and value not in schema["enum"]:
-            what = next((p for p in reversed(path) if isinstance(p, str)), "value")
-            raise self.doc.error(path, f"unknown {what} {value!r} in {describe_path(path)}",
-                                 value=value, allowed=schema["enum"])
+            what = schema.get("title") or next((p for p in reversed(path) if isinstance(p, str)), "value")
+            allowed = [v for v in schema.get("x-names", schema["enum"]) if v in schema["enum"]]
+            raise self.doc.error(path, self._better(path, value) or f"unknown {what} {value!r} in {describe_path(path)}",
+                                 value=value, allowed=allowed)
         if "pattern" in schema and not re.search(schema["pattern"], str(value)):
             raise self.doc.error(path, f"{describe_path(path)}: {value!r} is not a valid value "
                                  f"(it must match {schema['pattern']})", value=value)

@@ -18,13 +18,29 @@ def _str(description: str, **extra) -> dict:
     return {"type": "string", "description": description, **extra}
 
 
-def _str_or_list(description: str, enum: list[str] | None = None) -> dict:
-    item = {"type": "string", **({"enum": enum} if enum else {})}
+def _enum(enum: list[str] | None, title: str | None = None) -> dict:
+    """An enum of canonical names + aliases; `x-names` keeps the canonical ones for messages."""
+    if not enum:
+        return {}
+    out = {"enum": enum}
+    if title:
+        out["title"] = title
+        canonical = _CANONICAL.get(title)
+        if canonical:
+            out["x-names"] = canonical
+    return out
+
+
+_CANONICAL: dict[str, list[str]] = {}
+
+
+def _str_or_list(description: str, enum: list[str] | None = None, title: str | None = None) -> dict:
+    item = {"type": "string", **_enum(enum, title)}
     return {"description": description, "anyOf": [item, {"type": "array", "items": item}]}
 
 
-def _list(description: str, enum: list[str] | None = None, min_items: int = 0) -> dict:
-    item = {"type": "string", **({"enum": enum} if enum else {})}
+def _list(description: str, enum: list[str] | None = None, min_items: int = 0, title: str | None = None) -> dict:
+    item = {"type": "string", **_enum(enum, title)}
     schema = {"type": "array", "description": description, "items": item}
     if min_items:
         schema["minItems"] = min_items
@@ -33,6 +49,9 @@ def _list(description: str, enum: list[str] | None = None, min_items: int = 0) -
 
 @cache
 def _names(catalog: Catalog) -> dict[str, list[str]]:
+    _CANONICAL.update({
+        "python": list(catalog.pythons), "arch": list(catalog.arches), "policy": list(catalog.policies),
+        "ISA level": list(catalog.levels), "libc": list(LIBCS)})
     return {
         "python": [p.id for p in catalog.pythons.values()] + [a for p in catalog.pythons.values() for a in p.aliases],
         "arch": list(catalog.arches) + [a for arch in catalog.arches.values() for a in arch.aliases],
@@ -67,11 +86,11 @@ def settings_properties(catalog: Catalog) -> dict[str, dict]:
 def _selector_properties(catalog: Catalog) -> dict[str, dict]:
     names = _names(catalog)
     return {
-        "python": _str_or_list("Python identifier(s) to match.", names["python"]),
-        "libc": _str_or_list("glibc or musl.", names["libc"]),
-        "policy": _str_or_list("Platform policy, e.g. manylinux_2_28.", names["policy"]),
-        "arch": _str_or_list("CPU architecture(s).", names["arch"]),
-        "isa": _str_or_list("ISA level(s).", names["isa"]),
+        "python": _str_or_list("Python identifier(s) to match.", names["python"], "python"),
+        "libc": _str_or_list("glibc or musl.", names["libc"], "libc"),
+        "policy": _str_or_list("Platform policy, e.g. manylinux_2_28.", names["policy"], "policy"),
+        "arch": _str_or_list("CPU architecture(s).", names["arch"], "arch"),
+        "isa": _str_or_list("ISA level(s).", names["isa"], "ISA level"),
         "package": _str_or_list("Builder mode: package name(s)."),
         "version": _str_or_list("Builder mode: package version(s)."),
     }
@@ -84,11 +103,11 @@ def matrix_schema(catalog: Catalog) -> dict:
     selector = _selector_properties(catalog)
     selector_obj = {"type": "object", "properties": selector, "additionalProperties": False, "minProperties": 1}
     include_props = {
-        "python": _str("Python identifier.", enum=names["python"]),
-        "libc": _str("glibc (default) or musl.", enum=names["libc"]),
-        "policy": _str("Platform policy.", enum=names["policy"]),
-        "arch": _str("CPU architecture.", enum=names["arch"]),
-        "isa": _str("ISA level (default: the arch's baseline).", enum=names["isa"]),
+        "python": _str("Python identifier.", **_enum(names["python"], "python")),
+        "libc": _str("glibc (default) or musl.", **_enum(names["libc"], "libc")),
+        "policy": _str("Platform policy.", **_enum(names["policy"], "policy")),
+        "arch": _str("CPU architecture.", **_enum(names["arch"], "arch")),
+        "isa": _str("ISA level (default: the arch's baseline).", **_enum(names["isa"], "ISA level")),
         **settings,
     }
     runner = {
@@ -109,7 +128,8 @@ def matrix_schema(catalog: Catalog) -> dict:
                 "type": "object",
                 "properties": {
                     "image": _str("Image reference."),
-                    "policy": _str("Policy the image yields (default: read from the image name).", enum=names["policy"]),
+                    "policy": _str("Policy the image yields (default: read from the image name).",
+                                   **_enum(names["policy"], "policy")),
                 },
                 "required": ["image"],
                 "additionalProperties": False,
@@ -136,20 +156,33 @@ def matrix_schema(catalog: Catalog) -> dict:
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "python": _list("Pythons to build (cibuildwheel ids such as cp312, cp314t, pp311).", names["python"], 1),
-            "libc": _list("C libraries: glibc (manylinux) and/or musl (musllinux). Default: [glibc].", names["libc"], 1),
+            "python": _list("Pythons to build (cibuildwheel ids such as cp312, cp314t, pp311).", names["python"], 1,
+                            "python"),
+            "libc": _list("C libraries: glibc (manylinux) and/or musl (musllinux). Default: [glibc].",
+                          names["libc"], 1, "libc"),
             "policy": {
                 "type": "object",
                 "description": "Platform policy per libc (default: the catalog's per-arch default).",
                 "propertyNames": {"enum": names["libc"]},
-                "additionalProperties": {"type": "string", "enum": names["policy"]},
+                "properties": {
+                    libc: {"type": "string", **_enum([p.name for p in catalog.policies.values() if p.libc == libc]
+                                                     + [a for p in catalog.policies.values() if p.libc == libc
+                                                        for a in p.aliases], "policy")}
+                    for libc in LIBCS
+                },
+                "additionalProperties": False,
             },
-            "arch": _list("CPU architectures. Default: [x86_64].", names["arch"], 1),
+            "arch": _list("CPU architectures. Default: [x86_64].", names["arch"], 1, "arch"),
             "isa": {
                 "type": "object",
                 "description": "ISA levels per arch; an arch without an entry builds its baseline.",
                 "propertyNames": {"enum": names["arch"]},
-                "additionalProperties": _list("ISA levels of this arch.", names["isa"], 1),
+                "properties": {
+                    arch.name: _list(f"ISA levels of {arch.name}.", [lv.name for lv in arch.levels]
+                                     + [a for lv in arch.levels for a in lv.aliases], 1, "ISA level")
+                    for arch in catalog.arches.values()
+                },
+                "additionalProperties": _list("ISA levels of this arch.", names["isa"], 1, "ISA level"),
             },
             "exclude": {
                 "type": "array",
