@@ -165,7 +165,7 @@ def matrix_schema(catalog: Catalog) -> dict:
                 "description": "Platform policy per libc (default: the catalog's per-arch default).",
                 "propertyNames": {"enum": names["libc"]},
                 "properties": {
-                    libc: {"type": "string", **_enum([p.name for p in catalog.policies.values() if p.libc == libc]
+                    libc: {"type": "string", "description": f"Policy of the {libc} cells.", **_enum([p.name for p in catalog.policies.values() if p.libc == libc]
                                                      + [a for p in catalog.policies.values() if p.libc == libc
                                                         for a in p.aliases], "policy")}
                     for libc in LIBCS
