@@ -232,7 +232,8 @@ def matrix_schema(catalog: Catalog) -> dict:
                 "description": "Settings for the cells a selector matches; later entries win.",
                 "items": {
                     "type": "object",
-                    "properties": {"select": selector_obj, **settings},
+                    "properties": {"select": {**selector_obj, "description": "Which cells the settings apply to."},
+                                   **settings},
                     "required": ["select"],
                     "additionalProperties": False,
                 },
