@@ -74,10 +74,9 @@ def matrix(project: Path, matrix_paths: tuple[Path, ...], as_json: bool) -> None
     expansion = _expansion(project, matrix_paths)
     _print_warnings(expansion)
     if as_json:
-        import json
+        from ciwheels.model import cells_json
 
-        sys.stdout.write(json.dumps([c.to_json() for c in expansion.cells], indent=1))
-        sys.stdout.write("\n")
+        sys.stdout.write(cells_json(expansion.cells) + "\n")
         return
     from ciwheels.report import cell_table
 

@@ -70,6 +70,8 @@ class _Expander:
         self.warnings: list[str] = []
         self._origins: dict[tuple, Origin] = {}
         self._platform_cache: dict[tuple, tuple] = {}
+        self._shared: dict[tuple, tuple] = {}
+        self._heads: dict[tuple, tuple] = {}
 
     # -- helpers -------------------------------------------------------------------------
     def origin(self, path: tuple, detail: str | None = None) -> Origin:
@@ -385,11 +387,53 @@ class _Expander:
                   include: tuple[dict, tuple] | None = None, policy_override=None) -> Cell:
         py, libc, arch, level = attrs["python"], attrs["libc"], attrs["arch"], attrs["isa"]
         python = self.cat.pythons[py]
-        lv = self.cat.levels[level]
         policy, porigin, image, custom, iorigin, pnotes = self.platform(arch, libc, policy_override)
         attrs["policy"] = policy
+        matched = tuple(i for i, (sel, _, _) in enumerate(self.overrides) if self.matches(sel, attrs))
+        # Everything but the Python is shared by many cells: resolve it once per combination.
+        key = (pkg_path, arch, libc, level, matched, include[1] if include else None, policy_override)
+        shared = self._shared.get(key)
+        if shared is None:
+            shared = self._shared[key] = self.resolve_shared(attrs, pkg, pkg_path, level_path, matched, include,
+                                                             porigin, iorigin)
+        settings, env, origins, runner, cibw_tail = shared
+        origins = dict(origins)
+        if include is not None:
+            origins["python"] = origins["libc"] = origins["arch"] = self.origin(include[1])
+        else:
+            origins["python"] = self.origin(py_path) if py_path else self.catalog_origin("supported CPythons")
+        head = self._heads.get((py, libc, arch, image))
+        if head is None:
+            head = self._heads[(py, libc, arch, image)] = self.python_head(python, libc, arch, image)
+        identifier, cibw_head, eol_note = head
+        notes = (*pnotes, eol_note) if eol_note else pnotes
+        cibw = {**cibw_head, **cibw_tail}
+        return Cell(
+            id=cid, python=py, libc=libc, policy=policy, arch=arch, isa=level, identifier=identifier,
+            image=image, custom_image=custom, cibuildwheel=self.cibw_spec[0], patches=self.cibw_spec[1],
+            environment=env, cibw=cibw, runner=runner, timeout_minutes=settings["timeout-minutes"],
+            test_command=settings.get("test-command", ""), test_requires=settings["test-requires"],
+            before_all=settings.get("before-all", ""), before_build=settings.get("before-build", ""),
+            build_requires=settings["build-requires"], package=attrs["package"], version=attrs["version"],
+            matrix_file=self.doc.file, origins=origins, notes=notes, cibw_parts=(cibw_head, cibw_tail),
+        )
+
+    @staticmethod
+    def python_head(python, libc: str, arch: str, image: str) -> tuple[str, dict[str, str], str]:
+        """Identifier, selection/image options and notes that depend on the Python."""
+        identifier = f"{python.id}-{LIBC_PLATFORM[libc]}_{arch}"
+        cibw = {"CIBW_BUILD": identifier, "CIBW_ARCHS_LINUX": arch}
+        if python.enable:
+            cibw["CIBW_ENABLE"] = python.enable
+        flavour = "PYPY_" if python.implementation == "pypy" else ""
+        cibw[f"CIBW_{LIBC_PLATFORM[libc].upper()}_{flavour}{arch.upper()}_IMAGE"] = image
+        return identifier, cibw, f"{python.id} is end-of-life" if python.status == "eol" else ""
+
+    def resolve_shared(self, attrs, pkg, pkg_path, level_path, matched, include, porigin, iorigin):
+        """Settings, environment, origins, runner and CIBW options that do not depend on the Python."""
+        libc, arch, level = attrs["libc"], attrs["arch"], attrs["isa"]
+        lv = self.cat.levels[level]
         origins = {
-            "python": self.origin(py_path) if py_path else self.catalog_origin("supported CPythons"),
             "libc": self.origin(("libc",)) if "libc" in self.data else self.catalog_origin("defaults.toml libc"),
             "arch": self.origin(("arch",)) if "arch" in self.data else self.catalog_origin("defaults.toml arch"),
             "isa": self.origin(level_path) if level_path else self.catalog_origin(f"isa.toml {arch} baseline"),
@@ -397,13 +441,6 @@ class _Expander:
             "image": iorigin,
             "cibuildwheel": self.cibw_spec[2],
         }
-        if include is not None:
-            inc_origin = self.origin(include[1])
-            origins.update(python=inc_origin, libc=inc_origin, arch=inc_origin)
-        notes = list(pnotes)
-        if python.status == "eol":
-            notes.append(f"{py} is end-of-life")
-
         # settings, lowest precedence first
         settings: dict[str, Any] = {"timeout-minutes": self.cat.defaults["timeout-minutes"]}
         set_origin: dict[str, Origin] = {"timeout-minutes": self.catalog_origin("defaults.toml timeout-minutes")}
@@ -417,9 +454,7 @@ class _Expander:
         layers = [(self.data, ())]
         if pkg_path is not None:
             layers.append((pkg, pkg_path))
-        for sel, entry, path in self.overrides:
-            if self.matches(sel, attrs):
-                layers.append((entry, path))
+        layers.extend((self.overrides[i][1], self.overrides[i][2]) for i in matched)
         if include is not None:
             layers.append(include)
         for layer, path in layers:
@@ -438,8 +473,10 @@ class _Expander:
                     set_origin[key] = self.origin(path + (key,))
         for var, o in env_origin.items():
             origins[f"environment.{var}"] = o
-        for key, o in set_origin.items():
-            origins[key] = o
+        origins.update(set_origin)
+        test_requires = settings.get("test-requires", ())
+        settings["test-requires"] = tuple([test_requires] if isinstance(test_requires, str) else test_requires)
+        settings["build-requires"] = tuple(settings.get("build-requires", ()))
 
         if arch in self.runners:
             github, gitlab, rpath = self.runners[arch]
@@ -450,32 +487,15 @@ class _Expander:
             runner = Runner(DEFAULT_RUNNER, (), emulated)
             origins["runner"] = self.catalog_origin(
                 f"no native runner for {arch}: emulated with QEMU" if emulated else "hosted x86_64 runner")
+        return settings, env, origins, runner, self.cibw_options(arch, lv, env, settings)
 
-        test_requires = settings.get("test-requires", ())
-        test_requires = tuple([test_requires] if isinstance(test_requires, str) else test_requires)
-        build_requires = tuple(settings.get("build-requires", ()))
-        identifier = f"{py}-{LIBC_PLATFORM[libc]}_{arch}"
-        cibw = self.cibw_options(identifier, python, arch, libc, lv, image, env, settings, test_requires,
-                                 build_requires)
-        return Cell(
-            id=cid, python=py, libc=libc, policy=policy, arch=arch, isa=level, identifier=identifier,
-            image=image, custom_image=custom, cibuildwheel=self.cibw_spec[0], patches=self.cibw_spec[1],
-            environment=env, cibw=cibw, runner=runner, timeout_minutes=settings["timeout-minutes"],
-            test_command=settings.get("test-command", ""), test_requires=test_requires,
-            before_all=settings.get("before-all", ""), before_build=settings.get("before-build", ""),
-            build_requires=build_requires, package=attrs["package"], version=attrs["version"],
-            matrix_file=self.doc.file, origins=origins, notes=tuple(notes),
-        )
-
-    def cibw_options(self, identifier, python, arch, libc, lv, image, env, settings, test_requires,
-                     build_requires) -> dict[str, str]:
-        cibw = {"CIBW_BUILD": identifier, "CIBW_ARCHS_LINUX": arch}
-        if python.enable:
-            cibw["CIBW_ENABLE"] = python.enable
-        flavour = "pypy_" if python.implementation == "pypy" else ""
-        cibw[f"CIBW_{LIBC_PLATFORM[libc].upper()}_{flavour.upper()}{arch.upper()}_IMAGE"] = image
+    @staticmethod
+    def cibw_options(arch, lv, env, settings) -> dict[str, str]:
+        """The CIBW_* options after selection and image (those depend on the Python)."""
+        cibw = {}
         env = dict(env)
         before_all = settings.get("before-all", "")
+        build_requires = settings["build-requires"]
         if build_requires:
             env["PIP_CONSTRAINT"] = CONSTRAINTS_FILE
             write = "printf '%s\\n' " + " ".join(shlex.quote(r) for r in build_requires) + f" > {CONSTRAINTS_FILE}"
@@ -488,8 +508,8 @@ class _Expander:
             cibw["CIBW_BEFORE_BUILD_LINUX"] = settings["before-build"]
         if settings.get("test-command"):
             cibw["CIBW_TEST_COMMAND_LINUX"] = settings["test-command"]
-        if test_requires:
-            cibw["CIBW_TEST_REQUIRES_LINUX"] = " ".join(test_requires)
+        if settings["test-requires"]:
+            cibw["CIBW_TEST_REQUIRES_LINUX"] = " ".join(settings["test-requires"])
         if arch == "x86_64" and not lv.baseline:
             # auditwheel >= 6.3 rejects/downgrades wheels whose x86 ISA note is above baseline;
             # ciwheels records the level itself and verifies it.

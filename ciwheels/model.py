@@ -29,7 +29,7 @@ class Runner:
     emulated: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs 3x, and expand makes thousands
 class Cell:
     """One wheel build: one Python, one platform, one ISA level (and in builder mode one
     package version). `cibw` is exactly what cibuildwheel needs to build only this cell."""
@@ -64,7 +64,10 @@ class Cell:
     def platform(self) -> str:
         return self.identifier.split("-", 1)[1]
 
-    def to_json(self) -> dict:
+    # (head, tail) of `cibw`: the Python-specific options and the ones shared by many cells
+    cibw_parts: tuple = field(default=(), compare=False, repr=False)
+
+    def own_json(self) -> dict:
         out = {
             "id": self.id,
             "python": self.python,
@@ -75,10 +78,19 @@ class Cell:
             "identifier": self.identifier,
             "image": self.image,
             "custom_image": self.custom_image,
+            "notes": list(self.notes),
+        }
+        if self.package:
+            out["package"] = self.package
+            out["version"] = self.version
+        return out
+
+    def shared_json(self) -> dict:
+        """The fields many cells share (same objects): see cells_json."""
+        return {
             "cibuildwheel": self.cibuildwheel,
             "patches": list(self.patches),
             "environment": self.environment,
-            "cibw": self.cibw,
             "runner": {"github": self.runner.github, "gitlab": list(self.runner.gitlab),
                        "emulated": self.runner.emulated},
             "timeout_minutes": self.timeout_minutes,
@@ -88,12 +100,37 @@ class Cell:
             "before_build": self.before_build,
             "build_requires": list(self.build_requires),
             "matrix_file": self.matrix_file,
-            "notes": list(self.notes),
         }
-        if self.package:
-            out["package"] = self.package
-            out["version"] = self.version
-        return out
+
+    def to_json(self) -> dict:
+        return {**self.own_json(), "cibw": self.cibw, **self.shared_json()}
+
+
+def cells_json(cells: list[Cell]) -> str:
+    """Exactly json.dumps([c.to_json() for c in cells]), but the parts that cells share (the same
+    objects from expand: cibw head per Python/platform, cibw tail and settings per
+    package/platform/level) are encoded once each: 5,000 cells of a builder matrix share a few
+    hundred of them."""
+    import json
+
+    encode = json.JSONEncoder().encode
+    heads: dict[int, tuple[str, dict]] = {}
+    tails: dict[int, tuple[str, dict]] = {}
+    parts = []
+    for c in cells:
+        if len(c.cibw_parts) != 2:
+            parts.append(encode(c.to_json()))
+            continue
+        head, tail = c.cibw_parts
+        h = heads.get(id(head))
+        if h is None:
+            h = heads[id(head)] = ('"cibw": ' + encode(head)[:-1], head)
+        t = tails.get(id(tail))
+        if t is None:
+            t = tails[id(tail)] = ((", " + encode(tail)[1:] if tail else "}") + ", " + encode(c.shared_json())[1:],
+                                   tail)
+        parts.append(encode(c.own_json())[:-1] + ", " + h[0] + t[0])
+    return "[" + ", ".join(parts) + "]"
 
 
 @dataclass(frozen=True, slots=True)

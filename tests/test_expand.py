@@ -161,3 +161,15 @@ def test_output_is_independent_of_key_order(write_matrix):
     ja = [c.to_json() | {"matrix_file": ""} for c in expand_files([a]).cells]
     jb = [c.to_json() | {"matrix_file": ""} for c in expand_files([b]).cells]
     assert ja == jb
+
+
+def test_fast_json_equals_plain_json(write_matrix):
+    from ciwheels.model import cells_json
+
+    path = write_matrix(
+        "python: [cp312, cp313, pp311]\narch: [x86_64, riscv64]\nisa: {x86_64: [x86-64, x86-64-v3]}\n"
+        "include: [{python: cp314, arch: s390x, isa: z15, test-command: 'true'}]\n"
+        "overrides: [{select: {python: cp313}, environment: {X: '1'}}]\n"
+        "packages: [{name: a, versions: ['1', '2']}, {name: b, versions: ['3'], build-requires: [x==1]}]\n")
+    cells = expand_files([path]).cells
+    assert cells_json(cells) == json.dumps([c.to_json() for c in cells])
