@@ -127,6 +127,49 @@ def explain(cell: str | None, project: Path, matrix_paths: tuple[Path, ...], as_
 
 
 @cli.command()
+@_PROJECT_OPTION
+@_MATRIX_OPTION
+@click.option("--check", is_flag=True,
+              help="Write nothing; exit 1 with a unified diff when the committed files are stale.")
+def render(project: Path, matrix_paths: tuple[Path, ...], check: bool) -> None:
+    """Write the GitHub Actions workflow and the GitLab CI file for the matrix.
+
+    Default paths: .github/workflows/ciwheels.yml and .gitlab/ciwheels.gitlab-ci.yml (set
+    `render: {github: PATH|false, gitlab: PATH|false}` in the matrix). Cells that share arch,
+    policy, ISA level and image build in one job. The output is byte-stable, so commit it and
+    let `ciwheels render --check` (or the pre-commit hook) catch stale files.
+    """
+    import difflib
+
+    from ciwheels.render import render_project
+
+    the_plan, outputs = render_project(project, matrix_paths)
+    stale = 0
+    for path, text in outputs.items():
+        old = path.read_text(encoding="utf-8") if path.exists() else None
+        if old == text:
+            click.echo(f"{path}: up to date", err=True)
+            continue
+        if check:
+            stale += 1
+            sys.stdout.writelines(difflib.unified_diff(
+                (old or "").splitlines(keepends=True), text.splitlines(keepends=True),
+                fromfile=f"{path} (committed)" if old is not None else "/dev/null", tofile=f"{path} (rendered)"))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".ciwheels-tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        click.echo(f"wrote {path}", err=True)
+    click.echo(f"{len(the_plan.jobs)} jobs, {sum(len(j.cells) for j in the_plan.jobs)} cells", err=True)
+    if stale:
+        click.echo(f"error: {stale} rendered file(s) are stale; run 'ciwheels render"
+                   f"{'' if str(project) == '.' else ' --project ' + str(project)}' and commit the result",
+                   err=True)
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
               help="Write to this file instead of standard output.")
 def schema(output: Path | None) -> None:

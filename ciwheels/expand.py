@@ -14,7 +14,7 @@ from typing import Any
 
 from ciwheels.catalog import LIBC_PLATFORM, Catalog, load_catalog
 from ciwheels.errors import CiwheelsError
-from ciwheels.load import MatrixDoc, describe_path, load_matrix
+from ciwheels.load import MatrixDoc, describe_path, load_files
 from ciwheels.model import Cell, Dropped, Expansion, Origin, Runner
 
 SETTING_KEYS = ("environment", "test-command", "test-requires", "before-all", "before-build",
@@ -32,16 +32,7 @@ def normalize_name(name: str) -> str:
 def expand_files(paths: list[Path], catalog: Catalog | None = None, *, root: Path | None = None) -> Expansion:
     """Load and expand several matrix files; cell ids must be unique across them."""
     catalog = catalog or load_catalog()
-    docs = []
-    for p in paths:
-        shown = str(p)
-        if root is not None:
-            try:
-                shown = str(Path(p).resolve().relative_to(root.resolve()))
-            except ValueError:
-                pass
-        docs.append(load_matrix(p, catalog, display=shown))
-    return expand_docs(docs, catalog)
+    return expand_docs(load_files(paths, catalog, root=root), catalog)
 
 
 def expand_docs(docs: list[MatrixDoc], catalog: Catalog | None = None) -> Expansion:

@@ -43,6 +43,20 @@ def describe_path(path: Path_) -> str:
     return out or "the matrix"
 
 
+def load_files(paths: list[Path], catalog: Catalog | None = None, *, root: Path | None = None) -> list[MatrixDoc]:
+    """Load several matrix files, shown relative to `root` where they lie below it."""
+    out = []
+    for p in paths:
+        shown = str(p)
+        if root is not None:
+            try:
+                shown = str(Path(p).resolve().relative_to(root.resolve()))
+            except ValueError:
+                pass
+        out.append(load_matrix(p, catalog, display=shown))
+    return out
+
+
 def load_matrix(path: str | Path, catalog: Catalog | None = None, *, display: str | None = None,
                 text: str | None = None) -> MatrixDoc:
     """Read and validate one matrix file. `text` reads from a string (e.g. a git revision)."""

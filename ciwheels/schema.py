@@ -47,6 +47,10 @@ def _list(description: str, enum: list[str] | None = None, min_items: int = 0, t
     return schema
 
 
+def _path_or_false(description: str) -> dict:
+    return {"description": description, "anyOf": [{"type": "string"}, {"type": "boolean", "enum": [False]}]}
+
+
 @cache
 def _names(catalog: Catalog) -> dict[str, list[str]]:
     _CANONICAL.update({
@@ -239,6 +243,20 @@ def matrix_schema(catalog: Catalog) -> dict:
                 },
             },
             "packages": {"type": "array", "description": "Builder mode: packages to build from sdists.", "items": package},
+            "render": {
+                "type": "object",
+                "description": "How `ciwheels render` writes the CI pipelines.",
+                "properties": {
+                    "github": _path_or_false("GitHub Actions workflow to write (false: none)."),
+                    "gitlab": _path_or_false("GitLab CI file to write, included from .gitlab-ci.yml (false: none)."),
+                    "schedule": _str("Cron schedule (5 fields, UTC) for scheduled builds and publishing.",
+                                     pattern=r"^\s*\S+(\s+\S+){4}\s*$"),
+                    "publish-branch": _path_or_false("Branch whose pushes also publish (false: tags and schedules only)."),
+                    "python": _str("Python version the CI jobs run ciwheels with."),
+                    "ciwheels": _str("pip requirement the CI jobs install ciwheels from (default: this version)."),
+                },
+                "additionalProperties": False,
+            },
             **settings,
         },
     }

@@ -1,0 +1,138 @@
+"""Stage 3, plan: group cells into CI jobs and resolve the render settings.
+
+Cells that share package version, arch, libc policy, ISA level, image, runner and cibuildwheel
+spec run in one job: one cibuildwheel container session builds all of its Pythons. Jobs are
+then cut into chunks that respect each CI system's matrix limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ciwheels import __version__
+from ciwheels.catalog import LIBC_PLATFORM, Catalog, load_catalog
+from ciwheels.errors import CiwheelsError
+from ciwheels.load import MatrixDoc
+from ciwheels.model import Cell, Expansion
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    package: str
+    version: str
+    arch: str
+    libc: str
+    policy: str
+    isa: str
+    image: str
+    github_runner: str
+    gitlab_tags: tuple[str, ...]
+    emulated: bool
+    qemu_platform: str  # "" when native
+    timeout_minutes: int
+    cells: tuple[str, ...]
+    pythons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RenderSettings:
+    github: str | None
+    gitlab: str | None
+    schedule: str | None
+    publish_branch: str | None
+    python: str
+    ciwheels: str
+    defaults: dict[str, Any]
+    origin: str  # which matrix file set them ("" = defaults)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    jobs: tuple[Job, ...]
+    settings: RenderSettings
+    matrix_files: tuple[str, ...]
+
+    def chunks(self, size: int, jobs: tuple[Job, ...] | None = None) -> list[tuple[Job, ...]]:
+        jobs = self.jobs if jobs is None else jobs
+        return [jobs[i:i + size] for i in range(0, len(jobs), size)]
+
+
+def _job_key(cell: Cell) -> tuple:
+    return (cell.package, cell.version, cell.arch, cell.libc, cell.policy, cell.isa, cell.image,
+            cell.runner, cell.cibuildwheel, cell.patches, cell.matrix_file)
+
+
+def plan(expansion: Expansion, docs: list[MatrixDoc], catalog: Catalog | None = None) -> Plan:
+    catalog = catalog or load_catalog()
+    groups: dict[tuple, list[Cell]] = {}
+    for cell in expansion.cells:
+        groups.setdefault(_job_key(cell), []).append(cell)
+    many_files = len({c.matrix_file for c in expansion.cells}) > 1
+    jobs = []
+    for key, cells in groups.items():
+        first = cells[0]
+        base = f"{first.policy}_{first.arch}-{first.isa}"
+        if first.package:
+            base = f"{first.package}-{first.version}-{base}"
+        if many_files:
+            base = f"{Path(first.matrix_file).stem}-{base}"
+        if not first.runner.emulated and first.runner.github != "ubuntu-24.04":
+            base += "-native"
+        jobs.append(Job(
+            id=base, package=first.package, version=first.version, arch=first.arch, libc=first.libc,
+            policy=first.policy, isa=first.isa, image=first.image, github_runner=first.runner.github,
+            gitlab_tags=first.runner.gitlab, emulated=first.runner.emulated,
+            qemu_platform=catalog.arches[first.arch].qemu_platform if first.runner.emulated else "",
+            timeout_minutes=max(c.timeout_minutes for c in cells),
+            cells=tuple(sorted(c.id for c in cells)),
+            pythons=tuple(sorted({c.python for c in cells}, key=_python_order(catalog))),
+        ))
+    jobs.sort(key=lambda j: j.id)
+    seen: dict[str, Job] = {}
+    for job in jobs:
+        if job.id in seen:
+            raise CiwheelsError(f"two jobs would be named {job.id}: cells {seen[job.id].cells[0]} and "
+                                f"{job.cells[0]} differ in runner, image or cibuildwheel; give them one")
+        seen[job.id] = job
+    return Plan(tuple(jobs), render_settings(docs, catalog), tuple(expansion.files))
+
+
+def _python_order(catalog: Catalog):
+    order = {p: i for i, p in enumerate(catalog.pythons)}
+    return lambda p: order.get(p, 0)
+
+
+def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
+    defaults = dict(catalog.defaults["render"])
+    chosen: dict[str, Any] = {}
+    origin = ""
+    for doc in docs:
+        section = doc.data.get("render")
+        if section is None:
+            continue
+        if origin:
+            raise doc.error(("render",), f"render settings are already given in {origin}; "
+                            "keep them in one matrix file")
+        origin = doc.file
+        chosen = section
+
+    def path(key: str) -> str | None:
+        value = chosen.get(key, defaults[key])
+        return None if value is False else value
+
+    return RenderSettings(
+        github=path("github"),
+        gitlab=path("gitlab"),
+        schedule=chosen.get("schedule"),
+        publish_branch=path("publish-branch"),
+        python=chosen.get("python", defaults["python"]),
+        ciwheels=chosen.get("ciwheels", f"ciwheels=={__version__}"),
+        defaults=defaults,
+        origin=origin,
+    )
+
+
+def platform_tag(job: Job) -> str:
+    return f"{LIBC_PLATFORM[job.libc]}_{job.arch}"
