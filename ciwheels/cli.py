@@ -170,6 +170,48 @@ def render(project: Path, matrix_paths: tuple[Path, ...], check: bool) -> None:
 
 
 @cli.command()
+@_PROJECT_OPTION
+@_MATRIX_OPTION
+@click.option("--cell", "cell_ids", multiple=True, help="Cell id to build (repeatable).")
+@click.option("--job", "job_ids", multiple=True, help="Build every cell of this job of the rendered pipelines.")
+@click.option("--all", "all_cells", is_flag=True, help="Build every cell.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default="wheelhouse", show_default=True,
+              help="Where wheels go (one folder per cell).")
+@click.option("--engine", type=click.Choice(["docker", "podman"]), envvar="CIWHEELS_ENGINE",
+              help="Container engine (default: docker if installed, else podman).")
+@click.option("--dry-run", is_flag=True, envvar="CIWHEELS_DRY_RUN",
+              help="Print the cibuildwheel runs instead of running them (env CIWHEELS_DRY_RUN=1).")
+def build(project: Path, matrix_paths: tuple[Path, ...], cell_ids: tuple[str, ...], job_ids: tuple[str, ...],
+          all_cells: bool, out: Path, engine: str | None, dry_run: bool) -> None:
+    """Build wheels for cells with cibuildwheel.
+
+    Cells of one job build in one cibuildwheel run (one container session for several Pythons).
+    """
+    from ciwheels.build import describe, invocations, package_dir_of, select_cells
+    from ciwheels.catalog import load_catalog
+    from ciwheels.expand import expand_docs
+    from ciwheels.load import load_files
+    from ciwheels.plan import plan as make_plan
+    from ciwheels.project import find_matrix_files
+
+    catalog = load_catalog()
+    docs = load_files(find_matrix_files(project, matrix_paths), catalog, root=Path.cwd())
+    expansion = expand_docs(docs, catalog)
+    the_plan = make_plan(expansion, docs, catalog)
+    cells = select_cells(expansion, the_plan, cell_ids, job_ids, all_cells)
+    runs = invocations(cells, the_plan)
+    package_dir = package_dir_of(project)
+    if dry_run:
+        for inv in runs:
+            click.echo(describe(inv, package_dir, str(out / inv.job)))
+        click.echo(f"dry run: {len(runs)} cibuildwheel run(s) for {len(cells)} cell(s)", err=True)
+        return
+    from ciwheels.build import run_all
+
+    sys.exit(run_all(runs, package_dir, out, engine))
+
+
+@cli.command()
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
               help="Write to this file instead of standard output.")
 def schema(output: Path | None) -> None:

@@ -1,0 +1,177 @@
+"""Stage 4b, build: run cibuildwheel for cells.
+
+Cells are grouped into invocations (one per job and set of shared options), so one
+cibuildwheel container session builds several Pythons. `--dry-run` prints what would run."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ciwheels.errors import CiwheelsError
+from ciwheels.model import Cell, Expansion
+from ciwheels.plan import Plan
+
+_SELECTION = ("CIBW_BUILD", "CIBW_ENABLE")
+
+
+@dataclass
+class Invocation:
+    """One cibuildwheel run: its cells and the environment that selects and configures them."""
+
+    job: str
+    cells: list[Cell] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def command(self, package_dir: str, output_dir: str) -> list[str]:
+        return ["cibuildwheel", "--platform", "linux", "--output-dir", output_dir, package_dir]
+
+
+def select_cells(expansion: Expansion, plan: Plan, cell_ids: tuple[str, ...], job_ids: tuple[str, ...],
+                 all_cells: bool) -> list[Cell]:
+    from ciwheels.errors import did_you_mean
+
+    by_id = {c.id: c for c in expansion.cells}
+    jobs = {j.id: j for j in plan.jobs}
+    if not (cell_ids or job_ids or all_cells):
+        raise CiwheelsError("say what to build: --cell ID, --job ID or --all",
+                            hint="'ciwheels matrix' lists the cells")
+    chosen: dict[str, Cell] = {}
+    for cid in cell_ids:
+        if cid not in by_id:
+            guess = did_you_mean(cid, list(by_id))
+            raise CiwheelsError(f"no cell {cid!r} in the matrix", hint=f"Did you mean {guess!r}?" if guess else None)
+        chosen[cid] = by_id[cid]
+    for jid in job_ids:
+        if jid not in jobs:
+            raise CiwheelsError(f"no job {jid!r} in the matrix", value=jid, allowed=sorted(jobs))
+        for cid in jobs[jid].cells:
+            chosen[cid] = by_id[cid]
+    if all_cells:
+        chosen = by_id
+    return [c for c in expansion.cells if c.id in chosen]
+
+
+def invocations(cells: list[Cell], plan: Plan) -> list[Invocation]:
+    job_of = {cid: j.id for j in plan.jobs for cid in j.cells}
+    groups: dict[tuple, Invocation] = {}
+    for cell in cells:
+        shared = tuple(sorted((k, v) for k, v in cell.cibw.items() if k not in _SELECTION))
+        key = (job_of[cell.id], shared)
+        inv = groups.get(key)
+        if inv is None:
+            inv = groups[key] = Invocation(job_of[cell.id], env=dict(shared))
+        inv.cells.append(cell)
+    for inv in groups.values():
+        inv.env["CIBW_BUILD"] = " ".join(sorted({c.identifier for c in inv.cells}))
+        enable = sorted({c.cibw["CIBW_ENABLE"] for c in inv.cells if "CIBW_ENABLE" in c.cibw})
+        if enable:
+            inv.env["CIBW_ENABLE"] = " ".join(enable)
+    return list(groups.values())
+
+
+def describe(inv: Invocation, package_dir: str, output_dir: str) -> str:
+    lines = [f"# job {inv.job}: {len(inv.cells)} cells ({', '.join(c.id for c in inv.cells)})"]
+    lines += [f"{k}={shlex.quote(v)} \\" for k, v in sorted(inv.env.items())]
+    lines.append("  " + shlex.join(inv.command(package_dir, output_dir)))
+    return "\n".join(lines)
+
+
+def container_engine(requested: str | None) -> str:
+    import shutil
+
+    if requested:
+        return requested
+    for engine in ("docker", "podman"):
+        if shutil.which(engine):
+            return engine
+    raise CiwheelsError("no container engine found: install docker or podman, or pass --engine")
+
+
+def environment_for(inv: Invocation, engine: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
+    env.update(inv.env)
+    env["CIBW_CONTAINER_ENGINE"] = engine
+    return env
+
+
+def package_dir_of(project: Path) -> str:
+    if not (project / "pyproject.toml").exists() and not (project / "setup.py").exists():
+        raise CiwheelsError(f"{project} has no pyproject.toml or setup.py: nothing to build")
+    return str(project)
+
+
+def _wheel_cell(wheel: Path, cells: list[Cell]) -> Cell | None:
+    """Which cell a wheel belongs to: python tag (cp314t = cp314 with abi cp314t) and platform."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    try:
+        _, _, _, tags = parse_wheel_filename(wheel.name)
+    except InvalidWheelFilename:
+        return None
+    for cell in cells:
+        py, platform = cell.identifier.split("-", 1)
+        flavour, arch = platform.split("_", 1)
+        threaded = py.endswith("t")
+        for tag in tags:
+            if (tag.interpreter == py.removesuffix("t") and tag.abi.endswith("t") == threaded
+                    and tag.platform.startswith(flavour) and tag.platform.endswith("_" + arch)):
+                return cell
+    return None
+
+
+def run_all(runs: list[Invocation], package_dir: str, out: Path, engine: str | None) -> int:
+    """Run every invocation; wheels land in OUT/<cell-id>/ with build-report.json. Returns the exit code."""
+    import hashlib
+    import json
+    import subprocess
+    import time
+
+    import click
+
+    from ciwheels.report import table
+
+    engine = container_engine(engine)
+    out.mkdir(parents=True, exist_ok=True)
+    summary, failed = [], 0
+    for n, inv in enumerate(runs, 1):
+        staging = out / ".staging" / inv.job
+        staging.mkdir(parents=True, exist_ok=True)
+        log_path = out / f"{inv.job}.log"
+        click.echo(f"[{n}/{len(runs)}] {inv.job}: building {len(inv.cells)} cell(s) with {engine} "
+                   f"(log: {log_path})", err=True)
+        start = time.monotonic()
+        with open(log_path, "w", encoding="utf-8") as log:
+            proc = subprocess.run(inv.command(package_dir, str(staging)), env=environment_for(inv, engine),
+                                  stdout=log, stderr=subprocess.STDOUT)
+        duration = round(time.monotonic() - start, 1)
+        placed: dict[str, list[dict]] = {c.id: [] for c in inv.cells}
+        for wheel in sorted(staging.glob("*.whl")):
+            cell = _wheel_cell(wheel, inv.cells)
+            if cell is None:
+                continue
+            dest = out / cell.id
+            dest.mkdir(parents=True, exist_ok=True)
+            data = wheel.read_bytes()
+            wheel.replace(dest / wheel.name)
+            placed[cell.id].append({"file": wheel.name, "sha256": hashlib.sha256(data).hexdigest(),
+                                    "size": len(data)})
+        for cell in inv.cells:
+            ok = proc.returncode == 0 and bool(placed[cell.id])
+            failed += not ok
+            report = {"cell": cell.id, "job": inv.job, "status": "ok" if ok else "failed",
+                      "isa": cell.isa, "arch": cell.arch, "policy": cell.policy, "wheels": placed[cell.id],
+                      "duration_seconds": duration, "log": str(log_path), "cibuildwheel_exit": proc.returncode}
+            dest = out / cell.id
+            dest.mkdir(parents=True, exist_ok=True)
+            (dest / "build-report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            summary.append([cell.id, report["status"], str(len(placed[cell.id])), f"{duration:.0f}s"])
+        if proc.returncode != 0:
+            tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
+            click.echo(f"error: {inv.job} failed (cibuildwheel exit {proc.returncode}); last lines of {log_path}:",
+                       err=True)
+            click.echo("\n".join("  " + line for line in tail), err=True)
+    click.echo(table(["cell", "status", "wheels", "time"], summary), err=True)
+    return 1 if failed else 0
