@@ -203,7 +203,7 @@ def build(project: Path, matrix_paths: tuple[Path, ...], cell_ids: tuple[str, ..
     package_dir = package_dir_of(project)
     if dry_run:
         for inv in runs:
-            click.echo(describe(inv, package_dir, str(out / inv.job)))
+            click.echo(describe(inv, package_dir, str(out / ".staging" / inv.job)))
         click.echo(f"dry run: {len(runs)} cibuildwheel run(s) for {len(cells)} cell(s)", err=True)
         return
     from ciwheels.build import run_all
