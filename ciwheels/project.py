@@ -212,7 +212,68 @@ def init_project(project: Path, *, force: bool = False) -> list[str]:
     read = ", ".join(k for k in ("build", "skip", "archs", "enable", "environment", "test-command")
                      if k in cibw) or "no [tool.cibuildwheel] settings"
     report.append(f"wrote {target}: {len(expansion.cells)} cells ({read}; requires-python {requires or 'unset'})")
+    from ciwheels.render import project_relative
+
+    rel = project_relative(project)
+    top = project if rel == "." else project.resolve().parents[len(Path(rel).parts) - 1]
+    rendered = cat.defaults["render"]["gitlab"]
+    report.append(ensure_gitlab_include(top, rendered if rel == "." else f"{rel}/{rendered}"))
+    report.append("next: 'ciwheels render' writes the CI pipelines")
     return report
+
+
+CIWHEELS_STAGES = ["ciwheels-build", "ciwheels-gather", "ciwheels-publish"]
+
+
+def ensure_gitlab_include(project: Path, rendered: str) -> str:
+    """Make the project's .gitlab-ci.yml include the rendered pipeline (and list its stages when
+    the file sets its own). Comments and order in the file are kept."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    path = project / ".gitlab-ci.yml"
+    entry = {"local": rendered}
+    yaml = YAML()
+    yaml.width = 100
+    if not path.exists():
+        doc = CommentedMap()
+        doc["include"] = CommentedSeq([CommentedMap(entry)])
+        doc.yaml_set_start_comment("GitLab CI: the wheel pipeline is rendered by `ciwheels render`.")
+        with open(path, "w", encoding="utf-8") as f:
+            yaml.dump(doc, f)
+        return f"wrote {path} including {rendered}"
+    try:
+        doc = yaml.load(path.read_text(encoding="utf-8")) or CommentedMap()
+    except Exception as e:  # ruamel raises several unrelated types for bad YAML
+        raise CiwheelsError(f"cannot read {path}: {e}; add `include: [{{local: {rendered}}}]` by hand") from None
+    if not isinstance(doc, dict):
+        raise CiwheelsError(f"{path} is not a mapping; add `include: [{{local: {rendered}}}]` by hand")
+    include = doc.get("include")
+    items = [] if include is None else (list(include) if isinstance(include, list) else [include])
+    present = any((i == rendered) or (isinstance(i, dict) and i.get("local") in (rendered, "/" + rendered))
+                  for i in items)
+    changed = []
+    if not present:
+        if include is None:
+            doc.insert(0, "include", CommentedSeq([CommentedMap(entry)]))
+        elif isinstance(include, list):
+            include.append(CommentedMap(entry))
+        else:
+            doc["include"] = CommentedSeq([include, CommentedMap(entry)])
+        changed.append(f"an include of {rendered}")
+    stages = doc.get("stages")
+    if isinstance(stages, list):
+        missing = [s for s in CIWHEELS_STAGES if s not in stages]
+        if missing:
+            stages.extend(missing)
+            changed.append(f"the stages {', '.join(missing)}")
+    if not changed:
+        return f"{path} already includes {rendered}"
+    tmp = path.with_name(path.name + ".ciwheels-tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        yaml.dump(doc, f)
+    tmp.replace(path)
+    return f"updated {path}: added {' and '.join(changed)}"
 
 
 def _flow_map(d: dict):

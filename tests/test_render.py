@@ -265,3 +265,28 @@ def test_gitlab_pipeline_runs_under_gitlab_ci_local(tmp_path):
     assert len({j for j, _, _ in jobs}) == 11
     assert built == sorted(c["id"] for c in expected)
     assert out.count(" PASS ") == 11 and " FAIL " not in out
+
+
+def test_init_includes_the_rendered_pipeline(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "1"\n')
+    (tmp_path / ".gitlab-ci.yml").write_text("# mine\nstages: [test]\n\nunit:\n  stage: test\n  script: [pytest]\n")
+    proc = run_ciwheels("init", "--project", str(tmp_path), check=True)
+    assert "added an include of .gitlab/ciwheels.gitlab-ci.yml and the stages" in proc.stderr
+    run_ciwheels("render", "--project", str(tmp_path), check=True)
+    top = load_yaml(tmp_path / ".gitlab-ci.yml")
+    assert top["include"] == [{"local": GITLAB}]
+    assert top["stages"] == ["test", "ciwheels-build", "ciwheels-gather", "ciwheels-publish"]
+    assert (tmp_path / ".gitlab-ci.yml").read_text().startswith("# mine\n")
+    check_jsonschema(None, tmp_path / ".gitlab-ci.yml")
+    # gitlab-ci-local resolves the include and sees the user's and our jobs together
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm", "x"],
+                   cwd=tmp_path, check=True)
+    listed = subprocess.run([tool("gitlab-ci-local"), "--list-json"], cwd=tmp_path, capture_output=True,
+                            text=True, check=True).stdout
+    names = {j["name"] for j in json.loads(listed)}
+    assert {"unit", "ciwheels-gather", "ciwheels-publish"} <= names
+    assert any(n.startswith("ciwheels-build: [") for n in names)
+    again = run_ciwheels("init", "--project", str(tmp_path), "--force", check=True)
+    assert "already includes" in again.stderr
