@@ -285,21 +285,28 @@ def _flow_map(d: dict):
 
 
 def _excludes(cat, pythons: list[str], libcs: list[str], arches: list[str], chosen: set) -> list[dict]:
-    """The fewest simple exclude entries that turn the axes' product into `chosen`."""
-    missing = {(p, lc, a) for p in pythons for lc in libcs for a in arches
-               if (p, lc, a) not in chosen and cat.pythons[p].available_on(lc, a) is None}
+    """The fewest simple exclude entries that turn the axes' product into `chosen`: whole
+    libc x arch platforms first, then whole python x libc pairs, then single cells."""
+    import itertools
+
+    axes = {"python": pythons, "libc": libcs, "arch": arches}
+
+    def buildable(cell: dict) -> bool:
+        return cat.pythons[cell["python"]].available_on(cell["libc"], cell["arch"]) is None
+
+    def key(cell: dict) -> tuple[str, str, str]:
+        return cell["python"], cell["libc"], cell["arch"]
+
+    missing = {key(c) for c in (dict(zip(axes, v)) for v in itertools.product(*axes.values()))
+               if buildable(c) and key(c) not in chosen}
     out = []
-    for lc in libcs:
-        for a in arches:
-            group = {(p, lc, a) for p in pythons if cat.pythons[p].available_on(lc, a) is None}
+    for fixed_keys in (("libc", "arch"), ("python", "libc")):
+        (free,) = [k for k in axes if k not in fixed_keys]
+        for values in itertools.product(*(axes[k] for k in fixed_keys)):
+            fixed = dict(zip(fixed_keys, values))
+            group = {key(c) for c in ({**fixed, free: v} for v in axes[free]) if buildable(c)}
             if group and group <= missing:
-                out.append({"libc": lc, "arch": a})
-                missing -= group
-    for p in pythons:
-        for lc in libcs:
-            group = {(p, lc, a) for a in arches if cat.pythons[p].available_on(lc, a) is None}
-            if group and group <= missing:
-                out.append({"python": p, "libc": lc})
+                out.append(fixed)
                 missing -= group
     out.extend({"python": p, "libc": lc, "arch": a} for p, lc, a in sorted(missing))
     return out

@@ -22,13 +22,18 @@ class Chunk:
     tags: tuple[str, ...] = ()
 
 
-def _gh(value: object) -> str:
-    """A YAML double-quoted scalar that GitHub will not evaluate as an expression."""
+def _refusing(value: object, forbidden: str, consequence: str) -> str:
+    """`value` as a YAML double-quoted scalar, unless it holds `forbidden`."""
     text = str(value)
-    if "${{" in text:
-        raise CiwheelsError(f"the value {text!r} contains '${{{{', which GitHub Actions would evaluate as an "
-                            "expression; ciwheels refuses to write it into a workflow")
+    if forbidden in text:
+        raise CiwheelsError(f"the value {text!r} contains {forbidden!r}, which {consequence}; "
+                            "ciwheels refuses to write it into a pipeline")
     return json.dumps(text)
+
+
+def _gh(value: object) -> str:
+    """A YAML scalar that GitHub will not evaluate as an expression."""
+    return _refusing(value, "${{", "GitHub Actions would evaluate as an expression")
 
 
 def _gh_expr(value: object) -> str:
@@ -40,13 +45,8 @@ def _gh_expr(value: object) -> str:
 
 
 def _gl(value: object) -> str:
-    """A YAML double-quoted scalar for a GitLab field without variable expansion semantics we
-    want: `$` would expand, so it is refused."""
-    text = str(value)
-    if "$" in text:
-        raise CiwheelsError(f"the value {text!r} contains '$', which GitLab would expand as a variable; "
-                            "ciwheels refuses to write it into a pipeline")
-    return json.dumps(text)
+    """A YAML scalar for GitLab fields where `$` would expand a variable (tags, images)."""
+    return _refusing(value, "$", "GitLab would expand as a variable")
 
 
 def _gl_var(value: object) -> str:
