@@ -122,6 +122,19 @@ def _wheel_cell(wheel: Path, cells: list[Cell]) -> Cell | None:
     return None
 
 
+def write_report(out: Path, cell: Cell, job: str, status: str, wheels: list[dict], duration: float,
+                 log: Path | None, exit_code: int | None) -> None:
+    """OUT/<cell-id>/build-report.json, which gather and publish read."""
+    import json
+
+    report = {"cell": cell.id, "job": job, "status": status, "python": cell.python, "isa": cell.isa,
+              "arch": cell.arch, "policy": cell.policy, "wheels": wheels, "duration_seconds": duration,
+              "log": str(log) if log else None, "cibuildwheel_exit": exit_code}
+    dest = out / cell.id
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "build-report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
 def run_all(runs: list[Invocation], package_dir: str, out: Path, engine: str | None) -> int:
     """Run every invocation; wheels land in OUT/<cell-id>/ with build-report.json. Returns the exit code."""
     import hashlib
@@ -161,13 +174,9 @@ def run_all(runs: list[Invocation], package_dir: str, out: Path, engine: str | N
         for cell in inv.cells:
             ok = proc.returncode == 0 and bool(placed[cell.id])
             failed += not ok
-            report = {"cell": cell.id, "job": inv.job, "status": "ok" if ok else "failed",
-                      "isa": cell.isa, "arch": cell.arch, "policy": cell.policy, "wheels": placed[cell.id],
-                      "duration_seconds": duration, "log": str(log_path), "cibuildwheel_exit": proc.returncode}
-            dest = out / cell.id
-            dest.mkdir(parents=True, exist_ok=True)
-            (dest / "build-report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-            summary.append([cell.id, report["status"], str(len(placed[cell.id])), f"{duration:.0f}s"])
+            write_report(out, cell, inv.job, "ok" if ok else "failed", placed[cell.id], duration, log_path,
+                         proc.returncode)
+            summary.append([cell.id, "ok" if ok else "failed", str(len(placed[cell.id])), f"{duration:.0f}s"])
         if proc.returncode != 0:
             tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
             click.echo(f"error: {inv.job} failed (cibuildwheel exit {proc.returncode}); last lines of {log_path}:",

@@ -202,13 +202,52 @@ def build(project: Path, matrix_paths: tuple[Path, ...], cell_ids: tuple[str, ..
     runs = invocations(cells, the_plan)
     package_dir = package_dir_of(project)
     if dry_run:
+        from ciwheels.build import write_report
+
         for inv in runs:
             click.echo(describe(inv, package_dir, str(out / ".staging" / inv.job)))
-        click.echo(f"dry run: {len(runs)} cibuildwheel run(s) for {len(cells)} cell(s)", err=True)
+            for cell in inv.cells:
+                write_report(out, cell, inv.job, "dry-run", [], 0.0, None, None)
+        click.echo(f"dry run: {len(runs)} cibuildwheel run(s) for {len(cells)} cell(s); reports in {out}", err=True)
         return
     from ciwheels.build import run_all
 
     sys.exit(run_all(runs, package_dir, out, engine))
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder for the wheels and manifest.json.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest entries as JSON.")
+def gather(sources: tuple[Path, ...], out: Path, as_json: bool) -> None:
+    """Collect wheels from build artifacts (any folder layout) into OUT with a manifest.
+
+    Checks every wheel name, checks sha256 against the build reports of `ciwheels build`,
+    refuses one filename with two contents, and writes atomically.
+    """
+    from ciwheels.errors import CiwheelsError
+    from ciwheels.gather import gather as do_gather
+    from ciwheels.report import table
+
+    items, reports = do_gather(list(sources), out)
+    if as_json:
+        import json
+
+        click.echo(json.dumps([{"file": i.file, "sha256": i.sha256, "size": i.size, "cell": i.cell, "isa": i.isa}
+                               for i in items], indent=1))
+    else:
+        click.echo(table(["wheel", "cell", "isa", "size"],
+                         [[i.file, i.cell or "-", i.isa or "-", str(i.size)] for i in items]))
+    dry = [r for r in reports if r.get("status") == "dry-run"]
+    failed = [r for r in reports if r.get("status") == "failed"]
+    click.echo(f"gathered {len(items)} wheel(s) into {out}; {len(reports)} build report(s)"
+               + (f", {len(dry)} from dry runs" if dry else "") + (f", {len(failed)} failed" if failed else ""),
+               err=True)
+    if failed:
+        raise CiwheelsError(f"{len(failed)} cell(s) failed to build, e.g. {failed[0].get('cell')}")
+    if not items and len(dry) != len(reports) or not items and not reports:
+        raise CiwheelsError(f"no wheels found in {', '.join(map(str, sources))}")
 
 
 @cli.command()

@@ -234,8 +234,9 @@ def test_render_paths_and_disabling(tmp_path):
 # -- the generated GitLab pipeline really runs (gitlab-ci-local, shell executor) ----------
 
 def test_gitlab_pipeline_runs_under_gitlab_ci_local(tmp_path):
-    """Every build job of the example runs `ciwheels build --job` (dry run: no container engine
-    with pypa images here) and builds exactly the job's cells."""
+    """The example's GitLab pipeline runs: every build job runs `ciwheels build --job` (dry run:
+    no pypa images can be pulled here) for exactly the job's cells, and gather collects every
+    job's artifact."""
     glc = tool("gitlab-ci-local")
     wheels = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
@@ -253,9 +254,10 @@ def test_gitlab_pipeline_runs_under_gitlab_ci_local(tmp_path):
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(git + ["commit", "-qm", "example"], cwd=repo, check=True)
     spec = str(next(wheels.glob("ciwheels-*.whl")))
-    proc = subprocess.run([glc, "--force-shell-executor", "--shell-isolation", "--stage", "ciwheels-build",
-                           "--concurrency", "2", "--variable", f"CIWHEELS_SPEC={spec}",
-                           "--variable", "CIWHEELS_DRY_RUN=1", "--no-color"],
+    # A merge-request pipeline: build -> gather run, publish must not (it never runs for MRs).
+    proc = subprocess.run([glc, "--force-shell-executor", "--shell-isolation", "--concurrency", "2",
+                           "--variable", f"CIWHEELS_SPEC={spec}", "--variable", "CIWHEELS_DRY_RUN=1",
+                           "--variable", "CI_PIPELINE_SOURCE=merge_request_event", "--no-color"],
                           cwd=repo, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
@@ -264,7 +266,10 @@ def test_gitlab_pipeline_runs_under_gitlab_ci_local(tmp_path):
     built = sorted(c for _, _, cells in jobs for c in cells.split(", "))
     assert len({j for j, _, _ in jobs}) == 11
     assert built == sorted(c["id"] for c in expected)
-    assert out.count(" PASS ") == 11 and " FAIL " not in out
+    assert out.count(" PASS ") == 12 and " FAIL " not in out
+    # gather received every build job's artifact (the dry-run build reports) through stage order
+    assert "gathered 0 wheel(s) into dist; 47 build report(s), 47 from dry runs" in out
+    assert "ciwheels-publish" not in out
 
 
 def test_init_includes_the_rendered_pipeline(tmp_path):
