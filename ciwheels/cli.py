@@ -251,6 +251,31 @@ def gather(sources: tuple[Path, ...], out: Path, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("base", required=False)
+@click.argument("head", required=False)
+@_PROJECT_OPTION
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+def diff(base: str | None, head: str | None, project: Path, fmt: str) -> None:
+    """What a matrix change means: cells added, removed and changed.
+
+    BASE and HEAD are git revisions or matrix paths. Default: the merge-base with the default
+    branch against the working tree; with only BASE, BASE against the working tree.
+    """
+    from ciwheels.diff import diff as do_diff
+    from ciwheels.diff import format_markdown, format_text
+
+    d = do_diff(project, base, head)
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps(d.to_json(), indent=1))
+    elif fmt == "markdown":
+        click.echo(format_markdown(d), nl=False)
+    else:
+        click.echo(format_text(d, color=sys.stdout.isatty()))
+
+
+@cli.command()
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
               help="Write to this file instead of standard output.")
 def schema(output: Path | None) -> None:

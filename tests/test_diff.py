@@ -1,0 +1,105 @@
+"""`ciwheels diff` on real throwaway git repositories with successive matrix commits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import run_ciwheels
+
+BASE = ("python: [cp312, cp313, cp314]\nlibc: [glibc, musl]\narch: [x86_64, aarch64, riscv64]\n"
+        "isa: {x86_64: [x86-64, x86-64-v3]}\nimages:\n  riscv64-glibc: localhost/rv_manylinux_2_35:1\n")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    (tmp_path / "matrix").mkdir()
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "1"\n')
+    git(tmp_path, "init", "-q", "-b", "main")
+    return tmp_path
+
+
+def commit(repo: Path, text: str, message: str) -> str:
+    (repo / "matrix" / "wheels.yaml").write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def as_json(repo: Path, *args: str) -> dict:
+    return json.loads(run_ciwheels("diff", *args, "--project", str(repo), "--format", "json", check=True).stdout)
+
+
+def test_added_removed_and_summaries(repo):
+    one = commit(repo, BASE, "one")
+    two = commit(repo, BASE.replace("cp314]", "cp314, cp315]").replace("aarch64, riscv64", "aarch64")
+                 + "exclude: [{libc: musl, arch: aarch64}]\n", "two")
+    d = as_json(repo, one, two)
+    assert sorted(d["added"]) == sorted(f"cp315-{p}" for p in (
+        "manylinux_x86_64-x86-64", "manylinux_x86_64-x86-64-v3", "musllinux_x86_64-x86-64",
+        "musllinux_x86_64-x86-64-v3", "manylinux_aarch64-armv8-a"))
+    assert "cp312-musllinux_riscv64-rv64gc" in d["removed"] and "cp313-musllinux_aarch64-armv8-a" in d["removed"]
+    assert len(d["removed"]) == 3 * 2 + 3  # riscv64 on both libcs, musl aarch64
+    assert d["changed"] == []
+    assert "+cp315 on 3 platforms" in d["summary"]
+    assert "-musllinux riscv64 (3 cells)" in d["summary"]
+    assert "-manylinux riscv64 (3 cells)" in d["summary"]
+    assert d["pipelines"]["jobs_removed"] == ["manylinux_2_35_riscv64-rv64gc", "musllinux_1_2_aarch64-armv8-a",
+                                              "musllinux_1_2_riscv64-rv64gc"]
+    assert d["pipelines"]["emulated_jobs"] == {"base": 4, "head": 1}
+
+
+def test_changed_settings_are_named(repo):
+    one = commit(repo, BASE, "one")
+    commit(repo, BASE.replace("rv_manylinux_2_35:1", "rv_manylinux_2_35:2") + "test-command: pytest\n"
+           + "runners: {aarch64: {github: ubuntu-24.04-arm}}\n", "two")
+    d = as_json(repo, one, "HEAD")
+    changed = {c["id"]: {s["setting"] for s in c["settings"]} for c in d["changed"]}
+    assert changed["cp312-manylinux_riscv64-rv64gc"] >= {"image", "cibw", "test_command"}
+    assert "runner" in changed["cp313-musllinux_aarch64-armv8-a"]
+    assert changed["cp314-manylinux_x86_64-x86-64"] == {"cibw", "test_command"}
+    assert d["added"] == [] and d["removed"] == []
+    image = next(s for s in d["changed"][0]["settings"] if s["setting"] in ("image", "test_command"))
+    assert image["base"] != image["head"]
+    assert d["pipelines"]["native_jobs"]["head"] == d["pipelines"]["native_jobs"]["base"] + 2
+
+
+def test_defaults_merge_base_against_working_tree(repo):
+    commit(repo, BASE, "one")
+    git(repo, "checkout", "-qb", "feature")
+    commit(repo, BASE.replace("cp314]", "cp314, cp314t]"), "two")
+    (repo / "matrix" / "wheels.yaml").write_text(BASE.replace("cp314]", "cp314, cp314t, cp315]"))
+    d = as_json(repo)
+    assert d["base"] != "working tree" and d["head"] == "working tree"
+    assert {c.split("-")[0] for c in d["added"]} == {"cp314t", "cp315"}
+    text = run_ciwheels("diff", "--project", str(repo), check=True).stdout
+    assert "+cp314t on 6 platforms" in text and "added (" in text and "pipelines:" in text
+    md = run_ciwheels("diff", "--project", str(repo), "--format", "markdown", check=True).stdout
+    assert md.startswith("<!-- ciwheels-matrix-diff -->\n### ciwheels: matrix changes")
+    assert "<summary>Added (" in md and "+ cp315-manylinux_x86_64-x86-64" in md
+
+
+def test_two_paths(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("python: [cp312]\n")
+    b.write_text("python: [cp312, cp313]\n")
+    d = as_json(tmp_path, str(a), str(b))
+    assert d["added"] == ["cp313-manylinux_x86_64-x86-64"] and d["removed"] == []
+
+
+def test_bad_matrix_names_the_revision(repo):
+    one = commit(repo, BASE.replace("cp313", "cp399"), "broken")
+    commit(repo, BASE, "fixed")
+    proc = run_ciwheels("diff", one, "HEAD", "--project", str(repo))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: {one}:matrix/wheels.yaml:1:17: unknown python 'cp399'")
+    proc = run_ciwheels("diff", "nosuchrev", "--project", str(repo))
+    assert proc.returncode == 2 and "'nosuchrev' is neither a matrix path nor a git revision" in proc.stderr
