@@ -58,6 +58,7 @@ class IsaLevel:
     cflags_expanded: str
     aliases: tuple[str, ...]
     rank: int
+    short: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
                 cflags_expanded=lv.get("cflags-expanded", ""),
                 aliases=tuple(lv.get("aliases", ())),
                 rank=rank,
+                short=lv.get("short", lv["name"]),
             )
             for rank, lv in enumerate(isa.get(key, ()))
         )

@@ -64,7 +64,10 @@ def _print_warnings(expansion) -> None:
 @_PROJECT_OPTION
 @_MATRIX_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of cells instead of a table.")
-def matrix(project: Path, matrix_paths: tuple[Path, ...], as_json: bool) -> None:
+@click.option("--grid", is_flag=True, help="A picture: Pythons by platform, with the ISA levels of each cell.")
+@click.option("--format", "fmt", type=click.Choice(["text", "html"]), default="text", show_default=True,
+              help="With --grid: html writes a self-contained page.")
+def matrix(project: Path, matrix_paths: tuple[Path, ...], as_json: bool, grid: bool, fmt: str) -> None:
     """List the build cells the matrix expands to.
 
     The table shows one row per cell: its id, Python, platform policy, arch, ISA level, the
@@ -73,6 +76,16 @@ def matrix(project: Path, matrix_paths: tuple[Path, ...], as_json: bool) -> None
     """
     expansion = _expansion(project, matrix_paths)
     _print_warnings(expansion)
+    if grid or fmt == "html":
+        from ciwheels.catalog import load_catalog
+        from ciwheels.grid import html_grid, text_grid
+
+        if fmt == "html":
+            name = project.resolve().name
+            sys.stdout.write(html_grid(expansion.cells, load_catalog(), f"ciwheels build matrix: {name}"))
+        else:
+            click.echo(text_grid(expansion.cells, load_catalog()))
+        return
     if as_json:
         from ciwheels.model import cells_json
 

@@ -103,3 +103,38 @@ def test_bad_matrix_names_the_revision(repo):
     assert proc.stderr.startswith(f"error: {one}:matrix/wheels.yaml:1:17: unknown python 'cp399'")
     proc = run_ciwheels("diff", "nosuchrev", "--project", str(repo))
     assert proc.returncode == 2 and "'nosuchrev' is neither a matrix path nor a git revision" in proc.stderr
+
+
+def test_grid_text_and_html():
+    from html.parser import HTMLParser
+
+    from conftest import EXAMPLE
+
+    text = run_ciwheels("matrix", "--grid", "--project", str(EXAMPLE), check=True).stdout.splitlines()
+    assert text[0].split("  ")[0] == "python" and "musllinux riscv64" in text[0]
+    row = dict(zip([h.strip() for h in text[0].split("  ") if h.strip()],
+                   [v.strip() for v in text[4].split("  ") if v.strip()]))
+    assert row["python"] == "cp313" and row["manylinux x86_64"] == "v1 v3" and row["manylinux ppc64le"] == "p9"
+    assert row["manylinux riscv64"] == "gc 23"
+    cp314t = text[6].split()
+    assert cp314t[0] == "cp314t" and cp314t.count("-") == 3  # no ppc64le, no riscv64 (excluded)
+    assert "v3=x86-64-v3" in text[-1]
+
+    page = run_ciwheels("matrix", "--grid", "--format", "html", "--project", str(EXAMPLE), check=True).stdout
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.badges, self.in_row = 0, [], False
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows += 1
+            if tag == "span" and ("class", "lv") in attrs or ("class", "lv base") in attrs:
+                self.badges.append(dict(attrs)["title"])
+
+    p = Cells()
+    p.feed(page)
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page and "http" not in page.split("<body>")[1]
+    assert p.rows == 1 + 5  # header + Pythons
+    assert len(p.badges) == 47  # one badge per cell
