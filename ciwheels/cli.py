@@ -268,7 +268,10 @@ def gather(sources: tuple[Path, ...], out: Path, as_json: bool) -> None:
 @click.argument("head", required=False)
 @_PROJECT_OPTION
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
-def diff(base: str | None, head: str | None, project: Path, fmt: str) -> None:
+@click.option("--post-gitlab-note", is_flag=True,
+              help="In a GitLab merge-request pipeline: also create or update one note with the markdown "
+                   "(token in CIWHEELS_NOTE_TOKEN). A failure to post is a warning, never an error.")
+def diff(base: str | None, head: str | None, project: Path, fmt: str, post_gitlab_note: bool) -> None:
     """What a matrix change means: cells added, removed and changed.
 
     BASE and HEAD are git revisions or matrix paths. Default: the merge-base with the default
@@ -277,7 +280,7 @@ def diff(base: str | None, head: str | None, project: Path, fmt: str) -> None:
     from ciwheels.diff import diff as do_diff
     from ciwheels.diff import format_markdown, format_text
 
-    d = do_diff(project, base, head)
+    d = do_diff(project, base or None, head or None)  # "" (an unset CI variable) means the default
     if fmt == "json":
         import json
 
@@ -286,6 +289,14 @@ def diff(base: str | None, head: str | None, project: Path, fmt: str) -> None:
         click.echo(format_markdown(d), nl=False)
     else:
         click.echo(format_text(d, color=sys.stdout.isatty()))
+    if post_gitlab_note:
+        from ciwheels.diff import post_gitlab_note as post
+        from ciwheels.errors import CiwheelsError
+
+        try:
+            click.echo(post(format_markdown(d)), err=True)
+        except CiwheelsError as e:
+            click.echo(f"warning: {e}", err=True)
 
 
 @cli.command()

@@ -230,3 +230,48 @@ def format_markdown(d: Diff) -> str:
 
 def _md(value: object) -> str:
     return _short(value).replace("|", "\\|").replace("`", "'")
+
+
+def post_gitlab_note(markdown: str, env: dict[str, str] | None = None, timeout: float = 30) -> str:
+    """Create or update the one merge-request note that carries the matrix diff (found by its
+    marker). Needs CI_API_V4_URL, CI_PROJECT_ID, CI_MERGE_REQUEST_IID and a project access token
+    in CIWHEELS_NOTE_TOKEN (job tokens cannot post notes). Returns what it did; raises
+    CiwheelsError (never with the token in it) when it could not."""
+    import json
+    import os
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    env = dict(os.environ) if env is None else env
+    missing = [k for k in ("CI_API_V4_URL", "CI_PROJECT_ID", "CI_MERGE_REQUEST_IID", "CIWHEELS_NOTE_TOKEN")
+               if not env.get(k)]
+    if missing:
+        raise CiwheelsError(f"cannot post the merge-request note: {', '.join(missing)} not set")
+    token = env["CIWHEELS_NOTE_TOKEN"]
+    project = urllib.parse.quote(env["CI_PROJECT_ID"], safe="")
+    base = f"{env['CI_API_V4_URL'].rstrip('/')}/projects/{project}/merge_requests/{env['CI_MERGE_REQUEST_IID']}/notes"
+
+    def call(method: str, url: str, body: dict | None = None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url, data=data, method=method,
+                                     headers={"PRIVATE-TOKEN": token, "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return json.loads(resp.read() or b"null"), resp.headers
+        except urllib.error.HTTPError as e:
+            raise CiwheelsError(f"GitLab answered {e.code} to {method} {url.split('?')[0]}") from None
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = str(getattr(e, "reason", e)).replace(token, "***")
+            raise CiwheelsError(f"cannot reach GitLab at {url.split('?')[0]}: {reason}") from None
+
+    page = "1"
+    while page:
+        notes, headers = call("GET", f"{base}?per_page=100&page={page}&sort=asc")
+        for note in notes or []:
+            if str(note.get("body", "")).startswith(MARKER):
+                call("PUT", f"{base}/{note['id']}", {"body": markdown})
+                return f"updated merge-request note {note['id']}"
+        page = headers.get("X-Next-Page", "")
+    created, _ = call("POST", base, {"body": markdown})
+    return f"created merge-request note {created.get('id') if isinstance(created, dict) else ''}".rstrip()

@@ -44,6 +44,7 @@ class RenderSettings:
     publish_branch: str | None
     python: str
     ciwheels: str
+    matrix_diff: bool
     defaults: dict[str, Any]
     origin: str  # which matrix file set them ("" = defaults)
 
@@ -129,6 +130,7 @@ def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
         publish_branch=path("publish-branch"),
         python=chosen.get("python", defaults["python"]),
         ciwheels=chosen.get("ciwheels", f"ciwheels=={__version__}"),
+        matrix_diff=chosen.get("matrix-diff", True),
         defaults=defaults,
         origin=origin,
     )

@@ -145,7 +145,8 @@ def render_plan(plan: Plan, project_rel: str, matrix_rel: list[str]) -> dict[str
         chunks = _chunks(plan.jobs, s.defaults["gitlab-max-parallel"], "ciwheels-build", by_tags=True)
         gitlab_path = str(Path(project_rel) / s.gitlab) if project_rel != "." else s.gitlab
         out[s.gitlab] = env.get_template("gitlab.yml.j2").render(
-            chunks=chunks, gitlab_path=gitlab_path, python_image=f"python:{s.python}", **common)
+            chunks=chunks, gitlab_path=gitlab_path, python_image=f"python:{s.python}",
+            matrix_glob=(f"{project_rel}/" if project_rel != "." else "") + "matrix/**/*", **common)
     return out
 
 

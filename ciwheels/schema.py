@@ -254,6 +254,8 @@ def matrix_schema(catalog: Catalog) -> dict:
                     "publish-branch": _path_or_false("Branch whose pushes also publish (false: tags and schedules only)."),
                     "python": _str("Python version the CI jobs run ciwheels with."),
                     "ciwheels": _str("pip requirement the CI jobs install ciwheels from (default: this version)."),
+                    "matrix-diff": {"type": "boolean", "description": "Add the job that explains matrix changes "
+                                    "on pull/merge requests (default: true)."},
                 },
                 "additionalProperties": False,
             },

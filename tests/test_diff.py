@@ -138,3 +138,119 @@ def test_grid_text_and_html():
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page and "http" not in page.split("<body>")[1]
     assert p.rows == 1 + 5  # header + Pythons
     assert len(p.badges) == 47  # one badge per cell
+
+
+class GitLabNotesStandIn:
+    """STAND-IN for GitLab's merge-request notes API (no real GitLab can run here): the URL
+    layout, PRIVATE-TOKEN auth, X-Next-Page pagination, POST 201 and PUT 200 of
+    /projects/:id/merge_requests/:iid/notes."""
+
+    def __init__(self, token: str, fail: bool = False):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.notes = [{"id": i, "body": f"someone else's note {i}"} for i in range(1, 131)]
+        self.requests: list[tuple[str, str]] = []
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, code, body, headers=None):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self, method):
+                from urllib.parse import parse_qs, urlsplit
+
+                stand_in.requests.append((method, self.path))
+                if self.headers.get("PRIVATE-TOKEN") != token:
+                    return self._reply(401, {"message": "401 Unauthorized"})
+                if fail:
+                    return self._reply(500, {"message": "500 Internal Server Error"})
+                url = urlsplit(self.path)
+                if not url.path.startswith("/api/v4/projects/group%2Fproj/merge_requests/7/notes"):
+                    return self._reply(404, {"message": "404 Not found"})
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"null")
+                if method == "GET":
+                    q = parse_qs(url.query)
+                    page, per = int(q["page"][0]), int(q["per_page"][0])
+                    chunk = stand_in.notes[(page - 1) * per: page * per]
+                    more = page * per < len(stand_in.notes)
+                    return self._reply(200, chunk, {"X-Next-Page": str(page + 1) if more else ""})
+                if method == "POST":
+                    note = {"id": 1000 + len(stand_in.notes), "body": body["body"]}
+                    stand_in.notes.append(note)
+                    return self._reply(201, note)
+                if method == "PUT":
+                    nid = int(url.path.rsplit("/", 1)[1])
+                    note = next(n for n in stand_in.notes if n["id"] == nid)
+                    note["body"] = body["body"]
+                    return self._reply(200, note)
+
+            def do_GET(self):
+                self._route("GET")
+
+            def do_POST(self):
+                self._route("POST")
+
+            def do_PUT(self):
+                self._route("PUT")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v4"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def _note_env(url: str, token: str) -> dict:
+    import os
+
+    return {**os.environ, "CI_API_V4_URL": url, "CI_PROJECT_ID": "group/proj", "CI_MERGE_REQUEST_IID": "7",
+            "CIWHEELS_NOTE_TOKEN": token}
+
+
+def test_merge_request_note_is_created_then_updated(repo):
+    import sys
+
+    token = "glpat-SENTINEL-do-not-print"
+    one = commit(repo, BASE, "one")
+    commit(repo, BASE.replace("cp314]", "cp314, cp315]"), "two")
+    server = GitLabNotesStandIn(token)
+    try:
+        for expected in ("created merge-request note", "updated merge-request note"):
+            proc = subprocess.run([sys.executable, "-m", "ciwheels", "diff", one, "HEAD", "--project", str(repo),
+                                   "--format", "markdown", "--post-gitlab-note"], capture_output=True, text=True,
+                                  env=_note_env(server.url, token), timeout=60)
+            assert proc.returncode == 0 and expected in proc.stderr, proc.stderr
+            assert token not in proc.stdout + proc.stderr
+        ours = [n for n in server.notes if n["body"].startswith("<!-- ciwheels-matrix-diff -->")]
+        assert len(ours) == 1 and "+cp315 on 6 platforms" in ours[0]["body"]
+        assert ("PUT", f"/api/v4/projects/group%2Fproj/merge_requests/7/notes/{ours[0]['id']}") in server.requests
+    finally:
+        server.close()
+
+
+def test_note_failure_never_fails_the_job(repo):
+    import sys
+
+    token = "glpat-SENTINEL-2"
+    commit(repo, BASE, "one")
+    server = GitLabNotesStandIn(token, fail=True)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ciwheels", "diff", "HEAD", "HEAD", "--project", str(repo),
+                               "--post-gitlab-note"], capture_output=True, text=True,
+                              env=_note_env(server.url, token), timeout=60)
+    finally:
+        server.close()
+    assert proc.returncode == 0
+    assert "warning: GitLab answered 500" in proc.stderr and token not in proc.stderr + proc.stdout
