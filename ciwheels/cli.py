@@ -300,6 +300,58 @@ def diff(base: str | None, head: str | None, project: Path, fmt: str, post_gitla
 
 
 @cli.command()
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--repository-url", help="Upload URL of the registry (GitLab: .../api/v4/projects/ID/packages/pypi). "
+              "Default: CIWHEELS_REPOSITORY_URL, or the project's registry in GitLab CI.")
+@_PROJECT_OPTION
+@click.option("--jobs", type=click.IntRange(1, 32), default=4, show_default=True, help="Uploads at once.")
+@click.option("--retries", type=click.IntRange(1, 20), default=6, show_default=True,
+              help="Attempts per request on connection errors, timeouts, 5xx and 429.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
+@click.option("--json", "as_json", is_flag=True, help="Print one result per wheel as JSON.")
+@click.option("--dry-run", is_flag=True, envvar="CIWHEELS_DRY_RUN", help="Say what would be published.")
+def publish(folder: Path, repository_url: str | None, project: Path, jobs: int, retries: int, timeout: float,
+            as_json: bool, dry_run: bool) -> None:
+    """Publish the wheels of FOLDER (a `ciwheels gather` output) to a PyPI-compatible registry.
+
+    Files the registry already has with the same sha256 are skipped; one it has with other
+    contents is an error (registries cannot overwrite). Credentials: CIWHEELS_USERNAME and
+    CIWHEELS_PASSWORD, or in GitLab CI the job token. Re-running after any failure finishes
+    the job and uploads nothing twice. Exit 1 if anything failed.
+    """
+    from ciwheels.errors import PublishFailed
+    from ciwheels.publish import Publisher, resolve_target, wheels_in
+    from ciwheels.report import table
+
+    wheels = wheels_in(folder)
+    if not wheels:
+        click.echo(f"nothing to publish in {folder}", err=True)
+        return
+    if dry_run:
+        for path, digest in wheels:
+            click.echo(f"would publish {path.name} (sha256 {digest})")
+        return
+    target = resolve_target(repository_url)
+    click.echo(f"publishing {len(wheels)} wheel(s) to {target}", err=True)
+    publisher = Publisher(target, jobs=jobs, retries=retries, timeout=timeout,
+                          progress=lambda line: click.echo(line, err=True))
+    results = publisher.publish(wheels)
+    if as_json:
+        import json
+
+        click.echo(json.dumps([{"file": r.file, "status": r.status, "detail": r.detail, "attempts": r.attempts}
+                               for r in results], indent=1))
+    counts = {s: sum(r.status == s for r in results) for s in ("uploaded", "skipped", "failed")}
+    click.echo(table(["uploaded", "skipped", "failed"], [[str(counts[s]) for s in counts]]), err=True)
+    for r in results:
+        if r.status == "failed":
+            click.echo(f"failed: {r.file}: {r.detail}", err=True)
+    if counts["failed"]:
+        raise PublishFailed(f"{counts['failed']} of {len(results)} wheel(s) were not published; "
+                            "run the same command again to finish (nothing is uploaded twice)")
+
+
+@cli.command()
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
               help="Write to this file instead of standard output.")
 def schema(output: Path | None) -> None:

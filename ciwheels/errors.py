@@ -73,3 +73,9 @@ def did_you_mean(value: str, allowed: Iterable[str]) -> str | None:
         matches = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.6)
         matches = [lowered[m] for m in matches]
     return matches[0] if matches else None
+
+
+class PublishFailed(CiwheelsError):
+    """Some wheels were not published: the run can be repeated (exit code 1, not 2)."""
+
+    exit_code = 1

@@ -1,0 +1,229 @@
+"""Real PyPI-compatible servers on 127.0.0.1 for the publish tests, and the helpers around
+them: pypiserver (a "registry" with upload auth whose fallback points at a second pypiserver
+playing PyPI), a fault-injecting loopback proxy, and a STAND-IN for GitLab's PyPI API (the
+one thing no real server here reproduces: its URL layout, 201, its 400 duplicate message and
+Basic auth with the job token)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+class PypiServer:
+    def __init__(self, root: Path, *, auth: tuple[str, str] | None = None, fallback: str | None = None):
+        self.packages = root / "packages"
+        self.packages.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(self.port)]
+        if auth:
+            from passlib.apache import HtpasswdFile
+
+            ht = HtpasswdFile(str(root / "htpasswd"), new=True)
+            ht.set_password(*auth)
+            ht.save()
+            cmd += ["-a", "update", "-P", str(root / "htpasswd")]
+        else:
+            cmd += ["-a", ".", "-P", "."]
+        cmd += ["--fallback-url", fallback] if fallback else ["--disable-fallback"]
+        cmd.append(str(self.packages))
+        self.log = open(root / "server.log", "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_http(self.url + "/health")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.log.close()
+
+
+class FaultProxy:
+    """Forwards HTTP to `upstream`, but the first POSTs meet the faults in `faults`, in order:
+    'reset' (connection dropped mid-upload), 'stored-then-reset' (forwarded, answer lost),
+    '500', '429' (Retry-After: 1), 'stall' (no answer for `stall` seconds)."""
+
+    def __init__(self, upstream: str, faults: list[str], stall: float = 6.0):
+        self.upstream = upstream
+        self.faults = list(faults)
+        self.seen: list[str] = []
+        lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _forward(self, body: bytes | None):
+                req = urllib.request.Request(proxy.upstream + self.path, data=body, method=self.command,
+                                             headers={k: v for k, v in self.headers.items()
+                                                      if k.lower() not in ("host", "connection")})
+
+                class NoRedirect(urllib.request.HTTPRedirectHandler):
+                    def redirect_request(self, *a, **k):
+                        return None
+
+                opener = urllib.request.build_opener(NoRedirect)
+                try:
+                    resp = opener.open(req, timeout=30)
+                    status, headers, data = resp.status, resp.headers, resp.read()
+                except urllib.error.HTTPError as e:
+                    status, headers, data = e.code, e.headers, e.read()
+                return status, headers, data
+
+            def _reply(self, status, headers, data):
+                self.send_response(status)
+                for k, v in headers.items():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _drop(self):
+                self.close_connection = True
+                try:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+            def do_GET(self):
+                self._reply(*self._forward(None))
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                with lock:
+                    fault = proxy.faults.pop(0) if proxy.faults else None
+                    proxy.seen.append(fault or "ok")
+                if fault == "reset":
+                    self.rfile.read(length // 2)
+                    return self._drop()
+                body = self.rfile.read(length)
+                if fault == "stored-then-reset":
+                    self._forward(body)
+                    return self._drop()
+                if fault == "500":
+                    return self._reply(500, {}, b"internal error")
+                if fault == "429":
+                    return self._reply(429, {"Retry-After": "1"}, b"slow down")
+                if fault == "stall":
+                    time.sleep(stall)
+                    return self._drop()
+                self._reply(*self._forward(body))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+class GitLabPypiStandIn:
+    """STAND-IN for GitLab's PyPI package registry API (lib/api/pypi_packages.rb): no real
+    GitLab runs here. POST /api/v4/projects/:id/packages/pypi answers 201, or 400 "File name
+    has already been taken" for a filename it has; simple/<name> lists files with #sha256= or,
+    hosting none, answers 302 to `pypi`; auth is HTTP Basic with gitlab-ci-token:<job token>."""
+
+    def __init__(self, project_id: str, job_token: str, pypi: str):
+        import base64
+
+        self.files: dict[str, tuple[str, bytes]] = {}  # filename -> (normalized name, content)
+        self.uploads: list[str] = []
+        expected = "Basic " + base64.b64encode(f"gitlab-ci-token:{job_token}".encode()).decode()
+        stand_in = self
+        prefix = f"/api/v4/projects/{project_id}/packages/pypi"
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code, body, ctype="application/json", headers=None):
+                data = body if isinstance(body, bytes) else body.encode()
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                import hashlib
+
+                if not self.path.startswith(prefix + "/simple/"):
+                    return self._send(404, json.dumps({"message": "404 Not Found"}))
+                name = self.path[len(prefix + "/simple/"):].strip("/")
+                hosted = {f: c for f, (n, c) in stand_in.files.items() if n == name}
+                if not hosted:
+                    return self._send(302, b"", headers={"Location": f"{pypi}/simple/{name}/"})
+                links = "".join(f'<a href="{prefix}/files/{hashlib.sha256(c).hexdigest()}/{f}'
+                                f'#sha256={hashlib.sha256(c).hexdigest()}">{f}</a><br>'
+                                for f, c in sorted(hosted.items()))
+                self._send(200, f"<!DOCTYPE html><html><body><h1>Links for {name}</h1>{links}</body></html>",
+                           "text/html")
+
+            def do_POST(self):
+                from email.parser import BytesParser
+                from email.policy import HTTP
+
+                if self.headers.get("Authorization") != expected:
+                    return self._send(401, json.dumps({"message": "401 Unauthorized"}))
+                if self.path.rstrip("/") != prefix:
+                    return self._send(404, json.dumps({"message": "404 Not Found"}))
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                msg = BytesParser(policy=HTTP).parsebytes(
+                    f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body)
+                fields, content, filename = {}, None, None
+                for part in msg.iter_parts():
+                    name = part.get_param("name", header="content-disposition")
+                    if name == "content":
+                        content, filename = part.get_payload(decode=True), part.get_filename()
+                    else:
+                        fields[name] = part.get_content().strip()
+                if not content or not fields.get("name") or not fields.get("version"):
+                    return self._send(400, json.dumps({"message": "400 Bad request - content, name, version"}))
+                if filename in stand_in.files:
+                    return self._send(400, json.dumps(
+                        {"message": "Validation failed: File name has already been taken"}))
+                stand_in.files[filename] = (fields["name"], content)
+                stand_in.uploads.append(filename)
+                self._send(201, json.dumps({"message": "201 Created"}))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.api = f"http://127.0.0.1:{self.server.server_address[1]}/api/v4"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()

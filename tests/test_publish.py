@@ -1,0 +1,146 @@
+"""`ciwheels publish` against real servers on 127.0.0.1: pypiserver as the registry, falling
+through to a second pypiserver that plays PyPI; faults through a loopback proxy; and GitLab's
+own behaviour through a labelled stand-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from servers import FaultProxy, GitLabPypiStandIn, PypiServer
+from wheelfactory import make_wheel
+
+SENTINEL = "SENTINEL-token-7f3a9c-never-print-me"
+
+
+@pytest.fixture
+def pypi(tmp_path):
+    server = PypiServer(tmp_path / "pypi")
+    make_wheel(server.packages, "only-on-pypi", "2.0")
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def registry(tmp_path, pypi):
+    server = PypiServer(tmp_path / "registry", auth=("ci", SENTINEL), fallback=f"{pypi.url}/simple/")
+    yield server
+    server.close()
+
+
+def publish(folder: Path, url: str, *extra: str, password: str = SENTINEL, env_extra: dict | None = None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "CIWHEELS_"))}
+    env.update({"CIWHEELS_USERNAME": "ci", "CIWHEELS_PASSWORD": password, **(env_extra or {})})
+    args = [sys.executable, "-m", "ciwheels", "publish", str(folder), "--json", *extra]
+    if url:
+        args += ["--repository-url", url]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert SENTINEL not in proc.stdout + proc.stderr, "the token leaked into the output"
+    return proc
+
+
+def statuses(proc) -> dict[str, str]:
+    return {r["file"]: r["status"] for r in json.loads(proc.stdout)}
+
+
+def wheels(tmp_path: Path, n: int = 3) -> Path:
+    dist = tmp_path / "dist"
+    for i in range(n):
+        make_wheel(dist, "ours-pkg", f"1.0.{i}")
+    make_wheel(dist, "Ours.Other", "0.1")
+    return dist
+
+
+def test_publish_then_install_through_the_fall_through(tmp_path, registry):
+    dist = wheels(tmp_path)
+    proc = publish(dist, registry.url)
+    assert proc.returncode == 0, proc.stderr
+    assert set(statuses(proc).values()) == {"uploaded"} and len(statuses(proc)) == 4
+    target = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-cache-dir", "--target", str(target),
+                          "--index-url", f"{registry.url}/simple/", "--trusted-host", "127.0.0.1",
+                          "ours-pkg==1.0.2", "ours-other", "only-on-pypi"], capture_output=True, text=True,
+                         timeout=300)
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    assert (target / "ours_pkg.py").read_text().startswith('VERSION = "1.0.2"')
+    assert (target / "only_on_pypi.py").exists()  # served by "PyPI" through the redirect
+
+
+def test_rerun_uploads_nothing_and_conflicts_fail(tmp_path, registry):
+    dist = wheels(tmp_path)
+    assert publish(dist, registry.url).returncode == 0
+    again = publish(dist, registry.url)
+    assert again.returncode == 0 and set(statuses(again).values()) == {"skipped"}
+    assert "0         4        0" in again.stderr
+    other = tmp_path / "other"
+    make_wheel(other, "ours-pkg", "1.0.0", payload="CHANGED = True\n")
+    make_wheel(other, "ours-pkg", "9.9.9")
+    proc = publish(other, registry.url)
+    assert proc.returncode == 1
+    st = statuses(proc)
+    assert st == {"ours_pkg-1.0.0-py3-none-any.whl": "failed", "ours_pkg-9.9.9-py3-none-any.whl": "uploaded"}
+    assert "already published with other contents" in proc.stderr
+    served = (registry.packages / "ours_pkg-1.0.0-py3-none-any.whl").read_bytes()
+    assert served == (dist / "ours_pkg-1.0.0-py3-none-any.whl").read_bytes()
+
+
+def test_wrong_token_fails_without_leaking(tmp_path, registry):
+    dist = wheels(tmp_path, 1)
+    proc = publish(dist, registry.url, password=SENTINEL + "-wrong")
+    assert proc.returncode == 1
+    assert SENTINEL + "-wrong" not in proc.stdout + proc.stderr
+    assert "refused our credentials" in proc.stderr
+
+
+def test_faults_lose_nothing_and_publish_each_wheel_once(tmp_path, registry):
+    dist = tmp_path / "dist"
+    for i in range(8):
+        make_wheel(dist, "faulty", f"0.{i}")
+    proxy = FaultProxy(registry.url, ["reset", "500", "stored-then-reset", "429", "stall", "reset", "500"], stall=4)
+    try:
+        proc = publish(dist, proxy.url, "--timeout", "2", "--retries", "8", "--jobs", "2")
+    finally:
+        proxy.close()
+    assert proc.returncode == 0, proc.stderr
+    assert proxy.faults == [] and proxy.seen[:7] == ["reset", "500", "stored-then-reset", "429", "stall", "reset",
+                                                     "500"], proxy.seen
+    assert set(statuses(proc).values()) == {"uploaded"}
+    hosted = sorted(p.name for p in registry.packages.glob("faulty-*.whl"))
+    assert hosted == sorted(p.name for p in dist.glob("*.whl"))
+    for p in dist.glob("*.whl"):
+        assert (registry.packages / p.name).read_bytes() == p.read_bytes()
+    again = publish(dist, registry.url)
+    assert set(statuses(again).values()) == {"skipped"}
+
+
+def test_gitlab_job_token_layout_and_duplicate_message(tmp_path, pypi):
+    """Against the labelled GitLab stand-in, with only GitLab CI's own variables set."""
+    gitlab = GitLabPypiStandIn("42", SENTINEL, pypi.url)
+    try:
+        dist = wheels(tmp_path, 2)
+        env = {"CI_API_V4_URL": gitlab.api, "CI_PROJECT_ID": "42", "CI_JOB_TOKEN": SENTINEL}
+        proc = publish(dist, "", env_extra=env, password="")
+        assert proc.returncode == 0, proc.stderr
+        assert "packages/pypi (as gitlab-ci-token, from GitLab CI job token)" in proc.stderr
+        assert sorted(gitlab.uploads) == sorted(p.name for p in dist.glob("*.whl"))
+        assert {n for n, _ in gitlab.files.values()} == {"ours-pkg", "ours-other"}  # normalised names
+        # a race: the file arrives between our index read and our upload -> 400 "taken" -> re-check
+        make_wheel(tmp_path / "late", "late-pkg", "1.0")
+        late = tmp_path / "late" / "late_pkg-1.0-py3-none-any.whl"
+        gitlab.files[late.name] = ("late-pkg", late.read_bytes())
+        import ciwheels.publish as pub
+
+        target = pub.Target(f"{gitlab.api}/projects/42/packages/pypi", "gitlab-ci-token", SENTINEL, "test")
+        p = pub.Publisher(target)
+        status, detail, _ = p.upload(late, "x", pub.wheel_metadata(late))
+        assert status == "duplicate"
+        assert p.index("late-pkg")[late.name] is not None
+        again = publish(dist, "", env_extra=env, password="")
+        assert set(statuses(again).values()) == {"skipped"}
+    finally:
+        gitlab.close()

@@ -1,0 +1,32 @@
+"""Small, valid, installable wheels made on the spot (a module, METADATA, WHEEL, RECORD)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zipfile
+from pathlib import Path
+
+
+def make_wheel(folder: Path, name: str, version: str, tag: str = "py3-none-any", payload: str = "") -> Path:
+    dist = name.replace("-", "_")
+    info = f"{dist}-{version}.dist-info"
+    files = {
+        f"{dist}.py": f'VERSION = "{version}"\n{payload}',
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: test wheel\n"
+                            f"Requires-Python: >=3.8\n",
+        f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: ciwheels-tests\nRoot-Is-Purelib: true\nTag: {tag}\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{info}/RECORD,,")
+    files[f"{info}/RECORD"] = "\n".join(record) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{dist}-{version}-{tag}.whl"
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for path, text in files.items():
+            info_ = zipfile.ZipInfo(path, date_time=(2026, 1, 1, 0, 0, 0))
+            z.writestr(info_, text)
+    return out
