@@ -243,11 +243,14 @@ class Publisher:
 
     def verify(self, wheels, metas, results: dict[str, Result]) -> None:
         """Every uploaded or skipped file must now be listed with its hash."""
-        names = sorted({normalize(metas[p]["name"]) for p, _ in wheels
-                        if results[p.name].status in ("uploaded", "skipped")})
+        # names with nothing uploaded were just read; only the others need a second look
+        names = sorted({normalize(metas[p]["name"]) for p, _ in wheels if results[p.name].status == "uploaded"})
         listed = {}
         for name in names:
             listed.update(self.index(name))
+        for path, digest in wheels:
+            if results[path.name].status == "skipped":
+                listed.setdefault(path.name, digest)
         for path, digest in wheels:
             r = results[path.name]
             if r.status in ("uploaded", "skipped") and listed.get(path.name) != digest:

@@ -37,16 +37,18 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 
 class PypiServer:
-    def __init__(self, root: Path, *, auth: tuple[str, str] | None = None, fallback: str | None = None):
+    def __init__(self, root: Path, *, auth: tuple[str, str] | None = None, fallback: str | None = None,
+                 scheme: str | None = None):
         self.packages = root / "packages"
         self.packages.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(self.port)]
+        # paste: a threaded server (pypiserver falls back to the single-threaded wsgiref without it)
+        cmd = [sys.executable, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(self.port), "--server", "paste"]
         if auth:
             from passlib.apache import HtpasswdFile
 
-            ht = HtpasswdFile(str(root / "htpasswd"), new=True)
+            ht = HtpasswdFile(str(root / "htpasswd"), new=True, **({"default_scheme": scheme} if scheme else {}))
             ht.set_password(*auth)
             ht.save()
             cmd += ["-a", "update", "-P", str(root / "htpasswd")]

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Publish ~300 small generated wheels to a local pypiserver with `ciwheels publish` and with
+`twine upload`, in the same run (each to its own fresh server), and print the ratio
+(goal: ciwheels at least 3x faster); then re-run ciwheels with everything already present
+(goal: at least 20x faster than its first run, and no uploads)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from servers import PypiServer  # noqa: E402
+from wheelfactory import make_wheel  # noqa: E402
+
+PASSWORD = "bench-password"
+
+
+def timed(cmd: list[str], env: dict) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{cmd[0]} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return elapsed, proc.stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--wheels", type=int, default=300)
+    ap.add_argument("--jobs", type=int, default=8, help="ciwheels publish --jobs")
+    ap.add_argument("--scheme", default="plaintext", help="htpasswd scheme of the servers (apr_md5_crypt: "
+                    "pypiserver's usual, server-bound)")
+    args = ap.parse_args()
+    twine = shutil.which("twine")
+    if not twine:
+        sys.exit("needs twine (pip install -e '.[test]')")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        dist = root / "dist"
+        for i in range(args.wheels):
+            make_wheel(dist, f"bench-{i % 30}", f"1.{i // 30}.0")
+        env = {**os.environ, "CIWHEELS_USERNAME": "ci", "CIWHEELS_PASSWORD": PASSWORD}
+        # pypiserver checks the password of every request; with the default apr-md5 scheme (1,000
+        # rounds of pure-Python MD5) that, not the client, dominates. A plaintext htpasswd keeps
+        # the server's cost out of a client comparison; both clients get the same server.
+        ours_server = PypiServer(root / "a", auth=("ci", PASSWORD), scheme=args.scheme)
+        twine_server = PypiServer(root / "b", auth=("ci", PASSWORD), scheme=args.scheme)
+        try:
+            ours, _ = timed([sys.executable, "-m", "ciwheels", "publish", str(dist), "--repository-url",
+                             ours_server.url, "--jobs", str(args.jobs)], env)
+            theirs, _ = timed([twine, "upload", "--non-interactive", "--disable-progress-bar", "--repository-url",
+                               twine_server.url, "-u", "ci", "-p", PASSWORD, *map(str, sorted(dist.glob("*.whl")))],
+                              env)
+            rerun, out = timed([sys.executable, "-m", "ciwheels", "publish", str(dist), "--repository-url",
+                                ours_server.url, "--json"], env)
+        finally:
+            ours_server.close()
+            twine_server.close()
+    uploads = sum(r["status"] == "uploaded" for r in json.loads(out))
+    print(f"ciwheels publish ({args.wheels} wheels, --jobs {args.jobs}): {ours:6.2f} s")
+    print(f"twine upload     ({args.wheels} wheels):            {theirs:6.2f} s")
+    print(f"speed-up over twine: {theirs / ours:.1f}x  (goal >= 3x: {'met' if theirs / ours >= 3 else 'NOT met'})")
+    print(f"ciwheels re-run, all present: {rerun:6.2f} s, {uploads} uploads; "
+          f"{ours / rerun:.1f}x faster than the first run (goal >= 20x: {'met' if ours / rerun >= 20 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
