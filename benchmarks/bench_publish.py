@@ -65,6 +65,8 @@ def main() -> None:
             ours_server.close()
             twine_server.close()
     uploads = sum(r["status"] == "uploaded" for r in json.loads(out))
+    print("note: pypiserver handles one request at a time (one Python process), so both clients wait on the "
+          "same server; ciwheels' parallel uploads cannot show here what they do against GitLab")
     print(f"ciwheels publish ({args.wheels} wheels, --jobs {args.jobs}): {ours:6.2f} s")
     print(f"twine upload     ({args.wheels} wheels):            {theirs:6.2f} s")
     print(f"speed-up over twine: {theirs / ours:.1f}x  (goal >= 3x: {'met' if theirs / ours >= 3 else 'NOT met'})")
