@@ -43,12 +43,13 @@ def tools() -> tuple[str, str]:
     return cibw, ciw
 
 
-def run_once(cmd: list[str], cwd: Path) -> tuple[float, str]:
+def run_once(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> tuple[float, str]:
+    """Wall time and stdout of one whole process; exits with its output if it fails."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     return elapsed, proc.stdout
 
 

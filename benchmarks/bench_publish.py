@@ -10,26 +10,16 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from _common import run_once  # noqa: E402
 from servers import PypiServer  # noqa: E402
 from wheelfactory import make_wheel  # noqa: E402
 
 PASSWORD = "bench-password"
-
-
-def timed(cmd: list[str], env: dict) -> tuple[float, str]:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"{cmd[0]} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return elapsed, proc.stdout
 
 
 def main() -> None:
@@ -54,13 +44,13 @@ def main() -> None:
         ours_server = PypiServer(root / "a", auth=("ci", PASSWORD), scheme=args.scheme)
         twine_server = PypiServer(root / "b", auth=("ci", PASSWORD), scheme=args.scheme)
         try:
-            ours, _ = timed([sys.executable, "-m", "ciwheels", "publish", str(dist), "--repository-url",
-                             ours_server.url, "--jobs", str(args.jobs)], env)
-            theirs, _ = timed([twine, "upload", "--non-interactive", "--disable-progress-bar", "--repository-url",
+            ours, _ = run_once([sys.executable, "-m", "ciwheels", "publish", str(dist), "--repository-url",
+                             ours_server.url, "--jobs", str(args.jobs)], env=env)
+            theirs, _ = run_once([twine, "upload", "--non-interactive", "--disable-progress-bar", "--repository-url",
                                twine_server.url, "-u", "ci", "-p", PASSWORD, *map(str, sorted(dist.glob("*.whl")))],
-                              env)
-            rerun, out = timed([sys.executable, "-m", "ciwheels", "publish", str(dist), "--repository-url",
-                                ours_server.url, "--json"], env)
+                              env=env)
+            rerun, out = run_once([sys.executable, "-m", "ciwheels", "publish", str(dist), "--repository-url",
+                                ours_server.url, "--json"], env=env)
         finally:
             ours_server.close()
             twine_server.close()
