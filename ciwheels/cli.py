@@ -352,6 +352,35 @@ def publish(folder: Path, repository_url: str | None, project: Path, jobs: int, 
 
 
 @cli.command()
+@click.argument("wheels", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--isa", help="The ISA level the wheels must stay within (default: the level recorded at build time "
+              "in build-report.json or manifest.json beside the wheel).")
+@click.option("--json", "as_json", is_flag=True, help="Print one finding per binary as JSON.")
+def verify(wheels: tuple[Path, ...], isa: str | None, as_json: bool) -> None:
+    """Check that every binary in WHEELS needs no more than the wheel's ISA level.
+
+    x86_64 is read from the X86_ISA_1_NEEDED note, riscv64 from .riscv.attributes. What cannot
+    be determined (aarch64 has no marker; x86 built without -mneeded) is reported, not guessed.
+    Exit 1 when a binary needs more than its level.
+    """
+    from ciwheels.report import table
+    from ciwheels.verify import as_json as findings_json
+    from ciwheels.verify import verify_wheel
+
+    findings = [f for w in wheels for f in verify_wheel(w, isa)]
+    if as_json:
+        click.echo(findings_json(findings))
+    else:
+        click.echo(table(["wheel", "binary", "level", "status", "reason"],
+                         [[f.wheel, f.member, f.level, f.status, f.reason] for f in findings]))
+    bad = [f for f in findings if f.status == "too-high"]
+    undetermined = sum(f.status == "undetermined" for f in findings)
+    click.echo(f"{len(findings)} binaries: {len(bad)} above their level, {undetermined} undetermined", err=True)
+    if bad:
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
               help="Write to this file instead of standard output.")
 def schema(output: Path | None) -> None:

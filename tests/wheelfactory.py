@@ -8,19 +8,22 @@ import zipfile
 from pathlib import Path
 
 
-def make_wheel(folder: Path, name: str, version: str, tag: str = "py3-none-any", payload: str = "") -> Path:
+def make_wheel(folder: Path, name: str, version: str, tag: str = "py3-none-any", payload: str = "",
+               binaries: dict[str, bytes] | None = None) -> Path:
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"
-    files = {
+    files: dict[str, str | bytes] = {
         f"{dist}.py": f'VERSION = "{version}"\n{payload}',
+        **{f"{dist}_libs/{n}": b for n, b in (binaries or {}).items()},
         f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: test wheel\n"
                             f"Requires-Python: >=3.8\n",
         f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: ciwheels-tests\nRoot-Is-Purelib: true\nTag: {tag}\n",
     }
     record = []
     for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(text.encode())}")
+        data = text if isinstance(text, bytes) else text.encode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
     record.append(f"{info}/RECORD,,")
     files[f"{info}/RECORD"] = "\n".join(record) + "\n"
     folder.mkdir(parents=True, exist_ok=True)
