@@ -145,6 +145,7 @@ def run_all(runs: list[Invocation], package_dir: str, out: Path, engine: str | N
     import click
 
     from ciwheels.report import table
+    from ciwheels.verify import verify_wheel
 
     engine = container_engine(engine)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,11 +173,16 @@ def run_all(runs: list[Invocation], package_dir: str, out: Path, engine: str | N
             placed[cell.id].append({"file": wheel.name, "sha256": hashlib.sha256(data).hexdigest(),
                                     "size": len(data)})
         for cell in inv.cells:
-            ok = proc.returncode == 0 and bool(placed[cell.id])
-            failed += not ok
-            write_report(out, cell, inv.job, "ok" if ok else "failed", placed[cell.id], duration, log_path,
-                         proc.returncode)
-            summary.append([cell.id, "ok" if ok else "failed", str(len(placed[cell.id])), f"{duration:.0f}s"])
+            status = "ok" if proc.returncode == 0 and placed[cell.id] else "failed"
+            for w in placed[cell.id]:
+                too_high = [f for f in verify_wheel(out / cell.id / w["file"], cell.isa) if f.status == "too-high"]
+                w["isa_check"] = "too-high" if too_high else "ok"
+                if too_high:
+                    status = "isa-mismatch"
+                    click.echo(f"error: {w['file']}: {too_high[0].member} {too_high[0].reason}", err=True)
+            failed += status != "ok"
+            write_report(out, cell, inv.job, status, placed[cell.id], duration, log_path, proc.returncode)
+            summary.append([cell.id, status, str(len(placed[cell.id])), f"{duration:.0f}s"])
         if proc.returncode != 0:
             tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
             click.echo(f"error: {inv.job} failed (cibuildwheel exit {proc.returncode}); last lines of {log_path}:",
