@@ -25,8 +25,9 @@ class Invocation:
     cells: list[Cell] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
 
-    def command(self, package_dir: str, output_dir: str) -> list[str]:
-        return ["cibuildwheel", "--platform", "linux", "--output-dir", output_dir, package_dir]
+    def command(self, output_dir: str) -> list[str]:
+        """Run in the package folder: cibuildwheel's {project} is then the package itself."""
+        return ["cibuildwheel", "--platform", "linux", "--output-dir", output_dir, "."]
 
 
 def select_cells(expansion: Expansion, plan: Plan, cell_ids: tuple[str, ...], job_ids: tuple[str, ...],
@@ -75,7 +76,7 @@ def invocations(cells: list[Cell], plan: Plan) -> list[Invocation]:
 def describe(inv: Invocation, package_dir: str, output_dir: str) -> str:
     lines = [f"# job {inv.job}: {len(inv.cells)} cells ({', '.join(c.id for c in inv.cells)})"]
     lines += [f"{k}={shlex.quote(v)} \\" for k, v in sorted(inv.env.items())]
-    lines.append("  " + shlex.join(inv.command(package_dir, output_dir)))
+    lines.append(f"  (cd {shlex.quote(package_dir)} && {shlex.join(inv.command(output_dir))})")
     return "\n".join(lines)
 
 
@@ -90,10 +91,27 @@ def container_engine(requested: str | None) -> str:
     raise CiwheelsError("no container engine found: install docker or podman, or pass --engine")
 
 
-def environment_for(inv: Invocation, engine: str) -> dict[str, str]:
+CONTAINER_CA = "/ciwheels/ca-certificates.crt"
+
+
+def host_ca_bundle() -> str | None:
+    """The CA bundle this machine tells its own tools to trust (a TLS-inspecting proxy's
+    certificate may be in it), so that pip inside the build container trusts it too."""
+    for var in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        path = os.environ.get(var)
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def environment_for(inv: Invocation, engine: str, ca_bundle: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
     env.update(inv.env)
     env["CIBW_CONTAINER_ENGINE"] = engine
+    if ca_bundle:
+        env["CIBW_CONTAINER_ENGINE"] = f"{engine}; create_args: --volume={ca_bundle}:{CONTAINER_CA}:ro"
+        trust = " ".join(f'{v}="{CONTAINER_CA}"' for v in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"))
+        env["CIBW_ENVIRONMENT_LINUX"] = f"{env.get('CIBW_ENVIRONMENT_LINUX', '')} {trust}".strip()
     return env
 
 
@@ -158,7 +176,8 @@ def run_all(runs: list[Invocation], package_dir: str, out: Path, engine: str | N
                    f"(log: {log_path})", err=True)
         start = time.monotonic()
         with open(log_path, "w", encoding="utf-8") as log:
-            proc = subprocess.run(inv.command(package_dir, str(staging)), env=environment_for(inv, engine),
+            proc = subprocess.run(inv.command(str(staging.resolve())), cwd=package_dir,
+                                  env=environment_for(inv, engine, host_ca_bundle()),
                                   stdout=log, stderr=subprocess.STDOUT)
         duration = round(time.monotonic() - start, 1)
         placed: dict[str, list[dict]] = {c.id: [] for c in inv.cells}

@@ -418,5 +418,38 @@ def init(project: Path, force: bool) -> None:
         click.echo(line, err=True)
 
 
+@cli.group()
+def image() -> None:
+    """Build images for cibuildwheel where no pypa image exists or can be pulled."""
+
+
+@image.command("build")
+@click.argument("arch")
+@click.option("--engine", type=click.Choice(["docker", "podman"]), envvar="CIWHEELS_ENGINE",
+              help="Container engine (default: podman if installed, else docker).")
+@click.option("--base", help="Build on this image instead of a debootstrapped Debian root filesystem.")
+@click.option("--tag", help="Image name (default: localhost/ciwheels-manylinux-ARCH:trixie).")
+@click.option("--force", is_flag=True, help="Rebuild even if the image exists.")
+def image_build(arch: str, engine: str | None, base: str | None, tag: str | None, force: bool) -> None:
+    """Build the manylinux-style image for ARCH (riscv64, x86_64, aarch64, ppc64le, s390x).
+
+    Offline (no --base): debootstraps Debian trixie for ARCH (cached in ~/.cache/ciwheels or
+    $CIWHEELS_CACHE), imports it with `podman import --arch`, and builds images/Containerfile
+    on it. Foreign arches need QEMU user emulation registered with binfmt_misc. Wheels built
+    in it get manylinux_2_41 at most (Debian trixie's glibc); see images/README.md.
+    """
+    import shutil
+
+    from ciwheels.image import build_image, image_exists, image_tag
+
+    engine = engine or ("podman" if shutil.which("podman") else "docker")
+    tag = tag or image_tag(arch)
+    if not force and image_exists(engine, tag):
+        click.echo(f"{tag} exists (use --force to rebuild)", err=True)
+        click.echo(tag)
+        return
+    click.echo(build_image(arch, engine, base, tag, log=lambda m: click.echo(m, err=True)))
+
+
 def main() -> None:
     cli(prog_name="ciwheels")

@@ -1,0 +1,100 @@
+"""`ciwheels image build ARCH`: the build image for arches with no pypa image (riscv64) or for
+machines that reach no image registry. With --base it builds images/Containerfile on that
+image; without, fully offline, on a Debian root filesystem debootstrapped here (cached) and
+imported with `podman import --arch`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import tomllib
+from pathlib import Path
+
+from ciwheels.errors import CiwheelsError
+from ciwheels.resources import data_dir
+
+
+def image_catalog() -> dict:
+    with open(data_dir("catalog") / "images.toml", "rb") as f:
+        return tomllib.load(f)
+
+
+def image_tag(arch: str) -> str:
+    cat = image_catalog()
+    return cat["tag"].format(arch=arch, suite=cat["suite"])
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CIWHEELS_CACHE") or Path.home() / ".cache" / "ciwheels")
+
+
+def _run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    except FileNotFoundError:
+        raise CiwheelsError(f"{what}: {cmd[0]} is not installed") from None
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise CiwheelsError(f"{what} failed (exit {proc.returncode}):\n{tail}")
+    return proc
+
+
+def debootstrap(arch: str, log=print) -> Path:
+    """A Debian root filesystem for `arch`, made once and cached (a finished one has .complete)."""
+    cat = image_catalog()
+    debian = cat["arches"][arch]["debian"]
+    root = cache_dir() / f"rootfs-{cat['suite']}-{debian}"
+    if (root / ".complete").exists():
+        log(f"using the cached root filesystem {root}")
+        return root
+    if os.geteuid() != 0:
+        raise CiwheelsError("debootstrap needs root; run as root or pass --base IMAGE")
+    partial = root.with_name(root.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    log(f"debootstrapping Debian {cat['suite']} {debian} into {partial} (minutes; under QEMU for a foreign arch)")
+    _run(["debootstrap", f"--arch={debian}", "--variant=minbase", "--include=" + ",".join(cat["packages"]),
+          cat["suite"], str(partial), cat["mirror"]], "debootstrap")
+    (partial / ".complete").write_text("ok\n")
+    partial.rename(root)
+    return root
+
+
+def build_image(arch: str, engine: str, base: str | None = None, tag: str | None = None, log=print) -> str:
+    cat = image_catalog()
+    if arch not in cat["arches"]:
+        raise CiwheelsError(f"no image recipe for {arch}", value=arch, allowed=sorted(cat["arches"]))
+    tag = tag or image_tag(arch)
+    platform = f"linux/{cat['arches'][arch]['debian']}".replace("amd64", "amd64").replace("ppc64el", "ppc64le")
+    if base is None:
+        root = debootstrap(arch, log)
+        base = cat["base-tag"].format(arch=arch, suite=cat["suite"])
+        log(f"importing {root} as {base}")
+        tar = subprocess.Popen(["tar", "-C", str(root), "--exclude=./.complete", "-c", "."], stdout=subprocess.PIPE)
+        try:
+            _run([engine, "import", "--arch", cat["arches"][arch]["debian"].replace("ppc64el", "ppc64le"),
+                  "--os", "linux", "-", base], f"{engine} import", stdin=tar.stdout)
+        finally:
+            tar.stdout.close()
+            tar.wait()
+    plat = f"{cat['policy']}_{arch}"
+    with tempfile.TemporaryDirectory() as tmp:
+        context = Path(tmp)
+        recipe = data_dir("images")
+        for name in ("Containerfile", "setup.sh"):
+            shutil.copy(recipe / name, context / name)
+        bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+        (context / "ca-certificates.crt").write_bytes(bundle.read_bytes() if bundle.exists() else b"")
+        log(f"building {tag} on {base} (AUDITWHEEL_PLAT={plat})")
+        _run([engine, "build", "--pull=never", "--platform", platform, "--build-arg", f"BASE={base}",
+              "--build-arg", f"AUDITWHEEL_PLAT={plat}", "-t", tag, "-f", str(context / "Containerfile"),
+              str(context)], f"{engine} build")
+    return tag
+
+
+def image_exists(engine: str, tag: str) -> bool:
+    return subprocess.run([engine, "image", "exists", tag], capture_output=True).returncode == 0 \
+        if engine == "podman" else \
+        subprocess.run([engine, "image", "inspect", tag], capture_output=True).returncode == 0
