@@ -6,6 +6,7 @@ cibuildwheel container session builds several Pythons. `--dry-run` prints what w
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,65 @@ def write_report(out: Path, cell: Cell, job: str, status: str, wheels: list[dict
     (dest / "build-report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
+def _image_ref(name: str, arch: str, libc: str) -> str:
+    """A pinned pypa name (manylinux_2_39) -> the image cibuildwheel would use; else as given."""
+    import configparser
+    from importlib.resources import files
+
+    if "/" in name or ":" in name:
+        return name
+    try:
+        cfg = configparser.ConfigParser()
+        cfg.read_string((files("cibuildwheel") / "resources" / "pinned_docker_images.cfg").read_text())
+        return cfg[arch][name].split()[0]
+    except (ModuleNotFoundError, KeyError, OSError):
+        return name
+
+
+def probe_riscv_march(inv: Invocation, engine: str, log) -> None:
+    """GCC 14 rejects the RVA profile names (-march=rva23u64): ask the image's compiler, and
+    where it says no, build with the same level spelled as an explicit ISA string."""
+    import subprocess
+
+    from ciwheels.catalog import load_catalog
+
+    cell = inv.cells[0]
+    level = load_catalog().levels[cell.isa]
+    if cell.arch != "riscv64" or not level.cflags_expanded:
+        return
+    image = _image_ref(cell.image, cell.arch, cell.libc)
+
+    def compile_with(flags: str) -> tuple[bool, str]:
+        probe = f"echo 'int x;' | gcc {flags} -x c -c -o /dev/null -"
+        proc = subprocess.run([engine, "run", "--rm", "--platform", "linux/riscv64", image, "sh", "-c", probe],
+                              capture_output=True, text=True)
+        return proc.returncode == 0, proc.stderr
+
+    ok, _ = compile_with(level.cflags)
+    if ok:
+        log(f"{inv.job}: the compiler in {image} accepts {level.cflags}")
+        return
+    # Spell the level out; drop extensions this GCC does not know yet (GCC 14.2: zimop,
+    # zcmop): the code then simply does not use them and stays within the level.
+    flags, dropped = level.cflags_expanded, []
+    for _ in range(8):
+        ok, err = compile_with(flags)
+        if ok:
+            break
+        unknown = sorted(set(re.findall(r"extension '([a-z0-9]+)'[^\n]*unsupported", err)))
+        if not unknown:
+            raise CiwheelsError(f"the compiler in {image} accepts neither {level.cflags} nor the expanded ISA "
+                                f"string of {level.name}: {err.strip().splitlines()[-1] if err.strip() else ''}")
+        dropped += unknown
+        flags = re.sub(r"_(" + "|".join(unknown) + r")(?=_|$|\s)", "", flags)
+    else:
+        raise CiwheelsError(f"could not find an ISA string for {level.name} that the compiler in {image} accepts")
+    log(f"{inv.job}: the compiler in {image} rejects {level.cflags}; using the expanded ISA string"
+        + (f" without {', '.join(dropped)}, which it does not know" if dropped else ""))
+    env = inv.env.get("CIBW_ENVIRONMENT_LINUX", "")
+    inv.env["CIBW_ENVIRONMENT_LINUX"] = env.replace(level.cflags, flags)
+
+
 def run_all(runs: list[Invocation], package_dir: str, out: Path, engine: str | None) -> int:
     """Run every invocation; wheels land in OUT/<cell-id>/ with build-report.json. Returns the exit code."""
     import hashlib
@@ -174,6 +234,7 @@ def run_all(runs: list[Invocation], package_dir: str, out: Path, engine: str | N
         log_path = out / f"{inv.job}.log"
         click.echo(f"[{n}/{len(runs)}] {inv.job}: building {len(inv.cells)} cell(s) with {engine} "
                    f"(log: {log_path})", err=True)
+        probe_riscv_march(inv, engine, lambda m: click.echo(m, err=True))
         start = time.monotonic()
         with open(log_path, "w", encoding="utf-8") as log:
             proc = subprocess.run(inv.command(str(staging.resolve())), cwd=package_dir,

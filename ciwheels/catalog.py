@@ -59,6 +59,7 @@ class IsaLevel:
     aliases: tuple[str, ...]
     rank: int
     short: str = ""
+    qemu_cpu: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +167,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
                 aliases=tuple(lv.get("aliases", ())),
                 rank=rank,
                 short=lv.get("short", lv["name"]),
+                qemu_cpu=lv.get("qemu-cpu", ""),
             )
             for rank, lv in enumerate(isa.get(key, ()))
         )

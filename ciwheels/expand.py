@@ -438,7 +438,8 @@ class _Expander:
         env: dict[str, str] = {}
         env_origin: dict[str, Origin] = {}
         isa_origin = self.catalog_origin(f"isa.toml {level}")
-        for var, flags in (("CFLAGS", lv.cflags), ("CXXFLAGS", lv.cflags), ("RUSTFLAGS", lv.rustflags)):
+        for var, flags in (("CFLAGS", lv.cflags), ("CXXFLAGS", lv.cflags), ("RUSTFLAGS", lv.rustflags),
+                           ("QEMU_CPU", lv.qemu_cpu)):
             if flags:
                 env[var] = flags
                 env_origin[var] = isa_origin
