@@ -26,9 +26,9 @@ class Invocation:
     cells: list[Cell] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
 
-    def command(self, output_dir: str) -> list[str]:
+    def command(self, output_dir: str, exe: str = "cibuildwheel") -> list[str]:
         """Run in the package folder: cibuildwheel's {project} is then the package itself."""
-        return ["cibuildwheel", "--platform", "linux", "--output-dir", output_dir, "."]
+        return [exe, "--platform", "linux", "--output-dir", output_dir, "."]
 
 
 def select_cells(expansion: Expansion, plan: Plan, cell_ids: tuple[str, ...], job_ids: tuple[str, ...],
@@ -213,7 +213,8 @@ def probe_riscv_march(inv: Invocation, engine: str, log) -> None:
     inv.env["CIBW_ENVIRONMENT_LINUX"] = env.replace(level.cflags, flags)
 
 
-def run_all(runs: list[Invocation], package_dir: str, out: Path, engine: str | None) -> int:
+def run_all(runs: list[Invocation], package_dir: str, out: Path, engine: str | None,
+            matrix_dir: Path | None = None) -> int:
     """Run every invocation; wheels land in OUT/<cell-id>/ with build-report.json. Returns the exit code."""
     import hashlib
     import json
@@ -223,6 +224,7 @@ def run_all(runs: list[Invocation], package_dir: str, out: Path, engine: str | N
     import click
 
     from ciwheels.report import table
+    from ciwheels.cibw import ensure_cibuildwheel
     from ciwheels.verify import verify_wheel
 
     engine = container_engine(engine)
@@ -234,10 +236,13 @@ def run_all(runs: list[Invocation], package_dir: str, out: Path, engine: str | N
         log_path = out / f"{inv.job}.log"
         click.echo(f"[{n}/{len(runs)}] {inv.job}: building {len(inv.cells)} cell(s) with {engine} "
                    f"(log: {log_path})", err=True)
+        cell = inv.cells[0]
+        exe = ensure_cibuildwheel(cell.cibuildwheel, cell.patches, matrix_dir or Path(package_dir),
+                                  log=lambda m: click.echo(m, err=True))
         probe_riscv_march(inv, engine, lambda m: click.echo(m, err=True))
         start = time.monotonic()
         with open(log_path, "w", encoding="utf-8") as log:
-            proc = subprocess.run(inv.command(str(staging.resolve())), cwd=package_dir,
+            proc = subprocess.run(inv.command(str(staging.resolve()), str(exe)), cwd=package_dir,
                                   env=environment_for(inv, engine, host_ca_bundle()),
                                   stdout=log, stderr=subprocess.STDOUT)
         duration = round(time.monotonic() - start, 1)

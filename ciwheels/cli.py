@@ -225,7 +225,8 @@ def build(project: Path, matrix_paths: tuple[Path, ...], cell_ids: tuple[str, ..
         return
     from ciwheels.build import run_all
 
-    sys.exit(run_all(runs, package_dir, out, engine))
+    matrix_dir = Path(cells[0].matrix_file).resolve().parent if cells else None
+    sys.exit(run_all(runs, package_dir, out, engine, matrix_dir))
 
 
 @cli.command()

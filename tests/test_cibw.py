@@ -1,0 +1,63 @@
+"""The cibuildwheel a build runs: installed from the matrix's spec into an isolated, cached
+environment, with the project's patch series applied (a real install from the package index)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from ciwheels.cibw import ensure_cibuildwheel
+from ciwheels.errors import CiwheelsError
+
+GOOD = """\
+--- a/cibuildwheel/__init__.py
++++ b/cibuildwheel/__init__.py
+@@ -1 +1 @@
+-__version__ = "4.3.3"
++__version__ = "4.3.3+riscv.patched"
+"""
+STALE = GOOD.replace('-__version__ = "4.3.3"', '-__version__ = "4.2.0"')
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIWHEELS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def version(exe) -> str:
+    """The version the installed (and patched) cibuildwheel reports of itself."""
+    py = exe.parent / "python"
+    return subprocess.run([str(py), "-c", "import cibuildwheel; print(cibuildwheel.__version__)"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_spec_and_patches_installed_once(tmp_path, cache):
+    (tmp_path / "patches").mkdir()
+    (tmp_path / "patches" / "0001-version.patch").write_text(GOOD)
+    lines = []
+    exe = ensure_cibuildwheel("cibuildwheel==4.3.3", ("patches/0001-version.patch",), tmp_path, log=lines.append)
+    assert version(exe).endswith("4.3.3+riscv.patched")
+    assert str(cache) in str(exe) and any("applied 0001-version.patch to cibuildwheel 4.3.3" in x for x in lines)
+    again = []
+    assert ensure_cibuildwheel("cibuildwheel==4.3.3", ("patches/0001-version.patch",), tmp_path,
+                               log=again.append) == exe
+    assert again == []  # cached: nothing installed twice
+
+
+def test_patch_that_no_longer_applies_is_a_clear_error(tmp_path, cache):
+    (tmp_path / "old.patch").write_text(STALE)
+    with pytest.raises(CiwheelsError) as e:
+        ensure_cibuildwheel("cibuildwheel==4.3.3", ("old.patch",), tmp_path, log=lambda m: None)
+    text = str(e.value)
+    assert "the cibuildwheel patch old.patch does not apply to cibuildwheel 4.3.3" in text
+    assert "rebase the patch" in text
+    assert not any((cache / "cibuildwheel").iterdir())  # no half-made environment left behind
+
+
+def test_missing_patch_and_bad_spec(tmp_path, cache):
+    with pytest.raises(CiwheelsError, match="cibuildwheel patch not found"):
+        ensure_cibuildwheel("cibuildwheel==4.3.3", ("nope.patch",), tmp_path)
+    with pytest.raises(CiwheelsError, match="cannot install cibuildwheel from 'cibuildwheel==0.0.0.404'"):
+        ensure_cibuildwheel("cibuildwheel==0.0.0.404", (), tmp_path, log=lambda m: None)
