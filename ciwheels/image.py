@@ -68,6 +68,7 @@ def build_image(arch: str, engine: str, base: str | None = None, tag: str | None
         raise CiwheelsError(f"no image recipe for {arch}", value=arch, allowed=sorted(cat["arches"]))
     tag = tag or image_tag(arch)
     platform = f"linux/{cat['arches'][arch]['debian']}".replace("amd64", "amd64").replace("ppc64el", "ppc64le")
+    imported = base is None
     if base is None:
         root = debootstrap(arch, log)
         base = cat["base-tag"].format(arch=arch, suite=cat["suite"])
@@ -88,7 +89,9 @@ def build_image(arch: str, engine: str, base: str | None = None, tag: str | None
         bundle = Path("/etc/ssl/certs/ca-certificates.crt")
         (context / "ca-certificates.crt").write_bytes(bundle.read_bytes() if bundle.exists() else b"")
         log(f"building {tag} on {base} (AUDITWHEEL_PLAT={plat})")
-        _run([engine, "build", "--pull=never", "--platform", platform, "--build-arg", f"BASE={base}",
+        # a base imported here must not be looked up in a registry; a named one may be pulled
+        pull = (["--pull=never"] if imported else ["--pull=missing"]) if engine == "podman" else []
+        _run([engine, "build", *pull, "--platform", platform, "--build-arg", f"BASE={base}",
               "--build-arg", f"AUDITWHEEL_PLAT={plat}", "-t", tag, "-f", str(context / "Containerfile"),
               str(context)], f"{engine} build")
     return tag

@@ -45,6 +45,7 @@ class RenderSettings:
     python: str
     ciwheels: str
     matrix_diff: bool
+    build_images: tuple[str, ...]
     defaults: dict[str, Any]
     origin: str  # which matrix file set them ("" = defaults)
 
@@ -131,6 +132,7 @@ def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
         python=chosen.get("python", defaults["python"]),
         ciwheels=chosen.get("ciwheels", f"ciwheels=={__version__}"),
         matrix_diff=chosen.get("matrix-diff", True),
+        build_images=tuple(sorted(set(chosen.get("build-images", ())))),
         defaults=defaults,
         origin=origin,
     )

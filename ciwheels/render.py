@@ -98,6 +98,15 @@ def _job_view(job: Job) -> dict:
     }
 
 
+def _image_view(arch: str) -> dict:
+    from ciwheels.catalog import load_catalog
+    from ciwheels.image import image_tag
+
+    qemu = load_catalog().arches[arch].qemu_platform if load_catalog().arches[arch].host != "x86_64" else ""
+    return {"arch": arch, "name": image_tag(arch).removeprefix("localhost/"), "qemu": qemu,
+            "qemu_arch": qemu.split("/")[1] if qemu else ""}
+
+
 def _chunks(jobs: tuple[Job, ...], size: int, prefix: str, by_tags: bool) -> list[Chunk]:
     groups: dict[tuple[str, ...], list[Job]] = {}
     for job in jobs:
@@ -136,6 +145,7 @@ def render_plan(plan: Plan, project_rel: str, matrix_rel: list[str]) -> dict[str
         "actions": _actions(),
         "publish_when": "tags, schedules" + (f" and pushes to {s.publish_branch}" if s.publish_branch else ""),
         "schedule_hint": f" (cron {s.schedule!r}, UTC)" if s.schedule else "",
+        "images": [_image_view(arch) for arch in s.build_images],
     }
     out = {}
     if s.github:

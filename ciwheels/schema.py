@@ -254,6 +254,9 @@ def matrix_schema(catalog: Catalog) -> dict:
                     "publish-branch": _path_or_false("Branch whose pushes also publish (false: tags and schedules only)."),
                     "python": _str("Python version the CI jobs run ciwheels with."),
                     "ciwheels": _str("pip requirement the CI jobs install ciwheels from (default: this version)."),
+                    "build-images": _list("Arches whose build image (ciwheels image build) the pipelines rebuild and "
+                                          "push to the project's container registry, on schedules and when the "
+                                          "matrix changes.", ["x86_64", "aarch64", "ppc64le", "s390x", "riscv64"]),
                     "matrix-diff": {"type": "boolean", "description": "Add the job that explains matrix changes "
                                     "on pull/merge requests (default: true)."},
                 },

@@ -11,6 +11,13 @@ if [ -s /ciwheels-setup/ca-certificates.crt ]; then
     REQUESTS_CA_BUNDLE=/ciwheels-setup/ca-certificates.crt
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+# a plain Debian/Ubuntu base (e.g. BASE=debian:trixie in CI): install what the image needs
+if command -v apt-get >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv \
+    python3-dev gcc libc6-dev patchelf ca-certificates debianutils file unzip >/dev/null
+  rm -rf /var/lib/apt/lists/*
+fi
 tag=$(python3 -c 'import sys; v = sys.version_info; print(f"cp{v[0]}{v[1]}-cp{v[0]}{v[1]}")')
 python3 -m venv "/opt/python/$tag"
 "/opt/python/$tag/bin/pip" install --quiet build
