@@ -25,10 +25,24 @@ class Invocation:
     job: str
     cells: list[Cell] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    package: str = ""  # a source tree or an sdist file; set by the caller
+
+    @property
+    def is_sdist(self) -> bool:
+        return self.package.endswith((".tar.gz", ".zip"))
+
+    def where(self) -> tuple[Path, str]:
+        """(folder to run in, target): cibuildwheel's {project} is then the package itself."""
+        package = Path(self.package)
+        return (package.parent, package.name) if self.is_sdist else (package, ".")
 
     def command(self, output_dir: str, exe: str = "cibuildwheel") -> list[str]:
-        """Run in the package folder: cibuildwheel's {project} is then the package itself."""
-        return [exe, "--platform", "linux", "--output-dir", output_dir, "."]
+        cmd = [exe, "--platform", "linux", "--output-dir", output_dir]
+        if self.is_sdist:
+            # Builder mode: the matrix decides, not the package's own [tool.cibuildwheel]
+            # (which may name options this cibuildwheel does not know).
+            cmd += ["--config-file", str(Path(output_dir) / "ciwheels-builder.toml")]
+        return cmd + [self.where()[1]]
 
 
 def select_cells(expansion: Expansion, plan: Plan, cell_ids: tuple[str, ...], job_ids: tuple[str, ...],
@@ -74,10 +88,11 @@ def invocations(cells: list[Cell], plan: Plan) -> list[Invocation]:
     return list(groups.values())
 
 
-def describe(inv: Invocation, package_dir: str, output_dir: str) -> str:
+def describe(inv: Invocation, output_dir: str) -> str:
     lines = [f"# job {inv.job}: {len(inv.cells)} cells ({', '.join(c.id for c in inv.cells)})"]
     lines += [f"{k}={shlex.quote(v)} \\" for k, v in sorted(inv.env.items())]
-    lines.append(f"  (cd {shlex.quote(package_dir)} && {shlex.join(inv.command(output_dir))})")
+    cwd, _ = inv.where()
+    lines.append(f"  (cd {shlex.quote(str(cwd))} && {shlex.join(inv.command(output_dir))})")
     return "\n".join(lines)
 
 
@@ -213,8 +228,7 @@ def probe_riscv_march(inv: Invocation, engine: str, log) -> None:
     inv.env["CIBW_ENVIRONMENT_LINUX"] = env.replace(level.cflags, flags)
 
 
-def run_all(runs: list[Invocation], package_dir: str, out: Path, engine: str | None,
-            matrix_dir: Path | None = None) -> int:
+def run_all(runs: list[Invocation], out: Path, engine: str | None, matrix_dir: Path | None = None) -> int:
     """Run every invocation; wheels land in OUT/<cell-id>/ with build-report.json. Returns the exit code."""
     import hashlib
     import json
@@ -237,12 +251,14 @@ def run_all(runs: list[Invocation], package_dir: str, out: Path, engine: str | N
         click.echo(f"[{n}/{len(runs)}] {inv.job}: building {len(inv.cells)} cell(s) with {engine} "
                    f"(log: {log_path})", err=True)
         cell = inv.cells[0]
-        exe = ensure_cibuildwheel(cell.cibuildwheel, cell.patches, matrix_dir or Path(package_dir),
+        cwd, _ = inv.where()
+        exe = ensure_cibuildwheel(cell.cibuildwheel, cell.patches, matrix_dir or cwd,
                                   log=lambda m: click.echo(m, err=True))
         probe_riscv_march(inv, engine, lambda m: click.echo(m, err=True))
         start = time.monotonic()
         with open(log_path, "w", encoding="utf-8") as log:
-            proc = subprocess.run(inv.command(str(staging.resolve()), str(exe)), cwd=package_dir,
+            (staging / "ciwheels-builder.toml").write_text("[tool.cibuildwheel]\n", encoding="utf-8")
+            proc = subprocess.run(inv.command(str(staging.resolve()), str(exe)), cwd=cwd,
                                   env=environment_for(inv, engine, host_ca_bundle()),
                                   stdout=log, stderr=subprocess.STDOUT)
         duration = round(time.monotonic() - start, 1)

@@ -194,14 +194,18 @@ def render(project: Path, matrix_paths: tuple[Path, ...], check: bool) -> None:
               help="Container engine (default: docker if installed, else podman).")
 @click.option("--dry-run", is_flag=True, envvar="CIWHEELS_DRY_RUN",
               help="Print the cibuildwheel runs instead of running them (env CIWHEELS_DRY_RUN=1).")
+@click.option("--sdist", metavar="NAME==VERSION",
+              help="Build a third-party package from its sdist on the package index (builder mode: the "
+                   "cells of that package version; jobs of builder matrices fetch their sdist themselves).")
 def build(project: Path, matrix_paths: tuple[Path, ...], cell_ids: tuple[str, ...], job_ids: tuple[str, ...],
-          all_cells: bool, out: Path, engine: str | None, dry_run: bool) -> None:
+          all_cells: bool, out: Path, engine: str | None, dry_run: bool, sdist: str | None) -> None:
     """Build wheels for cells with cibuildwheel.
 
     Cells of one job build in one cibuildwheel run (one container session for several Pythons).
     """
     from ciwheels.build import describe, invocations, package_dir_of, select_cells
     from ciwheels.catalog import load_catalog
+    from ciwheels.errors import CiwheelsError
     from ciwheels.expand import expand_docs
     from ciwheels.load import load_files
     from ciwheels.plan import plan as make_plan
@@ -211,14 +215,35 @@ def build(project: Path, matrix_paths: tuple[Path, ...], cell_ids: tuple[str, ..
     docs = load_files(find_matrix_files(project, matrix_paths), catalog, root=Path.cwd())
     expansion = expand_docs(docs, catalog)
     the_plan = make_plan(expansion, docs, catalog)
+    if sdist:
+        name, _, version = sdist.partition("==")
+        if not version:
+            raise CiwheelsError(f"--sdist needs NAME==VERSION, not {sdist!r}")
+        from ciwheels.expand import normalize_name
+
+        wanted = (normalize_name(name), version)
+        builder = [c for c in expansion.cells if (c.package, c.version) == wanted]
+        if not builder and any(c.package for c in expansion.cells):
+            raise CiwheelsError(f"the matrix builds no {name} {version}: add it under packages:")
+        all_cells = all_cells or not (cell_ids or job_ids)
     cells = select_cells(expansion, the_plan, cell_ids, job_ids, all_cells)
+    if sdist and any(c.package for c in cells):
+        cells = [c for c in cells if (c.package, c.version) == wanted]
     runs = invocations(cells, the_plan)
-    package_dir = package_dir_of(project)
+    for inv in runs:
+        pkg = inv.cells[0]
+        if pkg.package or sdist:
+            from ciwheels.sdist import fetch_sdist
+
+            name, version = (pkg.package, pkg.version) if pkg.package else wanted
+            inv.package = str(fetch_sdist(name, version)) if not dry_run else f"{name}-{version}.tar.gz"
+        else:
+            inv.package = package_dir_of(project)
     if dry_run:
         from ciwheels.build import write_report
 
         for inv in runs:
-            click.echo(describe(inv, package_dir, str(out / ".staging" / inv.job)))
+            click.echo(describe(inv, str(out / ".staging" / inv.job)))
             for cell in inv.cells:
                 write_report(out, cell, inv.job, "dry-run", [], 0.0, None, None)
         click.echo(f"dry run: {len(runs)} cibuildwheel run(s) for {len(cells)} cell(s); reports in {out}", err=True)
@@ -226,7 +251,7 @@ def build(project: Path, matrix_paths: tuple[Path, ...], cell_ids: tuple[str, ..
     from ciwheels.build import run_all
 
     matrix_dir = Path(cells[0].matrix_file).resolve().parent if cells else None
-    sys.exit(run_all(runs, package_dir, out, engine, matrix_dir))
+    sys.exit(run_all(runs, out, engine, matrix_dir))
 
 
 @cli.command()

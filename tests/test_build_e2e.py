@@ -86,3 +86,22 @@ def test_verify_both_ways(built):
         assert bad.returncode == 1 and json.loads(bad.stdout)[0]["status"] == "too-high"
     plain = next((out / "cp313-manylinux_riscv64-rv64gc").glob("*.whl"))
     assert run_ciwheels("verify", str(plain), "--isa", "rv64gc").returncode == 0
+
+
+def test_builder_mode_builds_a_pypi_sdist(images, tmp_path):
+    """A wheel-builder repository: no package of its own, MarkupSafe's sdist from the index."""
+    (tmp_path / "matrix").mkdir()
+    (tmp_path / "matrix" / "wheels.yaml").write_text(
+        "python: [cp313]\narch: [x86_64]\nisa: {x86_64: [x86-64-v3]}\nimages:\n"
+        "  x86_64-glibc: {image: \"localhost/ciwheels-manylinux-x86_64:trixie\", policy: manylinux_2_41}\n"
+        "packages:\n  - name: MarkupSafe\n    versions: ['3.0.3']\n")
+    out = tmp_path / "wh"
+    job = "markupsafe-3.0.3-manylinux_2_41_x86_64-x86-64-v3"
+    proc = subprocess.run([sys.executable, "-m", "ciwheels", "build", "--project", str(tmp_path), "--job", job,
+                           "--engine", "podman", "--out", str(out)], capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r = report(out, "markupsafe-3.0.3-cp313-manylinux_x86_64-x86-64-v3")
+    assert r["status"] == "ok" and r["wheels"][0]["file"].startswith("markupsafe-3.0.3-cp313-cp313-manylinux")
+    wheel = out / r["cell"] / r["wheels"][0]["file"]
+    assert run_ciwheels("verify", str(wheel)).returncode == 0
+    assert run_ciwheels("verify", str(wheel), "--isa", "x86-64").returncode == 1
