@@ -162,6 +162,7 @@ def write_report(out: Path, cell: Cell, job: str, status: str, wheels: list[dict
     import json
 
     report = {"cell": cell.id, "job": job, "status": status, "python": cell.python, "isa": cell.isa,
+              "registry": cell.registry,
               "arch": cell.arch, "policy": cell.policy, "wheels": wheels, "duration_seconds": duration,
               "log": str(log) if log else None, "cibuildwheel_exit": exit_code}
     dest = out / cell.id

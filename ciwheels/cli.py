@@ -328,7 +328,9 @@ def diff(base: str | None, head: str | None, project: Path, fmt: str, post_gitla
 @cli.command()
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.option("--repository-url", help="Upload URL of the registry (GitLab: .../api/v4/projects/ID/packages/pypi). "
-              "Default: CIWHEELS_REPOSITORY_URL, or the project's registry in GitLab CI.")
+              "Default: the matrix's registries, else CIWHEELS_REPOSITORY_URL, else the project's registry in "
+              "GitLab CI.")
+@click.option("--registry", help="Publish only the wheels bound for this registry of the matrix.")
 @_PROJECT_OPTION
 @click.option("--jobs", type=click.IntRange(1, 32), default=4, show_default=True, help="Uploads at once.")
 @click.option("--retries", type=click.IntRange(1, 20), default=6, show_default=True,
@@ -336,8 +338,8 @@ def diff(base: str | None, head: str | None, project: Path, fmt: str, post_gitla
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
 @click.option("--json", "as_json", is_flag=True, help="Print one result per wheel as JSON.")
 @click.option("--dry-run", is_flag=True, envvar="CIWHEELS_DRY_RUN", help="Say what would be published.")
-def publish(folder: Path, repository_url: str | None, project: Path, jobs: int, retries: int, timeout: float,
-            as_json: bool, dry_run: bool) -> None:
+def publish(folder: Path, repository_url: str | None, registry: str | None, project: Path, jobs: int, retries: int,
+            timeout: float, as_json: bool, dry_run: bool) -> None:
     """Publish the wheels of FOLDER (a `ciwheels gather` output) to a PyPI-compatible registry.
 
     Files the registry already has with the same sha256 are skipped; one it has with other
@@ -345,23 +347,47 @@ def publish(folder: Path, repository_url: str | None, project: Path, jobs: int, 
     CIWHEELS_PASSWORD, or in GitLab CI the job token. Re-running after any failure finishes
     the job and uploads nothing twice. Exit 1 if anything failed.
     """
-    from ciwheels.errors import PublishFailed
-    from ciwheels.publish import Publisher, resolve_target, wheels_in
+    from ciwheels.errors import CiwheelsError, PublishFailed
+    from ciwheels.publish import (Publisher, default_registry, matrix_registries, resolve_target, wheel_registries,
+                                  wheels_in)
     from ciwheels.report import table
 
     wheels = wheels_in(folder)
     if not wheels:
         click.echo(f"nothing to publish in {folder}", err=True)
         return
-    if dry_run:
+    # where each wheel goes: --repository-url (all), else the matrix's registries, else the env
+    registries = {} if repository_url else matrix_registries(project)
+    if registry and not registries:
+        raise CiwheelsError(f"--registry {registry}: the matrix names no registries",
+                            hint="add registries: to a matrix file, or pass --repository-url")
+    groups: dict[str | None, list] = {}
+    if registries:
+        if registry and registry not in registries:
+            raise CiwheelsError(f"no registry {registry!r} in the matrix", value=registry, allowed=sorted(registries))
+        named, fallback = wheel_registries(folder), default_registry(project)
         for path, digest in wheels:
-            click.echo(f"would publish {path.name} (sha256 {digest})")
+            name = named.get(path.relative_to(folder).as_posix()) or fallback
+            if name is None:
+                raise CiwheelsError(f"{path.name}: its build named no registry and the matrix has none without "
+                                    "`select`; pass --registry NAME or --repository-url URL")
+            if registry is None or name == registry:
+                groups.setdefault(name, []).append((path, digest))
+    else:
+        groups[None] = wheels
+    if dry_run:
+        for name, items in groups.items():
+            for path, digest in items:
+                click.echo(f"would publish {path.name} (sha256 {digest})"
+                           + (f" to {name} ({registries[name]})" if name else ""))
         return
-    target = resolve_target(repository_url)
-    click.echo(f"publishing {len(wheels)} wheel(s) to {target}", err=True)
-    publisher = Publisher(target, jobs=jobs, retries=retries, timeout=timeout,
-                          progress=lambda line: click.echo(line, err=True))
-    results = publisher.publish(wheels)
+    results = []
+    for name, items in sorted(groups.items(), key=lambda g: str(g[0])):
+        target = resolve_target(registries[name] if name else repository_url)
+        click.echo(f"publishing {len(items)} wheel(s) to {name + ': ' if name else ''}{target}", err=True)
+        publisher = Publisher(target, jobs=jobs, retries=retries, timeout=timeout,
+                              progress=lambda line: click.echo(line, err=True))
+        results += publisher.publish(items)
     if as_json:
         import json
 

@@ -217,6 +217,11 @@ class _Expander:
                          for i, e in enumerate(d.get("exclude", []))]
         self.overrides = [(self.selector(o["select"], ("overrides", i, "select")), o, ("overrides", i))
                           for i, o in enumerate(d.get("overrides", []))]
+        # registries with a selector first (in file order), then the catch-all ones
+        regs = d.get("registries", {})
+        self.registries = [(name, self.selector(r["select"], ("registries", name, "select")))
+                           for name, r in regs.items() if "select" in r]
+        self.registries += [(name, {}) for name, r in regs.items() if "select" not in r]
 
         packages: list[tuple[str, str, dict, tuple | None]] = []
         for i, pkg in enumerate(d.get("packages", [])):
@@ -399,6 +404,7 @@ class _Expander:
         identifier, cibw_head, eol_note = head
         notes = (*pnotes, eol_note) if eol_note else pnotes
         cibw = {**cibw_head, **cibw_tail}
+        registry = next((name for name, sel in self.registries if self.matches(sel, attrs)), "")
         return Cell(
             id=cid, python=py, libc=libc, policy=policy, arch=arch, isa=level, identifier=identifier,
             image=image, custom_image=custom, cibuildwheel=self.cibw_spec[0], patches=self.cibw_spec[1],
@@ -406,7 +412,8 @@ class _Expander:
             test_command=settings.get("test-command", ""), test_requires=settings["test-requires"],
             before_all=settings.get("before-all", ""), before_build=settings.get("before-build", ""),
             build_requires=settings["build-requires"], package=attrs["package"], version=attrs["version"],
-            matrix_file=self.doc.file, origins=origins, notes=notes, cibw_parts=(cibw_head, cibw_tail),
+            matrix_file=self.doc.file, registry=registry, origins=origins, notes=notes,
+            cibw_parts=(cibw_head, cibw_tail),
         )
 
     @staticmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -25,7 +26,14 @@ class Gathered:
     size: int
     cell: str | None
     isa: str | None
+    registry: str | None
     source: str
+
+    @property
+    def path(self) -> str:
+        """Where it lies in the output: one folder per destination registry, since wheels of
+        two ISA levels share one file name but go to different registries."""
+        return f"{self.registry}/{self.file}" if self.registry else self.file
 
 
 def _sha256(path: Path) -> str:
@@ -71,8 +79,8 @@ def gather(sources: list[Path], out: Path) -> tuple[list[Gathered], list[dict]]:
         if not src.exists():
             raise CiwheelsError(f"gather source not found: {src}")
     expected, reports = _reports(sources)
-    found: dict[str, Gathered] = {}
-    paths: dict[str, Path] = {}
+    found: dict[tuple[str | None, str], Gathered] = {}
+    paths: dict[tuple[str | None, str], Path] = {}
     for src in sources:
         for wheel in sorted(p for p in (src.rglob("*.whl") if src.is_dir() else [src]) if p.is_file()):
             _check_name(wheel.name, str(wheel.parent))
@@ -81,30 +89,35 @@ def gather(sources: list[Path], out: Path) -> tuple[list[Gathered], list[dict]]:
             if entry is not None and entry.get("sha256") != digest:
                 raise CiwheelsError(f"{wheel}: sha256 {digest} differs from {entry['sha256']} recorded in "
                                     f"{entry['report_path']}; the artifact changed after the build")
-            item = Gathered(wheel.name, digest, wheel.stat().st_size,
-                            entry["report"].get("cell") if entry else None,
-                            entry["report"].get("isa") if entry else None, str(wheel))
-            if wheel.name in found:
-                if found[wheel.name].sha256 != digest:
-                    raise CiwheelsError(f"{wheel.name} appears twice with different contents: {paths[wheel.name]} "
+            report = entry["report"] if entry else {}
+            registry = report.get("registry") or None
+            if registry is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", registry):
+                raise CiwheelsError(f"{entry['report_path']}: registry name {registry!r} is not a plain name")
+            item = Gathered(wheel.name, digest, wheel.stat().st_size, report.get("cell"), report.get("isa"),
+                            registry, str(wheel))
+            key = (registry, wheel.name)
+            if key in found:
+                if found[key].sha256 != digest:
+                    raise CiwheelsError(f"{wheel.name} appears twice with different contents: {paths[key]} "
                                         f"and {wheel}; refusing to pick one")
                 continue
-            found[wheel.name] = item
-            paths[wheel.name] = wheel
+            found[key] = item
+            paths[key] = wheel
     missing = [p for p in expected if not p.exists()]
     if missing:
         raise CiwheelsError(f"{len(missing)} wheel(s) named by build reports are missing, e.g. {missing[0]}")
     out.mkdir(parents=True, exist_ok=True)
-    for name, item in sorted(found.items()):
-        target = out / name
+    for key, item in sorted(found.items(), key=lambda kv: kv[1].path):
+        target = out / item.path
+        target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
             if _sha256(target) != item.sha256:
                 raise CiwheelsError(f"{target} already exists with other contents; refusing to overwrite it")
             continue
-        _atomic_copy(paths[name], target)
-    items = [found[n] for n in sorted(found)]
+        _atomic_copy(paths[key], target)
+    items = sorted(found.values(), key=lambda i: i.path)
     manifest = {
-        "wheels": [{k: v for k, v in asdict(i).items() if k != "source"} for i in items],
+        "wheels": [{**{k: v for k, v in asdict(i).items() if k != "source"}, "path": i.path} for i in items],
         "reports": sorted(({"cell": r.get("cell"), "status": r.get("status")} for r in reports),
                           key=lambda r: str(r["cell"])),
     }

@@ -57,6 +57,7 @@ class Cell:
     package: str = ""
     version: str = ""
     matrix_file: str = ""
+    registry: str = ""  # name of the registry the cell's wheels are published to ("" = none named)
     origins: dict[str, Origin] = field(default_factory=dict, compare=False)
     notes: tuple[str, ...] = ()
 
@@ -100,6 +101,7 @@ class Cell:
             "before_build": self.before_build,
             "build_requires": list(self.build_requires),
             "matrix_file": self.matrix_file,
+            "registry": self.registry,
         }
 
     def to_json(self) -> dict:

@@ -49,6 +49,53 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def matrix_registries(project: Path) -> dict[str, str]:
+    """{name: url} of the registries the project's matrix files name (empty without any)."""
+    from ciwheels.catalog import load_catalog
+    from ciwheels.load import load_files
+    from ciwheels.project import find_matrix_files
+
+    try:
+        files = find_matrix_files(project)
+    except CiwheelsError:
+        return {}
+    out: dict[str, str] = {}
+    for doc in load_files(files, load_catalog(), root=Path.cwd()):
+        for name, reg in doc.data.get("registries", {}).items():
+            if out.get(name, reg["url"]) != reg["url"]:
+                raise doc.error(("registries", name), f"registry {name!r} has two URLs in the matrix files")
+            out[name] = reg["url"]
+    return out
+
+
+def default_registry(project: Path) -> str | None:
+    """The registry for cells no selector matched: the one without `select` (first found)."""
+    from ciwheels.catalog import load_catalog
+    from ciwheels.load import load_files
+    from ciwheels.project import find_matrix_files
+
+    try:
+        files = find_matrix_files(project)
+    except CiwheelsError:
+        return None
+    for doc in load_files(files, load_catalog(), root=Path.cwd()):
+        for name, reg in doc.data.get("registries", {}).items():
+            if "select" not in reg:
+                return name
+    return None
+
+
+def wheel_registries(folder: Path) -> dict[str, str | None]:
+    """{wheel file: registry name} from a gather manifest."""
+    import json
+
+    manifest = folder / "manifest.json"
+    if not manifest.exists():
+        return {}
+    return {w.get("path", w["file"]): w.get("registry")
+            for w in json.loads(manifest.read_text(encoding="utf-8"))["wheels"]}
+
+
 def resolve_target(repository_url: str | None, env: dict[str, str] | None = None) -> Target:
     """--repository-url or CIWHEELS_REPOSITORY_URL with CIWHEELS_USERNAME/CIWHEELS_PASSWORD; in
     GitLab CI, the project's own registry with the job token."""
@@ -269,7 +316,7 @@ def wheels_in(folder: Path) -> list[tuple[Path, str]]:
         except (ValueError, KeyError, TypeError) as e:
             raise CiwheelsError(f"{manifest}: not a ciwheels manifest ({e})") from None
         for e in entries:
-            path = folder / e["file"]
+            path = folder / e.get("path", e["file"])
             if not path.is_file():
                 raise CiwheelsError(f"{manifest} lists {e['file']}, which is missing from {folder}")
             digest = hashlib.sha256(path.read_bytes()).hexdigest()

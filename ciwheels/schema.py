@@ -243,6 +243,23 @@ def matrix_schema(catalog: Catalog) -> dict:
                 },
             },
             "packages": {"type": "array", "description": "Builder mode: packages to build from sdists.", "items": package},
+            "registries": {
+                "type": "object",
+                "description": "Named PyPI-compatible registries wheels are published to. A cell goes to the "
+                               "first registry whose `select` matches it, else to one without `select`: one "
+                               "registry per ISA level, since wheel tags cannot tell levels apart.",
+                "propertyNames": {"pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$"},
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "url": _str("Upload URL (GitLab: https://HOST/api/v4/projects/ID/packages/pypi); its "
+                                    "simple index is URL/simple/.", pattern=r"^https?://"),
+                        "select": {**selector_obj, "description": "Which cells publish here."},
+                    },
+                    "required": ["url"],
+                    "additionalProperties": False,
+                },
+            },
             "render": {
                 "type": "object",
                 "description": "How `ciwheels render` writes the CI pipelines.",

@@ -144,3 +144,51 @@ def test_gitlab_job_token_layout_and_duplicate_message(tmp_path, pypi):
         assert set(statuses(again).values()) == {"skipped"}
     finally:
         gitlab.close()
+
+
+def test_registries_per_isa_level_from_the_matrix(tmp_path, pypi):
+    """Wheel tags cannot tell ISA levels apart: each level goes to its own registry."""
+    import hashlib
+
+    from conftest import run_ciwheels
+
+    base = PypiServer(tmp_path / "base", auth=("ci", SENTINEL), fallback=f"{pypi.url}/simple/")
+    v3 = PypiServer(tmp_path / "v3", auth=("ci", SENTINEL), fallback=f"{pypi.url}/simple/")
+    try:
+        project = tmp_path / "proj"
+        (project / "matrix").mkdir(parents=True)
+        (project / "matrix" / "wheels.yaml").write_text(
+            "python: [cp312]\narch: [x86_64]\nisa: {x86_64: [x86-64, x86-64-v3]}\nregistries:\n"
+            f"  fast: {{url: '{v3.url}', select: {{isa: x86-64-v3}}}}\n  generic: {{url: '{base.url}'}}\n")
+        cells = {c["isa"]: c for c in json.loads(run_ciwheels("matrix", "--project", str(project), "--json",
+                                                              check=True).stdout)}
+        assert cells["x86-64-v3"]["registry"] == "fast" and cells["x86-64"]["registry"] == "generic"
+        # what two build jobs leave behind: same wheel name, one per level, with their reports
+        for isa, payload in (("x86-64", ""), ("x86-64-v3", "FAST = True\n")):
+            d = tmp_path / "wh" / cells[isa]["id"]
+            w = make_wheel(d, "lvl", "1.0", tag="cp312-cp312-manylinux_2_28_x86_64", payload=payload)
+            (d / "build-report.json").write_text(json.dumps({
+                "cell": cells[isa]["id"], "status": "ok", "isa": isa, "registry": cells[isa]["registry"],
+                "wheels": [{"file": w.name, "sha256": hashlib.sha256(w.read_bytes()).hexdigest()}]}))
+        # one gather: the two same-named wheels go to one folder per registry
+        out = tmp_path / "dist"
+        run_ciwheels("gather", str(tmp_path / "wh"), "--out", str(out), check=True)
+        manifest = json.loads((out / "manifest.json").read_text())["wheels"]
+        assert sorted((w["registry"], w["path"]) for w in manifest) == [
+            ("fast", "fast/lvl-1.0-cp312-cp312-manylinux_2_28_x86_64.whl"),
+            ("generic", "generic/lvl-1.0-cp312-cp312-manylinux_2_28_x86_64.whl")]
+        dry = publish(out, "", "--project", str(project), "--dry-run")
+        assert f"to fast ({v3.url})" in dry.stdout and f"to generic ({base.url})" in dry.stdout
+        proc = publish(out, "", "--project", str(project))
+        assert proc.returncode == 0, proc.stderr
+        assert set(statuses(proc).values()) == {"uploaded"} and len(json.loads(proc.stdout)) == 2
+        only = publish(out, "", "--project", str(project), "--registry", "fast")
+        assert [r["status"] for r in json.loads(only.stdout)] == ["skipped"]
+        name = "lvl-1.0-cp312-cp312-manylinux_2_28_x86_64.whl"
+        assert b"FAST" in __import__("zipfile").ZipFile(v3.packages / name).read("lvl.py")
+        assert b"FAST" not in __import__("zipfile").ZipFile(base.packages / name).read("lvl.py")
+        proc = publish(out, "", "--project", str(project), "--registry", "nope")
+        assert proc.returncode == 2 and "no registry 'nope' in the matrix" in proc.stderr
+    finally:
+        base.close()
+        v3.close()
