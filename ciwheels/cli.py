@@ -470,6 +470,77 @@ def init(project: Path, force: bool) -> None:
         click.echo(line, err=True)
 
 
+def _registry_url(project: Path, registry: str | None, repository_url: str | None) -> tuple[str, str]:
+    from ciwheels.errors import CiwheelsError
+    from ciwheels.publish import matrix_registries, resolve_target
+
+    if repository_url:
+        return registry or "ciwheels", repository_url
+    registries = matrix_registries(project)
+    if registry:
+        if registry not in registries:
+            raise CiwheelsError(f"no registry {registry!r} in the matrix", value=registry,
+                                allowed=sorted(registries) or None)
+        return registry, registries[registry]
+    if len(registries) == 1:
+        return next(iter(registries.items()))
+    if registries:
+        raise CiwheelsError("the matrix names several registries: pass --registry NAME", allowed=sorted(registries))
+    import os
+
+    env = {k: v for k, v in os.environ.items()}
+    env.setdefault("CIWHEELS_PASSWORD", "-")  # only the URL is needed here
+    return "ciwheels", resolve_target(None, env).url
+
+
+@cli.command("pip-config")
+@click.option("--registry", help="A registry of the matrix (default: the only one).")
+@click.option("--repository-url", help="A registry URL instead of the matrix's.")
+@_PROJECT_OPTION
+def pip_config(registry: str | None, repository_url: str | None, project: Path) -> None:
+    """Print the pip and uv settings that install from a registry's index (which falls
+    through to PyPI on GitLab)."""
+    from ciwheels.consumers import pip_config as text
+
+    name, url = _registry_url(project, registry, repository_url)
+    click.echo(text(name, url), nl=False)
+
+
+@cli.command()
+@click.option("--registry", help="A registry of the matrix (default: the only one).")
+@click.option("--repository-url", help="A registry URL instead of the matrix's.")
+@_PROJECT_OPTION
+@click.option("--dist", type=click.Path(path_type=Path, file_okay=False),
+              help="A gather output: its wheels' names must be served by the registry.")
+@click.option("--package", "packages", multiple=True, help="A name that must be served by the registry.")
+@click.option("--unhosted", default="six", show_default=True,
+              help="A pure-Python package the registry does not host, to test the fall-through.")
+@click.option("--pypi", default="https://pypi.org/simple", show_default=True,
+              help="The public index to check our names against.")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor(registry: str | None, repository_url: str | None, project: Path, dist: Path | None,
+           packages: tuple[str, ...], unhosted: str, pypi: str, as_json: bool) -> None:
+    """Check a registry: its index answers, our packages are served from it, an unhosted
+    package resolves through the fall-through, and none of our names is free on PyPI
+    (dependency confusion). Exit 1 when a check fails."""
+    from ciwheels.consumers import doctor as run_doctor
+    from ciwheels.consumers import hosted_names
+
+    name, url = _registry_url(project, registry, repository_url)
+    hosted = sorted(set(hosted_names(dist)) | {p.lower() for p in packages})
+    checks = run_doctor(url, hosted, unhosted, pypi)
+    if as_json:
+        import json
+
+        click.echo(json.dumps([c.__dict__ for c in checks], indent=1))
+    else:
+        for c in checks:
+            mark = "ok  " if c.ok else ("warn" if c.warning else "FAIL")
+            click.echo(f"{mark}  {c.name}: {c.detail}")
+    if any(not c.ok and not c.warning for c in checks):
+        sys.exit(1)
+
+
 @cli.group()
 def image() -> None:
     """Build images for cibuildwheel where no pypa image exists or can be pulled."""

@@ -192,3 +192,50 @@ def test_registries_per_isa_level_from_the_matrix(tmp_path, pypi):
     finally:
         base.close()
         v3.close()
+
+
+def test_pip_config_installs_through_the_registry(tmp_path, registry):
+    import tomllib
+
+    from conftest import run_ciwheels
+
+    dist = wheels(tmp_path, 1)
+    assert publish(dist, registry.url).returncode == 0
+    text = run_ciwheels("pip-config", "--repository-url", registry.url, check=True).stdout
+    ini = text.split("# uv:")[0]
+    conf = tmp_path / "pip.conf"
+    conf.write_text(ini + "trusted-host = 127.0.0.1\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = str(conf)  # the printed settings, and nothing else, point pip here
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-cache-dir", "--target", str(tmp_path / "site"),
+                          "ours-pkg", "only-on-pypi"], capture_output=True, text=True, env=env, timeout=300)
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    assert (tmp_path / "site" / "ours_pkg.py").exists() and (tmp_path / "site" / "only_on_pypi.py").exists()
+    uv_toml = "\n".join(line for line in text.split("# uv:")[1].splitlines()[1:] if not line.startswith("#"))
+    index = tomllib.loads(uv_toml)["tool"]["uv"]["index"][0]
+    assert index == {"name": "ciwheels", "url": f"{registry.url}/simple/", "default": True,
+                     "authenticate": "always"}
+    assert f"index-url = {registry.url}/simple/" in ini
+
+
+def test_doctor(tmp_path, registry, pypi):
+    from conftest import run_ciwheels
+
+    dist = wheels(tmp_path, 1)
+    assert publish(dist, registry.url).returncode == 0
+    proc = run_ciwheels("doctor", "--repository-url", registry.url, "--dist", str(dist), "--unhosted",
+                        "only-on-pypi", "--pypi", f"{pypi.url}/simple", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    checks = {c["name"]: c for c in json.loads(proc.stdout)}
+    assert checks["index answers"]["ok"]
+    assert checks["ours-pkg is served by the registry"]["ok"]
+    assert checks["only-on-pypi resolves through the fall-through"]["ok"]
+    confusion = checks["ours-pkg exists on PyPI"]
+    assert confusion["warning"] and "dependency confusion" in confusion["detail"]
+    no_fallback = PypiServer(tmp_path / "nofb", auth=("ci", SENTINEL))
+    try:
+        proc = run_ciwheels("doctor", "--repository-url", no_fallback.url, "--unhosted", "only-on-pypi",
+                            "--pypi", f"{pypi.url}/simple")
+        assert proc.returncode == 1 and "FAIL  only-on-pypi resolves through the fall-through" in proc.stdout
+    finally:
+        no_fallback.close()

@@ -1,0 +1,93 @@
+"""For the people who install: `ciwheels pip-config` (pip and uv settings for a registry's
+simple index) and `ciwheels doctor` (is the index healthy, does the fall-through work, which of
+our names could be taken on PyPI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ciwheels.errors import CiwheelsError
+
+
+def simple_url(registry_url: str) -> str:
+    return registry_url.rstrip("/") + "/simple/"
+
+
+def pip_config(name: str, url: str) -> str:
+    index = simple_url(url)
+    return f"""\
+# pip: ~/.config/pip/pip.conf (or PIP_INDEX_URL={index})
+# Private GitLab projects also need credentials: a ~/.netrc entry for the host, or
+# https://<user>:<token>@host/... in the URL.
+[global]
+index-url = {index}
+
+# uv: pyproject.toml or uv.toml. GitLab forwards names it does not host to PyPI with a
+# redirect; uv must send credentials on every request for that to work.
+[[tool.uv.index]]
+name = "{name}"
+url = "{index}"
+default = true
+authenticate = "always"
+"""
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    warning: bool = False
+
+
+def doctor(url: str, hosted: list[str], unhosted: str, pypi: str, timeout: float = 30) -> list[Check]:
+    """Checks against a registry's simple index. `hosted`: names we publish there (read from a
+    manifest, or given); `unhosted`: a pure-Python package we do not host, to test the
+    fall-through; `pypi`: the public index names are checked against."""
+    import requests
+
+    index = simple_url(url)
+    checks: list[Check] = []
+
+    def get(u: str, redirects: bool):
+        try:
+            return requests.get(u, timeout=timeout, allow_redirects=redirects)
+        except requests.RequestException as e:
+            return e
+
+    first = get(index + (hosted[0] if hosted else unhosted) + "/", False)
+    if isinstance(first, Exception):
+        return [Check("index answers", False, f"{index}: {type(first).__name__}: {first}")]
+    checks.append(Check("index answers", first.status_code < 500, f"{index}: HTTP {first.status_code}"))
+    for name in hosted:
+        r = get(f"{index}{name}/", False)
+        served = not isinstance(r, Exception) and r.status_code == 200 and ".whl" in r.text
+        checks.append(Check(f"{name} is served by the registry", served,
+                            f"HTTP {getattr(r, 'status_code', r)}" + ("" if served else
+                                                                        ": not hosted here (or redirected)")))
+    r = get(f"{index}{unhosted}/", True)
+    through = not isinstance(r, Exception) and r.status_code == 200 and ("href" in r.text)
+    hops = len(getattr(r, "history", []) or [])
+    checks.append(Check(f"{unhosted} resolves through the fall-through", through,
+                        (f"HTTP {r.status_code} after {hops} redirect(s)" if not isinstance(r, Exception) else str(r))
+                        + ("" if through else "; enable package forwarding (pypi_package_requests_forwarding)")))
+    for name in hosted:
+        p = get(f"{pypi.rstrip('/')}/{name}/", True)
+        if not isinstance(p, Exception) and p.status_code == 404:
+            checks.append(Check(f"{name} exists on PyPI", False, f"{name} is not on {pypi}: anyone may register it "
+                                "there, and clients that also read PyPI could install theirs (dependency "
+                                "confusion); register the name or pin the index", warning=True))
+    return checks
+
+
+def hosted_names(folder: Path | None) -> list[str]:
+    """Project names of the wheels in a gather output, normalised."""
+    import re
+
+    if folder is None:
+        return []
+    if not folder.is_dir():
+        raise CiwheelsError(f"{folder} is not a folder")
+    names = {re.sub(r"[-_.]+", "-", p.name.split("-")[0]).lower() for p in folder.rglob("*.whl")}
+    return sorted(names)
