@@ -331,6 +331,7 @@ def diff(base: str | None, head: str | None, project: Path, fmt: str, post_gitla
               "Default: the matrix's registries, else CIWHEELS_REPOSITORY_URL, else the project's registry in "
               "GitLab CI.")
 @click.option("--registry", help="Publish only the wheels bound for this registry of the matrix.")
+@click.option("--index-url", help="The registry's simple index, if not URL/simple/ (devpi: URL/+simple/).")
 @_PROJECT_OPTION
 @click.option("--jobs", type=click.IntRange(1, 32), default=4, show_default=True, help="Uploads at once.")
 @click.option("--retries", type=click.IntRange(1, 20), default=6, show_default=True,
@@ -338,8 +339,8 @@ def diff(base: str | None, head: str | None, project: Path, fmt: str, post_gitla
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
 @click.option("--json", "as_json", is_flag=True, help="Print one result per wheel as JSON.")
 @click.option("--dry-run", is_flag=True, envvar="CIWHEELS_DRY_RUN", help="Say what would be published.")
-def publish(folder: Path, repository_url: str | None, registry: str | None, project: Path, jobs: int, retries: int,
-            timeout: float, as_json: bool, dry_run: bool) -> None:
+def publish(folder: Path, repository_url: str | None, registry: str | None, index_url: str | None, project: Path,
+            jobs: int, retries: int, timeout: float, as_json: bool, dry_run: bool) -> None:
     """Publish the wheels of FOLDER (a `ciwheels gather` output) to a PyPI-compatible registry.
 
     Files the registry already has with the same sha256 are skipped; one it has with other
@@ -379,11 +380,12 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, proj
         for name, items in groups.items():
             for path, digest in items:
                 click.echo(f"would publish {path.name} (sha256 {digest})"
-                           + (f" to {name} ({registries[name]})" if name else ""))
+                           + (f" to {name} ({registries[name]['url']})" if name else ""))
         return
     results = []
     for name, items in sorted(groups.items(), key=lambda g: str(g[0])):
-        target = resolve_target(registries[name] if name else repository_url)
+        reg = registries.get(name, {}) if name else {}
+        target = resolve_target(reg.get("url") or repository_url, index=reg.get("index") or index_url or "")
         click.echo(f"publishing {len(items)} wheel(s) to {name + ': ' if name else ''}{target}", err=True)
         publisher = Publisher(target, jobs=jobs, retries=retries, timeout=timeout,
                               progress=lambda line: click.echo(line, err=True))
@@ -470,45 +472,54 @@ def init(project: Path, force: bool) -> None:
         click.echo(line, err=True)
 
 
-def _registry_url(project: Path, registry: str | None, repository_url: str | None) -> tuple[str, str]:
+def _registry_index(project: Path, registry: str | None, repository_url: str | None,
+                    index_url: str | None) -> tuple[str, str]:
+    """(name, simple index URL) of the registry a consumer command is about."""
     from ciwheels.errors import CiwheelsError
-    from ciwheels.publish import matrix_registries, resolve_target
+    from ciwheels.publish import Target, matrix_registries
 
-    if repository_url:
-        return registry or "ciwheels", repository_url
+    def simple(url: str, index: str | None) -> str:
+        return Target(url.rstrip("/"), "", "", index=index or "").simple
+
+    if repository_url or index_url:
+        return registry or "ciwheels", simple(repository_url or "", index_url)
     registries = matrix_registries(project)
     if registry:
         if registry not in registries:
             raise CiwheelsError(f"no registry {registry!r} in the matrix", value=registry,
                                 allowed=sorted(registries) or None)
-        return registry, registries[registry]
+        return registry, simple(registries[registry]["url"], registries[registry].get("index"))
     if len(registries) == 1:
-        return next(iter(registries.items()))
+        name, reg = next(iter(registries.items()))
+        return name, simple(reg["url"], reg.get("index"))
     if registries:
         raise CiwheelsError("the matrix names several registries: pass --registry NAME", allowed=sorted(registries))
     import os
 
-    env = {k: v for k, v in os.environ.items()}
-    env.setdefault("CIWHEELS_PASSWORD", "-")  # only the URL is needed here
-    return "ciwheels", resolve_target(None, env).url
+    if os.environ.get("CI_API_V4_URL") and os.environ.get("CI_PROJECT_ID"):
+        return "gitlab", f"{os.environ['CI_API_V4_URL'].rstrip('/')}/projects/{os.environ['CI_PROJECT_ID']}" \
+            "/packages/pypi/simple"
+    raise CiwheelsError("no registry: pass --registry NAME (from the matrix), --repository-url or --index-url")
 
 
 @cli.command("pip-config")
 @click.option("--registry", help="A registry of the matrix (default: the only one).")
 @click.option("--repository-url", help="A registry URL instead of the matrix's.")
+@click.option("--index-url", help="The registry's simple index, if not URL/simple/.")
 @_PROJECT_OPTION
-def pip_config(registry: str | None, repository_url: str | None, project: Path) -> None:
+def pip_config(registry: str | None, repository_url: str | None, index_url: str | None, project: Path) -> None:
     """Print the pip and uv settings that install from a registry's index (which falls
     through to PyPI on GitLab)."""
     from ciwheels.consumers import pip_config as text
 
-    name, url = _registry_url(project, registry, repository_url)
-    click.echo(text(name, url), nl=False)
+    name, index = _registry_index(project, registry, repository_url, index_url)
+    click.echo(text(name, index), nl=False)
 
 
 @cli.command()
 @click.option("--registry", help="A registry of the matrix (default: the only one).")
 @click.option("--repository-url", help="A registry URL instead of the matrix's.")
+@click.option("--index-url", help="The registry's simple index, if not URL/simple/.")
 @_PROJECT_OPTION
 @click.option("--dist", type=click.Path(path_type=Path, file_okay=False),
               help="A gather output: its wheels' names must be served by the registry.")
@@ -518,7 +529,7 @@ def pip_config(registry: str | None, repository_url: str | None, project: Path) 
 @click.option("--pypi", default="https://pypi.org/simple", show_default=True,
               help="The public index to check our names against.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
-def doctor(registry: str | None, repository_url: str | None, project: Path, dist: Path | None,
+def doctor(registry: str | None, repository_url: str | None, index_url: str | None, project: Path, dist: Path | None,
            packages: tuple[str, ...], unhosted: str, pypi: str, as_json: bool) -> None:
     """Check a registry: its index answers, our packages are served from it, an unhosted
     package resolves through the fall-through, and none of our names is free on PyPI
@@ -526,9 +537,9 @@ def doctor(registry: str | None, repository_url: str | None, project: Path, dist
     from ciwheels.consumers import doctor as run_doctor
     from ciwheels.consumers import hosted_names
 
-    name, url = _registry_url(project, registry, repository_url)
+    _, index = _registry_index(project, registry, repository_url, index_url)
     hosted = sorted(set(hosted_names(dist)) | {p.lower() for p in packages})
-    checks = run_doctor(url, hosted, unhosted, pypi)
+    checks = run_doctor(index, hosted, unhosted, pypi)
     if as_json:
         import json
 

@@ -10,12 +10,9 @@ from pathlib import Path
 from ciwheels.errors import CiwheelsError
 
 
-def simple_url(registry_url: str) -> str:
-    return registry_url.rstrip("/") + "/simple/"
-
-
-def pip_config(name: str, url: str) -> str:
-    index = simple_url(url)
+def pip_config(name: str, index: str) -> str:
+    """`index`: the registry's simple index URL."""
+    index = index.rstrip("/") + "/"
     return f"""\
 # pip: ~/.config/pip/pip.conf (or PIP_INDEX_URL={index})
 # Private GitLab projects also need credentials: a ~/.netrc entry for the host, or
@@ -41,13 +38,13 @@ class Check:
     warning: bool = False
 
 
-def doctor(url: str, hosted: list[str], unhosted: str, pypi: str, timeout: float = 30) -> list[Check]:
-    """Checks against a registry's simple index. `hosted`: names we publish there (read from a
+def doctor(index: str, hosted: list[str], unhosted: str, pypi: str, timeout: float = 30) -> list[Check]:
+    """Checks against a registry's simple index URL. `hosted`: names we publish there (read from a
     manifest, or given); `unhosted`: a pure-Python package we do not host, to test the
     fall-through; `pypi`: the public index names are checked against."""
     import requests
 
-    index = simple_url(url)
+    index = index.rstrip("/") + "/"
     checks: list[Check] = []
 
     def get(u: str, redirects: bool):

@@ -28,10 +28,15 @@ _DUPLICATE = re.compile(r"already been taken|already exists|file exists", re.I)
 
 @dataclass(frozen=True)
 class Target:
-    url: str  # repository (upload) URL; the simple index is URL/simple/<name>/
+    url: str  # repository (upload) URL
     username: str
     password: str = field(repr=False)
     source: str = ""
+    index: str = ""  # simple index; default URL/simple/ (GitLab, pypiserver); devpi: URL/+simple/
+
+    @property
+    def simple(self) -> str:
+        return (self.index or f"{self.url}/simple").rstrip("/")
 
     def __str__(self) -> str:
         return f"{self.url} (as {self.username}, from {self.source})"
@@ -49,8 +54,8 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def matrix_registries(project: Path) -> dict[str, str]:
-    """{name: url} of the registries the project's matrix files name (empty without any)."""
+def matrix_registries(project: Path) -> dict[str, dict[str, str]]:
+    """{name: {url, index?}} of the registries the project's matrix files name (empty without any)."""
     from ciwheels.catalog import load_catalog
     from ciwheels.load import load_files
     from ciwheels.project import find_matrix_files
@@ -59,12 +64,13 @@ def matrix_registries(project: Path) -> dict[str, str]:
         files = find_matrix_files(project)
     except CiwheelsError:
         return {}
-    out: dict[str, str] = {}
+    out: dict[str, dict[str, str]] = {}
     for doc in load_files(files, load_catalog(), root=Path.cwd()):
         for name, reg in doc.data.get("registries", {}).items():
-            if out.get(name, reg["url"]) != reg["url"]:
-                raise doc.error(("registries", name), f"registry {name!r} has two URLs in the matrix files")
-            out[name] = reg["url"]
+            entry = {k: v for k, v in reg.items() if k in ("url", "index")}
+            if out.get(name, entry) != entry:
+                raise doc.error(("registries", name), f"registry {name!r} is defined twice, differently")
+            out[name] = entry
     return out
 
 
@@ -96,7 +102,7 @@ def wheel_registries(folder: Path) -> dict[str, str | None]:
             for w in json.loads(manifest.read_text(encoding="utf-8"))["wheels"]}
 
 
-def resolve_target(repository_url: str | None, env: dict[str, str] | None = None) -> Target:
+def resolve_target(repository_url: str | None, env: dict[str, str] | None = None, index: str = "") -> Target:
     """--repository-url or CIWHEELS_REPOSITORY_URL with CIWHEELS_USERNAME/CIWHEELS_PASSWORD; in
     GitLab CI, the project's own registry with the job token."""
     env = dict(os.environ) if env is None else env
@@ -108,7 +114,7 @@ def resolve_target(repository_url: str | None, env: dict[str, str] | None = None
         if not password:
             raise CiwheelsError("no credentials for the registry: set CIWHEELS_USERNAME and CIWHEELS_PASSWORD")
         return Target(url.rstrip("/"), user or "__token__", password, "--repository-url" if repository_url
-                      else "CIWHEELS_REPOSITORY_URL")
+                      else "CIWHEELS_REPOSITORY_URL", index or env.get("CIWHEELS_INDEX", ""))
     if env.get("CI_API_V4_URL") and env.get("CI_PROJECT_ID") and env.get("CI_JOB_TOKEN"):
         return Target(f"{env['CI_API_V4_URL'].rstrip('/')}/projects/{env['CI_PROJECT_ID']}/packages/pypi",
                       "gitlab-ci-token", env["CI_JOB_TOKEN"], "GitLab CI job token")
@@ -197,7 +203,7 @@ class Publisher:
     def index(self, name: str) -> dict[str, str | None]:
         """{filename: sha256} the registry hosts for a project; {} when it hosts nothing (a
         redirect to the fall-through index, or 404)."""
-        url = f"{self.target.url}/simple/{normalize(name)}/"
+        url = f"{self.target.simple}/{normalize(name)}/"
         resp, _ = self._request("GET", url, f"reading {url}")
         if resp.status_code in (301, 302, 303, 307, 308, 404):
             return {}

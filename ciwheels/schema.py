@@ -254,6 +254,8 @@ def matrix_schema(catalog: Catalog) -> dict:
                     "properties": {
                         "url": _str("Upload URL (GitLab: https://HOST/api/v4/projects/ID/packages/pypi); its "
                                     "simple index is URL/simple/.", pattern=r"^https?://"),
+                        "index": _str("Its simple index, if not URL/simple/ (devpi: URL/+simple/).",
+                                      pattern=r"^https?://"),
                         "select": {**selector_obj, "description": "Which cells publish here."},
                     },
                     "required": ["url"],

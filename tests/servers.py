@@ -229,3 +229,41 @@ class GitLabPypiStandIn:
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+class DevpiServer:
+    """A real devpi-server (offline mode) with an index `ci/dev` that inherits root/pypi;
+    uploads need the user's password. Simple index (PEP 691 JSON too): URL/+simple/."""
+
+    def __init__(self, root: Path, password: str):
+        import shutil as _shutil
+
+        data = root / "devpi"
+        bindir = Path(sys.executable).parent
+        subprocess.run([str(bindir / "devpi-init"), "--serverdir", str(data), "--root-passwd", "root-pw"],
+                       check=True, capture_output=True)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = open(root / "devpi.log", "w")
+        self.proc = subprocess.Popen([str(bindir / "devpi-server"), "--serverdir", str(data),
+                                      "--host", "127.0.0.1", "--port", str(self.port), "--offline-mode"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        wait_http(self.base + "/+api", timeout=60)
+        devpi = str(bindir / "devpi") if (bindir / "devpi").exists() else _shutil.which("devpi")
+        client = root / "devpi-client"
+
+        def run(*args: str) -> None:
+            subprocess.run([devpi, "--clientdir", str(client), *args], check=True, capture_output=True, timeout=60)
+
+        run("use", self.base)
+        run("login", "root", "--password", "root-pw")
+        run("user", "-c", "ci", f"password={password}")
+        run("login", "ci", "--password", password)
+        run("index", "-c", "ci/dev", "bases=root/pypi")
+        self.url = f"{self.base}/ci/dev"
+        self.index = f"{self.base}/ci/dev/+simple"
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log.close()

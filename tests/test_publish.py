@@ -239,3 +239,23 @@ def test_doctor(tmp_path, registry, pypi):
         assert proc.returncode == 1 and "FAIL  only-on-pypi resolves through the fall-through" in proc.stdout
     finally:
         no_fallback.close()
+
+
+def test_devpi_is_a_second_real_target(tmp_path):
+    from servers import DevpiServer
+
+    server = DevpiServer(tmp_path, SENTINEL)
+    try:
+        dist = wheels(tmp_path, 2)
+        env = {"CIWHEELS_USERNAME": "ci"}
+        proc = publish(dist, server.url, "--index-url", server.index, env_extra=env)
+        assert proc.returncode == 0, proc.stderr
+        assert set(statuses(proc).values()) == {"uploaded"}
+        again = publish(dist, server.url, "--index-url", server.index, env_extra=env)
+        assert set(statuses(again).values()) == {"skipped"}
+        other = tmp_path / "other"
+        make_wheel(other, "ours-pkg", "1.0.0", payload="CHANGED = True\n")
+        bad = publish(other, server.url, "--index-url", server.index, env_extra=env)
+        assert bad.returncode == 1 and "already published with other contents" in bad.stderr
+    finally:
+        server.close()
