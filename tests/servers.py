@@ -67,11 +67,12 @@ class PypiServer:
 
 
 class FaultProxy:
-    """Forwards HTTP to `upstream`, but the first POSTs meet the faults in `faults`, in order:
+    """Forwards HTTP to `upstream` (after `latency` seconds, a remote registry's round trip), but
+    the first POSTs meet the faults in `faults`, in order:
     'reset' (connection dropped mid-upload), 'stored-then-reset' (forwarded, answer lost),
     '500', '429' (Retry-After: 1), 'stall' (no answer for `stall` seconds)."""
 
-    def __init__(self, upstream: str, faults: list[str], stall: float = 6.0):
+    def __init__(self, upstream: str, faults: list[str], stall: float = 6.0, latency: float = 0.0):
         self.upstream = upstream
         self.faults = list(faults)
         self.seen: list[str] = []
@@ -119,9 +120,11 @@ class FaultProxy:
                     pass
 
             def do_GET(self):
+                time.sleep(latency)
                 self._reply(*self._forward(None))
 
             def do_POST(self):
+                time.sleep(latency)
                 length = int(self.headers.get("Content-Length", 0))
                 with lock:
                     fault = proxy.faults.pop(0) if proxy.faults else None
