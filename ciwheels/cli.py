@@ -325,6 +325,29 @@ def diff(base: str | None, head: str | None, project: Path, fmt: str, post_gitla
             click.echo(f"warning: {e}", err=True)
 
 
+def _progress():
+    """A bar on a terminal; one line per file elsewhere (CI logs)."""
+    if not sys.stderr.isatty():
+        return lambda line: click.echo(line, err=True)
+
+    def show(line: str) -> None:
+        import re
+
+        m = re.match(r"\[(\d+)/(\d+)\] (\S+) (\S+)", line)
+        if not m:
+            return
+        done, total = int(m.group(1)), int(m.group(2))
+        filled = 30 * done // max(total, 1)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {m.group(3):8s} {m.group(4)[:50]:50s}")
+        if done == total:
+            sys.stderr.write("\n")
+        if m.group(3) == "failed":
+            sys.stderr.write("\n" + line + "\n")
+        sys.stderr.flush()
+
+    return show
+
+
 @cli.command()
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.option("--repository-url", help="Upload URL of the registry (GitLab: .../api/v4/projects/ID/packages/pypi). "
@@ -387,8 +410,7 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
         reg = registries.get(name, {}) if name else {}
         target = resolve_target(reg.get("url") or repository_url, index=reg.get("index") or index_url or "")
         click.echo(f"publishing {len(items)} wheel(s) to {name + ': ' if name else ''}{target}", err=True)
-        publisher = Publisher(target, jobs=jobs, retries=retries, timeout=timeout,
-                              progress=lambda line: click.echo(line, err=True))
+        publisher = Publisher(target, jobs=jobs, retries=retries, timeout=timeout, progress=_progress())
         results += publisher.publish(items)
     if as_json:
         import json

@@ -109,17 +109,34 @@ def resolve_target(repository_url: str | None, env: dict[str, str] | None = None
     url = repository_url or env.get("CIWHEELS_REPOSITORY_URL")
     if url:
         user, password = env.get("CIWHEELS_USERNAME", ""), env.get("CIWHEELS_PASSWORD", "")
+        source = "--repository-url" if repository_url else "CIWHEELS_REPOSITORY_URL"
         if not password and env.get("CI_JOB_TOKEN") and env.get("CI_API_V4_URL") and url.startswith(env["CI_API_V4_URL"]):
             user, password = "gitlab-ci-token", env["CI_JOB_TOKEN"]
         if not password:
-            raise CiwheelsError("no credentials for the registry: set CIWHEELS_USERNAME and CIWHEELS_PASSWORD")
-        return Target(url.rstrip("/"), user or "__token__", password, "--repository-url" if repository_url
-                      else "CIWHEELS_REPOSITORY_URL", index or env.get("CIWHEELS_INDEX", ""))
+            user, password = _keyring(url, user)
+            source += ", keyring"
+        if not password:
+            raise CiwheelsError("no credentials for the registry: set CIWHEELS_USERNAME and CIWHEELS_PASSWORD, "
+                                "or store them in a keyring for the registry URL")
+        return Target(url.rstrip("/"), user or "__token__", password, source, index or env.get("CIWHEELS_INDEX", ""))
     if env.get("CI_API_V4_URL") and env.get("CI_PROJECT_ID") and env.get("CI_JOB_TOKEN"):
         return Target(f"{env['CI_API_V4_URL'].rstrip('/')}/projects/{env['CI_PROJECT_ID']}/packages/pypi",
                       "gitlab-ci-token", env["CI_JOB_TOKEN"], "GitLab CI job token")
     raise CiwheelsError("no registry to publish to: pass --repository-url URL, set CIWHEELS_REPOSITORY_URL, "
                         "or run in GitLab CI (CI_API_V4_URL, CI_PROJECT_ID, CI_JOB_TOKEN)")
+
+
+def _keyring(url: str, user: str) -> tuple[str, str]:
+    """Credentials from the keyring package, when it is installed (as for twine)."""
+    try:
+        import keyring
+    except ImportError:
+        return user, ""
+    try:
+        cred = keyring.get_credential(url, user or None)
+    except Exception:  # a keyring backend may fail in many ways; treat as "no credentials"
+        return user, ""
+    return (cred.username, cred.password) if cred else (user, "")
 
 
 class _Links(HTMLParser):

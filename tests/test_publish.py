@@ -259,3 +259,18 @@ def test_devpi_is_a_second_real_target(tmp_path):
         assert bad.returncode == 1 and "already published with other contents" in bad.stderr
     finally:
         server.close()
+
+
+def test_credentials_from_a_keyring(tmp_path, registry):
+    """With only the user name set, the password comes from the keyring (a real file backend)."""
+    dist = wheels(tmp_path, 1)
+    ring = {"PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring", "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    subprocess.run([sys.executable, "-c", f"import keyring; keyring.set_password({registry.url!r}, 'ci', "
+                                          f"{SENTINEL!r})"], env={**os.environ, **ring}, check=True)
+    proc = publish(dist, registry.url, password="", env_extra=ring)
+    assert proc.returncode == 0, proc.stderr
+    assert "(as ci, from --repository-url, keyring)" in proc.stderr
+    assert set(statuses(proc).values()) == {"uploaded"}
+    empty = {**ring, "XDG_DATA_HOME": str(tmp_path / "none")}
+    proc = publish(dist, registry.url, password="", env_extra=empty)
+    assert proc.returncode == 2 and "or store them in a keyring" in proc.stderr
