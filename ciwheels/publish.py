@@ -264,8 +264,14 @@ class Publisher:
         """wheels: (path, sha256). Never uploads a file the index already has."""
         from concurrent.futures import ThreadPoolExecutor
 
-        metas = {path: wheel_metadata(path) for path, _ in wheels}
-        names = sorted({normalize(m["name"]) for m in metas.values()})
+        from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+        # project names come from the file names; METADATA is read only for what gets uploaded
+        try:
+            project = {path: normalize(str(parse_wheel_filename(path.name)[0])) for path, _ in wheels}
+        except InvalidWheelFilename as e:
+            raise CiwheelsError(f"not a wheel file name: {e}") from None
+        names = sorted(set(project.values()))
         hosted: dict[str, dict[str, str | None]] = {}
         with ThreadPoolExecutor(self.jobs) as pool:
             for name, files in zip(names, pool.map(self.index, names)):
@@ -273,7 +279,7 @@ class Publisher:
         results: dict[str, Result] = {}
         todo = []
         for path, digest in wheels:
-            name = normalize(metas[path]["name"])
+            name = project[path]
             if path.name in hosted[name]:
                 there = hosted[name][path.name]
                 if there == digest:
@@ -291,9 +297,9 @@ class Publisher:
 
         def one(item):
             path, digest = item
-            status, detail, attempts = self.upload(path, digest, metas[path])
+            status, detail, attempts = self.upload(path, digest, wheel_metadata(path))
             if status == "duplicate":
-                there = self.index(metas[path]["name"]).get(path.name)
+                there = self.index(project[path]).get(path.name)
                 if there == digest:
                     status, detail = ("uploaded" if attempts > 1 else "skipped"), \
                         "stored by an earlier attempt" if attempts > 1 else "published meanwhile by another run"
@@ -308,13 +314,13 @@ class Publisher:
         with ThreadPoolExecutor(self.jobs) as pool:
             for r in pool.map(one, todo):
                 results[r.file] = r
-        self.verify(wheels, metas, results)
+        self.verify(wheels, project, results)
         return [results[p.name] for p, _ in wheels]
 
-    def verify(self, wheels, metas, results: dict[str, Result]) -> None:
+    def verify(self, wheels, project: dict[Path, str], results: dict[str, Result]) -> None:
         """Every uploaded or skipped file must now be listed with its hash."""
         # names with nothing uploaded were just read; only the others need a second look
-        names = sorted({normalize(metas[p]["name"]) for p, _ in wheels if results[p.name].status == "uploaded"})
+        names = sorted({project[p] for p, _ in wheels if results[p.name].status == "uploaded"})
         listed = {}
         for name in names:
             listed.update(self.index(name))
