@@ -105,3 +105,54 @@ def test_builder_mode_builds_a_pypi_sdist(images, tmp_path):
     wheel = out / r["cell"] / r["wheels"][0]["file"]
     assert run_ciwheels("verify", str(wheel)).returncode == 0
     assert run_ciwheels("verify", str(wheel), "--isa", "x86-64").returncode == 1
+
+
+def test_rendered_gitlab_pipeline_builds_gathers_and_publishes(images, tmp_path):
+    """The whole rendered GitLab pipeline, for real, under gitlab-ci-local (shell executor):
+    build (cibuildwheel + podman) -> gather -> publish to a local registry (pypiserver)."""
+    import hashlib
+    import os
+
+    from servers import PypiServer
+
+    glc = shutil.which("gitlab-ci-local")
+    assert glc, "gitlab-ci-local is a test dependency (.ci/system-deps)"
+    dist = tmp_path / "ciwheels-dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist),
+                    str(Path(__file__).resolve().parent.parent)], check=True, capture_output=True)
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns(".github", ".gitlab", "build", "*.egg-info"))
+    (repo / "matrix" / "wheels.yaml").write_text(
+        "python: [cp313]\narch: [x86_64]\nisa: {x86_64: [x86-64-v3]}\nimages:\n"
+        "  x86_64-glibc: {image: \"localhost/ciwheels-manylinux-x86_64:trixie\", policy: manylinux_2_41}\n"
+        "test-command: python {project}/tests/test_core.py\nrender: {github: false, matrix-diff: false}\n")
+    (repo / ".gitlab-ci.yml").write_text("include:\n  - local: .gitlab/ciwheels.gitlab-ci.yml\n")
+    run_ciwheels("render", "--project", str(repo), check=True)
+    pipeline = repo / ".gitlab" / "ciwheels.gitlab-ci.yml"
+    # docker:dind cannot start here (no registry to pull it from): drop that line, use podman
+    pipeline.write_text("".join(l for l in pipeline.read_text().splitlines(keepends=True)
+                                if not l.startswith("  services: ")))
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.email=t@example.invalid", "-c",
+                                                                "user.name=t", "commit", "-qm", "wheels"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    registry = PypiServer(tmp_path / "registry", auth=("ci", "pw-7c1e"))
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "CIWHEELS_"))}
+        proc = subprocess.run(
+            [glc, "--force-shell-executor", "--shell-isolation", "--no-color",
+             "--variable", f"CIWHEELS_SPEC={next(dist.glob('*.whl'))}", "--variable", "CIWHEELS_ENGINE=podman",
+             "--variable", f"CIWHEELS_REPOSITORY_URL={registry.url}", "--variable", "CIWHEELS_USERNAME=ci",
+             "--variable", "CIWHEELS_PASSWORD=pw-7c1e"],
+            cwd=repo, capture_output=True, text=True, timeout=1800, env=env)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-5000:]
+        assert " PASS  ciwheels-publish" in out and " FAIL " not in out
+        hosted = sorted(registry.packages.glob("cext_demo-0.1.0-cp313-cp313-*.whl"))
+        assert len(hosted) == 1 and "manylinux_2_41_x86_64" in hosted[0].name
+        assert "pw-7c1e" not in out
+        import urllib.request
+
+        index = urllib.request.urlopen(f"{registry.url}/simple/cext-demo/", timeout=30).read().decode()
+        assert f"#sha256={hashlib.sha256(hosted[0].read_bytes()).hexdigest()}" in index
+    finally:
+        registry.close()
