@@ -37,13 +37,16 @@ class _Group(click.Group):
 def cli() -> None:
     """Build binary wheels for every CPU: Python x libc x arch x ISA level.
 
-    Describe what to build in matrix/*.yaml, then:
+    Describe what to build in matrix/*.yaml (`ciwheels init` starts one), then:
 
     \b
-      ciwheels matrix        list the build cells the matrix expands to
-      ciwheels explain CELL  every setting of one cell and where it came from
-      ciwheels schema        JSON Schema of the matrix format, for editors
-      ciwheels init          start a matrix from a project's pyproject.toml
+      ciwheels matrix [--grid]   the build cells the matrix expands to
+      ciwheels explain CELL      every setting of one cell and where it came from
+      ciwheels render            GitHub Actions and GitLab CI pipelines for it
+      ciwheels diff              what a matrix change means, for review
+      ciwheels build --job ID    build cells with cibuildwheel (what CI jobs run)
+      ciwheels verify WHEEL      check binaries against their ISA level
+      ciwheels gather / publish  collect the wheels, publish them to a registry
     """
 
 
