@@ -79,7 +79,8 @@ def load_matrix(path: str | Path, catalog: Catalog | None = None, *, display: st
         mark = e.problem_mark or e.context_mark
         problem = " ".join(str(x) for x in (e.context, e.problem) if x)
         if "found duplicate key" in str(e):
-            problem = "duplicate key " + str(e.problem).split('"')[1:2][0] if '"' in str(e.problem) else "duplicate key"
+            quoted = re.search(r'"([^"]*)"', str(e.problem))
+            problem = f"duplicate key {quoted.group(1)}" if quoted else "duplicate key"
         raise CiwheelsError(
             f"invalid YAML: {problem}",
             file=display,
