@@ -405,6 +405,8 @@ class _Expander:
         notes = (*pnotes, eol_note) if eol_note else pnotes
         cibw = {**cibw_head, **cibw_tail}
         registry = next((name for name, sel in self.registries if self.matches(sel, attrs)), "")
+        if registry:
+            origins["registry"] = self.origin(("registries", registry))
         return Cell(
             id=cid, python=py, libc=libc, policy=policy, arch=arch, isa=level, identifier=identifier,
             image=image, custom_image=custom, cibuildwheel=self.cibw_spec[0], patches=self.cibw_spec[1],

@@ -36,6 +36,8 @@ def explain_cell(cell: Cell, as_json: bool = False) -> str:
                    + (f" gitlab tags:{','.join(cell.runner.gitlab)}" if cell.runner.gitlab else "")),
         ("timeout-minutes", str(cell.timeout_minutes)),
     ]
+    if cell.registry:
+        rows.append(("registry", cell.registry))
     rows += [(f"environment.{k}", v) for k, v in cell.environment.items()]
     for key, value in (("test-command", cell.test_command), ("test-requires", " ".join(cell.test_requires)),
                        ("before-all", cell.before_all), ("before-build", cell.before_build),
