@@ -138,22 +138,10 @@ def package_dir_of(project: Path) -> str:
 
 
 def _wheel_cell(wheel: Path, cells: list[Cell]) -> Cell | None:
-    """Which cell a wheel belongs to: python tag (cp314t = cp314 with abi cp314t) and platform."""
-    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+    """Which cell a wheel belongs to."""
+    from ciwheels.model import wheel_matches
 
-    try:
-        _, _, _, tags = parse_wheel_filename(wheel.name)
-    except InvalidWheelFilename:
-        return None
-    for cell in cells:
-        py, platform = cell.identifier.split("-", 1)
-        flavour, arch = platform.split("_", 1)
-        threaded = py.endswith("t")
-        for tag in tags:
-            if (tag.interpreter == py.removesuffix("t") and tag.abi.endswith("t") == threaded
-                    and tag.platform.startswith(flavour) and tag.platform.endswith("_" + arch)):
-                return cell
-    return None
+    return next((cell for cell in cells if wheel_matches(wheel.name, cell)), None)
 
 
 def write_report(out: Path, cell: Cell, job: str, status: str, wheels: list[dict], duration: float,

@@ -70,7 +70,9 @@ def _print_warnings(expansion) -> None:
 @click.option("--grid", is_flag=True, help="A picture: Pythons by platform, with the ISA levels of each cell.")
 @click.option("--format", "fmt", type=click.Choice(["text", "html"]), default="text", show_default=True,
               help="With --grid: html writes a self-contained page.")
-def matrix(project: Path, matrix_paths: tuple[Path, ...], as_json: bool, grid: bool, fmt: str) -> None:
+@click.option("--status", is_flag=True, help="With --format html: mark each cell published or missing on its "
+              "registry (reads the registries' indexes).")
+def matrix(project: Path, matrix_paths: tuple[Path, ...], as_json: bool, grid: bool, fmt: str, status: bool) -> None:
     """List the build cells the matrix expands to.
 
     The table shows one row per cell: its id, Python, platform policy, arch, ISA level, the
@@ -85,7 +87,13 @@ def matrix(project: Path, matrix_paths: tuple[Path, ...], as_json: bool, grid: b
 
         if fmt == "html":
             name = project.resolve().name
-            sys.stdout.write(html_grid(expansion.cells, load_catalog(), f"ciwheels build matrix: {name}"))
+            marks = None
+            if status:
+                from ciwheels.publish import matrix_registries
+                from ciwheels.status import publish_status
+
+                marks = publish_status(expansion.cells, matrix_registries(project), project)
+            sys.stdout.write(html_grid(expansion.cells, load_catalog(), f"ciwheels build matrix: {name}", marks))
         else:
             click.echo(text_grid(expansion.cells, load_catalog()))
         return

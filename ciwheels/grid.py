@@ -52,11 +52,15 @@ th{background:#f3f3f3}td.empty{color:#bbb}
 .lv{display:inline-block;border-radius:.3rem;padding:0 .35rem;margin:0 .1rem;font-size:.85em;
 background:#e6f0ff;border:1px solid #9bb8e8}.base{background:#eef7ee;border-color:#9cc79c}
 caption{caption-side:bottom;padding-top:.6rem;font-size:.85em;color:#555}
+.published{background:#d9f2d9;border-color:#3c963c}.missing{background:#fbe3e3;border-color:#c05050}
 """
 
 
-def html_grid(cells: list[Cell], catalog: Catalog, title: str) -> str:
+def html_grid(cells: list[Cell], catalog: Catalog, title: str, status: dict[str, str] | None = None) -> str:
+    """`status`: {cell id: published | missing | unknown} where a registry is configured."""
     platforms, pythons, grid, packages = _layout(cells, catalog)
+    status = status or {}
+    by_key = {(c.python, c.libc, c.arch, c.isa): c.id for c in cells}
     e = html.escape
     head = "".join(f"<th>{e(_heading(*p))}</th>" for p in platforms)
     body = []
@@ -67,14 +71,23 @@ def html_grid(cells: list[Cell], catalog: Catalog, title: str) -> str:
             if not levels:
                 tds.append('<td class="empty">–</td>')
                 continue
-            badges = "".join(f'<span class="lv{" base" if lv.baseline else ""}" title="{e(lv.name)}">'
-                             f"{e(lv.short)}</span>" for lv in levels)
+            badges = ""
+            for lv in levels:
+                st = status.get(by_key.get((py, *p, lv.name), ""), "")
+                mark = {"published": " ✓", "missing": " ✗", "unknown": " ?"}.get(st, "")
+                tip = lv.name + (f": {st}" if st else "")
+                badges += (f'<span class="lv{" base" if lv.baseline else ""}{" " + st if st else ""}" '
+                           f'title="{e(tip)}">{e(lv.short)}{mark}</span>')
             tds.append(f"<td>{badges}</td>")
         body.append(f"<tr><th>{e(py)}</th>{''.join(tds)}</tr>")
     legend = sorted({lv for levels in grid.values() for lv in levels}, key=lambda lv: (lv.arch, lv.rank))
     caption = "ISA levels: " + ", ".join(f"{e(lv.short)} = {e(lv.name)}" for lv in legend)
     if packages:
         caption += f". Each cell is built for {len(packages)} package versions."
+    if status:
+        counts = {s: sum(v == s for v in status.values()) for s in ("published", "missing", "unknown")}
+        caption += (f". Publish status: ✓ published {counts['published']}, ✗ missing {counts['missing']}"
+                    + (f", ? unknown {counts['unknown']}" if counts["unknown"] else ""))
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
             f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>"
             f"<p>{len(cells)} cells on {len(platforms)} platforms.</p>"

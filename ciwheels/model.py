@@ -159,3 +159,20 @@ class Expansion:
             if d.id == cell_id:
                 return d
         return None
+
+
+def wheel_matches(filename: str, cell: Cell) -> bool:
+    """Is this wheel file one of the cell's builds? Python tag (cp314t = cp314 with abi cp314t),
+    platform kind and arch must agree (the policy version may be lower: auditwheel tags the
+    oldest policy a wheel satisfies)."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    try:
+        _, _, _, tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return False
+    py, platform = cell.identifier.split("-", 1)
+    flavour, arch = platform.split("_", 1)
+    threaded = py.endswith("t")
+    return any(tag.interpreter == py.removesuffix("t") and tag.abi.endswith("t") == threaded
+               and tag.platform.startswith(flavour) and tag.platform.endswith("_" + arch) for tag in tags)

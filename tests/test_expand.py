@@ -173,3 +173,17 @@ def test_fast_json_equals_plain_json(write_matrix):
         "packages: [{name: a, versions: ['1', '2']}, {name: b, versions: ['3'], build-requires: [x==1]}]\n")
     cells = expand_files([path]).cells
     assert cells_json(cells) == json.dumps([c.to_json() for c in cells])
+
+
+def test_wheel_files_are_matched_to_their_cells():
+    from ciwheels.model import wheel_matches
+
+    cells = {c.id: c for c in expand_files([EXAMPLE / "matrix" / "wheels.yaml"]).cells}
+    ft = cells["cp314t-musllinux_x86_64-x86-64"]
+    assert wheel_matches("x-1-cp314-cp314t-musllinux_1_2_x86_64.whl", ft)
+    assert not wheel_matches("x-1-cp314-cp314-musllinux_1_2_x86_64.whl", ft)
+    assert not wheel_matches("x-1-cp314-cp314t-manylinux_2_28_x86_64.whl", ft)
+    rv = cells["cp313-manylinux_riscv64-rv64gc"]
+    assert wheel_matches("x-1-cp313-cp313-manylinux_2_31_riscv64.manylinux_2_35_riscv64.whl", rv)
+    assert not wheel_matches("x-1-cp313-cp313-manylinux_2_31_x86_64.whl", rv)
+    assert not wheel_matches("not-a-wheel.whl", rv)

@@ -274,3 +274,22 @@ def test_credentials_from_a_keyring(tmp_path, registry):
     empty = {**ring, "XDG_DATA_HOME": str(tmp_path / "none")}
     proc = publish(dist, registry.url, password="", env_extra=empty)
     assert proc.returncode == 2 and "or store them in a keyring" in proc.stderr
+
+
+def test_html_grid_shows_publish_status(tmp_path, registry):
+    from conftest import run_ciwheels
+
+    project = tmp_path / "proj"
+    (project / "matrix").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "Ours.Pkg"\nversion = "1.0.0"\n')
+    (project / "matrix" / "wheels.yaml").write_text(
+        f"python: [cp312, cp313]\narch: [x86_64]\nregistries:\n  main: {{url: '{registry.url}'}}\n")
+    dist = tmp_path / "dist"
+    make_wheel(dist, "ours-pkg", "1.0.0", tag="cp312-cp312-manylinux_2_28_x86_64")
+    make_wheel(dist, "ours-pkg", "0.9.0", tag="cp313-cp313-manylinux_2_28_x86_64")  # an older version only
+    assert publish(dist, registry.url).returncode == 0
+    page = run_ciwheels("matrix", "--project", str(project), "--grid", "--format", "html", "--status",
+                        check=True).stdout
+    assert 'title="x86-64: published">v1 ✓</span>' in page
+    assert 'title="x86-64: missing">v1 ✗</span>' in page
+    assert "Publish status: ✓ published 1, ✗ missing 1" in page

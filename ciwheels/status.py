@@ -1,0 +1,55 @@
+"""Publish status per cell, for the HTML grid: is a wheel of the cell's package version on the
+cell's registry? Read from the registries' simple indexes."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from ciwheels.model import Cell, wheel_matches
+
+
+def project_name_version(project: Path) -> tuple[str, str | None]:
+    try:
+        data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "", None
+    return data.get("name", ""), data.get("version")
+
+
+def publish_status(cells: list[Cell], registries: dict[str, dict[str, str]], project: Path) -> dict[str, str]:
+    """{cell id: "published" | "missing" | "unknown"} for cells that name a registry."""
+    from packaging.utils import parse_wheel_filename
+
+    from ciwheels.errors import CiwheelsError
+    from ciwheels.publish import Publisher, Target, normalize
+
+    own_name, own_version = project_name_version(project)
+    listings: dict[tuple[str, str], dict[str, str | None] | None] = {}
+    status = {}
+    for cell in cells:
+        if not cell.registry or cell.registry not in registries:
+            continue
+        name = cell.package or normalize(own_name)
+        key = (cell.registry, name)
+        if key not in listings:
+            reg = registries[cell.registry]
+            target = Target(reg["url"].rstrip("/"), os.environ.get("CIWHEELS_USERNAME", ""),
+                            os.environ.get("CIWHEELS_PASSWORD", ""), "status", reg.get("index", ""))
+            try:
+                listings[key] = Publisher(target, retries=2, timeout=20).index(name) if name else None
+            except CiwheelsError:
+                listings[key] = None
+        files = listings[key]
+        if files is None:
+            status[cell.id] = "unknown"
+            continue
+        version = cell.version or own_version
+        if version is None:  # dynamic version: the newest on the index
+            versions = sorted({parse_wheel_filename(f)[1] for f in files if f.endswith(".whl")})
+            version = str(versions[-1]) if versions else None
+        wanted = [f for f in files if f.endswith(".whl") and version is not None
+                  and str(parse_wheel_filename(f)[1]) == str(version)]
+        status[cell.id] = "published" if any(wheel_matches(f, cell) for f in wanted) else "missing"
+    return status
