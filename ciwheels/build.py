@@ -70,6 +70,39 @@ def select_cells(expansion: Expansion, plan: Plan, cell_ids: tuple[str, ...], jo
     return [c for c in expansion.cells if c.id in chosen]
 
 
+def prepare_runs(expansion: Expansion, plan: Plan, project: Path, cell_ids: tuple[str, ...],
+                 job_ids: tuple[str, ...], all_cells: bool, sdist: str | None,
+                 fetch: bool = True) -> tuple[list[Cell], list[Invocation]]:
+    """The cells to build and their cibuildwheel runs, each with its package: the project's
+    source tree, or (builder mode, --sdist) the package version's sdist from the index."""
+    from ciwheels.expand import normalize_name
+
+    wanted = None
+    if sdist:
+        name, _, version = sdist.partition("==")
+        if not version:
+            raise CiwheelsError(f"--sdist needs NAME==VERSION, not {sdist!r}")
+        wanted = (normalize_name(name), version)
+        if not any((c.package, c.version) == wanted for c in expansion.cells) \
+                and any(c.package for c in expansion.cells):
+            raise CiwheelsError(f"the matrix builds no {name} {version}: add it under packages:")
+        all_cells = all_cells or not (cell_ids or job_ids)
+    cells = select_cells(expansion, plan, cell_ids, job_ids, all_cells)
+    if wanted and any(c.package for c in cells):
+        cells = [c for c in cells if (c.package, c.version) == wanted]
+    runs = invocations(cells, plan)
+    for inv in runs:
+        first = inv.cells[0]
+        if first.package or wanted:
+            from ciwheels.sdist import fetch_sdist
+
+            name, version = (first.package, first.version) if first.package else wanted
+            inv.package = str(fetch_sdist(name, version)) if fetch else f"{name}-{version}.tar.gz"
+        else:
+            inv.package = package_dir_of(project)
+    return cells, runs
+
+
 def invocations(cells: list[Cell], plan: Plan) -> list[Invocation]:
     job_of = {cid: j.id for j in plan.jobs for cid in j.cells}
     groups: dict[tuple, Invocation] = {}

@@ -214,9 +214,8 @@ def build(project: Path, matrix_paths: tuple[Path, ...], cell_ids: tuple[str, ..
 
     Cells of one job build in one cibuildwheel run (one container session for several Pythons).
     """
-    from ciwheels.build import describe, invocations, package_dir_of, select_cells
+    from ciwheels.build import describe, prepare_runs
     from ciwheels.catalog import load_catalog
-    from ciwheels.errors import CiwheelsError
     from ciwheels.expand import expand_docs
     from ciwheels.load import load_files
     from ciwheels.plan import plan as make_plan
@@ -226,30 +225,8 @@ def build(project: Path, matrix_paths: tuple[Path, ...], cell_ids: tuple[str, ..
     docs = load_files(find_matrix_files(project, matrix_paths), catalog, root=Path.cwd())
     expansion = expand_docs(docs, catalog)
     the_plan = make_plan(expansion, docs, catalog)
-    if sdist:
-        name, _, version = sdist.partition("==")
-        if not version:
-            raise CiwheelsError(f"--sdist needs NAME==VERSION, not {sdist!r}")
-        from ciwheels.expand import normalize_name
-
-        wanted = (normalize_name(name), version)
-        builder = [c for c in expansion.cells if (c.package, c.version) == wanted]
-        if not builder and any(c.package for c in expansion.cells):
-            raise CiwheelsError(f"the matrix builds no {name} {version}: add it under packages:")
-        all_cells = all_cells or not (cell_ids or job_ids)
-    cells = select_cells(expansion, the_plan, cell_ids, job_ids, all_cells)
-    if sdist and any(c.package for c in cells):
-        cells = [c for c in cells if (c.package, c.version) == wanted]
-    runs = invocations(cells, the_plan)
-    for inv in runs:
-        pkg = inv.cells[0]
-        if pkg.package or sdist:
-            from ciwheels.sdist import fetch_sdist
-
-            name, version = (pkg.package, pkg.version) if pkg.package else wanted
-            inv.package = str(fetch_sdist(name, version)) if not dry_run else f"{name}-{version}.tar.gz"
-        else:
-            inv.package = package_dir_of(project)
+    cells, runs = prepare_runs(expansion, the_plan, project, cell_ids, job_ids, all_cells, sdist,
+                               fetch=not dry_run)
     if dry_run:
         from ciwheels.build import write_report
 
