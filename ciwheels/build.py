@@ -253,7 +253,6 @@ def probe_riscv_march(inv: Invocation, engine: str, log) -> None:
 def run_all(runs: list[Invocation], out: Path, engine: str | None, matrix_dir: Path | None = None) -> int:
     """Run every invocation; wheels land in OUT/<cell-id>/ with build-report.json. Returns the exit code."""
     import hashlib
-    import json
     import subprocess
     import time
 

@@ -19,7 +19,6 @@ from ciwheels.model import Cell, Dropped, Expansion, Origin, Runner
 
 SETTING_KEYS = ("environment", "test-command", "test-requires", "before-all", "before-build",
                 "build-requires", "timeout-minutes")
-SELECTOR_KEYS = ("python", "libc", "policy", "arch", "isa", "package", "version")
 _POLICY_IN_NAME = re.compile(r"(manylinux_\d+_\d+|manylinux2014|musllinux_\d+_\d+)")
 CONSTRAINTS_FILE = "/tmp/ciwheels-build-constraints.txt"
 DEFAULT_RUNNER = "ubuntu-24.04"
@@ -431,7 +430,7 @@ class _Expander:
 
     def resolve_shared(self, attrs, pkg, pkg_path, level_path, matched, include, porigin, iorigin):
         """Settings, environment, origins, runner and CIBW options that do not depend on the Python."""
-        libc, arch, level = attrs["libc"], attrs["arch"], attrs["isa"]
+        arch, level = attrs["arch"], attrs["isa"]
         lv = self.cat.levels[level]
         origins = {
             "libc": self.origin(("libc",)) if "libc" in self.data else self.catalog_origin("defaults.toml libc"),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ciwheels import __version__
-from ciwheels.catalog import LIBC_PLATFORM, Catalog, load_catalog
+from ciwheels.catalog import Catalog, load_catalog
 from ciwheels.errors import CiwheelsError
 from ciwheels.load import MatrixDoc
 from ciwheels.model import Cell, Expansion
@@ -55,10 +55,6 @@ class Plan:
     jobs: tuple[Job, ...]
     settings: RenderSettings
     matrix_files: tuple[str, ...]
-
-    def chunks(self, size: int, jobs: tuple[Job, ...] | None = None) -> list[tuple[Job, ...]]:
-        jobs = self.jobs if jobs is None else jobs
-        return [jobs[i:i + size] for i in range(0, len(jobs), size)]
 
 
 def _job_key(cell: Cell) -> tuple:
@@ -137,6 +133,3 @@ def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
         origin=origin,
     )
 
-
-def platform_tag(job: Job) -> str:
-    return f"{LIBC_PLATFORM[job.libc]}_{job.arch}"
