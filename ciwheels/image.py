@@ -67,7 +67,9 @@ def build_image(arch: str, engine: str, base: str | None = None, tag: str | None
     if arch not in cat["arches"]:
         raise CiwheelsError(f"no image recipe for {arch}", value=arch, allowed=sorted(cat["arches"]))
     tag = tag or image_tag(arch)
-    platform = f"linux/{cat['arches'][arch]['debian']}".replace("amd64", "amd64").replace("ppc64el", "ppc64le")
+    # container arch names are Debian's, but for ppc64el
+    oci_arch = cat["arches"][arch]["debian"].replace("ppc64el", "ppc64le")
+    platform = f"linux/{oci_arch}"
     imported = base is None
     if base is None:
         root = debootstrap(arch, log)
@@ -75,8 +77,8 @@ def build_image(arch: str, engine: str, base: str | None = None, tag: str | None
         log(f"importing {root} as {base}")
         tar = subprocess.Popen(["tar", "-C", str(root), "--exclude=./.complete", "-c", "."], stdout=subprocess.PIPE)
         try:
-            _run([engine, "import", "--arch", cat["arches"][arch]["debian"].replace("ppc64el", "ppc64le"),
-                  "--os", "linux", "-", base], f"{engine} import", stdin=tar.stdout)
+            _run([engine, "import", "--arch", oci_arch, "--os", "linux", "-", base], f"{engine} import",
+                 stdin=tar.stdout)
         finally:
             tar.stdout.close()
             tar.wait()
@@ -98,6 +100,5 @@ def build_image(arch: str, engine: str, base: str | None = None, tag: str | None
 
 
 def image_exists(engine: str, tag: str) -> bool:
-    return subprocess.run([engine, "image", "exists", tag], capture_output=True).returncode == 0 \
-        if engine == "podman" else \
-        subprocess.run([engine, "image", "inspect", tag], capture_output=True).returncode == 0
+    """`image inspect` answers for a local image in both docker and podman."""
+    return subprocess.run([engine, "image", "inspect", tag], capture_output=True).returncode == 0
