@@ -377,7 +377,7 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
     if registries:
         if registry and registry not in registries:
             raise CiwheelsError(f"no registry {registry!r} in the matrix", value=registry, allowed=sorted(registries))
-        named, fallback = wheel_registries(folder), default_registry(project)
+        named, fallback = wheel_registries(folder), default_registry(registries)
         for path, digest in wheels:
             name = named.get(path.relative_to(folder).as_posix()) or fallback
             if name is None:

@@ -55,7 +55,8 @@ def normalize(name: str) -> str:
 
 
 def matrix_registries(project: Path) -> dict[str, dict[str, str]]:
-    """{name: {url, index?}} of the registries the project's matrix files name (empty without any)."""
+    """{name: {url, index?, catch_all}} of the registries the project's matrix files name, in file
+    order (empty without any). `catch_all`: it has no `select`, so unmatched cells go there."""
     from ciwheels.catalog import load_catalog
     from ciwheels.load import load_files
     from ciwheels.project import find_matrix_files
@@ -67,28 +68,16 @@ def matrix_registries(project: Path) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for doc in load_files(files, load_catalog(), root=Path.cwd()):
         for name, reg in doc.data.get("registries", {}).items():
-            entry = {k: v for k, v in reg.items() if k in ("url", "index")}
+            entry = {**{k: v for k, v in reg.items() if k in ("url", "index")}, "catch_all": "select" not in reg}
             if out.get(name, entry) != entry:
                 raise doc.error(("registries", name), f"registry {name!r} is defined twice, differently")
             out[name] = entry
     return out
 
 
-def default_registry(project: Path) -> str | None:
-    """The registry for cells no selector matched: the one without `select` (first found)."""
-    from ciwheels.catalog import load_catalog
-    from ciwheels.load import load_files
-    from ciwheels.project import find_matrix_files
-
-    try:
-        files = find_matrix_files(project)
-    except CiwheelsError:
-        return None
-    for doc in load_files(files, load_catalog(), root=Path.cwd()):
-        for name, reg in doc.data.get("registries", {}).items():
-            if "select" not in reg:
-                return name
-    return None
+def default_registry(registries: dict[str, dict]) -> str | None:
+    """The registry for cells no selector matched: the first one without `select`."""
+    return next((name for name, reg in registries.items() if reg["catch_all"]), None)
 
 
 def wheel_registries(folder: Path) -> dict[str, str | None]:
