@@ -98,8 +98,9 @@ def _side(project: Path, spec: str | None, catalog) -> Side:
         docs = load_files(find_matrix_files(project, (Path(spec),)), catalog, root=Path.cwd())
         label = spec
     else:
-        top = _git(project, "rev-parse", "--show-toplevel").strip()
-        rel = Path(project).resolve().relative_to(Path(top).resolve()).as_posix()
+        from ciwheels.project import repository_top
+
+        top, rel = repository_top(Path(project))
         prefix = "" if rel == "." else rel + "/"
         try:
             rev = _git(project, "rev-parse", "--verify", "--quiet", spec + "^{commit}").strip()

@@ -7,6 +7,20 @@ from pathlib import Path
 from ciwheels.errors import CiwheelsError
 
 
+def repository_top(project: Path) -> tuple[Path, str]:
+    """(the git repository's top, the project's folder relative to it); outside git, the
+    project itself and ".". CI jobs start at that top."""
+    import subprocess
+
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=project, capture_output=True,
+                             text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return project.resolve(), "."
+    top_path = Path(top).resolve()
+    return top_path, project.resolve().relative_to(top_path).as_posix() or "."
+
+
 def find_matrix_files(project: Path, explicit: tuple[Path, ...] = ()) -> list[Path]:
     """The files named with --matrix (a folder means its *.yaml), else PROJECT/matrix/*.yaml."""
     if explicit:
@@ -212,10 +226,7 @@ def init_project(project: Path, *, force: bool = False) -> list[str]:
     read = ", ".join(k for k in ("build", "skip", "archs", "enable", "environment", "test-command")
                      if k in cibw) or "no [tool.cibuildwheel] settings"
     report.append(f"wrote {target}: {len(expansion.cells)} cells ({read}; requires-python {requires or 'unset'})")
-    from ciwheels.render import project_relative
-
-    rel = project_relative(project)
-    top = project if rel == "." else project.resolve().parents[len(Path(rel).parts) - 1]
+    top, rel = repository_top(project)
     rendered = cat.defaults["render"]["gitlab"]
     report.append(ensure_gitlab_include(top, rendered if rel == "." else f"{rel}/{rendered}"))
     report.append("next: 'ciwheels render' writes the CI pipelines")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,32 +159,20 @@ def render_plan(plan: Plan, project_rel: str, matrix_rel: list[str]) -> dict[str
     return out
 
 
-def project_relative(project: Path) -> str:
-    """The project's folder relative to its git repository's top (CI jobs start there)."""
-    try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=project, capture_output=True,
-                             text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "."
-    rel = project.resolve().relative_to(Path(top).resolve())
-    return rel.as_posix() or "."
-
-
 def render_project(project: Path, matrix_paths: tuple[Path, ...] = ()) -> tuple[Plan, dict[Path, str]]:
     """Load, expand, plan and render a project: {absolute output path: text}."""
     from ciwheels.catalog import load_catalog
     from ciwheels.expand import expand_docs
     from ciwheels.load import load_files
     from ciwheels.plan import plan as make_plan
-    from ciwheels.project import find_matrix_files
+    from ciwheels.project import find_matrix_files, repository_top
 
     catalog = load_catalog()
     files = find_matrix_files(project, matrix_paths)
     docs = load_files(files, catalog, root=Path.cwd())
     expansion = expand_docs(docs, catalog)
     the_plan = make_plan(expansion, docs, catalog)
-    project_rel = project_relative(project)
-    top = project.resolve() if project_rel == "." else project.resolve().parents[len(Path(project_rel).parts) - 1]
+    top, project_rel = repository_top(project)
     matrix_rel = []
     for f in files:
         try:
