@@ -315,22 +315,19 @@ def diff(base: str | None, head: str | None, project: Path, fmt: str, post_gitla
 
 def _progress():
     """A bar on a terminal; one line per file elsewhere (CI logs)."""
-    if not sys.stderr.isatty():
-        return lambda line: click.echo(line, err=True)
+    tty = sys.stderr.isatty()
 
-    def show(line: str) -> None:
-        import re
-
-        m = re.match(r"\[(\d+)/(\d+)\] (\S+) (\S+)", line)
-        if not m:
+    def show(done: int, total: int, status: str, filename: str, detail: str) -> None:
+        line = f"[{done}/{total}] {status} {filename}" + (f": {detail}" if status == "failed" else "")
+        if not tty:
+            click.echo(line, err=True)
             return
-        done, total = int(m.group(1)), int(m.group(2))
         filled = 30 * done // max(total, 1)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {m.group(3):8s} {m.group(4)[:50]:50s}")
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {status:8s} {filename[:50]:50s}")
+        if status == "failed":
+            sys.stderr.write("\n" + line + "\n")
         if done == total:
             sys.stderr.write("\n")
-        if m.group(3) == "failed":
-            sys.stderr.write("\n" + line + "\n")
         sys.stderr.flush()
 
     return show

@@ -166,7 +166,8 @@ class Publisher:
         self.retries = retries
         self.timeout = timeout
         self.backoff = backoff
-        self.progress = progress or (lambda text: None)
+        # progress(done, total, status, filename, detail) after each upload
+        self.progress = progress or (lambda *args: None)
         self._local = threading.local()
         self._requests = requests
 
@@ -296,8 +297,7 @@ class Publisher:
                     status, detail = "failed", f"the registry already has {path.name} with other contents"
             with lock:
                 done[0] += 1
-                self.progress(f"[{done[0]}/{len(todo)}] {status} {path.name}" + (f": {detail}" if status == "failed"
-                                                                                  else ""))
+                self.progress(done[0], len(todo), status, path.name, detail)
             return Result(path.name, status, detail, attempts)
 
         with ThreadPoolExecutor(self.jobs) as pool:
