@@ -23,6 +23,21 @@ class Origin:
 
 
 @dataclass(frozen=True, slots=True)
+class Registry:
+    """A destination for wheels, as a matrix file names it under `registries:`."""
+
+    name: str
+    url: str  # upload (repository) URL
+    index: str = ""  # simple index URL; default URL/simple (GitLab, pypiserver); devpi: URL/+simple
+    catch_all: bool = True  # no `select`: cells that no other registry selects go here
+    origin: Origin | None = field(default=None, compare=False)
+
+    @property
+    def simple(self) -> str:
+        return (self.index or f"{self.url.rstrip('/')}/simple").rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
 class Runner:
     github: str
     gitlab: tuple[str, ...]

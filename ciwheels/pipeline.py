@@ -1,0 +1,73 @@
+"""Opening a project: the one place where the stages are chained.
+
+    find matrix files -> load (validate) -> normalise (typed spec) -> expand -> resolve (cells)
+                                                                   -> plan (jobs)
+
+Every command starts from `open_project`, so no stage is run twice and no command reaches
+back into raw YAML for something an earlier stage already knew."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from ciwheels.catalog import Catalog, load_catalog
+from ciwheels.errors import CiwheelsError
+from ciwheels.load import MatrixDoc, load_files
+from ciwheels.model import Expansion, Registry
+from ciwheels.normalise import ProjectSpec, normalise
+from ciwheels.project import find_matrix_files
+
+
+@dataclass
+class Project:
+    """A loaded project: its matrix documents, the typed spec, the cells, and (on demand) the plan."""
+
+    root: Path
+    catalog: Catalog
+    files: list[Path]
+    docs: list[MatrixDoc]
+    spec: ProjectSpec
+    expansion: Expansion
+    _plan: object = field(default=None, repr=False)
+
+    @cached_property
+    def plan(self):
+        from ciwheels.plan import plan
+
+        return plan(self.expansion, self.spec, self.catalog)
+
+    @property
+    def registries(self) -> dict[str, Registry]:
+        return self.spec.registries
+
+
+def open_docs(root: Path, docs: list[MatrixDoc], catalog: Catalog | None = None,
+              files: list[Path] | None = None) -> Project:
+    """A project from documents already loaded (e.g. from a git revision)."""
+    from ciwheels.expand import expand
+
+    catalog = catalog or load_catalog()
+    spec = normalise(docs, catalog)
+    return Project(root, catalog, files or [], docs, spec, expand(spec, catalog))
+
+
+def open_project(project: Path, matrix_paths: tuple[Path, ...] = (), *, display_root: Path | None = None) -> Project:
+    """Find, load, validate and expand the project's matrix files (PROJECT/matrix/*.yaml, or
+    the --matrix paths). Files are shown relative to `display_root` (default: the current folder)."""
+    catalog = load_catalog()
+    files = find_matrix_files(project, matrix_paths)
+    docs = load_files(files, catalog, root=display_root or Path.cwd())
+    return open_docs(project, docs, catalog, files)
+
+
+def project_registries(project: Path) -> dict[str, Registry]:
+    """The registries of a project's matrix; {} for a folder without matrix files (publish and
+    the consumer commands also work from a URL alone)."""
+    try:
+        files = find_matrix_files(project)
+    except CiwheelsError:
+        return {}
+    catalog = load_catalog()
+    return normalise(load_files(files, catalog, root=Path.cwd()), catalog).registries
