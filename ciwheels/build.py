@@ -1,30 +1,45 @@
-"""Stage 4b, build: run cibuildwheel for cells.
+"""Stage 5b, build: run cibuildwheel for cells.
 
 Cells are grouped into invocations (one per job and set of shared options), so one
-cibuildwheel container session builds several Pythons. `--dry-run` prints what would run."""
+cibuildwheel container session builds several Pythons. Before a run, build-time facts change
+the cells' data (the ISA flags the image's compiler accepts, the CA bundle the container must
+trust); the options are then rendered by the one adapter (cibwopts.py). After it, every wheel
+is verified against its cell's ISA level. `--dry-run` prints what would run."""
 
 from __future__ import annotations
 
+import hashlib
 import os
-import re
 import shlex
+import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ciwheels.errors import CiwheelsError
-from ciwheels.model import Cell, Expansion
+from packaging.utils import canonicalize_name
+
+from ciwheels.catalog import Catalog
+from ciwheels.cibw import ensure_cibuildwheel
+from ciwheels.cibwopts import cibw_options, with_isa_flags
+from ciwheels.errors import CiwheelsError, did_you_mean
+from ciwheels.families import Probe, family
+from ciwheels.log import Progress, get_logger, no_progress
+from ciwheels.model import Cell, Expansion, wheel_matches
 from ciwheels.plan import Plan
+from ciwheels.verify import verify_wheel
+
+log = get_logger("build")
 
 _SELECTION = ("CIBW_BUILD", "CIBW_ENABLE")
 
 
 @dataclass
 class Invocation:
-    """One cibuildwheel run: its cells and the environment that selects and configures them."""
+    """One cibuildwheel run: its cells (one job, the same options but for the Python) and the
+    package it builds."""
 
     job: str
     cells: list[Cell] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
     package: str = ""  # a source tree or an sdist file; set by the caller
 
     @property
@@ -44,11 +59,19 @@ class Invocation:
             cmd += ["--config-file", str(Path(output_dir) / "ciwheels-builder.toml")]
         return cmd + [self.where()[1]]
 
+    def options(self, catalog: Catalog, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+        """The CIBW_* options of the run: the shared ones of its cells (cibwopts), selecting all
+        of its Pythons."""
+        env = {k: v for k, v in cibw_options(self.cells[0], catalog, extra_env).items() if k not in _SELECTION}
+        env["CIBW_BUILD"] = " ".join(sorted({c.identifier for c in self.cells}))
+        enable = sorted({c.cibw["CIBW_ENABLE"] for c in self.cells if "CIBW_ENABLE" in c.cibw})
+        if enable:
+            env["CIBW_ENABLE"] = " ".join(enable)
+        return env
+
 
 def select_cells(expansion: Expansion, plan: Plan, cell_ids: tuple[str, ...], job_ids: tuple[str, ...],
                  all_cells: bool) -> list[Cell]:
-    from ciwheels.errors import did_you_mean
-
     by_id = {c.id: c for c in expansion.cells}
     jobs = {j.id: j for j in plan.jobs}
     if not (cell_ids or job_ids or all_cells):
@@ -75,14 +98,12 @@ def prepare_runs(expansion: Expansion, plan: Plan, project: Path, cell_ids: tupl
                  fetch: bool = True) -> tuple[list[Cell], list[Invocation]]:
     """The cells to build and their cibuildwheel runs, each with its package: the project's
     source tree, or (builder mode, --sdist) the package version's sdist from the index."""
-    from ciwheels.expand import normalize_name
-
     wanted = None
     if sdist:
         name, _, version = sdist.partition("==")
         if not version:
             raise CiwheelsError(f"--sdist needs NAME==VERSION, not {sdist!r}")
-        wanted = (normalize_name(name), version)
+        wanted = (canonicalize_name(name), version)
         if not any((c.package, c.version) == wanted for c in expansion.cells) \
                 and any(c.package for c in expansion.cells):
             raise CiwheelsError(f"the matrix builds no {name} {version}: add it under packages:")
@@ -104,6 +125,7 @@ def prepare_runs(expansion: Expansion, plan: Plan, project: Path, cell_ids: tupl
 
 
 def invocations(cells: list[Cell], plan: Plan) -> list[Invocation]:
+    """Cells of one job whose options differ only in the Python build in one run."""
     job_of = {cid: j.id for j in plan.jobs for cid in j.cells}
     groups: dict[tuple, Invocation] = {}
     for cell in cells:
@@ -111,19 +133,14 @@ def invocations(cells: list[Cell], plan: Plan) -> list[Invocation]:
         key = (job_of[cell.id], shared)
         inv = groups.get(key)
         if inv is None:
-            inv = groups[key] = Invocation(job_of[cell.id], env=dict(shared))
+            inv = groups[key] = Invocation(job_of[cell.id])
         inv.cells.append(cell)
-    for inv in groups.values():
-        inv.env["CIBW_BUILD"] = " ".join(sorted({c.identifier for c in inv.cells}))
-        enable = sorted({c.cibw["CIBW_ENABLE"] for c in inv.cells if "CIBW_ENABLE" in c.cibw})
-        if enable:
-            inv.env["CIBW_ENABLE"] = " ".join(enable)
     return list(groups.values())
 
 
-def describe(inv: Invocation, output_dir: str) -> str:
+def describe(inv: Invocation, output_dir: str, catalog: Catalog) -> str:
     lines = [f"# job {inv.job}: {len(inv.cells)} cells ({', '.join(c.id for c in inv.cells)})"]
-    lines += [f"{k}={shlex.quote(v)} \\" for k, v in sorted(inv.env.items())]
+    lines += [f"{k}={shlex.quote(v)} \\" for k, v in sorted(inv.options(catalog).items())]
     cwd, _ = inv.where()
     lines.append(f"  (cd {shlex.quote(str(cwd))} && {shlex.join(inv.command(output_dir))})")
     return "\n".join(lines)
@@ -153,14 +170,21 @@ def host_ca_bundle() -> str | None:
     return None
 
 
-def environment_for(inv: Invocation, engine: str, ca_bundle: str | None = None) -> dict[str, str]:
+def trust_environment(ca_bundle: str | None) -> dict[str, str]:
+    """Variables that make pip and Python in the container trust the mounted CA bundle."""
+    if not ca_bundle:
+        return {}
+    return {v: CONTAINER_CA for v in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")}
+
+
+def process_environment(options: dict[str, str], engine: str, ca_bundle: str | None) -> dict[str, str]:
+    """The environment cibuildwheel runs with: ours, without any CIBW_* of the caller's, plus the
+    run's options and the container engine (which mounts the CA bundle)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
-    env.update(inv.env)
+    env.update(options)
     env["CIBW_CONTAINER_ENGINE"] = engine
     if ca_bundle:
         env["CIBW_CONTAINER_ENGINE"] = f"{engine}; create_args: --volume={ca_bundle}:{CONTAINER_CA}:ro"
-        trust = " ".join(f'{v}="{CONTAINER_CA}"' for v in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"))
-        env["CIBW_ENVIRONMENT_LINUX"] = f"{env.get('CIBW_ENVIRONMENT_LINUX', '')} {trust}".strip()
     return env
 
 
@@ -170,122 +194,89 @@ def package_dir_of(project: Path) -> str:
     return str(project)
 
 
-def _wheel_cell(wheel: Path, cells: list[Cell]) -> Cell | None:
-    """Which cell a wheel belongs to."""
-    from ciwheels.model import wheel_matches
-
-    return next((cell for cell in cells if wheel_matches(wheel.name, cell)), None)
-
-
 def write_report(out: Path, cell: Cell, job: str, status: str, wheels: list[dict], duration: float,
-                 log: Path | None, exit_code: int | None) -> None:
+                 log_file: Path | None, exit_code: int | None) -> None:
     """OUT/<cell-id>/build-report.json, which gather and publish read."""
     import json
 
     report = {"cell": cell.id, "job": job, "status": status, "python": cell.python, "isa": cell.isa,
               "registry": cell.registry,
               "arch": cell.arch, "policy": cell.policy, "wheels": wheels, "duration_seconds": duration,
-              "log": str(log) if log else None, "cibuildwheel_exit": exit_code}
+              "log": str(log_file) if log_file else None, "cibuildwheel_exit": exit_code}
     dest = out / cell.id
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "build-report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
-def _image_ref(name: str, arch: str, libc: str) -> str:
-    """A pinned pypa name (manylinux_2_39) -> the image cibuildwheel would use; else as given."""
-    import configparser
-    from importlib.resources import files
-
-    if "/" in name or ":" in name:
-        return name
-    try:
-        cfg = configparser.ConfigParser()
-        cfg.read_string((files("cibuildwheel") / "resources" / "pinned_docker_images.cfg").read_text())
-        return cfg[arch][name].split()[0]
-    except (ModuleNotFoundError, KeyError, OSError):
-        return name
-
-
-def probe_riscv_march(inv: Invocation, engine: str, log) -> None:
-    """GCC 14 rejects the RVA profile names (-march=rva23u64): ask the image's compiler, and
-    where it says no, build with the same level spelled as an explicit ISA string."""
-    import subprocess
-
-    from ciwheels.catalog import load_catalog
-
+def probe_compiler(inv: Invocation, engine: str, catalog: Catalog) -> Probe:
+    """Ask the image's compiler which spelling of the level's flags it accepts (the ISA family
+    decides whether that is needed: riscv64's profile names are new to GCC)."""
     cell = inv.cells[0]
-    level = load_catalog().levels[cell.isa]
-    if cell.arch != "riscv64" or not level.cflags_expanded:
-        return
-    image = _image_ref(cell.image, cell.arch, cell.libc)
+    level = catalog.levels[cell.isa]
+    platform = catalog.arches[cell.arch].qemu_platform
 
-    def compile_with(flags: str) -> tuple[bool, str]:
+    def compiles(flags: str) -> tuple[bool, str]:
         probe = f"echo 'int x;' | gcc {flags} -x c -c -o /dev/null -"
-        proc = subprocess.run([engine, "run", "--rm", "--platform", "linux/riscv64", image, "sh", "-c", probe],
-                              capture_output=True, text=True)
+        try:
+            proc = subprocess.run([engine, "run", "--rm", "--platform", platform, cell.image_ref, "sh", "-c", probe],
+                                  capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired:
+            return False, "the compiler probe timed out after 600 s"
         return proc.returncode == 0, proc.stderr
 
-    ok, _ = compile_with(level.cflags)
-    if ok:
-        log(f"{inv.job}: the compiler in {image} accepts {level.cflags}")
-        return
-    # Spell the level out; drop extensions this GCC does not know yet (GCC 14.2: zimop,
-    # zcmop): the code then simply does not use them and stays within the level.
-    flags, dropped = level.cflags_expanded, []
-    for _ in range(8):
-        ok, err = compile_with(flags)
-        if ok:
-            break
-        unknown = sorted(set(re.findall(r"extension '([a-z0-9]+)'[^\n]*unsupported", err)))
-        if not unknown:
-            raise CiwheelsError(f"the compiler in {image} accepts neither {level.cflags} nor the expanded ISA "
-                                f"string of {level.name}: {err.strip().splitlines()[-1] if err.strip() else ''}")
-        dropped += unknown
-        flags = re.sub(r"_(" + "|".join(unknown) + r")(?=_|$|\s)", "", flags)
-    else:
-        raise CiwheelsError(f"could not find an ISA string for {level.name} that the compiler in {image} accepts")
-    log(f"{inv.job}: the compiler in {image} rejects {level.cflags}; using the expanded ISA string"
-        + (f" without {', '.join(dropped)}, which it does not know" if dropped else ""))
-    env = inv.env.get("CIBW_ENVIRONMENT_LINUX", "")
-    inv.env["CIBW_ENVIRONMENT_LINUX"] = env.replace(level.cflags, flags)
+    result = family(cell.arch, catalog).probe(level, compiles)
+    if result.note:
+        log.info("%s: %s: %s", inv.job, cell.image_ref, result.note)
+    return result
 
 
-def run_all(runs: list[Invocation], out: Path, engine: str | None, matrix_dir: Path | None = None) -> int:
-    """Run every invocation; wheels land in OUT/<cell-id>/ with build-report.json. Returns the exit code."""
-    import hashlib
-    import subprocess
-    import time
+def level_status(findings, level, can_tell: bool) -> tuple[str, str]:
+    """(status, why) of a wheel's binaries against its cell's level: a binary above the level is
+    a mismatch; above the baseline, where the family can tell, a wheel must show the level."""
+    too_high = [f for f in findings if f.status == "too-high"]
+    if too_high:
+        return "isa-mismatch", f"{too_high[0].member} {too_high[0].reason}"
+    if level.baseline or not can_tell:
+        return "ok", ""
+    if not findings:
+        return "isa-unproven", f"no binary in the wheel shows {level.name}"
+    weak = [f for f in findings if f.status in ("undetermined", "below")]
+    if weak:
+        return "isa-unproven", f"{weak[0].member}: {weak[0].reason}"
+    return "ok", ""
 
-    import click
 
-    from ciwheels.report import table
-    from ciwheels.cibw import ensure_cibuildwheel
-    from ciwheels.verify import verify_wheel
-
+def run_all(runs: list[Invocation], out: Path, engine: str | None, catalog: Catalog, matrix_dir: Path | None = None,
+            progress: Progress = no_progress) -> tuple[int, list[list[str]]]:
+    """Run every invocation; wheels land in OUT/<cell-id>/ with build-report.json. Returns the
+    exit code and a summary row per cell."""
     engine = container_engine(engine)
     out.mkdir(parents=True, exist_ok=True)
     summary, failed = [], 0
+    ca_bundle = host_ca_bundle()
     for n, inv in enumerate(runs, 1):
         staging = out / ".staging" / inv.job
         staging.mkdir(parents=True, exist_ok=True)
         log_path = out / f"{inv.job}.log"
-        click.echo(f"[{n}/{len(runs)}] {inv.job}: building {len(inv.cells)} cell(s) with {engine} "
-                   f"(log: {log_path})", err=True)
-        cell = inv.cells[0]
+        log.info("[%d/%d] %s: building %d cell(s) with %s (log: %s)", n, len(runs), inv.job, len(inv.cells), engine,
+                 log_path)
+        first = inv.cells[0]
         cwd, _ = inv.where()
-        exe = ensure_cibuildwheel(cell.cibuildwheel, cell.patches, matrix_dir or cwd,
-                                  log=lambda m: click.echo(m, err=True))
-        probe_riscv_march(inv, engine, lambda m: click.echo(m, err=True))
+        exe = ensure_cibuildwheel(first.cibuildwheel, first.patches, matrix_dir or cwd)
+        probe = probe_compiler(inv, engine, catalog)
+        if probe.flags != first.isa_environment:
+            inv.cells = [with_isa_flags(c, probe.flags) for c in inv.cells]
+        options = inv.options(catalog, trust_environment(ca_bundle))
         start = time.monotonic()
-        with open(log_path, "w", encoding="utf-8") as log:
+        with open(log_path, "w", encoding="utf-8") as log_file:
             (staging / "ciwheels-builder.toml").write_text("[tool.cibuildwheel]\n", encoding="utf-8")
             proc = subprocess.run(inv.command(str(staging.resolve()), str(exe)), cwd=cwd,
-                                  env=environment_for(inv, engine, host_ca_bundle()),
-                                  stdout=log, stderr=subprocess.STDOUT)
+                                  env=process_environment(options, engine, ca_bundle),
+                                  stdout=log_file, stderr=subprocess.STDOUT)
         duration = round(time.monotonic() - start, 1)
         placed: dict[str, list[dict]] = {c.id: [] for c in inv.cells}
         for wheel in sorted(staging.glob("*.whl")):
-            cell = _wheel_cell(wheel, inv.cells)
+            cell = next((c for c in inv.cells if wheel_matches(wheel.name, c)), None)
             if cell is None:
                 continue
             dest = out / cell.id
@@ -294,21 +285,22 @@ def run_all(runs: list[Invocation], out: Path, engine: str | None, matrix_dir: P
             wheel.replace(dest / wheel.name)
             placed[cell.id].append({"file": wheel.name, "sha256": hashlib.sha256(data).hexdigest(),
                                     "size": len(data)})
+        fam = family(first.arch, catalog)
         for cell in inv.cells:
             status = "ok" if proc.returncode == 0 and placed[cell.id] else "failed"
+            level = catalog.levels[cell.isa]
             for w in placed[cell.id]:
-                too_high = [f for f in verify_wheel(out / cell.id / w["file"], cell.isa) if f.status == "too-high"]
-                w["isa_check"] = "too-high" if too_high else "ok"
-                if too_high:
-                    status = "isa-mismatch"
-                    click.echo(f"error: {w['file']}: {too_high[0].member} {too_high[0].reason}", err=True)
+                findings = verify_wheel(out / cell.id / w["file"], cell.isa, catalog, dropped=probe.dropped)
+                w["isa_check"], why = level_status(findings, level, fam.can_tell)
+                if w["isa_check"] != "ok":
+                    status = w["isa_check"]
+                    log.error("%s: %s", w["file"], why)
             failed += status != "ok"
             write_report(out, cell, inv.job, status, placed[cell.id], duration, log_path, proc.returncode)
             summary.append([cell.id, status, str(len(placed[cell.id])), f"{duration:.0f}s"])
+            progress(len(summary), sum(len(r.cells) for r in runs), status, cell.id)
         if proc.returncode != 0:
             tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
-            click.echo(f"error: {inv.job} failed (cibuildwheel exit {proc.returncode}); last lines of {log_path}:",
-                       err=True)
-            click.echo("\n".join("  " + line for line in tail), err=True)
-    click.echo(table(["cell", "status", "wheels", "time"], summary), err=True)
-    return 1 if failed else 0
+            log.error("%s failed (cibuildwheel exit %d); last lines of %s:\n%s", inv.job, proc.returncode, log_path,
+                      "\n".join("  " + line for line in tail))
+    return (1 if failed else 0), summary

@@ -66,7 +66,8 @@ class IsaLevel:
 class Arch:
     name: str
     default_policy: dict[str, str]
-    pypa_images: tuple[str, ...]
+    pypa_images: tuple[str, ...]  # policies with a pypa image on this arch
+    pinned_images: dict[str, str]  # policy -> the full image reference the pinned cibuildwheel uses
     host: str | None
     qemu_platform: str
     aliases: tuple[str, ...]
@@ -171,7 +172,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
             )
             for rank, lv in enumerate(isa.get(key, ()))
         )
-        if sum(lv.baseline for lv in arch_levels) != 1:
+        if sum(lv.baseline for lv in arch_levels) != 1:  # a catalog defect, not a user error
             raise ValueError(f"catalog isa.toml: arch {key} needs exactly one baseline level")
         for lv in arch_levels:
             levels[lv.name] = lv
@@ -179,6 +180,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
             name=key,
             default_policy=dict(v["default-policy"]),
             pypa_images=tuple(v["pypa-images"]),
+            pinned_images=dict(v["pypa-images"]),
             host=v.get("host"),
             qemu_platform=v["qemu-platform"],
             aliases=tuple(v.get("aliases", ())),

@@ -12,6 +12,9 @@ from pathlib import Path
 
 from ciwheels.errors import CiwheelsError
 from ciwheels.image import cache_dir
+from ciwheels.log import get_logger
+
+log = get_logger("cibw")
 
 
 def _key(spec: str, patches: list[Path]) -> str:
@@ -21,7 +24,7 @@ def _key(spec: str, patches: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def ensure_cibuildwheel(spec: str, patches: tuple[str, ...], base: Path, log=print) -> Path:
+def ensure_cibuildwheel(spec: str, patches: tuple[str, ...], base: Path) -> Path:
     """Path of a cibuildwheel executable for spec + patches (relative to `base`, the matrix
     file's folder), installing it once into CACHE/cibuildwheel/<hash>."""
     patch_files = []
@@ -35,7 +38,7 @@ def ensure_cibuildwheel(spec: str, patches: tuple[str, ...], base: Path, log=pri
     if (home / ".complete").exists() and exe.exists():
         return exe
     shutil.rmtree(home, ignore_errors=True)
-    log(f"installing {spec} into {home}" + (f" with {len(patch_files)} patch(es)" if patch_files else ""))
+    log.info("installing %s into %s%s", spec, home, f" with {len(patch_files)} patch(es)" if patch_files else "")
     venv.EnvBuilder(with_pip=True).create(home)
     py = home / "bin" / "python"
     proc = subprocess.run([str(py), "-m", "pip", "install", "--quiet", spec], capture_output=True, text=True)
@@ -56,7 +59,7 @@ def ensure_cibuildwheel(spec: str, patches: tuple[str, ...], base: Path, log=pri
                                 f"({spec}): {check.stdout.strip().splitlines()[-1] if check.stdout.strip() else ''}",
                                 hint="rebase the patch on that version or pin the version it was written for")
         subprocess.run(["patch", "--quiet", "-p1", "-d", str(site), "-i", str(patch)], check=True)
-        log(f"applied {patch.name} to cibuildwheel {version}")
+        log.info("applied %s to cibuildwheel %s", patch.name, version)
     (home / ".complete").write_text(f"{spec}\n{version}\n")
     return exe
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -15,6 +16,43 @@ _MATRIX_OPTION = click.option(
 _PROJECT_OPTION = click.option(
     "--project", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True,
     help="The project folder.")
+
+
+class _Lines(logging.Formatter):
+    """The library's log records as the CLI's lines: info plain, warnings and errors labelled."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            return f"error: {text}"
+        if record.levelno >= logging.WARNING:
+            return f"warning: {text}"
+        return text
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (click's test runner swaps it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _configure_logging(quiet: bool) -> None:
+    logger = logging.getLogger("ciwheels")
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        handler = _Stderr()
+        handler.setFormatter(_Lines())
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
 
 
 class _Group(click.Group):
@@ -34,7 +72,8 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="ciwheels")
-def cli() -> None:
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
+def cli(quiet: bool) -> None:
     """Build binary wheels for every CPU: Python x libc x arch x ISA level.
 
     Describe what to build in matrix/*.yaml (`ciwheels init` starts one), then:
@@ -47,15 +86,17 @@ def cli() -> None:
       ciwheels build --job ID    build cells with cibuildwheel (what CI jobs run)
       ciwheels verify WHEEL      check binaries against their ISA level
       ciwheels gather / publish  collect the wheels, publish them to a registry
+
+    Data flows load -> normalise -> expand -> resolve -> plan -> render | build -> gather ->
+    publish; `ciwheels explain CELL` shows what each stage decided for one cell.
     """
+    _configure_logging(quiet)
 
 
-def _expansion(project: Path, matrix_paths: tuple[Path, ...]):
-    from ciwheels.expand import expand_files
-    from ciwheels.project import find_matrix_files
+def _open(project: Path, matrix_paths: tuple[Path, ...]):
+    from ciwheels.pipeline import open_project
 
-    files = find_matrix_files(project, matrix_paths)
-    return expand_files(files, root=Path.cwd())
+    return open_project(project, matrix_paths)
 
 
 def _print_warnings(expansion) -> None:
@@ -79,7 +120,8 @@ def matrix(project: Path, matrix_paths: tuple[Path, ...], as_json: bool, grid: b
     container image and how it runs (native or emulated). Cells dropped by `exclude` or
     because the catalog rules them out are counted; `ciwheels explain` lists them.
     """
-    expansion = _expansion(project, matrix_paths)
+    opened = _open(project, matrix_paths)
+    expansion = opened.expansion
     _print_warnings(expansion)
     if grid or fmt == "html":
         from ciwheels.catalog import load_catalog
@@ -124,7 +166,8 @@ def explain(cell: str | None, project: Path, matrix_paths: tuple[Path, ...], as_
     from ciwheels.model import Dropped
     from ciwheels.report import explain_cell, explain_dropped
 
-    expansion = _expansion(project, matrix_paths)
+    opened = _open(project, matrix_paths)
+    expansion = opened.expansion
     _print_warnings(expansion)
     if cell is None:
         if as_json:
@@ -147,7 +190,7 @@ def explain(cell: str | None, project: Path, matrix_paths: tuple[Path, ...], as_
     if isinstance(found, Dropped):
         click.echo(explain_dropped(found, as_json))
         return
-    click.echo(explain_cell(found, as_json))
+    click.echo(explain_cell(found, opened.catalog, as_json))
 
 
 @cli.command()
@@ -215,31 +258,27 @@ def build(project: Path, matrix_paths: tuple[Path, ...], cell_ids: tuple[str, ..
     Cells of one job build in one cibuildwheel run (one container session for several Pythons).
     """
     from ciwheels.build import describe, prepare_runs
-    from ciwheels.catalog import load_catalog
-    from ciwheels.expand import expand_docs
-    from ciwheels.load import load_files
-    from ciwheels.plan import plan as make_plan
-    from ciwheels.project import find_matrix_files
+    from ciwheels.pipeline import open_project
 
-    catalog = load_catalog()
-    docs = load_files(find_matrix_files(project, matrix_paths), catalog, root=Path.cwd())
-    expansion = expand_docs(docs, catalog)
-    the_plan = make_plan(expansion, docs, catalog)
-    cells, runs = prepare_runs(expansion, the_plan, project, cell_ids, job_ids, all_cells, sdist,
+    opened = open_project(project, matrix_paths)
+    cells, runs = prepare_runs(opened.expansion, opened.plan, project, cell_ids, job_ids, all_cells, sdist,
                                fetch=not dry_run)
     if dry_run:
         from ciwheels.build import write_report
 
         for inv in runs:
-            click.echo(describe(inv, str(out / ".staging" / inv.job)))
+            click.echo(describe(inv, str(out / ".staging" / inv.job), opened.catalog))
             for cell in inv.cells:
                 write_report(out, cell, inv.job, "dry-run", [], 0.0, None, None)
         click.echo(f"dry run: {len(runs)} cibuildwheel run(s) for {len(cells)} cell(s); reports in {out}", err=True)
         return
     from ciwheels.build import run_all
+    from ciwheels.report import table
 
     matrix_dir = Path(cells[0].matrix_file).resolve().parent if cells else None
-    sys.exit(run_all(runs, out, engine, matrix_dir))
+    code, summary = run_all(runs, out, engine, opened.catalog, matrix_dir)
+    click.echo(table(["cell", "status", "wheels", "time"], summary), err=True)
+    sys.exit(code)
 
 
 @cli.command()
@@ -589,7 +628,7 @@ def image_build(arch: str, engine: str | None, base: str | None, tag: str | None
         click.echo(f"{tag} exists (use --force to rebuild)", err=True)
         click.echo(tag)
         return
-    click.echo(build_image(arch, engine, base, tag, log=lambda m: click.echo(m, err=True)))
+    click.echo(build_image(arch, engine, base, tag))
 
 
 def main() -> None:

@@ -86,9 +86,8 @@ def default_base(project: Path) -> str:
 
 def _side(project: Path, spec: str | None, catalog) -> Side:
     """A side: None = the working tree; an existing path = matrix file(s); else a git revision."""
-    from ciwheels.expand import expand_docs
     from ciwheels.load import load_files, load_matrix
-    from ciwheels.plan import plan
+    from ciwheels.pipeline import open_docs
     from ciwheels.project import find_matrix_files
 
     if spec is None:
@@ -113,9 +112,8 @@ def _side(project: Path, spec: str | None, catalog) -> Side:
         docs = [load_matrix(n, catalog, display=f"{spec}:{n}", text=_git(Path(top), "show", f"{rev}:{n}"))
                 for n in sorted(names)]
         label = spec
-    expansion = expand_docs(docs, catalog)
-    the_plan = plan(expansion, docs, catalog)
-    return Side(label, {c.id: c for c in expansion.cells}, {j.id: j for j in the_plan.jobs})
+    opened = open_docs(Path(project), docs, catalog)
+    return Side(label, {c.id: c for c in opened.expansion.cells}, {j.id: j for j in opened.plan.jobs})
 
 
 def diff(project: Path, base: str | None, head: str | None) -> Diff:

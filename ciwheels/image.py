@@ -13,7 +13,10 @@ import tomllib
 from pathlib import Path
 
 from ciwheels.errors import CiwheelsError
+from ciwheels.log import get_logger
 from ciwheels.resources import data_dir
+
+log = get_logger("image")
 
 
 def image_catalog() -> dict:
@@ -41,20 +44,20 @@ def _run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
-def debootstrap(arch: str, log=print) -> Path:
+def debootstrap(arch: str) -> Path:
     """A Debian root filesystem for `arch`, made once and cached (a finished one has .complete)."""
     cat = image_catalog()
     debian = cat["arches"][arch]["debian"]
     root = cache_dir() / f"rootfs-{cat['suite']}-{debian}"
     if (root / ".complete").exists():
-        log(f"using the cached root filesystem {root}")
+        log.info(f"using the cached root filesystem {root}")
         return root
     if os.geteuid() != 0:
         raise CiwheelsError("debootstrap needs root; run as root or pass --base IMAGE")
     partial = root.with_name(root.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    log(f"debootstrapping Debian {cat['suite']} {debian} into {partial} (minutes; under QEMU for a foreign arch)")
+    log.info(f"debootstrapping Debian {cat['suite']} {debian} into {partial} (minutes; under QEMU for a foreign arch)")
     _run(["debootstrap", f"--arch={debian}", "--variant=minbase", "--include=" + ",".join(cat["packages"]),
           cat["suite"], str(partial), cat["mirror"]], "debootstrap")
     (partial / ".complete").write_text("ok\n")
@@ -62,7 +65,7 @@ def debootstrap(arch: str, log=print) -> Path:
     return root
 
 
-def build_image(arch: str, engine: str, base: str | None = None, tag: str | None = None, log=print) -> str:
+def build_image(arch: str, engine: str, base: str | None = None, tag: str | None = None) -> str:
     cat = image_catalog()
     if arch not in cat["arches"]:
         raise CiwheelsError(f"no image recipe for {arch}", value=arch, allowed=sorted(cat["arches"]))
@@ -72,9 +75,9 @@ def build_image(arch: str, engine: str, base: str | None = None, tag: str | None
     platform = f"linux/{oci_arch}"
     imported = base is None
     if base is None:
-        root = debootstrap(arch, log)
+        root = debootstrap(arch)
         base = cat["base-tag"].format(arch=arch, suite=cat["suite"])
-        log(f"importing {root} as {base}")
+        log.info(f"importing {root} as {base}")
         tar = subprocess.Popen(["tar", "-C", str(root), "--exclude=./.complete", "-c", "."], stdout=subprocess.PIPE)
         try:
             _run([engine, "import", "--arch", oci_arch, "--os", "linux", "-", base], f"{engine} import",
@@ -90,7 +93,7 @@ def build_image(arch: str, engine: str, base: str | None = None, tag: str | None
             shutil.copy(recipe / name, context / name)
         bundle = Path("/etc/ssl/certs/ca-certificates.crt")
         (context / "ca-certificates.crt").write_bytes(bundle.read_bytes() if bundle.exists() else b"")
-        log(f"building {tag} on {base} (AUDITWHEEL_PLAT={plat})")
+        log.info(f"building {tag} on {base} (AUDITWHEEL_PLAT={plat})")
         # a base imported here must not be looked up in a registry; a named one may be pulled
         pull = (["--pull=never"] if imported else ["--pull=missing"]) if engine == "podman" else []
         _run([engine, "build", *pull, "--platform", platform, "--build-arg", f"BASE={base}",

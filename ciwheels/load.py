@@ -100,6 +100,12 @@ def load_matrix(path: str | Path, catalog: Catalog | None = None, *, display: st
     return doc
 
 
+def validate_data(data: Any, schema: dict, file: str, path: Path_, catalog: Catalog) -> Any:
+    """Validate plain data (e.g. a catalog table) with the same rules and messages as a matrix."""
+    doc = MatrixDoc(file, {}, {(): (1, 1)}, {})
+    return _Validator(doc, catalog).walk(data, schema, path)
+
+
 _TYPE_NAMES = {
     "string": "a string",
     "integer": "a whole number",

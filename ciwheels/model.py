@@ -58,9 +58,10 @@ class Cell:
     identifier: str  # cibuildwheel build identifier, e.g. cp312-manylinux_x86_64
     image: str  # pinned pypa name (manylinux_2_28) or a full image reference
     custom_image: bool
+    image_ref: str  # the full image reference the build runs in (a pypa name resolved from the catalog)
     cibuildwheel: str
     patches: tuple[str, ...]
-    environment: dict[str, str]
+    environment: dict[str, str]  # final: the ISA flags combined with every settings layer
     cibw: dict[str, str]
     runner: Runner
     timeout_minutes: int
@@ -75,6 +76,8 @@ class Cell:
     registry: str = ""  # name of the registry the cell's wheels are published to ("" = none named)
     origins: dict[str, Origin] = field(default_factory=dict, compare=False)
     notes: tuple[str, ...] = ()
+    isa_environment: dict[str, str] = field(default_factory=dict)  # the ISA family's flags for the level
+    user_environment: dict[str, str] = field(default_factory=dict)  # what the settings layers set
 
     @property
     def platform(self) -> str:
@@ -94,6 +97,7 @@ class Cell:
             "identifier": self.identifier,
             "image": self.image,
             "custom_image": self.custom_image,
+            "image_ref": self.image_ref,
             "notes": list(self.notes),
         }
         if self.package:

@@ -1,17 +1,168 @@
-"""Stage 2, normalise: validated matrix documents -> a typed spec (placeholder; filled below)."""
+"""Stage 2, normalise: validated matrix documents -> a typed spec.
+
+Every canonicalisation (aliases such as `amd64` or `"3.12"`, ISA level spellings, project
+names) and every semantic error that needs no cross product happens here, once: a level of
+another arch, a policy of the wrong libc, an unknown arch in an `images` key, duplicates on an
+axis, two definitions of one registry, render settings in two files. Later stages receive
+canonical names and typed entries and never read the raw YAML again."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from packaging.utils import canonicalize_name
+
+from ciwheels import __version__
 from ciwheels.catalog import Catalog
-from ciwheels.load import MatrixDoc
-from ciwheels.model import Origin, Registry
+from ciwheels.load import MatrixDoc, Path_, describe_path
+from ciwheels.model import Origin, Registry, Runner
+
+SETTING_KEYS = ("environment", "test-command", "test-requires", "before-all", "before-build",
+                "build-requires", "timeout-minutes")
+SELECTOR_AXES = ("python", "libc", "policy", "arch", "isa", "package", "version")
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A partial match on a cell's attributes: every key given must match one of its values."""
+
+    values: dict[str, frozenset[str]]
+    path: Path_
+
+    def matches(self, attrs: dict[str, str]) -> bool:
+        for key, wanted in self.values.items():
+            if attrs.get(key) not in wanted:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of the settings cascade (resolve.py): the settings one place sets, each with
+    its origin (`environment.VAR` for a variable)."""
+
+    name: str
+    values: dict[str, Any]
+    origins: dict[str, Origin] = field(compare=False)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    ref: str
+    policy: str | None  # declared policy of a custom image
+    origin: Origin
+    policy_origin: Origin | None
+
+
+@dataclass(frozen=True)
+class CibwSpec:
+    spec: str
+    patches: tuple[str, ...]
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class Include:
+    python: str
+    libc: str
+    arch: str
+    isa: str
+    isa_given: bool
+    policy: str | None
+    origin: Origin
+    path: Path_
+    layer: Layer
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str  # canonical (PEP 503)
+    versions: tuple[str, ...]
+    path: Path_
+    layer: Layer
+    excludes: tuple[Selector, ...]
+
+
+@dataclass
+class MatrixSpec:
+    """One matrix file, normalised."""
+
+    doc: MatrixDoc
+    pythons: list[tuple[str, Origin]]
+    libcs: list[str]
+    libc_origin: Origin
+    arches: list[str]
+    arch_origin: Origin
+    isa: dict[str, list[tuple[str, Origin]]]
+    policies: dict[str, tuple[str, Origin]]  # libc -> requested policy
+    images: dict[tuple[str, str], ImageSpec]  # (arch, libc) -> image
+    cibuildwheel: CibwSpec
+    runners: dict[str, tuple[Runner, Origin]]
+    excludes: list[Selector]
+    overrides: list[tuple[Selector, Layer]]
+    includes: list[Include]
+    packages: list[Package]
+    registry_selectors: list[tuple[str, Selector | None]]  # selecting ones first, then catch-alls
+    top: Layer
+    warnings: list[str]
+
+    @property
+    def file(self) -> str:
+        return self.doc.file
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    github: str | None
+    gitlab: str | None
+    schedule: str | None
+    publish_branch: str | None
+    python: str
+    ciwheels: str
+    matrix_diff: bool
+    build_images: tuple[str, ...]
+    defaults: dict[str, Any]
+    origin: str  # which matrix file set them ("" = defaults)
 
 
 @dataclass
 class ProjectSpec:
-    registries: dict[str, Registry] = field(default_factory=dict)
+    """Everything the matrix files say, typed: one MatrixSpec per file plus what is project-wide."""
+
+    matrices: list[MatrixSpec]
+    registries: dict[str, Registry]
+    render: RenderSettings
+    defaults: Layer  # layer 0 of the cascade: defaults.toml [settings]
+    github_runner: str
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for m in self.matrices for w in m.warnings]
+
+
+def normalise(docs: list[MatrixDoc], catalog: Catalog) -> ProjectSpec:
+    return ProjectSpec(
+        matrices=[_Normaliser(doc, catalog).run() for doc in docs],
+        registries=registries_of(docs),
+        render=render_settings(docs, catalog),
+        defaults=defaults_layer(catalog),
+        github_runner=str(catalog.defaults["github-runner"]),
+    )
+
+
+def defaults_layer(catalog: Catalog) -> Layer:
+    """defaults.toml's [settings], validated with the schema a matrix's settings have."""
+    from ciwheels.load import validate_data
+    from ciwheels.schema import settings_properties
+
+    schema = {"type": "object", "properties": settings_properties(catalog), "additionalProperties": False}
+    file = str(catalog.path / "defaults.toml")
+    values = validate_data(catalog.defaults.get("settings", {}), schema, file, ("settings",), catalog)
+    origins = {key: Origin("catalog", detail=f"defaults.toml {key}") for key in values}
+    origins.update({f"environment.{var}": Origin("catalog", detail=f"defaults.toml environment.{var}")
+                    for var in values.get("environment", {})})
+    return Layer("defaults.toml", values, origins)
 
 
 def registries_of(docs: list[MatrixDoc]) -> dict[str, Registry]:
@@ -28,5 +179,235 @@ def registries_of(docs: list[MatrixDoc]) -> dict[str, Registry]:
     return out
 
 
-def normalise(docs: list[MatrixDoc], catalog: Catalog) -> ProjectSpec:
-    return ProjectSpec(registries_of(docs))
+def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
+    defaults = dict(catalog.defaults["render"])
+    chosen: dict[str, Any] = {}
+    origin = ""
+    for doc in docs:
+        section = doc.data.get("render")
+        if section is None:
+            continue
+        if origin:
+            raise doc.error(("render",), f"render settings are already given in {origin}; "
+                            "keep them in one matrix file")
+        origin = doc.file
+        chosen = section
+
+    def path(key: str) -> str | None:
+        value = chosen.get(key, defaults[key])
+        return None if value is False else value
+
+    return RenderSettings(
+        github=path("github"),
+        gitlab=path("gitlab"),
+        schedule=chosen.get("schedule"),
+        publish_branch=path("publish-branch"),
+        python=chosen.get("python", defaults["python"]),
+        ciwheels=chosen.get("ciwheels", f"ciwheels=={__version__}"),
+        matrix_diff=chosen.get("matrix-diff", True),
+        build_images=tuple(sorted(set(chosen.get("build-images", ())))),
+        defaults=defaults,
+        origin=origin,
+    )
+
+
+class _Normaliser:
+    def __init__(self, doc: MatrixDoc, catalog: Catalog) -> None:
+        self.doc = doc
+        self.cat = catalog
+        self.warnings: list[str] = []
+
+    def origin(self, path: Path_, detail: str | None = None) -> Origin:
+        _, line, _ = self.doc.where(path)
+        return Origin("matrix", self.doc.file, line, detail or describe_path(path))
+
+    def warn(self, path: Path_, text: str) -> None:
+        file, line, _ = self.doc.where(path)
+        self.warnings.append(f"{file}:{line}: {text}" if line else f"{file}: {text}")
+
+    # -- canonical names ---------------------------------------------------------------
+    def canon(self, kind: str, value: str, path: Path_, arch: str | None = None) -> str:
+        cat = self.cat
+        if kind == "python":
+            found, allowed = cat.python_alias(value), list(cat.pythons)
+        elif kind == "arch":
+            found, allowed = cat.arch_alias(value), list(cat.arches)
+        elif kind == "policy":
+            found, allowed = cat.policy_alias(value), list(cat.policies)
+        elif kind == "isa":
+            if arch is None:
+                found = next((f for a in cat.arches if (f := cat.level_alias(a, value))), None)
+                allowed = list(cat.levels)
+            else:
+                found = cat.level_alias(arch, value)
+                allowed = [lv.name for lv in cat.arches[arch].levels]
+                if found is None:
+                    other = next((lv for lv in cat.levels.values() if value == lv.name or value in lv.aliases), None)
+                    if other is not None:
+                        raise self.doc.error(path, f"ISA level {value!r} belongs to {other.arch}, not {arch}",
+                                             value=value, allowed=allowed)
+        else:
+            found, allowed = (value if value in ("glibc", "musl") else None), ["glibc", "musl"]
+        if found is None:
+            what = "ISA level" if kind == "isa" else kind
+            raise self.doc.error(path, f"unknown {what} {value!r} in {describe_path(path)}", value=value,
+                                 allowed=allowed)
+        return found
+
+    def policy_for(self, libc: str, value: str, path: Path_) -> str:
+        pol = self.canon("policy", value, path)
+        if self.cat.policies[pol].libc != libc:
+            raise self.doc.error(path, f"policy {pol!r} is for {self.cat.policies[pol].libc}, not {libc}", value=pol,
+                                 allowed=[p.name for p in self.cat.policies.values() if p.libc == libc])
+        return pol
+
+    def axis(self, name: str, values: list[str], path: Path_) -> list[str]:
+        out = [self.canon(name, v, path + (i,)) for i, v in enumerate(values)]
+        seen: set[str] = set()
+        for i, v in enumerate(out):
+            if v in seen:
+                raise self.doc.error(path + (i,), f"{describe_path(path)} lists {v!r} twice")
+            seen.add(v)
+        return out
+
+    def selector(self, entry: dict, path: Path_) -> Selector:
+        out = {}
+        for key, value in entry.items():
+            values = value if isinstance(value, list) else [value]
+            sub = [path + (key, i) if isinstance(value, list) else path + (key,) for i in range(len(values))]
+            if key in ("python", "arch", "policy", "libc", "isa"):
+                values = [self.canon(key, v, p) for v, p in zip(values, sub)]
+            elif key == "package":
+                values = [canonicalize_name(v) for v in values]
+            out[key] = frozenset(values)
+        return Selector(out, path)
+
+    def layer(self, entry: dict, path: Path_, name: str) -> Layer:
+        values = {key: entry[key] for key in SETTING_KEYS if key in entry}
+        origins = {key: self.origin(path + (key,)) for key in values}
+        for var in values.get("environment", {}):
+            origins[f"environment.{var}"] = self.origin(path + ("environment", var))
+        return Layer(name, values, origins)
+
+    # -- the document ------------------------------------------------------------------
+    def run(self) -> MatrixSpec:
+        d, cat, defaults = self.doc.data, self.cat, self.cat.defaults
+        if "python" in d:
+            pythons = [(p, self.origin(("python", i))) for i, p in enumerate(self.axis("python", d["python"],
+                                                                                        ("python",)))]
+        else:
+            pythons = [(p.id, Origin("catalog", detail="supported CPythons")) for p in cat.pythons.values()
+                       if p.status == "supported" and p.implementation == "cpython"]
+        for i, (py, _) in enumerate(pythons):
+            if cat.pythons[py].status == "unavailable":
+                raise self.doc.error(("python", i), f"{py} cannot be built: {cat.pythons[py].reason}", value=py)
+        libcs = self.axis("libc", d.get("libc", defaults["libc"]), ("libc",))
+        arches = self.axis("arch", d.get("arch", defaults["arch"]), ("arch",))
+
+        policies = {libc: (self.policy_for(libc, value, ("policy", libc)), self.origin(("policy", libc)))
+                    for libc, value in d.get("policy", {}).items()}
+
+        isa: dict[str, list[tuple[str, Origin]]] = {}
+        for arch_name, levels in d.get("isa", {}).items():
+            arch = self.canon("arch", arch_name, ("isa", arch_name))
+            canon = [(self.canon("isa", lv, ("isa", arch_name, i), arch=arch), self.origin(("isa", arch_name, i)))
+                     for i, lv in enumerate(levels)]
+            names = [c for c, _ in canon]
+            for i, name in enumerate(names):
+                if name in names[:i]:
+                    raise self.doc.error(("isa", arch_name, i), f"isa.{arch_name} lists {name!r} twice")
+            isa[arch] = canon
+            if arch not in arches:
+                self.warn(("isa", arch_name), f"isa.{arch_name} names levels, but {arch} is not in 'arch'; "
+                          "only include entries can use them")
+
+        images = {}
+        for key, value in d.get("images", {}).items():
+            arch_name, libc = key.rsplit("-", 1)
+            arch = cat.arch_alias(arch_name)
+            if arch is None:
+                raise self.doc.error(("images", key), f"images key {key!r} names an unknown arch {arch_name!r}",
+                                     value=arch_name, allowed=list(cat.arches),
+                                     hint="keys are '<arch>-<libc>', e.g. riscv64-glibc")
+            ref = value["image"] if isinstance(value, dict) else value
+            policy = None
+            if isinstance(value, dict) and "policy" in value:
+                policy = self.policy_for(libc, value["policy"], ("images", key, "policy"))
+            images[(arch, libc)] = ImageSpec(ref, policy, self.origin(("images", key)),
+                                             self.origin(("images", key, "policy")) if policy else None)
+
+        spec = d.get("cibuildwheel")
+        if isinstance(spec, dict):
+            cibw = CibwSpec(spec["spec"], tuple(spec.get("patches", ())), self.origin(("cibuildwheel",)))
+        elif spec is not None:
+            cibw = CibwSpec(spec, (), self.origin(("cibuildwheel",)))
+        else:
+            cibw = CibwSpec(str(defaults["cibuildwheel"]), (), Origin("catalog", detail="defaults.toml cibuildwheel"))
+
+        runners = {}
+        for arch_name, r in d.get("runners", {}).items():
+            arch = self.canon("arch", arch_name, ("runners", arch_name))
+            gitlab = r.get("gitlab", [])
+            runners[arch] = (Runner(r.get("github", str(defaults["github-runner"])),
+                                    tuple([gitlab] if isinstance(gitlab, str) else gitlab), False),
+                             self.origin(("runners", arch_name)))
+
+        excludes = [self.selector(e, ("exclude", i)) for i, e in enumerate(d.get("exclude", []))]
+        overrides = [(self.selector(o["select"], ("overrides", i, "select")),
+                      self.layer(o, ("overrides", i), f"overrides[{i}]"))
+                     for i, o in enumerate(d.get("overrides", []))]
+        regs = d.get("registries", {})
+        registry_selectors: list[tuple[str, Selector | None]] = [
+            (name, self.selector(r["select"], ("registries", name, "select"))) for name, r in regs.items()
+            if "select" in r]
+        registry_selectors += [(name, None) for name, r in regs.items() if "select" not in r]
+
+        packages = []
+        seen_packages: dict[str, Path_] = {}
+        for i, pkg in enumerate(d.get("packages", [])):
+            path = ("packages", i)
+            name = canonicalize_name(pkg["name"])
+            if name in seen_packages:
+                raise self.doc.error(path + ("name",), f"package {name!r} is listed twice (also at "
+                                     f"{describe_path(seen_packages[name])}); give it one entry with all its versions")
+            seen_packages[name] = path
+            versions = [self.version(v, path + ("versions", j)) for j, v in enumerate(pkg["versions"])]
+            packages.append(Package(name, tuple(versions), path, self.layer(pkg, path, f"packages[{i}] ({name})"),
+                                    tuple(self.selector(e, path + ("exclude", k))
+                                          for k, e in enumerate(pkg.get("exclude", [])))))
+
+        includes = [self.include(entry, ("include", i)) for i, entry in enumerate(d.get("include", []))]
+        return MatrixSpec(
+            doc=self.doc, pythons=pythons,
+            libcs=libcs, libc_origin=self.origin(("libc",)) if "libc" in d else Origin("catalog", detail="defaults.toml libc"),
+            arches=arches, arch_origin=self.origin(("arch",)) if "arch" in d else Origin("catalog", detail="defaults.toml arch"),
+            isa=isa, policies=policies, images=images, cibuildwheel=cibw, runners=runners, excludes=excludes,
+            overrides=overrides, includes=includes, packages=packages, registry_selectors=registry_selectors,
+            top=self.layer(d, (), self.doc.file), warnings=self.warnings,
+        )
+
+    def version(self, value: str, path: Path_) -> str:
+        """A package version names a folder and a file: it must be a PEP 440 version."""
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            Version(value)
+        except InvalidVersion:
+            raise self.doc.error(path, f"{value!r} is not a valid version (PEP 440)", value=value) from None
+        return value
+
+    def include(self, entry: dict, path: Path_) -> Include:
+        py = self.canon("python", entry["python"], path + ("python",))
+        arch = self.canon("arch", entry["arch"], path + ("arch",))
+        libc = self.canon("libc", entry.get("libc", "glibc"), path + ("libc",))
+        if "isa" in entry:
+            level = self.canon("isa", entry["isa"], path + ("isa",), arch=arch)
+        else:
+            level = self.cat.arches[arch].baseline.name
+        why = self.cat.pythons[py].available_on(libc, arch)
+        if why:
+            raise self.doc.error(path, f"{describe_path(path)} names a cell that cannot be built: {why}", value=py)
+        policy = self.policy_for(libc, entry["policy"], path + ("policy",)) if "policy" in entry else None
+        return Include(py, libc, arch, level, "isa" in entry, policy, self.origin(path), path,
+                       self.layer(entry, path, describe_path(path)))
+

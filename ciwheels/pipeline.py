@@ -71,3 +71,8 @@ def project_registries(project: Path) -> dict[str, Registry]:
         return {}
     catalog = load_catalog()
     return normalise(load_files(files, catalog, root=Path.cwd()), catalog).registries
+
+
+def expand_files(paths: list[Path], root: Path | None = None) -> Expansion:
+    """The cells of some matrix files (for library users and tests that have files, not a project)."""
+    return open_project(Path.cwd(), tuple(paths), display_root=root).expansion

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from ciwheels import __version__
-from ciwheels.catalog import Catalog, load_catalog
+from ciwheels.catalog import Catalog
 from ciwheels.errors import CiwheelsError
-from ciwheels.load import MatrixDoc
 from ciwheels.model import Cell, Expansion
+from ciwheels.normalise import ProjectSpec, RenderSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,20 +35,6 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
-class RenderSettings:
-    github: str | None
-    gitlab: str | None
-    schedule: str | None
-    publish_branch: str | None
-    python: str
-    ciwheels: str
-    matrix_diff: bool
-    build_images: tuple[str, ...]
-    defaults: dict[str, Any]
-    origin: str  # which matrix file set them ("" = defaults)
-
-
-@dataclass(frozen=True, slots=True)
 class Plan:
     jobs: tuple[Job, ...]
     settings: RenderSettings
@@ -62,8 +46,7 @@ def _job_key(cell: Cell) -> tuple:
             cell.runner, cell.cibuildwheel, cell.patches, cell.matrix_file)
 
 
-def plan(expansion: Expansion, docs: list[MatrixDoc], catalog: Catalog | None = None) -> Plan:
-    catalog = catalog or load_catalog()
+def plan(expansion: Expansion, spec: ProjectSpec, catalog: Catalog) -> Plan:
     groups: dict[tuple, list[Cell]] = {}
     for cell in expansion.cells:
         groups.setdefault(_job_key(cell), []).append(cell)
@@ -76,7 +59,7 @@ def plan(expansion: Expansion, docs: list[MatrixDoc], catalog: Catalog | None = 
             base = f"{first.package}-{first.version}-{base}"
         if many_files:
             base = f"{Path(first.matrix_file).stem}-{base}"
-        if not first.runner.emulated and first.runner.github != "ubuntu-24.04":
+        if not first.runner.emulated and first.runner.github != spec.github_runner:
             base += "-native"
         jobs.append(Job(
             id=base, package=first.package, version=first.version, arch=first.arch, libc=first.libc,
@@ -94,42 +77,9 @@ def plan(expansion: Expansion, docs: list[MatrixDoc], catalog: Catalog | None = 
             raise CiwheelsError(f"two jobs would be named {job.id}: cells {seen[job.id].cells[0]} and "
                                 f"{job.cells[0]} differ in runner, image or cibuildwheel; give them one")
         seen[job.id] = job
-    return Plan(tuple(jobs), render_settings(docs, catalog), tuple(expansion.files))
+    return Plan(tuple(jobs), spec.render, tuple(expansion.files))
 
 
 def _python_order(catalog: Catalog):
     order = {p: i for i, p in enumerate(catalog.pythons)}
     return lambda p: order.get(p, 0)
-
-
-def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
-    defaults = dict(catalog.defaults["render"])
-    chosen: dict[str, Any] = {}
-    origin = ""
-    for doc in docs:
-        section = doc.data.get("render")
-        if section is None:
-            continue
-        if origin:
-            raise doc.error(("render",), f"render settings are already given in {origin}; "
-                            "keep them in one matrix file")
-        origin = doc.file
-        chosen = section
-
-    def path(key: str) -> str | None:
-        value = chosen.get(key, defaults[key])
-        return None if value is False else value
-
-    return RenderSettings(
-        github=path("github"),
-        gitlab=path("gitlab"),
-        schedule=chosen.get("schedule"),
-        publish_branch=path("publish-branch"),
-        python=chosen.get("python", defaults["python"]),
-        ciwheels=chosen.get("ciwheels", f"ciwheels=={__version__}"),
-        matrix_diff=chosen.get("matrix-diff", True),
-        build_images=tuple(sorted(set(chosen.get("build-images", ())))),
-        defaults=defaults,
-        origin=origin,
-    )
-

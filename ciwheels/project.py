@@ -215,10 +215,10 @@ def init_project(project: Path, *, force: bool = False) -> list[str]:
     yaml.width = 100
     with open(tmp, "w", encoding="utf-8") as f:
         yaml.dump(doc, f)
-    from ciwheels.expand import expand_files
+    from ciwheels.pipeline import open_project
 
     try:
-        expansion = expand_files([tmp], cat)
+        expansion = open_project(project, (tmp,)).expansion
     except CiwheelsError:
         tmp.unlink()
         raise

@@ -160,24 +160,17 @@ def render_plan(plan: Plan, project_rel: str, matrix_rel: list[str]) -> dict[str
 
 
 def render_project(project: Path, matrix_paths: tuple[Path, ...] = ()) -> tuple[Plan, dict[Path, str]]:
-    """Load, expand, plan and render a project: {absolute output path: text}."""
-    from ciwheels.catalog import load_catalog
-    from ciwheels.expand import expand_docs
-    from ciwheels.load import load_files
-    from ciwheels.plan import plan as make_plan
-    from ciwheels.project import find_matrix_files, repository_top
+    """Open, plan and render a project: {absolute output path: text}."""
+    from ciwheels.pipeline import open_project
+    from ciwheels.project import repository_top
 
-    catalog = load_catalog()
-    files = find_matrix_files(project, matrix_paths)
-    docs = load_files(files, catalog, root=Path.cwd())
-    expansion = expand_docs(docs, catalog)
-    the_plan = make_plan(expansion, docs, catalog)
+    opened = open_project(project, matrix_paths)
     top, project_rel = repository_top(project)
     matrix_rel = []
-    for f in files:
+    for f in opened.files:
         try:
             matrix_rel.append(f.resolve().relative_to(top).as_posix())
         except ValueError:
             matrix_rel.append(f.resolve().as_posix())
-    outputs = render_plan(the_plan, project_rel, matrix_rel)
-    return the_plan, {project / rel: text for rel, text in sorted(outputs.items())}
+    outputs = render_plan(opened.plan, project_rel, matrix_rel)
+    return opened.plan, {project / rel: text for rel, text in sorted(outputs.items())}

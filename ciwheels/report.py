@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ciwheels.catalog import Catalog
 from ciwheels.model import Cell, Dropped
 
 
@@ -27,10 +28,14 @@ def cell_table(cells: list[Cell]) -> str:
     return table(["cell", "python", "policy", "arch", "isa", "image", "runs"], rows)
 
 
-def explain_cell(cell: Cell, as_json: bool = False) -> str:
+def explain_cell(cell: Cell, catalog: Catalog, as_json: bool = False) -> str:
+    from ciwheels.cibwopts import cibw_options
+
+    options = cibw_options(cell, catalog)
     rows = [
         ("python", cell.python), ("libc", cell.libc), ("arch", cell.arch), ("isa", cell.isa),
         ("policy", cell.policy), ("image", cell.image + (" (custom)" if cell.custom_image else "")),
+        ("image_ref", cell.image_ref),
         ("cibuildwheel", cell.cibuildwheel + (f" + patches {', '.join(cell.patches)}" if cell.patches else "")),
         ("runner", f"{'emulated' if cell.runner.emulated else 'native'} on github:{cell.runner.github}"
                    + (f" gitlab tags:{','.join(cell.runner.gitlab)}" if cell.runner.gitlab else "")),
@@ -48,6 +53,7 @@ def explain_cell(cell: Cell, as_json: bool = False) -> str:
         return json.dumps({
             "cell": cell.to_json(),
             "settings": [{"setting": k, "value": v, "origin": str(cell.origins.get(k, "derived"))} for k, v in rows],
+            "cibuildwheel_options": options,
         }, indent=1)
     out = [f"cell {cell.id}" + (f"  (package {cell.package} {cell.version})" if cell.package else "")]
     name_w = max(len(k) for k, _ in rows)
@@ -55,7 +61,7 @@ def explain_cell(cell: Cell, as_json: bool = False) -> str:
     for k, v in rows:
         out.append(f"  {k:<{name_w}}  {v:<{val_w}}  <- {cell.origins.get(k, 'derived')}")
     out.append("cibuildwheel options:")
-    out.extend(f"  {k}={v}" for k, v in cell.cibw.items())
+    out.extend(f"  {k}={v}" for k, v in options.items())
     for note in cell.notes:
         out.append(f"note: {note}")
     return "\n".join(out)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ciwheels.errors import CiwheelsError
-from ciwheels.expand import expand_files
+from ciwheels.pipeline import expand_files
 from conftest import EXAMPLE
 
 

@@ -15,7 +15,7 @@ import pytest
 from cibuildwheel.environment import parse_environment
 
 from ciwheels.catalog import load_catalog
-from ciwheels.expand import expand_files
+from ciwheels.pipeline import expand_files
 
 CAT = load_catalog()
 
