@@ -180,15 +180,11 @@ def _wheel_cell(wheel: Path, cells: list[Cell]) -> Cell | None:
 def write_report(out: Path, cell: Cell, job: str, status: str, wheels: list[dict], duration: float,
                  log: Path | None, exit_code: int | None) -> None:
     """OUT/<cell-id>/build-report.json, which gather and publish read."""
-    import json
+    from ciwheels import artifacts
 
-    report = {"cell": cell.id, "job": job, "status": status, "python": cell.python, "isa": cell.isa,
-              "registry": cell.registry,
-              "arch": cell.arch, "policy": cell.policy, "wheels": wheels, "duration_seconds": duration,
-              "log": str(log) if log else None, "cibuildwheel_exit": exit_code}
-    dest = out / cell.id
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "build-report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    artifacts.write_report(out / cell.id, artifacts.BuildReport(
+        cell.id, job, status, cell.python, cell.isa, cell.registry, cell.arch, cell.policy,
+        tuple(artifacts.ReportWheel(**w) for w in wheels), duration, str(log) if log else None, exit_code))
 
 
 def _image_ref(name: str, arch: str, libc: str) -> str:

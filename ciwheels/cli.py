@@ -266,13 +266,13 @@ def gather(sources: tuple[Path, ...], out: Path, as_json: bool) -> None:
     else:
         click.echo(table(["wheel", "cell", "isa", "size"],
                          [[i.file, i.cell or "-", i.isa or "-", str(i.size)] for i in items]))
-    dry = [r for r in reports if r.get("status") == "dry-run"]
-    failed = [r for r in reports if r.get("status") == "failed"]
+    dry = [r for r in reports if r.status == "dry-run"]
+    failed = [r for r in reports if r.status == "failed"]
     click.echo(f"gathered {len(items)} wheel(s) into {out}; {len(reports)} build report(s)"
                + (f", {len(dry)} from dry runs" if dry else "") + (f", {len(failed)} failed" if failed else ""),
                err=True)
     if failed:
-        raise CiwheelsError(f"{len(failed)} cell(s) failed to build, e.g. {failed[0].get('cell')}")
+        raise CiwheelsError(f"{len(failed)} cell(s) failed to build, e.g. {failed[0].cell}")
     if not items and len(dry) != len(reports) or not items and not reports:
         raise CiwheelsError(f"no wheels found in {', '.join(map(str, sources))}")
 

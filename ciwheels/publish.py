@@ -82,13 +82,12 @@ def default_registry(registries: dict[str, dict]) -> str | None:
 
 def wheel_registries(folder: Path) -> dict[str, str | None]:
     """{wheel file: registry name} from a gather manifest."""
-    import json
+    from ciwheels.artifacts import MANIFEST, read_manifest
 
-    manifest = folder / "manifest.json"
+    manifest = folder / MANIFEST
     if not manifest.exists():
         return {}
-    return {w.get("path", w["file"]): w.get("registry")
-            for w in json.loads(manifest.read_text(encoding="utf-8"))["wheels"]}
+    return {w.path: w.registry for w in read_manifest(manifest).wheels}
 
 
 def resolve_target(repository_url: str | None, env: dict[str, str] | None = None, index: str = "") -> Target:
@@ -324,21 +323,17 @@ class Publisher:
 
 def wheels_in(folder: Path) -> list[tuple[Path, str]]:
     """The wheels of a gather output (manifest.json), or every *.whl in the folder."""
-    import json
+    from ciwheels.artifacts import MANIFEST, read_manifest
 
-    manifest = folder / "manifest.json"
+    manifest = folder / MANIFEST
     out = []
     if manifest.exists():
-        try:
-            entries = json.loads(manifest.read_text(encoding="utf-8"))["wheels"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise CiwheelsError(f"{manifest}: not a ciwheels manifest ({e})") from None
-        for e in entries:
-            path = folder / e.get("path", e["file"])
+        for e in read_manifest(manifest).wheels:
+            path = folder / e.path
             if not path.is_file():
-                raise CiwheelsError(f"{manifest} lists {e['file']}, which is missing from {folder}")
+                raise CiwheelsError(f"{manifest} lists {e.file}, which is missing from {folder}")
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            if digest != e["sha256"]:
+            if digest != e.sha256:
                 raise CiwheelsError(f"{path}: sha256 differs from {manifest}; refusing to publish it")
             out.append((path, digest))
         return out  # may be empty: a gather of dry-run builds
