@@ -145,7 +145,7 @@ def _items(data: dict, key: str) -> list[dict]:
     items = _get(data, key, list, "", required=True)
     for i, item in enumerate(items):
         if not isinstance(item, dict):
-            raise _Shape(f"{where}: {key}[{i}] must be an object, not {type(item).__name__}")
+            raise _Shape(f"{key}[{i}] must be an object, not {type(item).__name__}")
     return items
 
 

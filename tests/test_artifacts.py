@@ -70,6 +70,7 @@ def test_malformed_report_is_an_error_naming_the_file(tmp_path, text, says):
 
 @pytest.mark.parametrize("entry, says", [
     ({"file": WHEEL}, "'sha256' is missing"),
+    ("x", "wheels[0] must be an object"),
     ({"file": WHEEL, "sha256": "00", "path": f"../{WHEEL}"}, "must be a relative path"),
     ({"file": WHEEL, "sha256": "00", "path": "other.whl"}, "must be a relative path"),
     ({"file": "../" + WHEEL, "sha256": "00"}, "must be a plain file name"),
