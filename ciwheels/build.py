@@ -183,8 +183,9 @@ def write_report(out: Path, cell: Cell, job: str, status: str, wheels: list[dict
     from ciwheels import artifacts
 
     artifacts.write_report(out / cell.id, artifacts.BuildReport(
-        cell.id, job, status, cell.python, cell.isa, cell.registry, cell.arch, cell.policy,
-        tuple(artifacts.ReportWheel(**w) for w in wheels), duration, str(log) if log else None, exit_code))
+        cell=cell.id, job=job, status=status, python=cell.python, isa=cell.isa, registry=cell.registry,
+        arch=cell.arch, policy=cell.policy, wheels=tuple(artifacts.ReportWheel(**w) for w in wheels),
+        duration_seconds=duration, log=str(log) if log else None, cibuildwheel_exit=exit_code))
 
 
 def _image_ref(name: str, arch: str, libc: str) -> str:
