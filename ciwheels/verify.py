@@ -115,7 +115,13 @@ def recorded_level(wheel: Path) -> str | None:
     manifest = wheel.parent / MANIFEST
     if manifest.exists():
         for w in read_manifest(manifest).wheels:
-            if w.file == wheel.name and w.isa:
+            if w.path == wheel.name and w.isa:
+                return w.isa
+    # gather puts a wheel bound for a registry in OUT/<registry>/, beside no manifest
+    manifest = wheel.parent.parent / MANIFEST
+    if manifest.exists():
+        for w in read_manifest(manifest).wheels:
+            if w.path == f"{wheel.parent.name}/{wheel.name}" and w.isa:
                 return w.isa
     return None
 

@@ -113,3 +113,14 @@ def test_build_and_gather_write_format_1(tmp_path):
     run_ciwheels("gather", str(tmp_path / "wh"), "--out", str(tmp_path / "dist"), check=True)
     manifest = json.loads((tmp_path / "dist" / "manifest.json").read_text())
     assert manifest["format"] == 1 and manifest["wheels"] == [] and len(manifest["reports"]) == len(reports)
+
+
+def test_verify_finds_the_level_in_a_manifest_above_a_registry_folder(tmp_path):
+    from ciwheels.verify import recorded_level
+
+    fast = make_wheel(tmp_path / "dist" / "fast", "pkg", "1.0", tag="cp312-cp312-manylinux_2_28_x86_64")
+    plain = make_wheel(tmp_path / "dist", "pkg", "1.0", tag="cp312-cp312-manylinux_2_28_x86_64")
+    write_manifest(tmp_path / "dist", Manifest((ManifestEntry(fast.name, "00", isa="x86-64-v3", registry="fast"),
+                                                ManifestEntry(plain.name, "11", isa="x86-64"))))
+    assert recorded_level(fast) == "x86-64-v3"
+    assert recorded_level(plain) == "x86-64"
