@@ -18,6 +18,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from ciwheels import artifacts
 from ciwheels.catalog import Catalog
 from ciwheels.cibw import ensure_cibuildwheel
 from ciwheels.cibwopts import cibw_options, config_file, with_isa_flags
@@ -201,15 +202,10 @@ def package_dir_of(project: Path) -> str:
 def write_report(out: Path, cell: Cell, job: str, status: str, wheels: list[dict], duration: float,
                  log_file: Path | None, exit_code: int | None) -> None:
     """OUT/<cell-id>/build-report.json, which gather and publish read."""
-    import json
-
-    report = {"cell": cell.id, "job": job, "status": status, "python": cell.python, "isa": cell.isa,
-              "registry": cell.registry,
-              "arch": cell.arch, "policy": cell.policy, "wheels": wheels, "duration_seconds": duration,
-              "log": str(log_file) if log_file else None, "cibuildwheel_exit": exit_code}
-    dest = out / cell.id
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "build-report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    artifacts.write_report(out / cell.id, artifacts.BuildReport(
+        cell=cell.id, job=job, status=status, python=cell.python, isa=cell.isa, registry=cell.registry,
+        arch=cell.arch, policy=cell.policy, wheels=tuple(artifacts.ReportWheel(**w) for w in wheels),
+        duration_seconds=duration, log=str(log_file) if log_file else None, cibuildwheel_exit=exit_code))
 
 
 def probe_compiler(inv: Invocation, engine: str, catalog: Catalog) -> Probe:
