@@ -108,7 +108,7 @@ def test_bad_matrix_names_the_revision(repo):
 def test_grid_text_and_html():
     from html.parser import HTMLParser
 
-    from conftest import EXAMPLE
+    from conftest import EXAMPLE, derive_cells
 
     text = run_ciwheels("matrix", "--grid", "--project", str(EXAMPLE), check=True).stdout.splitlines()
     assert text[0].split("  ")[0] == "python" and "musllinux riscv64" in text[0]
@@ -136,8 +136,9 @@ def test_grid_text_and_html():
     p = Cells()
     p.feed(page)
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page and "http" not in page.split("<body>")[1]
-    assert p.rows == 1 + 5  # header + Pythons
-    assert len(p.badges) == 47  # one badge per cell
+    cells, _ = derive_cells()
+    assert p.rows == 1 + len({c.split("-")[0] for c in cells})  # header + Pythons
+    assert len(p.badges) == len(cells)  # one badge per cell
 
 
 class GitLabNotesStandIn:
