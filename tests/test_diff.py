@@ -221,17 +221,14 @@ def _note_env(url: str, token: str) -> dict:
 
 
 def test_merge_request_note_is_created_then_updated(repo):
-    import sys
-
     token = "glpat-SENTINEL-do-not-print"
     one = commit(repo, BASE, "one")
     commit(repo, BASE.replace("cp314]", "cp314, cp315]"), "two")
     server = GitLabNotesStandIn(token)
     try:
         for expected in ("created merge-request note", "updated merge-request note"):
-            proc = subprocess.run([sys.executable, "-m", "ciwheels", "diff", one, "HEAD", "--project", str(repo),
-                                   "--format", "markdown", "--post-gitlab-note"], capture_output=True, text=True,
-                                  env=_note_env(server.url, token), timeout=60)
+            proc = run_ciwheels("diff", one, "HEAD", "--project", str(repo), "--format", "markdown",
+                                "--post-gitlab-note", env=_note_env(server.url, token))
             assert proc.returncode == 0 and expected in proc.stderr, proc.stderr
             assert token not in proc.stdout + proc.stderr
         ours = [n for n in server.notes if n["body"].startswith("<!-- ciwheels-matrix-diff -->")]
@@ -242,15 +239,12 @@ def test_merge_request_note_is_created_then_updated(repo):
 
 
 def test_note_failure_never_fails_the_job(repo):
-    import sys
-
     token = "glpat-SENTINEL-2"
     commit(repo, BASE, "one")
     server = GitLabNotesStandIn(token, fail=True)
     try:
-        proc = subprocess.run([sys.executable, "-m", "ciwheels", "diff", "HEAD", "HEAD", "--project", str(repo),
-                               "--post-gitlab-note"], capture_output=True, text=True,
-                              env=_note_env(server.url, token), timeout=60)
+        proc = run_ciwheels("diff", "HEAD", "HEAD", "--project", str(repo), "--post-gitlab-note",
+                            env=_note_env(server.url, token))
     finally:
         server.close()
     assert proc.returncode == 0
