@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from conftest import EXAMPLE, derive_cells, run_ciwheels
 
 
@@ -105,6 +107,7 @@ def test_init_from_cibuildwheel_settings(tmp_path):
     assert again.returncode == 2 and "--force" in again.stderr
 
 
+@pytest.mark.slow  # runs the real cibuildwheel
 def test_init_matches_cibuildwheel_selection(tmp_path):
     """`init` reproduces what cibuildwheel itself would build for the same pyproject."""
     import shutil
