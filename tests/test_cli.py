@@ -129,3 +129,34 @@ def test_version():
     import ciwheels
 
     assert run_ciwheels("--version", check=True).stdout == f"ciwheels, version {ciwheels.__version__}\n"
+
+
+# -- the test helper itself: in-process runs must look like the real process -------------
+
+@pytest.mark.parametrize("args", [
+    ("matrix", "--project", "examples/cext-demo"),
+    ("explain", "cp313-manylinux_x86_64-x86-64-v2", "--project", "examples/cext-demo"),
+    ("render", "--check", "--project", "examples/cext-demo"),
+    ("matrix", "--no-such-option"),
+], ids=["table", "user-error", "render-check", "usage-error"])
+def test_in_process_runs_match_the_real_process(args):
+    """Same exit code, stdout and stderr: what the in-process runs of the other tests see is what
+    users see (e.g. nothing written to a stream captured before the runner swapped it)."""
+    inside, child = run_ciwheels(*args), run_ciwheels(*args, subprocess=True)
+    assert (inside.returncode, inside.stdout, inside.stderr) == (child.returncode, child.stdout, child.stderr)
+
+
+def test_in_process_crash_shows_a_traceback(monkeypatch):
+    """An unexpected exception in a command: exit code 1 and the traceback on stderr, as the
+    interpreter prints it, so that `"Traceback" not in proc.stderr` checks mean something."""
+    import click
+
+    from ciwheels.cli import cli
+
+    def boom():
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(cli.commands, "boom", click.Command("boom", callback=boom))
+    proc = run_ciwheels("boom")
+    assert proc.returncode == 1
+    assert "Traceback (most recent call last)" in proc.stderr and "RuntimeError: boom" in proc.stderr
