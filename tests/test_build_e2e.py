@@ -16,6 +16,8 @@ import pytest
 
 from conftest import EXAMPLE, run_ciwheels
 
+pytestmark = pytest.mark.slow  # podman builds, QEMU emulation: minutes
+
 MATRIX = """\
 python: [cp313]
 arch: [x86_64, riscv64]

@@ -108,7 +108,7 @@ def test_bad_matrix_names_the_revision(repo):
 def test_grid_text_and_html():
     from html.parser import HTMLParser
 
-    from conftest import EXAMPLE
+    from conftest import EXAMPLE, derive_cells
 
     text = run_ciwheels("matrix", "--grid", "--project", str(EXAMPLE), check=True).stdout.splitlines()
     assert text[0].split("  ")[0] == "python" and "musllinux riscv64" in text[0]
@@ -136,8 +136,9 @@ def test_grid_text_and_html():
     p = Cells()
     p.feed(page)
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page and "http" not in page.split("<body>")[1]
-    assert p.rows == 1 + 5  # header + Pythons
-    assert len(p.badges) == 47  # one badge per cell
+    cells, _ = derive_cells()
+    assert p.rows == 1 + len({c.split("-")[0] for c in cells})  # header + Pythons
+    assert len(p.badges) == len(cells)  # one badge per cell
 
 
 class GitLabNotesStandIn:
@@ -220,17 +221,14 @@ def _note_env(url: str, token: str) -> dict:
 
 
 def test_merge_request_note_is_created_then_updated(repo):
-    import sys
-
     token = "glpat-SENTINEL-do-not-print"
     one = commit(repo, BASE, "one")
     commit(repo, BASE.replace("cp314]", "cp314, cp315]"), "two")
     server = GitLabNotesStandIn(token)
     try:
         for expected in ("created merge-request note", "updated merge-request note"):
-            proc = subprocess.run([sys.executable, "-m", "ciwheels", "diff", one, "HEAD", "--project", str(repo),
-                                   "--format", "markdown", "--post-gitlab-note"], capture_output=True, text=True,
-                                  env=_note_env(server.url, token), timeout=60)
+            proc = run_ciwheels("diff", one, "HEAD", "--project", str(repo), "--format", "markdown",
+                                "--post-gitlab-note", env=_note_env(server.url, token))
             assert proc.returncode == 0 and expected in proc.stderr, proc.stderr
             assert token not in proc.stdout + proc.stderr
         ours = [n for n in server.notes if n["body"].startswith("<!-- ciwheels-matrix-diff -->")]
@@ -241,15 +239,12 @@ def test_merge_request_note_is_created_then_updated(repo):
 
 
 def test_note_failure_never_fails_the_job(repo):
-    import sys
-
     token = "glpat-SENTINEL-2"
     commit(repo, BASE, "one")
     server = GitLabNotesStandIn(token, fail=True)
     try:
-        proc = subprocess.run([sys.executable, "-m", "ciwheels", "diff", "HEAD", "HEAD", "--project", str(repo),
-                               "--post-gitlab-note"], capture_output=True, text=True,
-                              env=_note_env(server.url, token), timeout=60)
+        proc = run_ciwheels("diff", "HEAD", "HEAD", "--project", str(repo), "--post-gitlab-note",
+                            env=_note_env(server.url, token))
     finally:
         server.close()
     assert proc.returncode == 0
