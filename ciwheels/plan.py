@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ciwheels.catalog import Catalog
 from ciwheels.errors import CiwheelsError
+from ciwheels.expand import check_level_clashes
 from ciwheels.model import Cell, Expansion
 from ciwheels.normalise import ProjectSpec, RenderSettings
 
@@ -47,6 +48,7 @@ def _job_key(cell: Cell) -> tuple:
 
 
 def plan(expansion: Expansion, spec: ProjectSpec, catalog: Catalog) -> Plan:
+    check_level_clashes(expansion)
     groups: dict[tuple, list[Cell]] = {}
     for cell in expansion.cells:
         groups.setdefault(_job_key(cell), []).append(cell)

@@ -117,3 +117,23 @@ def derive_cells(matrix_file: Path = EXAMPLE / "matrix" / "wheels.yaml") -> tupl
 def derive_jobs(cell_ids) -> set[str]:
     """Build jobs group the cells of one platform and ISA level: the ids minus the Python."""
     return {i.split("-", 1)[1] for i in cell_ids}
+
+
+def _level_registries() -> str:
+    """A registry per ISA level (wheel tags cannot tell levels apart, so a matrix with two levels
+    of one arch must send them to different registries): appended to test matrices."""
+    from ciwheels.catalog import load_catalog
+
+    lines = ["registries:"]
+    for lv in load_catalog().levels.values():
+        if not lv.baseline:
+            lines.append(f"  {lv.name}: {{url: 'https://registry.invalid/{lv.name}', select: {{isa: {lv.name}}}}}")
+    lines.append("  baseline: {url: 'https://registry.invalid/baseline'}")
+    return "\n".join(lines) + "\n"
+
+
+LEVEL_REGISTRIES = _level_registries()
+
+
+def with_registries(matrix: str) -> str:
+    return matrix if "registries:" in matrix else matrix + LEVEL_REGISTRIES

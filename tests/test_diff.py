@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_ciwheels
+from conftest import run_ciwheels, with_registries
 
 BASE = ("python: [cp312, cp313, cp314]\nlibc: [glibc, musl]\narch: [x86_64, aarch64, riscv64]\n"
         "isa: {x86_64: [x86-64, x86-64-v3]}\nimages:\n  riscv64-glibc: localhost/rv_manylinux_2_35:1\n")
@@ -28,7 +28,7 @@ def repo(tmp_path) -> Path:
 
 
 def commit(repo: Path, text: str, message: str) -> str:
-    (repo / "matrix" / "wheels.yaml").write_text(text)
+    (repo / "matrix" / "wheels.yaml").write_text(with_registries(text))
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", message)
     return git(repo, "rev-parse", "HEAD").strip()
@@ -76,7 +76,7 @@ def test_defaults_merge_base_against_working_tree(repo):
     commit(repo, BASE, "one")
     git(repo, "checkout", "-qb", "feature")
     commit(repo, BASE.replace("cp314]", "cp314, cp314t]"), "two")
-    (repo / "matrix" / "wheels.yaml").write_text(BASE.replace("cp314]", "cp314, cp314t, cp315]"))
+    (repo / "matrix" / "wheels.yaml").write_text(with_registries(BASE.replace("cp314]", "cp314, cp314t, cp315]")))
     d = as_json(repo)
     assert d["base"] != "working tree" and d["head"] == "working tree"
     assert {c.split("-")[0] for c in d["added"]} == {"cp314t", "cp315"}

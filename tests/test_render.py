@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import EXAMPLE, REPO, derive_cells, derive_jobs, run_ciwheels
+from conftest import EXAMPLE, REPO, derive_cells, derive_jobs, run_ciwheels, with_registries
 
 GITHUB = ".github/workflows/ciwheels.yml"
 GITLAB = ".gitlab/ciwheels.gitlab-ci.yml"
@@ -47,7 +47,7 @@ def zizmor(workflow: Path) -> None:
 
 def project(tmp_path: Path, matrix: str) -> Path:
     (tmp_path / "matrix").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "matrix" / "wheels.yaml").write_text(matrix)
+    (tmp_path / "matrix" / "wheels.yaml").write_text(with_registries(matrix))
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "1"\n')
     return tmp_path
 
@@ -135,7 +135,7 @@ def test_check_reports_stale_files_and_writes_nothing(tmp_path):
     p = project(tmp_path, MATRIX)
     run_ciwheels("render", "--project", str(p), check=True)
     before = (p / GITHUB).read_text()
-    (p / "matrix" / "wheels.yaml").write_text(MATRIX.replace("cp313]", "cp313, cp314]"))
+    (p / "matrix" / "wheels.yaml").write_text(with_registries(MATRIX.replace("cp313]", "cp313, cp314]")))
     proc = run_ciwheels("render", "--check", "--project", str(p))
     assert proc.returncode == 1
     assert proc.stdout.startswith("--- ") and "+++ " in proc.stdout and "cp314" in proc.stdout
@@ -147,7 +147,7 @@ def test_adding_a_python_is_a_small_diff(tmp_path):
     p = project(tmp_path, MATRIX)
     run_ciwheels("render", "--project", str(p), check=True)
     before = {rel: (p / rel).read_text().splitlines() for rel in (GITHUB, GITLAB)}
-    (p / "matrix" / "wheels.yaml").write_text(MATRIX.replace("cp313]", "cp313, cp314]"))
+    (p / "matrix" / "wheels.yaml").write_text(with_registries(MATRIX.replace("cp313]", "cp313, cp314]")))
     run_ciwheels("render", "--project", str(p), check=True)
     import difflib
 
@@ -366,3 +366,24 @@ def test_rendered_pipelines_pass_the_validators(tmp_path, make, audit):
     check_jsonschema(p / GITHUB, p / GITLAB)
     if audit:
         zizmor(p / GITHUB)
+
+
+def test_two_levels_to_one_registry_are_refused_before_building(tmp_path):
+    """Two ISA levels of one Python and platform make two wheels with one file name: sent to one
+    registry, the second could never be published. render and build refuse; matrix still lists."""
+    (tmp_path / "matrix").mkdir()
+    (tmp_path / "matrix" / "wheels.yaml").write_text(
+        "python: [cp313]\narch: [x86_64, riscv64]\nisa:\n  x86_64: [x86-64, x86-64-v3]\n  riscv64: [rv64gc]\n"
+        "registries:\n  all: {url: 'https://registry.invalid/all'}\n")
+    for args in (["render"], ["build", "--all", "--dry-run", "--out", str(tmp_path / "wh")]):
+        proc = run_ciwheels(*args, "--project", str(tmp_path))
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "matrix/wheels.yaml:4: cells cp313-manylinux_x86_64-x86-64 and cp313-manylinux_x86_64-x86-64-v3" \
+               " would publish two different wheels with one file name to registry 'all'" in proc.stderr
+        assert "Give each x86_64 level its own registry" in proc.stderr
+    assert run_ciwheels("matrix", "--project", str(tmp_path)).returncode == 0
+    # a registry per level: accepted
+    text = (tmp_path / "matrix" / "wheels.yaml").read_text()
+    (tmp_path / "matrix" / "wheels.yaml").write_text(text + "  v3: {url: 'https://registry.invalid/v3', "
+                                                     "select: {isa: x86-64-v3}}\n")
+    assert run_ciwheels("render", "--project", str(tmp_path)).returncode == 0
