@@ -29,6 +29,7 @@ from ciwheels.families import Probe, family
 from ciwheels.log import Progress, get_logger, no_progress
 from ciwheels.model import Cell, Expansion, wheel_matches
 from ciwheels.plan import Plan
+from ciwheels.sdist import fetch_sdist
 from ciwheels.verify import verify_wheel
 
 log = get_logger("build")
@@ -121,8 +122,6 @@ def prepare_runs(expansion: Expansion, plan: Plan, project: Path, cell_ids: tupl
     for inv in runs:
         first = inv.cells[0]
         if first.package or wanted:
-            from ciwheels.sdist import fetch_sdist
-
             name, version = (first.package, first.version) if first.package else wanted
             inv.package = str(fetch_sdist(name, version)) if fetch else f"{name}-{version}.tar.gz"
         else:
