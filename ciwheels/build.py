@@ -281,8 +281,14 @@ def _run_once(inv: Invocation, cells: list[Cell], exe: Path, staging: Path, log_
                 wheels[cell.id].append(wheel)
     failed_at = None
     if proc.returncode != 0:
-        started = _BUILDING.findall(log_path.read_text(encoding="utf-8", errors="replace"))
-        failed_at = started[-1] if started else None
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+        started = _BUILDING.findall(text)
+        if started:
+            failed_at = started[-1]
+        else:  # stopped before building, for one Python (e.g. its interpreter is not in the image)
+            named = {c.identifier for c in cells for line in text.splitlines()
+                     if line.startswith("cibuildwheel: error:") and c.identifier in line}
+            failed_at = named.pop() if len(named) == 1 else None
     return Attempt(cells, log_path, proc.returncode, duration, wheels, failed_at, staging)
 
 
