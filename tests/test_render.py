@@ -209,12 +209,13 @@ def test_gitlab_variable_in_tag_is_refused(tmp_path):
     assert proc.returncode == 2 and "GitLab would expand" in proc.stderr
 
 
-HOSTILE = 'arm"\n  evil: true\n# }} ${ x'
+HOSTILE = 'arm" evil: true # }} ${ x: \\ café 🐍'  # quotes, comment and mapping marks, non-ASCII: round-trip
 
 
 def hostile_values(tmp_path: Path) -> Path:
     p = project(tmp_path, "python: [cp312]\narch: [aarch64]\nrunners:\n  aarch64:\n"
-                          f"    github: {json.dumps(HOSTILE)}\n    gitlab: [{json.dumps(HOSTILE.replace('$', ''))}]\n"
+                          f"    github: {json.dumps(HOSTILE, ensure_ascii=False)}\n"
+                          f"    gitlab: [{json.dumps(HOSTILE.replace('$', ''), ensure_ascii=False)}]\n"
                           "environment: {EVIL: '$(rm -rf /) ${{ github.token }}'}\n")
     proc = run_ciwheels("render", "--project", str(p))
     assert proc.returncode == 0, proc.stderr
@@ -232,6 +233,12 @@ def test_yaml_injection_stays_a_plain_string(tmp_path):
     assert tagged[0]["tags"] == [hostile.replace("$", "")]
     # environment never reaches the YAML: jobs read it from the matrix at build time
     assert "rm -rf" not in (p / GITHUB).read_text() + (p / GITLAB).read_text()
+    # characters that YAML parsers disagree on are refused, not written
+    for bad in ("arm\n  evil: true", "arm\u2028evil", "arm\x85x", "arm\u202ex"):
+        (p / "matrix" / "wheels.yaml").write_text(f"python: [cp312]\narch: [aarch64]\nrunners:\n  aarch64:\n"
+                                                  f"    github: {json.dumps(bad)}\n")
+        proc = run_ciwheels("render", "--project", str(p))
+        assert proc.returncode == 2 and "refuses to write it" in proc.stderr, proc.stderr
 
 
 # -- render settings ---------------------------------------------------------------------
