@@ -82,10 +82,11 @@ def test_example_shape():
     gh = load_yaml(EXAMPLE / GITHUB)
     assert gh["permissions"] == {}
     include = gh["jobs"]["build"]["strategy"]["matrix"]["include"]
-    assert len(include) == 11
-    riscv = next(e for e in include if e["job"] == "manylinux_2_35_riscv64-rva23u64")
-    assert riscv == {"job": "manylinux_2_35_riscv64-rva23u64", "runs-on": "ubuntu-24.04", "qemu": "linux/riscv64",
-                     "pythons": "cp311 cp312 cp313 cp314"}
+    # 6 native jobs (all Pythons of a platform) + 17 emulated cells, one job each
+    assert len(include) == 23
+    riscv = next(e for e in include if e["job"] == "manylinux_2_35_riscv64-rva23u64-cp313")
+    assert riscv == {"job": "manylinux_2_35_riscv64-rva23u64-cp313", "runs-on": "ubuntu-24.04",
+                     "qemu": "linux/riscv64", "pythons": "cp313"}
     native = next(e for e in include if e["job"].startswith("manylinux_2_28_aarch64"))
     assert native["runs-on"] == "ubuntu-24.04-arm" and native["qemu"] == ""
     for name, job in gh["jobs"].items():
@@ -166,7 +167,7 @@ def test_above_every_limit_renders_valid_pipelines(tmp_path):
     packages = "".join(f"  - name: pkg{i}\n    versions: ['1.0']\n" for i in range(30))
     p = project(tmp_path, "python: [cp312, cp313]\nlibc: [glibc, musl]\narch: [x86_64, aarch64, riscv64]\n"
                           "isa: {x86_64: [x86-64, x86-64-v2, x86-64-v3], riscv64: [rv64gc, rva23u64]}\n"
-                          "packages:\n" + packages)
+                          "render: {emulated-jobs: grouped}\npackages:\n" + packages)
     run_ciwheels("render", "--project", str(p), check=True)
     gh, gl = load_yaml(p / GITHUB), load_yaml(p / GITLAB)
     builds = {n: j for n, j in gh["jobs"].items() if n.startswith("build")}
@@ -265,9 +266,9 @@ def test_gitlab_pipeline_runs_under_gitlab_ci_local(tmp_path):
     expected = json.loads(run_ciwheels("matrix", "--project", str(EXAMPLE), "--json", check=True).stdout)
     jobs = re.findall(r"> # job (\S+): (\d+) cells \(([^)]*)\)", out)
     built = sorted(c for _, _, cells in jobs for c in cells.split(", "))
-    assert len({j for j, _, _ in jobs}) == 11
+    assert len({j for j, _, _ in jobs}) == 23
     assert built == sorted(c["id"] for c in expected)
-    assert out.count(" PASS ") == 13 and " FAIL " not in out
+    assert out.count(" PASS ") == 25 and " FAIL " not in out
     # the merge-request matrix-diff job ran, explained the (empty) change and could not post a
     # note without a token: a warning, not a failure
     assert "No build cells change." in out
