@@ -18,9 +18,10 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from ciwheels import artifacts
 from ciwheels.catalog import Catalog
 from ciwheels.cibw import ensure_cibuildwheel
-from ciwheels.cibwopts import cibw_options, with_isa_flags
+from ciwheels.cibwopts import cibw_options, config_file, with_isa_flags
 from ciwheels.errors import CiwheelsError, did_you_mean
 from ciwheels.families import Probe, family
 from ciwheels.log import Progress, get_logger, no_progress
@@ -31,6 +32,7 @@ from ciwheels.verify import verify_wheel
 log = get_logger("build")
 
 _SELECTION = ("CIBW_BUILD", "CIBW_ENABLE")
+CONFIG_FILE = "ciwheels-cibuildwheel.toml"
 
 
 @dataclass
@@ -52,12 +54,14 @@ class Invocation:
         return (package.parent, package.name) if self.is_sdist else (package, ".")
 
     def command(self, output_dir: str, exe: str = "cibuildwheel") -> list[str]:
-        cmd = [exe, "--platform", "linux", "--output-dir", output_dir]
-        if self.is_sdist:
-            # Builder mode: the matrix decides, not the package's own [tool.cibuildwheel]
-            # (which may name options this cibuildwheel does not know).
-            cmd += ["--config-file", str(Path(output_dir) / "ciwheels-builder.toml")]
-        return cmd + [self.where()[1]]
+        # The matrix decides, never the package's own [tool.cibuildwheel] (which may also name
+        # options this cibuildwheel does not know): cibuildwheel reads the file we write.
+        return [exe, "--platform", "linux", "--output-dir", output_dir,
+                "--config-file", str(Path(output_dir) / CONFIG_FILE), self.where()[1]]
+
+    @property
+    def config(self) -> str:
+        return config_file(self.cells[0])
 
     def options(self, catalog: Catalog, extra_env: dict[str, str] | None = None) -> dict[str, str]:
         """The CIBW_* options of the run: the shared ones of its cells (cibwopts), selecting all
@@ -130,7 +134,7 @@ def invocations(cells: list[Cell], plan: Plan) -> list[Invocation]:
     groups: dict[tuple, Invocation] = {}
     for cell in cells:
         shared = tuple(sorted((k, v) for k, v in cell.cibw.items() if k not in _SELECTION))
-        key = (job_of[cell.id], shared)
+        key = (job_of[cell.id], shared, config_file(cell))
         inv = groups.get(key)
         if inv is None:
             inv = groups[key] = Invocation(job_of[cell.id])
@@ -140,6 +144,7 @@ def invocations(cells: list[Cell], plan: Plan) -> list[Invocation]:
 
 def describe(inv: Invocation, output_dir: str, catalog: Catalog) -> str:
     lines = [f"# job {inv.job}: {len(inv.cells)} cells ({', '.join(c.id for c in inv.cells)})"]
+    lines += [f"# {output_dir}/{CONFIG_FILE}:"] + [f"#   {line}" for line in inv.config.splitlines()]
     lines += [f"{k}={shlex.quote(v)} \\" for k, v in sorted(inv.options(catalog).items())]
     cwd, _ = inv.where()
     lines.append(f"  (cd {shlex.quote(str(cwd))} && {shlex.join(inv.command(output_dir))})")
@@ -197,15 +202,10 @@ def package_dir_of(project: Path) -> str:
 def write_report(out: Path, cell: Cell, job: str, status: str, wheels: list[dict], duration: float,
                  log_file: Path | None, exit_code: int | None) -> None:
     """OUT/<cell-id>/build-report.json, which gather and publish read."""
-    import json
-
-    report = {"cell": cell.id, "job": job, "status": status, "python": cell.python, "isa": cell.isa,
-              "registry": cell.registry,
-              "arch": cell.arch, "policy": cell.policy, "wheels": wheels, "duration_seconds": duration,
-              "log": str(log_file) if log_file else None, "cibuildwheel_exit": exit_code}
-    dest = out / cell.id
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "build-report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    artifacts.write_report(out / cell.id, artifacts.BuildReport(
+        cell=cell.id, job=job, status=status, python=cell.python, isa=cell.isa, registry=cell.registry,
+        arch=cell.arch, policy=cell.policy, wheels=tuple(artifacts.ReportWheel(**w) for w in wheels),
+        duration_seconds=duration, log=str(log_file) if log_file else None, cibuildwheel_exit=exit_code))
 
 
 def probe_compiler(inv: Invocation, engine: str, catalog: Catalog) -> Probe:
@@ -269,7 +269,7 @@ def run_all(runs: list[Invocation], out: Path, engine: str | None, catalog: Cata
         options = inv.options(catalog, trust_environment(ca_bundle))
         start = time.monotonic()
         with open(log_path, "w", encoding="utf-8") as log_file:
-            (staging / "ciwheels-builder.toml").write_text("[tool.cibuildwheel]\n", encoding="utf-8")
+            (staging / CONFIG_FILE).write_text(inv.config, encoding="utf-8")
             proc = subprocess.run(inv.command(str(staging.resolve()), str(exe)), cwd=cwd,
                                   env=process_environment(options, engine, ca_bundle),
                                   stdout=log_file, stderr=subprocess.STDOUT)

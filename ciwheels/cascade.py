@@ -35,6 +35,7 @@ RULES: dict[str, Rule] = {
     "before-build": Rule.REPLACE,
     "build-requires": Rule.REPLACE,
     "timeout-minutes": Rule.REPLACE,
+    "cibuildwheel-options": Rule.MERGE,
 }
 
 
@@ -59,17 +60,18 @@ def env_value(value: Any) -> str:
 
 def cascade(layers: Sequence[Layer]) -> tuple[dict[str, Any], dict[str, str], dict[str, Origin]]:
     """(settings, environment, origins) of the layers, merged by RULES. `origins` has one entry
-    per setting and one per `environment.VAR`."""
-    settings: dict[str, Any] = {}
+    per setting and one per entry of a merged mapping (`environment.VAR`)."""
+    settings: dict[str, Any] = {"cibuildwheel-options": {}}
     env: dict[str, str] = {}
     origins: dict[str, Origin] = {}
     for layer in layers:
         for key, value in layer.values.items():
             rule = RULES[key]
             if rule is Rule.MERGE:
-                for var, v in value.items():
-                    env[var] = env_value(v)
-                    origins[f"environment.{var}"] = layer.origins[f"environment.{var}"]
+                target = env if key == "environment" else settings[key]
+                for sub, v in value.items():
+                    target[sub] = env_value(v) if key == "environment" else v
+                    origins[f"{key}.{sub}"] = layer.origins[f"{key}.{sub}"]
             else:
                 settings[key] = value
                 origins[key] = layer.origins[key]

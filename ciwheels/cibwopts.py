@@ -68,6 +68,41 @@ def cibw_options(cell: Cell, catalog: Catalog, extra_env: dict[str, str] | None 
     return {**head, **shared_options(env, cell_settings(cell), repair)}
 
 
+def config_file(cell: Cell) -> str:
+    """The cibuildwheel config file a build runs with (`--config-file`): the cell's
+    cibuildwheel-options as a [tool.cibuildwheel] table. Build always passes one, so the
+    package's own [tool.cibuildwheel] is never read: the matrix is the one source of truth."""
+    lines = ["# Written by ciwheels for this build; the matrix's cibuildwheel-options.", "[tool.cibuildwheel]"]
+    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in sorted(cell.cibuildwheel_options.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_key(key: str) -> str:
+    return _toml_value(str(key))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    out = []
+    for ch in str(value):
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        elif 0xD800 <= ord(ch) <= 0xDFFF:
+            raise ValueError(f"a lone surrogate cannot be written to TOML: {value!r}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
 def with_isa_flags(cell: Cell, flags: dict[str, str]) -> Cell:
     """The cell built with other ISA flags (e.g. the ones the image's compiler accepts): the
     flags are data, combined with the cell's own environment by the cascade's ISA rules."""

@@ -131,10 +131,10 @@ def matrix(project: Path, matrix_paths: tuple[Path, ...], as_json: bool, grid: b
             name = project.resolve().name
             marks = None
             if status:
-                from ciwheels.publish import matrix_registries
+                from ciwheels.pipeline import project_registries
                 from ciwheels.status import publish_status
 
-                marks = publish_status(expansion.cells, matrix_registries(project), project)
+                marks = publish_status(expansion.cells, project_registries(project), project)
             sys.stdout.write(html_grid(expansion.cells, load_catalog(), f"ciwheels build matrix: {name}", marks))
         else:
             click.echo(text_grid(expansion.cells, load_catalog()))
@@ -305,13 +305,13 @@ def gather(sources: tuple[Path, ...], out: Path, as_json: bool) -> None:
     else:
         click.echo(table(["wheel", "cell", "isa", "size"],
                          [[i.file, i.cell or "-", i.isa or "-", str(i.size)] for i in items]))
-    dry = [r for r in reports if r.get("status") == "dry-run"]
-    failed = [r for r in reports if r.get("status") == "failed"]
+    dry = [r for r in reports if r.status == "dry-run"]
+    failed = [r for r in reports if r.status == "failed"]
     click.echo(f"gathered {len(items)} wheel(s) into {out}; {len(reports)} build report(s)"
                + (f", {len(dry)} from dry runs" if dry else "") + (f", {len(failed)} failed" if failed else ""),
                err=True)
     if failed:
-        raise CiwheelsError(f"{len(failed)} cell(s) failed to build, e.g. {failed[0].get('cell')}")
+        raise CiwheelsError(f"{len(failed)} cell(s) failed to build, e.g. {failed[0].cell}")
     if not items and len(dry) != len(reports) or not items and not reports:
         raise CiwheelsError(f"no wheels found in {', '.join(map(str, sources))}")
 
@@ -353,16 +353,17 @@ def diff(base: str | None, head: str | None, project: Path, fmt: str, post_gitla
 
 
 def _progress():
-    """A bar on a terminal; one line per file elsewhere (CI logs)."""
+    """The log.Progress of long library work: a bar on a terminal; one line per item elsewhere (CI
+    logs)."""
     tty = sys.stderr.isatty()
 
-    def show(done: int, total: int, status: str, filename: str, detail: str) -> None:
-        line = f"[{done}/{total}] {status} {filename}" + (f": {detail}" if status == "failed" else "")
+    def show(done: int, total: int, status: str, item: str, detail: str = "") -> None:
+        line = f"[{done}/{total}] {status} {item}" + (f": {detail}" if status == "failed" else "")
         if not tty:
             click.echo(line, err=True)
             return
         filled = 30 * done // max(total, 1)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {status:8s} {filename[:50]:50s}")
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {status:8s} {item[:50]:50s}")
         if status == "failed":
             sys.stderr.write("\n" + line + "\n")
         if done == total:
@@ -395,44 +396,27 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
     CIWHEELS_PASSWORD, or in GitLab CI the job token. Re-running after any failure finishes
     the job and uploads nothing twice. Exit 1 if anything failed.
     """
-    from ciwheels.errors import CiwheelsError, PublishFailed
-    from ciwheels.publish import (Publisher, default_registry, matrix_registries, resolve_target, wheel_registries,
-                                  wheels_in)
+    from ciwheels.errors import PublishFailed
+    from ciwheels.pipeline import project_registries
+    from ciwheels.publish import Publisher, folder_manifest, route, target_for, wheels_in
     from ciwheels.report import table
 
-    wheels = wheels_in(folder)
+    manifest = folder_manifest(folder)
+    wheels = wheels_in(folder, manifest)
     if not wheels:
         click.echo(f"nothing to publish in {folder}", err=True)
         return
-    # where each wheel goes: --repository-url (all), else the matrix's registries, else the env
-    registries = {} if repository_url else matrix_registries(project)
-    if registry and not registries:
-        raise CiwheelsError(f"--registry {registry}: the matrix names no registries",
-                            hint="add registries: to a matrix file, or pass --repository-url")
-    groups: dict[str | None, list] = {}
-    if registries:
-        if registry and registry not in registries:
-            raise CiwheelsError(f"no registry {registry!r} in the matrix", value=registry, allowed=sorted(registries))
-        named, fallback = wheel_registries(folder), default_registry(registries)
-        for path, digest in wheels:
-            name = named.get(path.relative_to(folder).as_posix()) or fallback
-            if name is None:
-                raise CiwheelsError(f"{path.name}: its build named no registry and the matrix has none without "
-                                    "`select`; pass --registry NAME or --repository-url URL")
-            if registry is None or name == registry:
-                groups.setdefault(name, []).append((path, digest))
-    else:
-        groups[None] = wheels
+    registries = {} if repository_url else project_registries(project)
+    groups = route(wheels, manifest, registries, folder=folder, only=registry, repository_url=repository_url)
     if dry_run:
         for name, items in groups.items():
             for path, digest in items:
                 click.echo(f"would publish {path.name} (sha256 {digest})"
-                           + (f" to {name} ({registries[name]['url']})" if name else ""))
+                           + (f" to {name} ({registries[name].url})" if name else ""))
         return
     results = []
-    for name, items in sorted(groups.items(), key=lambda g: str(g[0])):
-        reg = registries.get(name, {}) if name else {}
-        target = resolve_target(reg.get("url") or repository_url, index=reg.get("index") or index_url or "")
+    for name, items in groups.items():
+        target = target_for(name, registries, repository_url, index_url)
         click.echo(f"publishing {len(items)} wheel(s) to {name + ': ' if name else ''}{target}", err=True)
         publisher = Publisher(target, jobs=jobs, retries=retries, timeout=timeout, progress=_progress())
         results += publisher.publish(items)
@@ -528,22 +512,21 @@ def _registry_index(project: Path, registry: str | None, repository_url: str | N
                     index_url: str | None) -> tuple[str, str]:
     """(name, simple index URL) of the registry a consumer command is about."""
     from ciwheels.errors import CiwheelsError
-    from ciwheels.publish import Target, matrix_registries
-
-    def simple(url: str, index: str | None) -> str:
-        return Target(url.rstrip("/"), "", "", index=index or "").simple
+    from ciwheels.model import Registry
+    from ciwheels.pipeline import project_registries
 
     if repository_url or index_url:
-        return registry or "ciwheels", simple(repository_url or "", index_url)
-    registries = matrix_registries(project)
+        name = registry or "ciwheels"
+        return name, Registry(name, repository_url or "", index_url or "").simple
+    registries = project_registries(project)
     if registry:
         if registry not in registries:
             raise CiwheelsError(f"no registry {registry!r} in the matrix", value=registry,
                                 allowed=sorted(registries) or None)
-        return registry, simple(registries[registry]["url"], registries[registry].get("index"))
+        return registry, registries[registry].simple
     if len(registries) == 1:
         name, reg = next(iter(registries.items()))
-        return name, simple(reg["url"], reg.get("index"))
+        return name, reg.simple
     if registries:
         raise CiwheelsError("the matrix names several registries: pass --registry NAME", allowed=sorted(registries))
     import os
@@ -586,11 +569,13 @@ def doctor(registry: str | None, repository_url: str | None, index_url: str | No
     """Check a registry: its index answers, our packages are served from it, an unhosted
     package resolves through the fall-through, and none of our names is free on PyPI
     (dependency confusion). Exit 1 when a check fails."""
+    from packaging.utils import canonicalize_name
+
     from ciwheels.consumers import doctor as run_doctor
     from ciwheels.consumers import hosted_names
 
     _, index = _registry_index(project, registry, repository_url, index_url)
-    hosted = sorted(set(hosted_names(dist)) | {p.lower() for p in packages})
+    hosted = sorted(set(hosted_names(dist)) | {canonicalize_name(p) for p in packages})
     checks = run_doctor(index, hosted, unhosted, pypi)
     if as_json:
         import json

@@ -6,8 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from packaging.utils import canonicalize_name
 
 from ciwheels.errors import CiwheelsError
+
+if TYPE_CHECKING:
+    from ciwheels.registry import RegistryClient
 
 
 def pip_config(name: str, index: str) -> str:
@@ -38,39 +44,43 @@ class Check:
     warning: bool = False
 
 
-def doctor(index: str, hosted: list[str], unhosted: str, pypi: str, timeout: float = 30) -> list[Check]:
+def doctor(index: str, hosted: list[str], unhosted: str, pypi: str, timeout: float = 30, *,
+           client: RegistryClient | None = None) -> list[Check]:
     """Checks against a registry's simple index URL. `hosted`: names we publish there (read from a
     manifest, or given); `unhosted`: a pure-Python package we do not host, to test the
-    fall-through; `pypi`: the public index names are checked against."""
-    import requests
+    fall-through; `pypi`: the public index names are checked against. `client`: how to read the
+    registry (default: without credentials); PyPI is always read without them."""
+    from ciwheels.registry import RegistryClient
 
-    index = index.rstrip("/") + "/"
+    registry = client or RegistryClient.anonymous(index, retries=2, timeout=timeout)
+    public = RegistryClient.anonymous(pypi, retries=2, timeout=timeout)
+    index = registry.target.simple + "/"
     checks: list[Check] = []
 
-    def get(u: str, redirects: bool):
+    def get(c: RegistryClient, name: str, redirects: bool):
         try:
-            return requests.get(u, timeout=timeout, allow_redirects=redirects)
-        except requests.RequestException as e:
+            return c.get(c.project_url(name), follow_redirects=redirects)
+        except CiwheelsError as e:
             return e
 
-    first = get(index + (hosted[0] if hosted else unhosted) + "/", False)
+    first = get(registry, hosted[0] if hosted else unhosted, False)
     if isinstance(first, Exception):
-        return [Check("index answers", False, f"{index}: {type(first).__name__}: {first}")]
+        return [Check("index answers", False, f"{index}: {first}")]
     checks.append(Check("index answers", first.status_code < 500, f"{index}: HTTP {first.status_code}"))
     for name in hosted:
-        r = get(f"{index}{name}/", False)
+        r = get(registry, name, False)
         served = not isinstance(r, Exception) and r.status_code == 200 and ".whl" in r.text
         checks.append(Check(f"{name} is served by the registry", served,
                             f"HTTP {getattr(r, 'status_code', r)}" + ("" if served else
                                                                         ": not hosted here (or redirected)")))
-    r = get(f"{index}{unhosted}/", True)
+    r = get(registry, unhosted, True)  # the fall-through answers with redirects: follow them
     through = not isinstance(r, Exception) and r.status_code == 200 and ("href" in r.text)
     hops = len(getattr(r, "history", []) or [])
     checks.append(Check(f"{unhosted} resolves through the fall-through", through,
                         (f"HTTP {r.status_code} after {hops} redirect(s)" if not isinstance(r, Exception) else str(r))
                         + ("" if through else "; enable package forwarding (pypi_package_requests_forwarding)")))
     for name in hosted:
-        p = get(f"{pypi.rstrip('/')}/{name}/", True)
+        p = get(public, name, True)
         if not isinstance(p, Exception) and p.status_code == 404:
             checks.append(Check(f"{name} exists on PyPI", False, f"{name} is not on {pypi}: anyone may register it "
                                 "there, and clients that also read PyPI could install theirs (dependency "
@@ -80,11 +90,8 @@ def doctor(index: str, hosted: list[str], unhosted: str, pypi: str, timeout: flo
 
 def hosted_names(folder: Path | None) -> list[str]:
     """Project names of the wheels in a gather output, normalised."""
-    import re
-
     if folder is None:
         return []
     if not folder.is_dir():
         raise CiwheelsError(f"{folder} is not a folder")
-    names = {re.sub(r"[-_.]+", "-", p.name.split("-")[0]).lower() for p in folder.rglob("*.whl")}
-    return sorted(names)
+    return sorted({canonicalize_name(p.name.split("-")[0]) for p in folder.rglob("*.whl")})

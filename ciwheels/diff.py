@@ -15,7 +15,8 @@ from ciwheels.model import Cell
 
 # settings compared for a cell present on both sides
 _COMPARED = ("policy", "image", "custom_image", "environment", "cibw", "cibuildwheel", "patches", "runner",
-             "timeout_minutes", "test_command", "test_requires", "before_all", "before_build", "build_requires")
+             "timeout_minutes", "test_command", "test_requires", "before_all", "before_build", "build_requires",
+             "cibuildwheel_options")
 WORKTREE = "working tree"
 
 

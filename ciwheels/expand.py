@@ -59,6 +59,8 @@ def _expand_one(m: MatrixSpec, spec: ProjectSpec, cat: Catalog) -> tuple[list[Ce
             o = origins[path] = Origin("matrix", doc.file, line, describe_path(path))
         return o
 
+    identifiers = {(py, libc, arch): f"{py}-{LIBC_PLATFORM[libc]}_{arch}" for py, _ in m.pythons
+                   for libc in m.libcs for arch in m.arches}
     cells: dict[str, Cell] = {}
     dropped: list[Dropped] = []
     axis_count = 0
@@ -71,7 +73,7 @@ def _expand_one(m: MatrixSpec, spec: ProjectSpec, cat: Catalog) -> tuple[list[Ce
                     for level, level_origin in levels:
                         axis_count += 1
                         attrs = {"python": py, "libc": libc, "arch": arch, "isa": level, "package": name,
-                                 "version": version}
+                                 "version": version, "identifier": identifiers[(py, libc, arch)]}
                         cid = cell_id(name, version, py, libc, arch, level)
                         sel = excluded_by(attrs, pkg)
                         if sel is not None:
@@ -105,7 +107,7 @@ def _expand_one(m: MatrixSpec, spec: ProjectSpec, cat: Catalog) -> tuple[list[Ce
                                 f"{describe_path(included[cid])} already adds; merge the two entries")
             included[cid] = inc.path
             attrs = {"python": inc.python, "libc": inc.libc, "arch": inc.arch, "isa": inc.isa, "package": name,
-                     "version": version}
+                     "version": version, "identifier": f"{inc.python}-{LIBC_PLATFORM[inc.libc]}_{inc.arch}"}
             existing = cells.get(cid)
             if existing is not None and inc.policy is not None and existing.policy != inc.policy:
                 raise doc.error(inc.path, f"include entry adds {cid} with policy {inc.policy}, but the axes already "

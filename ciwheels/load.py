@@ -140,8 +140,14 @@ def _type_ok(actual: str, wanted: str | list[str]) -> bool:
 
 
 def _shape(schema: dict) -> str:
-    if "anyOf" in schema:
-        return " or ".join(_shape(s) for s in schema["anyOf"])
+    if "anyOf" in schema or "oneOf" in schema:
+        shapes = []
+        for s in schema.get("anyOf") or schema["oneOf"]:
+            if _shape(s) not in shapes:
+                shapes.append(_shape(s))
+        return " or ".join(shapes)
+    if "enum" in schema and "type" not in schema:
+        return "one of " + ", ".join(repr(v) for v in schema["enum"])
     t = schema.get("type")
     if t == "array":
         return "a list of " + _shape(schema.get("items", {})).removeprefix("a ").removeprefix("an ") + "s"
@@ -169,8 +175,15 @@ class _Validator:
         return None
 
     def walk(self, node: Any, schema: dict, path: Path_) -> Any:
-        if "anyOf" in schema:
+        if "anyOf" in schema or "oneOf" in schema:
             return self._any_of(node, schema, path)
+        if "not" in schema:
+            try:
+                self.walk(node, schema["not"], path)
+            except CiwheelsError:
+                pass
+            else:
+                raise self.doc.error(path, f"{describe_path(path)}: {_plain(node)!r} is not allowed here")
         actual = _type_of(node)
         wanted = schema.get("type")
         if wanted and not _type_ok(actual, wanted):
@@ -196,13 +209,24 @@ class _Validator:
                                  f"(it must match {schema['pattern']})", value=value)
         if "minimum" in schema and value < schema["minimum"]:
             raise self.doc.error(path, f"{describe_path(path)} must be at least {schema['minimum']}, not {value}")
+        if "maximum" in schema and value > schema["maximum"]:
+            raise self.doc.error(path, f"{describe_path(path)} must be at most {schema['maximum']}, not {value}")
         return value
 
     def _any_of(self, node: Any, schema: dict, path: Path_) -> Any:
+        """The first option the value satisfies. When none does, the error of the one option of
+        the value's type (it is the most precise), else a summary of the shapes allowed."""
         actual = _type_of(node)
-        for option in schema["anyOf"]:
-            if _type_ok(actual, option.get("type", actual)):
+        options = schema.get("anyOf") or schema.get("oneOf")
+        errors = []
+        for option in options:
+            try:
                 return self.walk(node, option, path)
+            except CiwheelsError as e:
+                if _type_ok(actual, option.get("type", actual)) or "enum" in option and "type" not in option:
+                    errors.append(e)
+        if len(errors) == 1:
+            raise errors[0]
         self._mismatch(node, schema, path)
 
     def _mismatch(self, node: Any, schema: dict, path: Path_):
@@ -236,9 +260,18 @@ class _Validator:
                     raise self._key_error(sub, key, names["enum"], path)
                 if "pattern" in names and not re.search(names["pattern"], key):
                     raise self._key_error(sub, key, None, path, pattern=names["pattern"])
+            pattern = next((sch for pat, sch in schema.get("patternProperties", {}).items() if re.search(pat, key)),
+                           None)
             if key in props:
                 out[key] = self.walk(node[key], props[key], sub)
+            elif pattern is not None:
+                out[key] = self.walk(node[key], pattern, sub)
             elif extra is False:
+                owned = schema.get("x-owned", {}).get(key)
+                if owned:
+                    line, col = self.doc.key_positions.get(sub, (None, None))
+                    raise CiwheelsError(f"{key!r} cannot be set in {describe_path(path)}: the matrix sets it with "
+                                        f"{owned}", file=self.doc.file, line=line, column=col)
                 raise self._key_error(sub, key, list(props), path)
             elif isinstance(extra, dict):
                 out[key] = self.walk(node[key], extra, sub)

@@ -78,6 +78,7 @@ class Cell:
     notes: tuple[str, ...] = ()
     isa_environment: dict[str, str] = field(default_factory=dict)  # the ISA family's flags for the level
     user_environment: dict[str, str] = field(default_factory=dict)  # what the settings layers set
+    cibuildwheel_options: dict[str, object] = field(default_factory=dict)  # other cibuildwheel options
 
     @property
     def platform(self) -> str:
@@ -119,6 +120,7 @@ class Cell:
             "before_all": self.before_all,
             "before_build": self.before_build,
             "build_requires": list(self.build_requires),
+            "cibuildwheel_options": self.cibuildwheel_options,
             "matrix_file": self.matrix_file,
             "registry": self.registry,
         }

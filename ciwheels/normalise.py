@@ -18,8 +18,9 @@ from ciwheels.load import MatrixDoc, Path_, describe_path
 from ciwheels.model import Origin, Registry, Runner
 
 SETTING_KEYS = ("environment", "test-command", "test-requires", "before-all", "before-build",
-                "build-requires", "timeout-minutes")
-SELECTOR_AXES = ("python", "libc", "policy", "arch", "isa", "package", "version")
+                "build-requires", "timeout-minutes", "cibuildwheel-options")
+MAPPING_KEYS = ("environment", "cibuildwheel-options")  # settings whose entries have origins of their own
+MAX_BRACE_EXPANSION = 1000  # identifier globs with braces expand to at most this many patterns
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,16 @@ class Selector:
 
     values: dict[str, frozenset[str]]
     path: Path_
+    identifier: tuple[str, ...] = ()  # globs over the cibuildwheel identifier, braces expanded
 
     def matches(self, attrs: dict[str, str]) -> bool:
         for key, wanted in self.values.items():
             if attrs.get(key) not in wanted:
                 return False
+        if self.identifier:
+            from fnmatch import fnmatchcase
+
+            return any(fnmatchcase(attrs["identifier"], g) for g in self.identifier)
         return True
 
 
@@ -164,8 +170,8 @@ def defaults_layer(catalog: Catalog) -> Layer:
     file = str(catalog.path / "defaults.toml")
     values = validate_data(catalog.defaults.get("settings", {}), schema, file, ("settings",), catalog)
     origins = {key: Origin("catalog", detail=f"defaults.toml {key}") for key in values}
-    origins.update({f"environment.{var}": Origin("catalog", detail=f"defaults.toml environment.{var}")
-                    for var in values.get("environment", {})})
+    origins.update({f"{key}.{sub}": Origin("catalog", detail=f"defaults.toml {key}.{sub}")
+                    for key in MAPPING_KEYS for sub in values.get(key, {})})
     return Layer("defaults.toml", values, origins)
 
 
@@ -281,21 +287,36 @@ class _Normaliser:
 
     def selector(self, entry: dict, path: Path_) -> Selector:
         out = {}
+        globs: list[str] = []
         for key, value in entry.items():
             values = value if isinstance(value, list) else [value]
             sub = [path + (key, i) if isinstance(value, list) else path + (key,) for i in range(len(values))]
+            if key == "identifier":
+                globs += [g for v, p in zip(values, sub) for g in self.expand_braces(v, p)]
+                continue
             if key in ("python", "arch", "policy", "libc", "isa"):
                 values = [self.canon(key, v, p) for v, p in zip(values, sub)]
             elif key == "package":
                 values = [canonicalize_name(v) for v in values]
             out[key] = frozenset(values)
-        return Selector(out, path)
+        return Selector(out, path, tuple(globs))
+
+    def expand_braces(self, pattern: str, path: Path_) -> list[str]:
+        """cibuildwheel's selector syntax: `cp3{9..13}-*`, `*-{many,musl}linux*` (bracex, bounded)."""
+        import bracex
+
+        try:
+            return bracex.expand(pattern, limit=MAX_BRACE_EXPANSION)
+        except bracex.ExpansionLimitException:
+            raise self.doc.error(path, f"{pattern!r} expands to more than {MAX_BRACE_EXPANSION} patterns",
+                                 value=pattern) from None
 
     def layer(self, entry: dict, path: Path_, name: str) -> Layer:
         values = {key: entry[key] for key in SETTING_KEYS if key in entry}
         origins = {key: self.origin(path + (key,)) for key in values}
-        for var in values.get("environment", {}):
-            origins[f"environment.{var}"] = self.origin(path + ("environment", var))
+        for key in MAPPING_KEYS:
+            for sub in values.get(key, {}):
+                origins[f"{key}.{sub}"] = self.origin(path + (key, sub))
         return Layer(name, values, origins)
 
     # -- the document ------------------------------------------------------------------

@@ -4,42 +4,30 @@ package registry, pypiserver, devpi) without ever uploading a file twice or over
 For each project name the simple index is read once, without following redirects (GitLab
 answers a redirect to PyPI for names it hosts nothing of): same filename and sha256 = skip;
 same filename, other sha256 = error. Uploads use the legacy multipart API, several at once,
-retrying connection errors, timeouts, 5xx and 429 (honouring Retry-After); a "duplicate"
-answer after a retry is settled by reading the index again. Afterwards the index must list
-every file with its hash."""
+through a registry.RegistryClient (which retries); a "duplicate" answer after a retry is
+settled by reading the index again. Afterwards the index must list every file with its hash.
+
+Which wheel goes to which registry is `route`'s decision: the registry its build named (from
+the gather manifest), else the matrix's catch-all, or everything to one --repository-url."""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 import threading
-import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.parser import HeaderParser
-from html.parser import HTMLParser
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
+from ciwheels.artifacts import MANIFEST, Manifest, read_manifest
 from ciwheels.errors import CiwheelsError
+from ciwheels.log import Progress, get_logger, no_progress
+from ciwheels.model import Registry
+from ciwheels.registry import RegistryClient, Target, resolve_target  # noqa: F401 (Target: part of the API)
 
-_DUPLICATE = re.compile(r"already been taken|already exists|file exists", re.I)
-
-
-@dataclass(frozen=True)
-class Target:
-    url: str  # repository (upload) URL
-    username: str
-    password: str = field(repr=False)
-    source: str = ""
-    index: str = ""  # simple index; default URL/simple/ (GitLab, pypiserver); devpi: URL/+simple/
-
-    @property
-    def simple(self) -> str:
-        return (self.index or f"{self.url}/simple").rstrip("/")
-
-    def __str__(self) -> str:
-        return f"{self.url} (as {self.username}, from {self.source})"
+log = get_logger("publish")
 
 
 @dataclass
@@ -50,100 +38,86 @@ class Result:
     attempts: int = 0
 
 
-def normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+# -- what to publish, and where -----------------------------------------------------------------
+def folder_manifest(folder: Path) -> Manifest | None:
+    """The manifest of a gather output; None for a plain folder of wheels."""
+    path = folder / MANIFEST
+    return read_manifest(path) if path.exists() else None
 
 
-def matrix_registries(project: Path) -> dict[str, dict[str, str]]:
-    """{name: {url, index?, catch_all}} of the registries the project's matrix files name, in file
-    order (empty without any). `catch_all`: it has no `select`, so unmatched cells go there."""
-    from ciwheels.catalog import load_catalog
-    from ciwheels.load import load_files
-    from ciwheels.project import find_matrix_files
-
-    try:
-        files = find_matrix_files(project)
-    except CiwheelsError:
-        return {}
-    out: dict[str, dict[str, str]] = {}
-    for doc in load_files(files, load_catalog(), root=Path.cwd()):
-        for name, reg in doc.data.get("registries", {}).items():
-            entry = {**{k: v for k, v in reg.items() if k in ("url", "index")}, "catch_all": "select" not in reg}
-            if out.get(name, entry) != entry:
-                raise doc.error(("registries", name), f"registry {name!r} is defined twice, differently")
-            out[name] = entry
+def wheels_in(folder: Path, manifest: Manifest | None = None) -> list[tuple[Path, str]]:
+    """(path, sha256) of the wheels of a gather output (its manifest, checked against the
+    files), or of every *.whl in a folder without a manifest."""
+    manifest = manifest or folder_manifest(folder)
+    out = []
+    if manifest is not None:
+        for e in manifest.wheels:
+            path = folder / e.path
+            if not path.is_file():
+                raise CiwheelsError(f"{folder / MANIFEST} lists {e.file}, which is missing from {folder}")
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest != e.sha256:
+                raise CiwheelsError(f"{path}: sha256 differs from {folder / MANIFEST}; refusing to publish it")
+            out.append((path, digest))
+        return out  # may be empty: a gather of dry-run builds
+    for path in sorted(folder.glob("*.whl")):
+        out.append((path, hashlib.sha256(path.read_bytes()).hexdigest()))
+    if not out:
+        raise CiwheelsError(f"no wheels in {folder} (run 'ciwheels gather' first)")
     return out
 
 
-def default_registry(registries: dict[str, dict]) -> str | None:
-    """The registry for cells no selector matched: the first one without `select`."""
-    return next((name for name, reg in registries.items() if reg["catch_all"]), None)
+def route(wheels: list[tuple[Path, str]], manifest: Manifest | None, registries: dict[str, Registry], *,
+          folder: Path, only: str | None = None,
+          repository_url: str | None = None) -> dict[str | None, list[tuple[Path, str]]]:
+    """{registry name: its wheels}, in name order. `wheels` lie in `folder` (a gather output
+    described by `manifest`, or loose wheels with manifest None).
+
+    With `repository_url`, every wheel goes there (key None). Otherwise a wheel goes to the
+    registry its build named (the manifest records it; one the matrix lacks is an error),
+    else to the matrix's catch-all (its first registry without `select`). Without registries
+    in the matrix and none named, all go to key None (the registry of the environment).
+    `only`: keep just the wheels bound for that registry."""
+    if repository_url:
+        if only:
+            raise CiwheelsError(f"--registry {only} and --repository-url exclude each other: the URL receives "
+                                "every wheel")
+        return {None: list(wheels)} if wheels else {}
+    if only is not None and not registries:
+        raise CiwheelsError(f"--registry {only}: the matrix names no registries",
+                            hint="add registries: to a matrix file, or pass --repository-url")
+    if only is not None and only not in registries:
+        raise CiwheelsError(f"no registry {only!r} in the matrix", value=only, allowed=sorted(registries))
+    named = {folder / e.path: e.registry for e in manifest.wheels} if manifest else {}
+    unknown = sorted({name for name in named.values() if name and name not in registries})
+    if unknown:
+        raise CiwheelsError(f"wheels are bound for the registr{'ies' if len(unknown) > 1 else 'y'} "
+                            f"{', '.join(map(repr, unknown))}, which the matrix does not define",
+                            file=str(folder / MANIFEST), allowed=sorted(registries),
+                            hint="pass --project with the matrix the wheels were built from, or --repository-url "
+                                 "URL to publish them all to one registry")
+    if not registries:
+        return {None: list(wheels)} if wheels else {}
+    catch_all = next((name for name, reg in registries.items() if reg.catch_all), None)
+    groups: dict[str | None, list[tuple[Path, str]]] = {}
+    for path, digest in wheels:
+        name = named.get(path) or catch_all
+        if name is None:
+            raise CiwheelsError(f"{path.name}: its build named no registry and the matrix has none without "
+                                "`select`; pass --registry NAME or --repository-url URL")
+        if only is None or name == only:
+            groups.setdefault(name, []).append((path, digest))
+    return dict(sorted(groups.items()))
 
 
-def wheel_registries(folder: Path) -> dict[str, str | None]:
-    """{wheel file: registry name} from a gather manifest."""
-    import json
-
-    manifest = folder / "manifest.json"
-    if not manifest.exists():
-        return {}
-    return {w.get("path", w["file"]): w.get("registry")
-            for w in json.loads(manifest.read_text(encoding="utf-8"))["wheels"]}
+def target_for(name: str | None, registries: dict[str, Registry], repository_url: str | None = None,
+               index_url: str | None = None) -> Target:
+    """Where one group of `route` goes, with credentials (registry.resolve_target)."""
+    reg = registries.get(name) if name else None
+    return resolve_target(reg.url if reg else repository_url, index=(reg.index if reg else "") or index_url or "")
 
 
-def resolve_target(repository_url: str | None, env: dict[str, str] | None = None, index: str = "") -> Target:
-    """--repository-url or CIWHEELS_REPOSITORY_URL with CIWHEELS_USERNAME/CIWHEELS_PASSWORD; in
-    GitLab CI, the project's own registry with the job token."""
-    env = dict(os.environ) if env is None else env
-    url = repository_url or env.get("CIWHEELS_REPOSITORY_URL")
-    if url:
-        user, password = env.get("CIWHEELS_USERNAME", ""), env.get("CIWHEELS_PASSWORD", "")
-        source = "--repository-url" if repository_url else "CIWHEELS_REPOSITORY_URL"
-        if not password and env.get("CI_JOB_TOKEN") and env.get("CI_API_V4_URL") and url.startswith(env["CI_API_V4_URL"]):
-            user, password = "gitlab-ci-token", env["CI_JOB_TOKEN"]
-        if not password:
-            user, password = _keyring(url, user)
-            source += ", keyring"
-        if not password:
-            raise CiwheelsError("no credentials for the registry: set CIWHEELS_USERNAME and CIWHEELS_PASSWORD, "
-                                "or store them in a keyring for the registry URL")
-        return Target(url.rstrip("/"), user or "__token__", password, source, index or env.get("CIWHEELS_INDEX", ""))
-    if env.get("CI_API_V4_URL") and env.get("CI_PROJECT_ID") and env.get("CI_JOB_TOKEN"):
-        return Target(f"{env['CI_API_V4_URL'].rstrip('/')}/projects/{env['CI_PROJECT_ID']}/packages/pypi",
-                      "gitlab-ci-token", env["CI_JOB_TOKEN"], "GitLab CI job token")
-    raise CiwheelsError("no registry to publish to: pass --repository-url URL, set CIWHEELS_REPOSITORY_URL, "
-                        "or run in GitLab CI (CI_API_V4_URL, CI_PROJECT_ID, CI_JOB_TOKEN)")
-
-
-def _keyring(url: str, user: str) -> tuple[str, str]:
-    """Credentials from the keyring package, when it is installed (as for twine)."""
-    try:
-        import keyring
-    except ImportError:
-        return user, ""
-    try:
-        cred = keyring.get_credential(url, user or None)
-    except Exception:  # a keyring backend may fail in many ways; treat as "no credentials"
-        return user, ""
-    return (cred.username, cred.password) if cred else (user, "")
-
-
-class _Links(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.files: dict[str, str | None] = {}
-
-    def handle_starttag(self, tag, attrs):
-        if tag != "a":
-            return
-        href = dict(attrs).get("href") or ""
-        path, _, fragment = href.partition("#")
-        name = path.rstrip("/").rsplit("/", 1)[-1].split("?")[0]
-        digest = fragment.split("=", 1)[1] if fragment.startswith("sha256=") else None
-        if name:
-            self.files[name] = digest
-
-
+# -- publishing ---------------------------------------------------------------------------------
 def wheel_metadata(path: Path) -> dict[str, str]:
     with zipfile.ZipFile(path) as z:
         meta = next((n for n in z.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1), None)
@@ -157,99 +131,28 @@ def wheel_metadata(path: Path) -> dict[str, str]:
 
 
 class Publisher:
-    def __init__(self, target: Target, *, jobs: int = 4, retries: int = 6, timeout: float = 60.0,
-                 backoff: float = 1.0, progress=None) -> None:
-        import requests
+    """The publish algorithm on top of a RegistryClient: skip what the index has with the same
+    sha256, refuse what it has with another, upload the rest in parallel, then check the index
+    lists every file with its hash."""
 
-        self.target = target
+    def __init__(self, target: Target | None = None, *, client: RegistryClient | None = None, jobs: int = 4,
+                 retries: int = 6, timeout: float = 60.0, backoff: float = 1.0,
+                 progress: Progress | None = None) -> None:
+        if client is None:
+            if target is None:
+                raise TypeError("Publisher needs a target or a client")
+            client = RegistryClient(target, retries=retries, timeout=timeout, backoff=backoff)
+        self.client = client
+        self.target = client.target
         self.jobs = max(1, jobs)
-        self.retries = retries
-        self.timeout = timeout
-        self.backoff = backoff
-        # progress(done, total, status, filename, detail) after each upload
-        self.progress = progress or (lambda *args: None)
-        self._local = threading.local()
-        self._requests = requests
-
-    # -- HTTP --------------------------------------------------------------------------------
-    def _session(self):
-        s = getattr(self._local, "session", None)
-        if s is None:
-            s = self._local.session = self._requests.Session()
-            s.auth = (self.target.username, self.target.password)
-            s.headers["User-Agent"] = "ciwheels-publish"
-        return s
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self.target.password, "***") if self.target.password else text
-
-    def _request(self, method: str, url: str, what: str, **kw):
-        """One call with retries on connection errors, timeouts, 5xx and 429. Returns
-        (response, attempts). Raises CiwheelsError after the last attempt."""
-        last = ""
-        for attempt in range(1, self.retries + 1):
-            try:
-                resp = self._session().request(method, url, timeout=self.timeout, allow_redirects=False,
-                                               **{k: (v() if callable(v) else v) for k, v in kw.items()})
-            except self._requests.RequestException as e:
-                last = self._scrub(f"{type(e).__name__}: {e}")
-                self._local.session = None  # a broken connection: start a new one
-                delay = self.backoff * 2 ** (attempt - 1)
-            else:
-                if resp.status_code == 429 or resp.status_code >= 500:
-                    last = f"HTTP {resp.status_code}"
-                    retry_after = resp.headers.get("Retry-After", "")
-                    delay = float(retry_after) if retry_after.isdigit() else self.backoff * 2 ** (attempt - 1)
-                    delay = min(delay, 120.0)
-                else:
-                    return resp, attempt
-            if attempt < self.retries:
-                time.sleep(delay)
-        raise CiwheelsError(f"{what}: gave up after {self.retries} attempts ({last})")
+        self.progress: Progress = progress or no_progress  # after each upload
 
     def index(self, name: str) -> dict[str, str | None]:
-        """{filename: sha256} the registry hosts for a project; {} when it hosts nothing (a
-        redirect to the fall-through index, or 404)."""
-        url = f"{self.target.simple}/{normalize(name)}/"
-        resp, _ = self._request("GET", url, f"reading {url}")
-        if resp.status_code in (301, 302, 303, 307, 308, 404):
-            return {}
-        if resp.status_code in (401, 403):
-            raise CiwheelsError(f"the registry refused our credentials reading {url} (HTTP {resp.status_code})")
-        if resp.status_code != 200:
-            raise CiwheelsError(f"reading {url}: HTTP {resp.status_code}")
-        parser = _Links()
-        parser.feed(resp.text)
-        return parser.files
+        return self.client.index(name)
 
     def upload(self, path: Path, digest: str, meta: dict[str, str]) -> tuple[str, str, int]:
-        """(status, detail, attempts): status is 'uploaded', 'duplicate' or 'failed'."""
-        data = {":action": "file_upload", "protocol_version": "1", "name": normalize(meta["name"]),
-                "version": meta["version"], "filetype": "bdist_wheel", "pyversion": path.name.split("-")[-3],
-                "metadata_version": meta["metadata_version"], "sha256_digest": digest,
-                "md5_digest": hashlib.md5(path.read_bytes()).hexdigest(), "summary": meta["summary"]}
-        if meta["requires_python"]:
-            data["requires_python"] = meta["requires_python"]
+        return self.client.upload(path, digest, meta)
 
-        def files():
-            return {"content": (path.name, path.read_bytes(), "application/octet-stream")}
-
-        try:
-            resp, attempts = self._request("POST", self.target.url, f"uploading {path.name}", data=data, files=files)
-        except CiwheelsError as e:
-            return "failed", str(e), self.retries
-        if resp.status_code in (200, 201):
-            return "uploaded", f"HTTP {resp.status_code}", attempts
-        body = self._scrub(resp.text[:300])
-        if resp.status_code == 409 or (resp.status_code == 400 and _DUPLICATE.search(body)):
-            return "duplicate", f"HTTP {resp.status_code}", attempts
-        if resp.status_code in (301, 302, 303, 307, 308):
-            return "failed", f"the registry redirected the upload (HTTP {resp.status_code}); check the URL", attempts
-        if resp.status_code in (401, 403):
-            return "failed", f"the registry refused our credentials (HTTP {resp.status_code})", attempts
-        return "failed", f"HTTP {resp.status_code}: {body.strip()}", attempts
-
-    # -- the whole job -----------------------------------------------------------------------
     def publish(self, wheels: list[tuple[Path, str]]) -> list[Result]:
         """wheels: (path, sha256). Never uploads a file the index already has."""
         from concurrent.futures import ThreadPoolExecutor
@@ -258,7 +161,7 @@ class Publisher:
 
         # project names come from the file names; METADATA is read only for what gets uploaded
         try:
-            project = {path: normalize(str(parse_wheel_filename(path.name)[0])) for path, _ in wheels}
+            project = {path: canonicalize_name(str(parse_wheel_filename(path.name)[0])) for path, _ in wheels}
         except InvalidWheelFilename as e:
             raise CiwheelsError(f"not a wheel file name: {e}") from None
         names = sorted(set(project.values()))
@@ -282,6 +185,7 @@ class Publisher:
                                                 f"(sha256 {there}); a registry cannot overwrite it")
             else:
                 todo.append((path, digest))
+        log.info("%s: %d to upload, %d already there", self.target.url, len(todo), len(wheels) - len(todo))
         done = [0]
         lock = threading.Lock()
 
@@ -320,30 +224,3 @@ class Publisher:
             r = results[path.name]
             if r.status in ("uploaded", "skipped") and listed.get(path.name) != digest:
                 r.status, r.detail = "failed", "not listed in the index with its sha256 after publishing"
-
-
-def wheels_in(folder: Path) -> list[tuple[Path, str]]:
-    """The wheels of a gather output (manifest.json), or every *.whl in the folder."""
-    import json
-
-    manifest = folder / "manifest.json"
-    out = []
-    if manifest.exists():
-        try:
-            entries = json.loads(manifest.read_text(encoding="utf-8"))["wheels"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise CiwheelsError(f"{manifest}: not a ciwheels manifest ({e})") from None
-        for e in entries:
-            path = folder / e.get("path", e["file"])
-            if not path.is_file():
-                raise CiwheelsError(f"{manifest} lists {e['file']}, which is missing from {folder}")
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            if digest != e["sha256"]:
-                raise CiwheelsError(f"{path}: sha256 differs from {manifest}; refusing to publish it")
-            out.append((path, digest))
-        return out  # may be empty: a gather of dry-run builds
-    for path in sorted(folder.glob("*.whl")):
-        out.append((path, hashlib.sha256(path.read_bytes()).hexdigest()))
-    if not out:
-        raise CiwheelsError(f"no wheels in {folder} (run 'ciwheels gather' first)")
-    return out

@@ -44,6 +44,8 @@ def explain_cell(cell: Cell, catalog: Catalog, as_json: bool = False) -> str:
     if cell.registry:
         rows.append(("registry", cell.registry))
     rows += [(f"environment.{k}", v) for k, v in cell.environment.items()]
+    rows += [(f"cibuildwheel-options.{k}", json.dumps(v) if not isinstance(v, str) else v)
+             for k, v in cell.cibuildwheel_options.items()]
     for key, value in (("test-command", cell.test_command), ("test-requires", " ".join(cell.test_requires)),
                        ("before-all", cell.before_all), ("before-build", cell.before_build),
                        ("build-requires", " ".join(cell.build_requires))):

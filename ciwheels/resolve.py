@@ -144,7 +144,7 @@ class Resolver:
             build_requires=settings["build-requires"], package=attrs["package"], version=attrs["version"],
             matrix_file=self.m.file, registry=registry, origins=origins,
             notes=(*plat.notes, eol_note) if eol_note else plat.notes, cibw_parts=(cibw_head, tail),
-            isa_environment=isa_env, user_environment=user_env,
+            isa_environment=isa_env, user_environment=user_env, cibuildwheel_options=settings["cibuildwheel-options"],
         )
 
     def _resolve_shared(self, arch, libc, level_name, package, matched, include, plat: Platform, level_origin):

@@ -65,6 +65,49 @@ def _names(catalog: Catalog) -> dict[str, list[str]]:
     }
 
 
+# cibuildwheel options that the matrix sets with keys of its own: naming them under
+# `cibuildwheel-options` is an error that says which key to use.
+OWNED_OPTIONS = {
+    "build": "the python/libc/arch axes, exclude and include", "skip": "exclude",
+    "archs": "arch", "enable": "python (a free-threaded or prerelease id enables its group)",
+    "environment": "environment", "before-all": "before-all", "before-build": "before-build",
+    "test-command": "test-command", "test-requires": "test-requires", "container-engine": "ciwheels build --engine",
+    "overrides": "overrides", "inherit": "the settings cascade (overrides, packages, include)",
+    "linux": "the top level (ciwheels builds Linux wheels only)",
+}
+NOT_LINUX = ("windows", "macos", "pyodide", "android", "ios", "xbuild-tools", "xbuild-files", "pyodide-version")
+
+
+def _inline_refs(schema, defs: dict):
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _inline_refs(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+        return {k: _inline_refs(v, defs) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_inline_refs(v, defs) for v in schema]
+    return schema
+
+
+def cibuildwheel_options_schema(catalog: Catalog) -> dict:
+    """The options of the pinned cibuildwheel (its own JSON Schema, kept in the catalog) that a
+    matrix may set as they are: every Linux option ciwheels has no key of its own for."""
+    import json
+
+    theirs = json.loads((catalog.path / "cibuildwheel.schema.json").read_text(encoding="utf-8"))
+    props = {name: _inline_refs(sub, theirs.get("$defs", {})) for name, sub in theirs["properties"].items()
+             if name not in OWNED_OPTIONS and name not in NOT_LINUX and not name.endswith("-image")}
+    return {
+        "type": "object",
+        "description": "Any other cibuildwheel option, by its pyproject.toml name, validated with the schema of "
+        "the pinned cibuildwheel (e.g. build-frontend, config-settings, test-extras, repair-wheel-command). "
+        "Merged per option through the settings cascade.",
+        "properties": props,
+        "additionalProperties": False,
+        "x-owned": {**OWNED_OPTIONS, **{k: "nothing: it is not a Linux option" for k in NOT_LINUX},
+                    **{k: "images" for k in theirs["properties"] if k.endswith("-image")}},
+    }
+
+
 def settings_properties(catalog: Catalog) -> dict[str, dict]:
     """Build settings that the top level, `overrides`, `include` and `packages` entries share."""
     value = {"type": ["string", "number", "boolean"]}
@@ -84,6 +127,7 @@ def settings_properties(catalog: Catalog) -> dict[str, dict]:
             "Pins for build dependencies (pip constraints, e.g. 'cython==3.1.4'), applied to every build."
         ),
         "timeout-minutes": {"type": "integer", "minimum": 1, "description": "Time limit of a build job."},
+        "cibuildwheel-options": cibuildwheel_options_schema(catalog),
     }
 
 
@@ -95,6 +139,8 @@ def _selector_properties(catalog: Catalog) -> dict[str, dict]:
         "policy": _str_or_list("Platform policy, e.g. manylinux_2_28.", names["policy"], "policy"),
         "arch": _str_or_list("CPU architecture(s).", names["arch"], "arch"),
         "isa": _str_or_list("ISA level(s).", names["isa"], "ISA level"),
+        "identifier": _str_or_list("cibuildwheel build identifier glob(s), braces allowed, e.g. '*-musllinux*' "
+                                   "or 'cp3{12,13}-*'."),
         "package": _str_or_list("Builder mode: package name(s)."),
         "version": _str_or_list("Builder mode: package version(s)."),
     }

@@ -7,7 +7,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from ciwheels.model import Cell, wheel_matches
+from ciwheels.model import Cell, Registry, wheel_matches
 
 
 def project_name_version(project: Path) -> tuple[str, str | None]:
@@ -18,12 +18,13 @@ def project_name_version(project: Path) -> tuple[str, str | None]:
     return data.get("name", ""), data.get("version")
 
 
-def publish_status(cells: list[Cell], registries: dict[str, dict[str, str]], project: Path) -> dict[str, str]:
-    """{cell id: "published" | "missing" | "unknown"} for cells that name a registry."""
-    from packaging.utils import parse_wheel_filename
+def publish_status(cells: list[Cell], registries: dict[str, Registry], project: Path) -> dict[str, str]:
+    """{cell id: "published" | "missing" | "unknown"} for cells that name a registry. Indexes
+    are read with CIWHEELS_USERNAME/CIWHEELS_PASSWORD when set; "unknown" when one cannot be."""
+    from packaging.utils import canonicalize_name, parse_wheel_filename
 
     from ciwheels.errors import CiwheelsError
-    from ciwheels.publish import Publisher, Target, normalize
+    from ciwheels.registry import RegistryClient, Target
 
     own_name, own_version = project_name_version(project)
     listings: dict[tuple[str, str], dict[str, str | None] | None] = {}
@@ -31,14 +32,14 @@ def publish_status(cells: list[Cell], registries: dict[str, dict[str, str]], pro
     for cell in cells:
         if not cell.registry or cell.registry not in registries:
             continue
-        name = cell.package or normalize(own_name)
+        name = canonicalize_name(cell.package or own_name)
         key = (cell.registry, name)
         if key not in listings:
             reg = registries[cell.registry]
-            target = Target(reg["url"].rstrip("/"), os.environ.get("CIWHEELS_USERNAME", ""),
-                            os.environ.get("CIWHEELS_PASSWORD", ""), "status", reg.get("index", ""))
+            target = Target(reg.url.rstrip("/"), os.environ.get("CIWHEELS_USERNAME", ""),
+                            os.environ.get("CIWHEELS_PASSWORD", ""), "status", reg.index)
             try:
-                listings[key] = Publisher(target, retries=2, timeout=20).index(name) if name else None
+                listings[key] = RegistryClient(target, retries=2, timeout=20).index(name) if name else None
             except CiwheelsError:
                 listings[key] = None
         files = listings[key]

@@ -55,22 +55,24 @@ def _wheel_arch(name: str) -> str:
 
 def recorded_level(wheel: Path) -> str | None:
     """The level recorded at build time: a build report or a gather manifest beside the wheel."""
-    report = wheel.parent / "build-report.json"
+    from ciwheels.artifacts import MANIFEST, REPORT, read_manifest, read_report
+
+    report = wheel.parent / REPORT
     if report.exists():
-        try:
-            data = json.loads(report.read_text(encoding="utf-8"))
-            if any(w.get("file") == wheel.name for w in data.get("wheels", [])):
-                return data.get("isa")
-        except ValueError:
-            pass
-    manifest = wheel.parent / "manifest.json"
+        data = read_report(report)
+        if any(w.file == wheel.name for w in data.wheels):
+            return data.isa
+    manifest = wheel.parent / MANIFEST
     if manifest.exists():
-        try:
-            for w in json.loads(manifest.read_text(encoding="utf-8")).get("wheels", []):
-                if w.get("file") == wheel.name and w.get("isa"):
-                    return w["isa"]
-        except ValueError:
-            pass
+        for w in read_manifest(manifest).wheels:
+            if w.path == wheel.name and w.isa:
+                return w.isa
+    # gather puts a wheel bound for a registry in OUT/<registry>/, beside no manifest
+    manifest = wheel.parent.parent / MANIFEST
+    if manifest.exists():
+        for w in read_manifest(manifest).wheels:
+            if w.path == f"{wheel.parent.name}/{wheel.name}" and w.isa:
+                return w.isa
     return None
 
 

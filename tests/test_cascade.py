@@ -200,3 +200,51 @@ def test_build_fails_a_level_without_evidence():
 def test_catalog_defaults_file_is_plain_toml_data():
     data = tomllib.loads((REPO / "matrix" / "catalog" / "defaults.toml").read_text())
     assert data["github-runner"] and data["settings"]["timeout-minutes"] > 0
+
+
+# -- cibuildwheel-options and identifier selectors ------------------------------------------
+def test_cibuildwheel_options_merge_per_option_and_reach_the_config_file(write_matrix):
+    from ciwheels.cibwopts import config_file
+
+    e = expand_files([write_matrix(
+        "python: [cp312, cp313]\nlibc: [glibc, musl]\n"
+        "cibuildwheel-options: {build-frontend: 'build[uv]', test-extras: [test]}\n"
+        "overrides:\n  - select: {identifier: '*-musllinux*'}\n    cibuildwheel-options: {test-extras: [musl]}\n")])
+    glibc, musl = cell(e, "cp312-manylinux_x86_64-x86-64"), cell(e, "cp312-musllinux_x86_64-x86-64")
+    assert glibc.cibuildwheel_options == {"build-frontend": "build[uv]", "test-extras": ["test"]}
+    assert musl.cibuildwheel_options == {"build-frontend": "build[uv]", "test-extras": ["musl"]}
+    assert "overrides[0]" in str(musl.origins["cibuildwheel-options.test-extras"])
+    text = config_file(musl)
+    assert tomllib.loads(text)["tool"]["cibuildwheel"] == musl.cibuildwheel_options
+
+
+@pytest.mark.parametrize("text, message", [
+    ("cibuildwheel-options: {build-frontends: pip}\n", "unknown key 'build-frontends'.*Did you mean 'build-frontend'"),
+    ("cibuildwheel-options: {skip: 'cp38-*'}\n", "'skip' cannot be set in cibuildwheel-options: the matrix sets it with exclude"),
+    ("cibuildwheel-options: {manylinux-x86_64-image: foo}\n", "sets it with images"),
+    ("cibuildwheel-options: {macos: {archs: x}}\n", "not a Linux option"),
+    ("cibuildwheel-options: {build-verbosity: 9}\n", "must be at most 3"),
+    ("cibuildwheel-options: {build-frontend: gradle}\n", "build-frontend"),
+    ("overrides:\n  - {select: {identifier: 'cp3{1..9}{1..9}{1..9}{1..9}-*'}, test-command: x}\n", "more than 1000 patterns"),
+])
+def test_cibuildwheel_options_are_validated_with_cibuildwheels_schema(write_matrix, tmp_path, text, message):
+    write_matrix("python: [cp312]\n" + text)
+    proc = run_ciwheels("matrix", "--project", str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "wheels.yaml:" in proc.stderr
+    import re
+    assert re.search(message, proc.stderr), proc.stderr
+
+
+def test_identifier_selectors_use_cibuildwheels_brace_syntax(write_matrix):
+    e = expand_files([write_matrix("python: [cp311, cp312, cp313, cp314]\n"
+                                   "exclude:\n  - {identifier: 'cp3{11..12}-*'}\n")])
+    assert sorted(c.python for c in e.cells) == ["cp313", "cp314"]
+
+
+def test_the_schema_of_cibuildwheel_options_is_the_pinned_cibuildwheels():
+    from importlib.resources import files
+
+    ours = json.loads((CAT.path / "cibuildwheel.schema.json").read_text())
+    theirs = json.loads((files("cibuildwheel") / "resources" / "cibuildwheel.schema.json").read_text())
+    assert ours == theirs

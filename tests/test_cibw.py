@@ -3,6 +3,8 @@ environment, with the project's patch series applied (a real install from the pa
 
 from __future__ import annotations
 
+import logging
+
 import subprocess
 
 import pytest
@@ -33,23 +35,39 @@ def version(exe) -> str:
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-def test_spec_and_patches_installed_once(tmp_path, cache):
+@pytest.fixture
+def logged():
+    """The messages the library logs (ciwheels.log: stages log, never print)."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("ciwheels")
+    handler, level = Keep(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def test_spec_and_patches_installed_once(tmp_path, cache, logged):
     (tmp_path / "patches").mkdir()
     (tmp_path / "patches" / "0001-version.patch").write_text(GOOD)
-    lines = []
-    exe = ensure_cibuildwheel("cibuildwheel==4.3.3", ("patches/0001-version.patch",), tmp_path, log=lines.append)
+    exe = ensure_cibuildwheel("cibuildwheel==4.3.3", ("patches/0001-version.patch",), tmp_path)
     assert version(exe).endswith("4.3.3+riscv.patched")
-    assert str(cache) in str(exe) and any("applied 0001-version.patch to cibuildwheel 4.3.3" in x for x in lines)
-    again = []
-    assert ensure_cibuildwheel("cibuildwheel==4.3.3", ("patches/0001-version.patch",), tmp_path,
-                               log=again.append) == exe
-    assert again == []  # cached: nothing installed twice
+    assert str(cache) in str(exe) and any("applied 0001-version.patch to cibuildwheel 4.3.3" in x for x in logged)
+    logged.clear()
+    assert ensure_cibuildwheel("cibuildwheel==4.3.3", ("patches/0001-version.patch",), tmp_path) == exe
+    assert logged == []  # cached: nothing installed twice
 
 
 def test_patch_that_no_longer_applies_is_a_clear_error(tmp_path, cache):
     (tmp_path / "old.patch").write_text(STALE)
     with pytest.raises(CiwheelsError) as e:
-        ensure_cibuildwheel("cibuildwheel==4.3.3", ("old.patch",), tmp_path, log=lambda m: None)
+        ensure_cibuildwheel("cibuildwheel==4.3.3", ("old.patch",), tmp_path)
     text = str(e.value)
     assert "the cibuildwheel patch old.patch does not apply to cibuildwheel 4.3.3" in text
     assert "rebase the patch" in text
@@ -60,4 +78,4 @@ def test_missing_patch_and_bad_spec(tmp_path, cache):
     with pytest.raises(CiwheelsError, match="cibuildwheel patch not found"):
         ensure_cibuildwheel("cibuildwheel==4.3.3", ("nope.patch",), tmp_path)
     with pytest.raises(CiwheelsError, match="cannot install cibuildwheel from 'cibuildwheel==0.0.0.404'"):
-        ensure_cibuildwheel("cibuildwheel==0.0.0.404", (), tmp_path, log=lambda m: None)
+        ensure_cibuildwheel("cibuildwheel==0.0.0.404", (), tmp_path)

@@ -28,7 +28,7 @@ def large_matrix(tmp_path_factory) -> list:
     text = (f"python: [{', '.join(pythons)}]\nlibc: [glibc, musl]\narch: [{', '.join(CAT.arches)}]\n"
             f"isa:\n{isa}\nenvironment:\n  CFLAGS: '-O2 -g0'\n  QUOTED: 'say \"hi\" $HOME \\\\n'\n")
     (root / "m.yaml").write_text(text)
-    cells = expand_files([root / "m.yaml"], CAT).cells
+    cells = expand_files([root / "m.yaml"]).cells
     assert len(cells) > 300
     return cells
 
@@ -76,3 +76,27 @@ def test_cibuildwheel_parses_cell_environment(large_matrix):
         assert {k: parsed[k] for k in expected} == expected, cell.id
     v3 = next(c for c in large_matrix if c.isa == "x86-64-v3")
     assert v3.environment["CFLAGS"] == "-march=x86-64-v3 -mneeded -O2 -g0"
+
+
+def test_the_matrix_owns_the_configuration(tmp_path, write_matrix):
+    """Build always hands cibuildwheel a config file it writes: the package's own
+    [tool.cibuildwheel] (here: one that would skip everything and names an option cibuildwheel
+    rejects) is never read, and the matrix's cibuildwheel-options are ones cibuildwheel accepts."""
+    from ciwheels.build import CONFIG_FILE, Invocation
+
+    write_matrix("python: [cp313]\ncibuildwheel-options:\n  build-frontend: build[uv]\n  build-verbosity: 1\n"
+                 "  config-settings: {setup-args: ['-Dfoo=bar', '-Dx=\"y\"']}\n  test-extras: [test]\n"
+                 "  repair-wheel-command: 'auditwheel repair -w {dest_dir} {wheel}'\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "owned"\nversion = "0"\n'
+                                             '[tool.cibuildwheel]\nskip = "*"\nnot-an-option = 1\n')
+    cell = expand_files([tmp_path / "matrix" / "wheels.yaml"]).cells[0]
+    inv = Invocation("job", [cell], str(tmp_path))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / CONFIG_FILE).write_text(inv.config)
+    cmd = inv.command(str(out), shutil.which("cibuildwheel"))
+    cmd.insert(1, "--print-build-identifiers")
+    proc = subprocess.run(cmd, cwd=tmp_path, env={**_clean_env(), **inv.options(CAT)}, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["cp313-manylinux_x86_64"]

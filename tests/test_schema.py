@@ -45,6 +45,8 @@ def test_shape_errors_are_schema_errors(name):
 
 def test_every_key_is_described():
     def walk(node, where):
+        if ".cibuildwheel-options.properties." in where:
+            return  # cibuildwheel's own schema: every option is described, its inner parts are its business
         if isinstance(node, dict):
             if node.get("type") == "object" and "properties" in node:
                 for key, sub in node["properties"].items():
