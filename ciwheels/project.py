@@ -272,8 +272,8 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     unknown = sorted(enable - set(ENABLE_GROUPS) - {"all"})
     if unknown:
         raise CiwheelsError(
-            f"{pyproject_path}: [tool.cibuildwheel] enable names a group the pinned {cat.defaults['cibuildwheel']} "
-            "does not know (cibuildwheel stops there with 'Unknown enable group'); remove it"
+            f"{pyproject_path}: [tool.cibuildwheel] enable names the group {unknown[0]!r}, which the pinned "
+            f"{cat.defaults['cibuildwheel']} does not know (cibuildwheel stops there with 'Unknown enable group'); remove it"
             + (": free-threaded builds need no group since cibuildwheel 3" if "freethreading" in unknown[0] else ""),
             value=unknown[0], allowed=[*ENABLE_GROUPS, "all"])
     if "all" in enable:
