@@ -220,6 +220,7 @@ def test_rendered_pipelines_pass_the_linters(name, tmp_path):
     zizmor_pedantic(project / GITHUB)
 
 
+@pytest.mark.slow
 def test_example_passes_actionlint_and_zizmor_pedantic():
     example = Path(__file__).parent.parent / "examples" / "cext-demo"
     actionlint(example / GITHUB)
