@@ -122,3 +122,24 @@ def _expand_one(m: MatrixSpec, spec: ProjectSpec, cat: Catalog) -> tuple[list[Ce
 def _where(doc, path: tuple) -> str:
     file, line, _ = doc.where(path)
     return f"{file}:{line}: " if line else f"{file}: "
+
+
+def check_level_clashes(expansion: Expansion) -> None:
+    """Two ISA levels of one Python and platform sent to one destination would be two different
+    wheels with one file name (wheel tags cannot tell levels apart): the second upload fails, or
+    one silently replaces the other in a folder. Refused before anything is built."""
+    seen: dict[tuple, Cell] = {}
+    for cell in expansion.cells:
+        key = (cell.package, cell.version, cell.python, cell.libc, cell.arch, cell.policy, cell.registry)
+        other = seen.setdefault(key, cell)
+        if other is cell or other.isa == cell.isa:
+            continue
+        where = cell.origins.get("isa")
+        dest = f"registry {cell.registry!r}" if cell.registry else "the default registry (none is named)"
+        raise CiwheelsError(
+            f"cells {other.id} and {cell.id} would publish two different wheels with one file name to {dest}: "
+            f"wheel tags cannot tell ISA levels apart",
+            file=where.file if where and where.kind == "matrix" else cell.matrix_file,
+            line=where.line if where and where.kind == "matrix" else None,
+            hint=f"Give each {cell.arch} level its own registry, e.g. registries: {{{cell.isa}: {{url: URL, "
+                 f"select: {{isa: {cell.isa}}}}}, baseline: {{url: URL}}}}")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ciwheels.catalog import Catalog
 from ciwheels.errors import CiwheelsError
+from ciwheels.expand import check_level_clashes
 from ciwheels.model import Cell, Expansion
 from ciwheels.normalise import ProjectSpec, RenderSettings
 
@@ -51,6 +52,7 @@ def plan(expansion: Expansion, spec: ProjectSpec, catalog: Catalog) -> Plan:
     under QEMU takes 40 minutes to hours (riscv64), a platform's Pythons in one job would
     run into the hosted services' job limits."""
     per_cell = spec.render.emulated_jobs == "per-cell"
+    check_level_clashes(expansion)
     groups: dict[tuple, list[Cell]] = {}
     for cell in expansion.cells:
         key = _job_key(cell) + ((cell.python,) if per_cell and cell.runner.emulated else ())

@@ -16,6 +16,8 @@ import pytest
 
 from conftest import EXAMPLE, run_ciwheels
 
+pytestmark = pytest.mark.slow  # podman builds, QEMU emulation: minutes
+
 MATRIX = """\
 python: [cp313]
 arch: [x86_64, riscv64]
@@ -26,6 +28,9 @@ images:
   x86_64-glibc: {image: "localhost/ciwheels-manylinux-x86_64:trixie", policy: manylinux_2_41}
   riscv64-glibc: {image: "localhost/ciwheels-manylinux-riscv64:trixie", policy: manylinux_2_41}
 test-command: python {project}/tests/test_core.py
+registries:  # two riscv64 levels: a registry each (nothing is published in these tests)
+  rva22u64: {url: "https://registry.invalid/rva22u64", select: {isa: rva22u64}}
+  baseline: {url: "https://registry.invalid/baseline"}
 """
 
 
