@@ -106,11 +106,13 @@ def _check_timeouts(jobs: list[Job], spec: ProjectSpec, expansion: Expansion) ->
                 "GitHub-hosted runners allow a job; lower it (an override with select: {arch: ...} or "
                 "{python: ...}), or give the job a self-hosted runner, or set render: {github: false}",
                 value=job.timeout_minutes)
-        if s.gitlab and job.timeout_minutes > gitlab_max:
-            get_logger("plan").warning(
-                "job %s has timeout-minutes %d, above gitlab.com's default limit of %d minutes: raise the "
-                "project's limit (Settings > CI/CD > General pipelines > Timeout) or the runner's, or lower it",
-                job.id, job.timeout_minutes, gitlab_max)
+    long = [j for j in jobs if j.timeout_minutes > gitlab_max]
+    if s.gitlab and long:
+        worst = max(long, key=lambda j: j.timeout_minutes)
+        get_logger("plan").warning(
+            "%d job(s) have timeout-minutes above gitlab.com's default limit of %d minutes (%s: %d): raise the "
+            "project's limit (Settings > CI/CD > General pipelines > Timeout) or the runner's, or lower it",
+            len(long), gitlab_max, worst.id, worst.timeout_minutes)
 
 
 def _python_order(catalog: Catalog):
