@@ -45,8 +45,11 @@ def _expand_one(m: MatrixSpec, spec: ProjectSpec, cat: Catalog) -> tuple[list[Ce
     versions: list[tuple[Package | None, str]] = [(p, v) for p in m.packages for v in p.versions] or [(None, "")]
     origins: dict[tuple, Origin] = {}
 
+    selectors = {id(p): (*m.excludes, *p.excludes) for p in m.packages}
+    selectors[id(None)] = tuple(m.excludes)
+
     def excluded_by(attrs: dict, pkg: Package | None) -> Selector | None:
-        for sel in (*m.excludes, *(pkg.excludes if pkg else ())):
+        for sel in selectors[id(pkg)]:
             if sel.matches(attrs):
                 hits[id(sel)] += 1
                 return sel

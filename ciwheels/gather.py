@@ -9,7 +9,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from ciwheels.artifacts import (REPORT, BuildReport, Manifest, ManifestEntry, ReportStatus, ReportWheel,
+from ciwheels.artifacts import (OK_STATUSES, REPORT, BuildReport, Manifest, ManifestEntry, ReportStatus, ReportWheel,
                                 atomic_write, check_wheel_name, read_report, write_manifest)
 from ciwheels.errors import CiwheelsError
 
@@ -35,7 +35,11 @@ def _reports(sources: list[Path]) -> tuple[dict[Path, tuple[ReportWheel, BuildRe
     return expected, reports
 
 
-def gather(sources: list[Path], out: Path) -> tuple[list[ManifestEntry], list[BuildReport]]:
+def gather(sources: list[Path], out: Path, expected_cells: list[str] | None = None
+           ) -> tuple[list[ManifestEntry], list[BuildReport], Manifest]:
+    """Collect what exists. A wheel whose build report says it failed (e.g. its binaries do not
+    match the cell's ISA level) is left out; cells without a good wheel, and `expected_cells`
+    without any report, are recorded as missing in the manifest for publish to name."""
     for src in sources:
         if not src.exists():
             raise CiwheelsError(f"gather source not found: {src}")
@@ -47,6 +51,8 @@ def gather(sources: list[Path], out: Path) -> tuple[list[ManifestEntry], list[Bu
             check_wheel_name(wheel.name, str(wheel.parent))
             digest = _sha256(wheel)
             entry, report, report_path = expected.get(wheel.resolve(), (None, BuildReport(), None))
+            if entry is not None and report.status not in OK_STATUSES:
+                continue  # built but not verified: recorded as missing below, never published
             if entry is not None and entry.sha256 != digest:
                 raise CiwheelsError(f"{wheel}: sha256 {digest} differs from {entry.sha256} recorded in "
                                     f"{report_path}; the artifact changed after the build")
@@ -73,9 +79,12 @@ def gather(sources: list[Path], out: Path) -> tuple[list[ManifestEntry], list[Bu
             continue
         _atomic_copy(paths[key], target)
     items = sorted(found.values(), key=lambda i: i.path)
-    statuses = sorted((ReportStatus(r.cell, r.status) for r in reports), key=lambda r: str(r.cell))
-    write_manifest(out, Manifest(tuple(items), tuple(statuses)))
-    return items, reports
+    statuses = [ReportStatus(r.cell, r.status) for r in reports]
+    reported = {r.cell for r in reports}
+    statuses += [ReportStatus(cell, "missing") for cell in expected_cells or () if cell not in reported]
+    manifest = Manifest(tuple(items), tuple(sorted(statuses, key=lambda r: str(r.cell))))
+    write_manifest(out, manifest)
+    return items, reports, manifest
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:

@@ -9,13 +9,17 @@ canonical names and typed entries and never read the raw YAML again."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
+import bracex
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from ciwheels.catalog import Catalog
-from ciwheels.load import MatrixDoc, Path_, describe_path
+from ciwheels.load import MatrixDoc, Path_, describe_path, validate_data
 from ciwheels.model import Origin, Registry, Runner
+from ciwheels.schema import settings_properties
 
 SETTING_KEYS = ("environment", "test-command", "test-requires", "before-all", "before-build",
                 "build-requires", "timeout-minutes", "cibuildwheel-options")
@@ -36,8 +40,6 @@ class Selector:
             if attrs.get(key) not in wanted:
                 return False
         if self.identifier:
-            from fnmatch import fnmatchcase
-
             return any(fnmatchcase(attrs["identifier"], g) for g in self.identifier)
         return True
 
@@ -163,9 +165,6 @@ def normalise(docs: list[MatrixDoc], catalog: Catalog) -> ProjectSpec:
 
 def defaults_layer(catalog: Catalog) -> Layer:
     """defaults.toml's [settings], validated with the schema a matrix's settings have."""
-    from ciwheels.load import validate_data
-    from ciwheels.schema import settings_properties
-
     schema = {"type": "object", "properties": settings_properties(catalog), "additionalProperties": False}
     file = str(catalog.path / "defaults.toml")
     values = validate_data(catalog.defaults.get("settings", {}), schema, file, ("settings",), catalog)
@@ -303,8 +302,6 @@ class _Normaliser:
 
     def expand_braces(self, pattern: str, path: Path_) -> list[str]:
         """cibuildwheel's selector syntax: `cp3{9..13}-*`, `*-{many,musl}linux*` (bracex, bounded)."""
-        import bracex
-
         try:
             return bracex.expand(pattern, limit=MAX_BRACE_EXPANSION)
         except bracex.ExpansionLimitException:
@@ -418,8 +415,6 @@ class _Normaliser:
 
     def version(self, value: str, path: Path_) -> str:
         """A package version names a folder and a file: it must be a PEP 440 version."""
-        from packaging.version import InvalidVersion, Version
-
         try:
             Version(value)
         except InvalidVersion:

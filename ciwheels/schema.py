@@ -78,6 +78,14 @@ OWNED_OPTIONS = {
 NOT_LINUX = ("windows", "macos", "pyodide", "android", "ios", "xbuild-tools", "xbuild-files", "pyodide-version")
 
 
+def _image_arches(catalog: Catalog) -> list[str]:
+    """The arches `ciwheels image build` has a recipe for (images.toml)."""
+    import tomllib
+
+    with open(catalog.path / "images.toml", "rb") as f:
+        return list(tomllib.load(f)["arches"])
+
+
 def _inline_refs(schema, defs: dict):
     if isinstance(schema, dict):
         if "$ref" in schema:
@@ -347,7 +355,7 @@ def matrix_schema(catalog: Catalog) -> dict:
                     "ciwheels": _str("pip requirement the CI jobs install ciwheels from (default: this version)."),
                     "build-images": _list("Arches whose build image (ciwheels image build) the pipelines rebuild and "
                                           "push to the project's container registry, on schedules and when the "
-                                          "matrix changes.", ["x86_64", "aarch64", "ppc64le", "s390x", "riscv64"]),
+                                          "matrix changes.", _image_arches(catalog)),
                     "matrix-diff": {"type": "boolean", "description": "Add the job that explains matrix changes "
                                     "on pull/merge requests (default: true)."},
                 },
