@@ -513,16 +513,22 @@ def schema(output: Path | None) -> None:
 @cli.command()
 @_PROJECT_OPTION
 @click.option("--force", is_flag=True, help="Overwrite an existing matrix/wheels.yaml.")
-def init(project: Path, force: bool) -> None:
-    """Start matrix/wheels.yaml from the project's pyproject.toml.
+@click.option("--gitlab", is_flag=True,
+              help="Also set up GitLab CI in a project that has only GitHub workflows (.github/).")
+def init(project: Path, force: bool, gitlab: bool) -> None:
+    """Start matrix/wheels.yaml from the project's build configuration.
 
-    Reads requires-python and any [tool.cibuildwheel] settings (build, skip, archs, enable,
-    images, environment, test and before commands) so that a cibuildwheel user starts from what
-    they already build.
+    Selects what cibuildwheel selects on Linux: requires-python (pyproject.toml, else setup.cfg,
+    else setup.py), and [tool.cibuildwheel] build, skip, archs (`auto` is the native x86_64
+    only, i686 through `auto32`) and enable. Every other option is carried into the matrix
+    (environment, commands, images; the rest into `cibuildwheel-options`), [tool.cibuildwheel.linux]
+    merged and [[tool.cibuildwheel.overrides]] as `overrides:`. Prints what it carried and what
+    it could not. Writes .gitlab-ci.yml only when one exists, the project has no .github/, or
+    --gitlab is given.
     """
     from ciwheels.project import init_project
 
-    for line in init_project(project, force=force):
+    for line in init_project(project, force=force, gitlab=gitlab):
         click.echo(line, err=True)
 
 

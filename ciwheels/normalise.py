@@ -16,7 +16,6 @@ import bracex
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ciwheels import __version__
 from ciwheels.catalog import Catalog
 from ciwheels.load import MatrixDoc, Path_, describe_path, validate_data
 from ciwheels.model import Origin, Registry, Runner
@@ -127,11 +126,16 @@ class RenderSettings:
     schedule: str | None
     publish_branch: str | None
     python: str
-    ciwheels: str
+    ciwheels: str | None  # None: the install of the running ciwheels (render.install_requirement)
     matrix_diff: bool
     build_images: tuple[str, ...]
     defaults: dict[str, Any]
     origin: str  # which matrix file set them ("" = defaults)
+    default_branch: str | None = None  # None: read from the repository when rendering
+    actions: dict[str, str] = field(default_factory=dict)  # pins overriding actions.toml
+    fetch_depth: int | None = None  # None: 0 for projects versioned from git, else 1
+    submodules: bool | str = False
+    emulated_jobs: str = "per-cell"
 
 
 @dataclass
@@ -208,11 +212,16 @@ def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
         schedule=chosen.get("schedule"),
         publish_branch=path("publish-branch"),
         python=chosen.get("python", defaults["python"]),
-        ciwheels=chosen.get("ciwheels", f"ciwheels=={__version__}"),
+        ciwheels=chosen.get("ciwheels"),
         matrix_diff=chosen.get("matrix-diff", True),
         build_images=tuple(sorted(set(chosen.get("build-images", ())))),
         defaults=defaults,
         origin=origin,
+        default_branch=chosen.get("default-branch"),
+        actions=dict(chosen.get("actions", {})),
+        fetch_depth=chosen.get("fetch-depth"),
+        submodules=chosen.get("submodules", False),
+        emulated_jobs=chosen.get("emulated-jobs", "per-cell"),
     )
 
 

@@ -114,9 +114,16 @@ def derive_cells(matrix_file: Path = EXAMPLE / "matrix" / "wheels.yaml") -> tupl
     return tuple(cell_id(c) for c in kept), dropped
 
 
-def derive_jobs(cell_ids) -> set[str]:
-    """Build jobs group the cells of one platform and ISA level: the ids minus the Python."""
-    return {i.split("-", 1)[1] for i in cell_ids}
+def derive_jobs(cell_ids, native_arches=("x86_64", "i686", "aarch64")) -> set[str]:
+    """Build jobs: the native cells of one platform and ISA level share one (the ids minus the
+    Python); an emulated cell gets its own (render: emulated-jobs defaults to per-cell). The
+    example builds aarch64 on native runners."""
+    jobs = set()
+    for cell_id in cell_ids:
+        platform = cell_id.split("-", 1)[1]
+        arch = platform.split("-", 1)[0].split("_", 1)[1]
+        jobs.add(platform if arch in native_arches else cell_id)
+    return jobs
 
 
 def _level_registries() -> str:

@@ -52,9 +52,11 @@ def test_added_removed_and_summaries(repo):
     assert "+cp315 on 3 platforms" in d["summary"]
     assert "-musllinux riscv64 (3 cells)" in d["summary"]
     assert "-manylinux riscv64 (3 cells)" in d["summary"]
-    assert d["pipelines"]["jobs_removed"] == ["manylinux_2_35_riscv64-rv64gc", "musllinux_1_2_aarch64-armv8-a",
-                                              "musllinux_1_2_riscv64-rv64gc"]
-    assert d["pipelines"]["emulated_jobs"] == {"base": 4, "head": 1}
+    # emulated cells run one job each (render: emulated-jobs defaults to per-cell)
+    assert d["pipelines"]["jobs_removed"] == [f"{platform}-{py}" for platform in (
+        "manylinux_2_35_riscv64-rv64gc", "musllinux_1_2_aarch64-armv8-a", "musllinux_1_2_riscv64-rv64gc")
+        for py in ("cp312", "cp313", "cp314")]
+    assert d["pipelines"]["emulated_jobs"] == {"base": 4 * 3, "head": 4}
 
 
 def test_changed_settings_are_named(repo):
@@ -249,3 +251,17 @@ def test_note_failure_never_fails_the_job(repo):
         server.close()
     assert proc.returncode == 0
     assert "warning: GitLab answered 500" in proc.stderr and token not in proc.stderr + proc.stdout
+
+
+def test_first_pull_request_base_has_no_matrix(repo):
+    """The pull request that adds the matrix: its base has none, which is an empty matrix."""
+    (repo / "README").write_text("x\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "before ciwheels")
+    base = git(repo, "rev-parse", "HEAD").strip()
+    commit(repo, "python: [cp312, cp313]\n", "add a matrix")
+    d = as_json(repo, base, "HEAD")
+    assert sorted(d["added"]) == ["cp312-manylinux_x86_64-x86-64", "cp313-manylinux_x86_64-x86-64"]
+    assert d["removed"] == [] and d["changed"] == []
+    text = run_ciwheels("diff", base, "--project", str(repo), "--format", "markdown", check=True).stdout
+    assert "cp312-manylinux_x86_64-x86-64" in text
