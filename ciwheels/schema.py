@@ -297,6 +297,14 @@ def matrix_schema(catalog: Catalog) -> dict:
                 },
             },
             "packages": {"type": "array", "description": "Builder mode: packages to build from sdists.", "items": package},
+            "variants": {
+                "description": "Publish ISA levels above the baseline as wheel variants (PEP 825 labels, "
+                               "variant.json, {name}-{version}-variants.json) into the baseline's registry: "
+                               "true for every arch an installer has a provider for (x86_64, aarch64), or a "
+                               "list of arches. Other arches keep a registry per level.",
+                "anyOf": [{"type": "boolean"}, _list("Arches whose levels are published as variants.",
+                                                     names["arch"], 1, "arch")],
+            },
             "registries": {
                 "type": "object",
                 "description": "Named PyPI-compatible registries wheels are published to. A cell goes to the "
