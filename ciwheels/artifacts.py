@@ -103,14 +103,15 @@ OK_STATUSES = ("ok", "dry-run")
 
 # -- checks shared by the readers and gather ---------------------------------------------------
 def check_wheel_name(name: str, where: str) -> None:
-    """A wheel name from an artifact must be a plain, valid wheel file name (never a path)."""
-    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+    """A wheel name from an artifact must be a plain, valid wheel file name (never a path); a
+    wheel variant's label (PEP 825) is allowed."""
+    from ciwheels.variants import InvalidWheelName, parse_wheel_name
 
     if "/" in name or "\\" in name or name in (".", "..") or ".." in Path(name).parts or name.startswith("."):
         raise CiwheelsError(f"{where}: refusing the wheel name {name!r}: it must be a plain file name")
     try:
-        parse_wheel_filename(name)
-    except InvalidWheelFilename as e:
+        parse_wheel_name(name)
+    except InvalidWheelName as e:
         raise CiwheelsError(f"{where}: {name!r} is not a valid wheel file name ({e})") from None
 
 

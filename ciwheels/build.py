@@ -30,6 +30,7 @@ from ciwheels.log import Progress, get_logger, no_progress
 from ciwheels.model import Cell, Expansion, wheel_matches
 from ciwheels.plan import Plan
 from ciwheels.sdist import fetch_sdist
+from ciwheels.variants import make_variant
 from ciwheels.verify import verify_wheel
 
 log = get_logger("build")
@@ -360,13 +361,18 @@ def _place(cell: Cell, attempt: Attempt, out: Path, catalog: Catalog, fam, probe
     status = "ok" if attempt.wheels[cell.id] else "failed"
     level = catalog.levels[cell.isa]
     for wheel in attempt.wheels[cell.id]:
-        data = wheel.read_bytes()
         shutil.copyfile(wheel, dest / wheel.name)
-        entry = {"file": wheel.name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
         findings = verify_wheel(dest / wheel.name, cell.isa, catalog, dropped=probe.dropped)
-        entry["isa_check"], why = level_status(findings, level, fam.can_tell)
-        if entry["isa_check"] != "ok":
-            status = entry["isa_check"]
+        isa_check, why = level_status(findings, level, fam.can_tell)
+        path = dest / wheel.name
+        if isa_check == "ok" and cell.publish_as == "variant":  # repaired and verified: now labelled
+            path = make_variant(path, level, catalog)
+            (dest / wheel.name).unlink()
+        data = path.read_bytes()
+        entry = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+                 "isa_check": isa_check}
+        if isa_check != "ok":
+            status = isa_check
             log.error("%s: %s", wheel.name, why)
         placed.append(entry)
     return status, placed

@@ -409,8 +409,10 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
     """
     from ciwheels.errors import PublishFailed
     from ciwheels.pipeline import project_registries
+    from ciwheels.catalog import load_catalog
     from ciwheels.publish import Publisher, folder_manifest, route, target_for, wheels_in
     from ciwheels.report import table
+    from ciwheels.variants import index_files, publish_index_files
 
     manifest = folder_manifest(folder)
     wheels = wheels_in(folder, manifest)
@@ -426,13 +428,16 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
             for path, digest in items:
                 click.echo(f"would publish {path.name} (sha256 {digest})"
                            + (f" to {name} ({registries[name].url})" if name else ""))
+            for fname in index_files([p for p, _ in items]):
+                click.echo(f"would publish {fname} last" + (f" to {name}" if name else ""))
         return
     results = []
     for name, items in groups.items():
         target = target_for(name, registries, repository_url, index_url)
         click.echo(f"publishing {len(items)} wheel(s) to {name + ': ' if name else ''}{target}", err=True)
         publisher = Publisher(target, jobs=jobs, retries=retries, timeout=timeout, progress=_progress())
-        results += publisher.publish(items)
+        done = publisher.publish(items)
+        results += done + publish_index_files(publisher, items, done, load_catalog())  # -variants.json last
     if as_json:
         import json
 
@@ -462,10 +467,13 @@ def _fail_on_missing(missing: list[str]) -> None:
 @cli.command()
 @click.argument("wheels", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--isa", help="The ISA level the wheels must stay within (default: the level recorded at build time "
-              "in build-report.json or manifest.json beside the wheel).")
+              "in build-report.json or manifest.json beside the wheel, else a wheel variant's variant.json; for an "
+              "installed binary, the variant.json of the installed wheel that lists it).")
 @click.option("--json", "as_json", is_flag=True, help="Print one finding per binary as JSON.")
 def verify(wheels: tuple[Path, ...], isa: str | None, as_json: bool) -> None:
     """Check that every binary in WHEELS needs no more than the wheel's ISA level.
+
+    WHEELS may also be installed binaries (a .so in site-packages).
 
     x86_64 is read from the X86_ISA_1_NEEDED note, riscv64 from .riscv.attributes. What cannot
     be determined (aarch64 has no marker; x86 built without -mneeded) is reported, not guessed.

@@ -12,6 +12,7 @@ from pathlib import Path
 from ciwheels.artifacts import (OK_STATUSES, REPORT, BuildReport, Manifest, ManifestEntry, ReportStatus, ReportWheel,
                                 atomic_write, check_wheel_name, read_report, write_manifest)
 from ciwheels.errors import CiwheelsError
+from ciwheels.variants import index_files
 
 
 def _sha256(path: Path) -> str:
@@ -79,12 +80,24 @@ def gather(sources: list[Path], out: Path, expected_cells: list[str] | None = No
             continue
         _atomic_copy(paths[key], target)
     items = sorted(found.values(), key=lambda i: i.path)
+    write_index_files(out, items)
     statuses = [ReportStatus(r.cell, r.status) for r in reports]
     reported = {r.cell for r in reports}
     statuses += [ReportStatus(cell, "missing") for cell in expected_cells or () if cell not in reported]
     manifest = Manifest(tuple(items), tuple(sorted(statuses, key=lambda r: str(r.cell))))
     write_manifest(out, manifest)
     return items, reports, manifest
+
+
+def write_index_files(out: Path, items: list[ManifestEntry]) -> None:
+    """Beside wheel variants, in each registry's folder, their releases' `-variants.json` (PEP
+    825): uv reads it from a --find-links folder too. publish computes it again from the wheels."""
+    folders: dict[Path, list[Path]] = {}
+    for item in items:
+        folders.setdefault((out / item.path).parent, []).append(out / item.path)
+    for folder, wheels in folders.items():
+        for name, data in index_files(wheels).items():
+            atomic_write(folder / name, lambda f, data=data: f.write(data))
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:

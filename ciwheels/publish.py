@@ -157,12 +157,12 @@ class Publisher:
         """wheels: (path, sha256). Never uploads a file the index already has."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+        from ciwheels.variants import InvalidWheelName, parse_wheel_name
 
-        # project names come from the file names; METADATA is read only for what gets uploaded
+        # project names come from the file names (wheel variants' too); METADATA is read only for what gets uploaded
         try:
-            project = {path: canonicalize_name(str(parse_wheel_filename(path.name)[0])) for path, _ in wheels}
-        except InvalidWheelFilename as e:
+            project = {path: canonicalize_name(parse_wheel_name(path.name).name) for path, _ in wheels}
+        except InvalidWheelName as e:
             raise CiwheelsError(f"not a wheel file name: {e}") from None
         names = sorted(set(project.values()))
         hosted: dict[str, dict[str, str | None]] = {}

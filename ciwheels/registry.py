@@ -110,6 +110,16 @@ def parse_simple_page(html: str) -> dict[str, str | None]:
     return parser.files
 
 
+def _python_tag(filename: str) -> str:
+    """The python tag of a wheel, plain or variant (whose label follows the platform tag)."""
+    from ciwheels.variants import InvalidWheelName, parse_wheel_name
+
+    try:
+        return parse_wheel_name(filename).plain.split("-")[-3]
+    except InvalidWheelName:
+        return "source"  # not a wheel (a `-variants.json`): what twine sends for files of no Python
+
+
 class RegistryClient:
     """HTTP to one registry. Thread-safe: each thread gets its own session.
 
@@ -198,7 +208,7 @@ class RegistryClient:
         requires_python, summary (publish.wheel_metadata). Returns (status, detail, attempts):
         status is "uploaded", "duplicate" (the registry has that file name) or "failed"."""
         data = {":action": "file_upload", "protocol_version": "1", "name": canonicalize_name(meta["name"]),
-                "version": meta["version"], "filetype": "bdist_wheel", "pyversion": path.name.split("-")[-3],
+                "version": meta["version"], "filetype": "bdist_wheel", "pyversion": _python_tag(path.name),
                 "metadata_version": meta["metadata_version"], "sha256_digest": digest,
                 "md5_digest": hashlib.md5(path.read_bytes()).hexdigest(), "summary": meta["summary"]}
         if meta["requires_python"]:

@@ -261,3 +261,123 @@ def project_of_index_file(filename: str) -> tuple[str, str] | None:
         return None
     name, version = stem.split("-")
     return name, version
+
+
+def level_of(data: dict, label: str | None, arch: str, catalog: Catalog) -> IsaLevel | None:
+    """The ISA level a variant.json (of a wheel labelled `label`, or its only variant) stands for."""
+    variants = data.get("variants", {})
+    if label is None and len(variants) == 1:
+        label = next(iter(variants))
+    props = variants.get(label or "", {})
+    have = {f"{ns} :: {feature} :: {value}" for ns, features in props.items()
+            for feature, values in features.items() for value in values}
+    return next((lv for lv in catalog.arches[arch].levels if lv.variant and lv.variant in have), None) \
+        if arch in catalog.arches else None
+
+
+def installed_variant(binary: Path) -> tuple[dict, str] | None:
+    """(variant.json, dist-info path) of the installed distribution whose RECORD lists `binary`
+    (a file in site-packages), or None."""
+    binary = binary.resolve()
+    for parent in binary.parents:
+        for info in parent.glob("*.dist-info"):
+            record, variant = info / "RECORD", info / VARIANT_JSON
+            if not record.is_file():
+                continue
+            rel = binary.relative_to(parent).as_posix()
+            with open(record, encoding="utf-8", newline="") as f:
+                if any(row and row[0] == rel for row in csv.reader(f)):
+                    if not variant.is_file():
+                        return None
+                    return json.loads(variant.read_text(encoding="utf-8")), str(info)
+        if any(parent.glob("*.dist-info")):
+            return None  # site-packages reached: no distribution lists it
+    return None
+
+
+# -- publishing the index-level file --------------------------------------------------------------
+def wanted_index_files(wheels: list[Path], hosted: dict[str, dict[str, str | None]], catalog: Catalog
+                       ) -> dict[str, tuple[str, bytes]]:
+    """{`-variants.json` name: (project, bytes)} for the variant wheels among `wheels`, covering
+    also the labels of variant wheels of the same release the registry already hosts (`hosted`:
+    project -> {file: sha256}), so that publishing one more level later keeps the earlier ones."""
+    from packaging.utils import canonicalize_name
+
+    by_label = {lv.variant_label: lv for lv in catalog.levels.values() if lv.variant_label}
+    docs: dict[str, list[tuple[str, dict]]] = {}
+    projects: dict[str, str] = {}
+    for fname, data in index_files(wheels).items():
+        project = canonicalize_name(fname.split("-", 1)[0])
+        projects[fname] = project
+        docs[fname] = [("ciwheels", json.loads(data))]
+        labels = set(json.loads(data)["variants"])
+        for there in hosted.get(project, {}):
+            try:
+                name = parse_wheel_name(there)
+            except InvalidWheelName:
+                continue
+            if name.label and name.label not in labels and index_file_name(name) == fname:
+                level = by_label.get(name.label)
+                if level is None:
+                    raise CiwheelsError(f"the registry hosts {there}, whose label {name.label} ciwheels does not "
+                                        f"know; cannot write {fname} for it")
+                docs[fname].append((there, variant_json(level, catalog)))
+                labels.add(name.label)
+    return {fname: (projects[fname], dumps(merge(d))) for fname, d in docs.items()}
+
+
+def publish_index_files(publisher, wheels: list[tuple[Path, str]], results: list, catalog: Catalog) -> list:
+    """Upload the `{name}-{version}-variants.json` of the variant wheels just published, last
+    (uv installs the plain wheel until it appears), under the rules of wheels: the same bytes on
+    the registry are skipped, other bytes are an error (registries cannot replace a file). Not
+    uploaded while a wheel of its release failed. Returns publish.Result per file."""
+    import tempfile
+
+    from ciwheels.publish import Result
+
+    paths = [p for p, _ in wheels]
+    variant = [p for p in paths if parse_wheel_name(p.name).label]
+    if not variant:
+        return []
+    status = {r.file: r.status for r in results}
+    from packaging.utils import canonicalize_name
+
+    projects = sorted({canonicalize_name(parse_wheel_name(p.name).name) for p in variant})
+    hosted = {name: publisher.index(name) for name in projects}
+    out = []
+    for fname, (project, data) in wanted_index_files(variant, hosted, catalog).items():
+        digest = hashlib.sha256(data).hexdigest()
+        release = [p for p in paths if index_file_name(parse_wheel_name(p.name)) == fname]
+        failed = [p.name for p in release if status.get(p.name) == "failed"]
+        there = hosted[project].get(fname, "absent") if fname in hosted[project] else "absent"
+        if failed:
+            out.append(Result(fname, "failed", f"not uploaded: {failed[0]} of its release failed"))
+        elif there == digest:
+            out.append(Result(fname, "skipped", "already published"))
+        elif there != "absent":
+            out.append(Result(fname, "failed", f"the registry has another {fname} (sha256 {there}), which it cannot "
+                              "replace: delete that file on the registry (GitLab: Deploy > Package registry, the "
+                              "version, delete the file) and publish again; until then uv sees the old levels"))
+        else:
+            meta = wheel_metadata_of(release[0])
+            with tempfile.TemporaryDirectory(prefix="ciwheels-variants-") as tmp:
+                path = Path(tmp) / fname
+                path.write_bytes(data)
+                st, detail, attempts = publisher.upload(path, digest, meta)
+            if st == "duplicate":
+                again = publisher.index(project).get(fname)
+                st, detail = ("skipped", "published meanwhile") if again == digest else \
+                    ("failed", f"the registry already has another {fname}")
+            elif st == "failed" and detail.startswith("HTTP 400"):
+                detail += (" (pypiserver and devpi accept only wheels and sdists: without this file uv installs "
+                           "the baseline; serve it from a registry that stores any file, e.g. GitLab's)")
+            out.append(Result(fname, st, detail, attempts))
+            if st == "uploaded" and publisher.index(project).get(fname) != digest:
+                out[-1] = Result(fname, "failed", "not listed in the index with its sha256 after publishing", attempts)
+    return out
+
+
+def wheel_metadata_of(wheel: Path) -> dict[str, str]:
+    from ciwheels.publish import wheel_metadata
+
+    return wheel_metadata(wheel)

@@ -40,11 +40,11 @@ def _elf_members(z: zipfile.ZipFile):
 
 
 def _wheel_arch(name: str) -> str:
-    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+    from ciwheels.variants import InvalidWheelName, parse_wheel_name
 
     try:
-        _, _, _, tags = parse_wheel_filename(name)
-    except InvalidWheelFilename as e:
+        tags = parse_wheel_name(name).tags  # a wheel variant's label is not a tag
+    except InvalidWheelName as e:
         raise CiwheelsError(f"{name} is not a wheel file name ({e})") from None
     plat = next(iter(tags)).platform
     for arch in load_catalog().arches:
@@ -76,6 +76,52 @@ def recorded_level(wheel: Path) -> str | None:
     return None
 
 
+def variant_level(wheel: Path, arch: str, catalog: Catalog) -> str | None:
+    """A wheel variant's level, read from its variant.json (PEP 825)."""
+    from ciwheels.variants import level_of, parse_wheel_name, read_variant_json
+
+    label = parse_wheel_name(wheel.name).label
+    data = read_variant_json(wheel) if label else None
+    level = level_of(data, label, arch, catalog) if data else None
+    return level.name if level else None
+
+
+_EM_ARCH = {"EM_X86_64": "x86_64", "EM_AARCH64": "aarch64", "EM_RISCV": "riscv64", "EM_PPC64": "ppc64le",
+            "EM_S390": "s390x", "EM_386": "i686", "EM_ARM": "armv7l"}
+
+
+def verify_binary(path: Path, level_name: str | None, catalog: Catalog) -> list[Finding]:
+    """One installed binary (e.g. site-packages/pkg/_core.so): its level is `level_name`, else
+    that of the installed wheel variant whose RECORD lists it (its dist-info's variant.json)."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    from ciwheels.variants import installed_variant, level_of
+
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(io.BytesIO(f.read()))
+    except (OSError, ELFError) as e:
+        raise CiwheelsError(f"{path}: not a readable ELF binary ({e})") from None
+    arch = _EM_ARCH.get(elf["e_machine"], elf["e_machine"])
+    if arch not in catalog.arches:
+        raise CiwheelsError(f"{path}: no ISA levels for machine {arch!r}")
+    if level_name is None:
+        found = installed_variant(path)
+        level = level_of(found[0], None, arch, catalog) if found else None
+        if level is None:
+            raise CiwheelsError(f"{path}: no installed wheel variant lists it; its level is unknown",
+                                hint="pass --isa LEVEL")
+        level_name = level.name
+    canon = catalog.level_alias(arch, level_name)
+    if canon is None:
+        raise CiwheelsError(f"{path.name}: {level_name!r} is not an ISA level of {arch}", value=level_name,
+                            allowed=[lv.name for lv in catalog.arches[arch].levels])
+    level = catalog.levels[canon]
+    seen = family(arch, catalog).inspect(elf, level)
+    return [Finding(str(path), path.name, arch, level.name, seen.needs, seen.status, seen.reason)]
+
+
 def verify_wheel(wheel: Path, level_name: str | None = None, catalog: Catalog | None = None,
                  dropped: tuple[str, ...] = ()) -> list[Finding]:
     """One finding per ELF binary in the wheel. `dropped`: parts of the level the build's
@@ -84,8 +130,10 @@ def verify_wheel(wheel: Path, level_name: str | None = None, catalog: Catalog | 
     from elftools.elf.elffile import ELFFile
 
     catalog = catalog or load_catalog()
+    if wheel.suffix != ".whl":
+        return verify_binary(wheel, level_name, catalog)
     arch = _wheel_arch(wheel.name)
-    level_name = level_name or recorded_level(wheel)
+    level_name = level_name or recorded_level(wheel) or variant_level(wheel, arch, catalog)
     if arch not in catalog.arches:
         raise CiwheelsError(f"{wheel.name}: no ISA levels for platform {arch!r}")
     if level_name is None:
