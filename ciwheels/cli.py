@@ -569,18 +569,71 @@ def _registry_index(project: Path, registry: str | None, repository_url: str | N
     raise CiwheelsError("no registry: pass --registry NAME (from the matrix), --repository-url or --index-url")
 
 
+_LEVEL_OPTION = click.option(
+    "--level", help="This machine's ISA level (default: detected: x86-64 from the glibc-hwcaps levels `ld.so --help` "
+    "lists as supported, aarch64 from /proc/cpuinfo Features, riscv64 from its ISA string).")
+
+
+def _level_checks(project: Path, level: str | None, hosted: list[str]) -> list:
+    """doctor: this machine's level and how it installs, and level registries that fall
+    through to PyPI for names the baseline registry hosts."""
+    from ciwheels.consumers import Check, level_fallthrough_checks
+
+    plan = _machine_plan(project, level)
+    if plan is None:
+        return []
+    from ciwheels.pipeline import open_project
+
+    proj = open_project(project)
+    where = {"variant": "wheel variants beside the baseline (uv --preview-features wheel-variants)",
+             "registry": "level registries: " + ", ".join(n for n, _, _ in plan.indexes),
+             "plain": "plain wheels"}[plan.mechanism]
+    return [Check("this machine's ISA level", True, f"{plan.arch} {plan.level} ({plan.how}); installs {where}"),
+            *level_fallthrough_checks(proj.spec.registries, proj.expansion.cells, hosted)]
+
+
 @cli.command("pip-config")
 @click.option("--registry", help="A registry of the matrix (default: the only one).")
 @click.option("--repository-url", help="A registry URL instead of the matrix's.")
 @click.option("--index-url", help="The registry's simple index, if not URL/simple/.")
 @_PROJECT_OPTION
-def pip_config(registry: str | None, repository_url: str | None, index_url: str | None, project: Path) -> None:
+@_LEVEL_OPTION
+def pip_config(registry: str | None, repository_url: str | None, index_url: str | None, project: Path,
+               level: str | None) -> None:
     """Print the pip and uv settings that install from a registry's index (which falls
-    through to PyPI on GitLab)."""
+    through to PyPI on GitLab), and for this machine's ISA level: the uv setting for wheel
+    variants, or the level registries' indexes, its level's first."""
+    from ciwheels.consumers import machine_text
     from ciwheels.consumers import pip_config as text
+    from ciwheels.errors import CiwheelsError
 
-    name, index = _registry_index(project, registry, repository_url, index_url)
-    click.echo(text(name, index), nl=False)
+    plan = _machine_plan(project, level)
+    try:
+        name, index = _registry_index(project, registry, repository_url, index_url)
+    except CiwheelsError:
+        if plan is None or not plan.indexes:
+            raise
+        name, _, index = plan.indexes[-1]  # several registries: the one of this machine's baseline
+    if plan is None or plan.mechanism != "registry" or registry or repository_url or index_url:
+        click.echo(text(name, index), nl=False)
+    if plan is not None:
+        click.echo(machine_text(plan), nl=False)
+
+
+def _machine_plan(project: Path, level: str | None):
+    """This machine's MachinePlan from the project's matrix; None without a matrix."""
+    from ciwheels.consumers import machine_level, machine_plan
+    from ciwheels.errors import CiwheelsError
+    from ciwheels.pipeline import open_project
+
+    try:
+        proj = open_project(project)
+    except CiwheelsError:
+        if level:
+            raise
+        return None
+    arch, lv, how = machine_level(proj.catalog, level)
+    return machine_plan(proj.expansion.cells, proj.spec.registries, proj.catalog, arch, lv, how)
 
 
 @cli.command()
@@ -596,8 +649,9 @@ def pip_config(registry: str | None, repository_url: str | None, index_url: str 
 @click.option("--pypi", default="https://pypi.org/simple", show_default=True,
               help="The public index to check our names against.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@_LEVEL_OPTION
 def doctor(registry: str | None, repository_url: str | None, index_url: str | None, project: Path, dist: Path | None,
-           packages: tuple[str, ...], unhosted: str, pypi: str, as_json: bool) -> None:
+           packages: tuple[str, ...], unhosted: str, pypi: str, as_json: bool, level: str | None) -> None:
     """Check a registry: its index answers, our packages are served from it, an unhosted
     package resolves through the fall-through, and none of our names is free on PyPI
     (dependency confusion). Exit 1 when a check fails."""
@@ -609,6 +663,7 @@ def doctor(registry: str | None, repository_url: str | None, index_url: str | No
     _, index = _registry_index(project, registry, repository_url, index_url)
     hosted = sorted(set(hosted_names(dist)) | {canonicalize_name(p) for p in packages})
     checks = run_doctor(index, hosted, unhosted, pypi)
+    checks += _level_checks(project, level, hosted)
     if as_json:
         import json
 

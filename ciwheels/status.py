@@ -7,6 +7,8 @@ import os
 import tomllib
 from pathlib import Path
 
+from packaging.version import Version
+
 from ciwheels.model import Cell, Registry, wheel_matches
 
 
@@ -21,7 +23,9 @@ def project_name_version(project: Path) -> tuple[str, str | None]:
 def publish_status(cells: list[Cell], registries: dict[str, Registry], project: Path) -> dict[str, str]:
     """{cell id: "published" | "missing" | "unknown"} for cells that name a registry. Indexes
     are read with CIWHEELS_USERNAME/CIWHEELS_PASSWORD when set; "unknown" when one cannot be."""
-    from packaging.utils import canonicalize_name, parse_wheel_filename
+    from packaging.utils import canonicalize_name
+
+    from ciwheels.variants import InvalidWheelName, parse_wheel_name
 
     from ciwheels.errors import CiwheelsError
     from ciwheels.registry import RegistryClient, Target
@@ -46,11 +50,18 @@ def publish_status(cells: list[Cell], registries: dict[str, Registry], project: 
         if files is None:
             status[cell.id] = "unknown"
             continue
+        names = []
+        for f in files:
+            try:
+                names.append(parse_wheel_name(f))  # plain wheels and wheel variants
+            except InvalidWheelName:
+                continue  # sdists, -variants.json
         version = cell.version or own_version
         if version is None:  # dynamic version: the newest on the index
-            versions = sorted({parse_wheel_filename(f)[1] for f in files if f.endswith(".whl")})
+            versions = sorted({Version(n.version) for n in names})
             version = str(versions[-1]) if versions else None
-        wanted = [f for f in files if f.endswith(".whl") and version is not None
-                  and str(parse_wheel_filename(f)[1]) == str(version)]
+        # a variant cell's wheel carries its label; every other cell's wheel carries none
+        wanted = [n.filename for n in names if version is not None and Version(n.version) == Version(version)
+                  and n.label == (cell.variant or None)]
         status[cell.id] = "published" if any(wheel_matches(f, cell) for f in wanted) else "missing"
     return status
