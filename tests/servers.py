@@ -157,7 +157,8 @@ class FaultProxy:
 class GitLabPypiStandIn:
     """STAND-IN for GitLab's PyPI package registry API (lib/api/pypi_packages.rb): no real
     GitLab runs here. POST /api/v4/projects/:id/packages/pypi answers 201, or 400 "File name
-    has already been taken" for a filename it has; simple/<name> lists files with #sha256= or,
+    has already been taken" for a filename it has (any file name, as GitLab stores any); files/<sha>/<file>
+    downloads one; simple/<name> lists files with #sha256= or,
     hosting none, answers 302 to `pypi`; auth is HTTP Basic with gitlab-ci-token:<job token>."""
 
     def __init__(self, project_id: str, job_token: str, pypi: str):
@@ -181,11 +182,20 @@ class GitLabPypiStandIn:
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            def do_HEAD(self):  # uv asks before a range request
+                self.do_GET()
 
             def do_GET(self):
                 import hashlib
 
+                if self.path.startswith(prefix + "/files/"):  # downloads, as the simple pages link them
+                    fname = self.path.rsplit("/", 1)[-1]
+                    if fname in stand_in.files:
+                        return self._send(200, stand_in.files[fname][1], "application/octet-stream")
+                    return self._send(404, json.dumps({"message": "404 Not Found"}))
                 if not self.path.startswith(prefix + "/simple/"):
                     return self._send(404, json.dumps({"message": "404 Not Found"}))
                 name = self.path[len(prefix + "/simple/"):].strip("/")
