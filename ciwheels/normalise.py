@@ -161,7 +161,7 @@ def normalise(docs: list[MatrixDoc], catalog: Catalog) -> ProjectSpec:
         registries=registries_of(docs),
         render=render_settings(docs, catalog),
         defaults=defaults_layer(catalog),
-        github_runner=str(catalog.defaults["github-runner"]),
+        github_runner=str(catalog.defaults["render"]["github-runner"]),
     )
 
 
@@ -377,7 +377,7 @@ class _Normaliser:
         for arch_name, r in d.get("runners", {}).items():
             arch = self.canon("arch", arch_name, ("runners", arch_name))
             gitlab = r.get("gitlab", [])
-            runners[arch] = (Runner(r.get("github", str(defaults["github-runner"])),
+            runners[arch] = (Runner(r.get("github", str(defaults["render"]["github-runner"])),
                                     tuple([gitlab] if isinstance(gitlab, str) else gitlab), False),
                              self.origin(("runners", arch_name)))
 

@@ -241,12 +241,15 @@ def _job_view(job: Job) -> dict:
 
 
 def _image_view(arch: str) -> dict:
+    """What a build-images job needs: the image's name, its base (Debian's suite, from the
+    catalog: the same recipe as offline) and how to emulate its arch."""
     from ciwheels.catalog import load_catalog
-    from ciwheels.image import image_tag
+    from ciwheels.image import image_catalog, image_tag
 
-    qemu = load_catalog().arches[arch].qemu_platform if load_catalog().arches[arch].host != "x86_64" else ""
+    cat = load_catalog().arches[arch]
+    qemu = cat.qemu_platform if cat.host != "x86_64" else ""
     return {"arch": arch, "name": image_tag(arch).removeprefix("localhost/"), "qemu": qemu,
-            "qemu_arch": qemu.split("/")[1] if qemu else ""}
+            "qemu_arch": qemu.split("/")[1] if qemu else "", "base": f"debian:{image_catalog()['suite']}"}
 
 
 def _chunks(jobs: tuple[Job, ...], size: int, prefix: str, by_tags: bool) -> list[Chunk]:

@@ -395,3 +395,18 @@ def test_two_levels_to_one_registry_are_refused_before_building(tmp_path):
     (tmp_path / "matrix" / "wheels.yaml").write_text(text + "  v3: {url: 'https://registry.invalid/v3', "
                                                      "select: {isa: x86-64-v3}}\n")
     assert run_ciwheels("render", "--project", str(tmp_path)).returncode == 0
+
+
+def test_a_failed_cell_does_not_stop_gather_or_publish():
+    """Build jobs upload what they built (and every report and log) even when a cell failed;
+    gather runs anyway and records the missing cells; publish publishes the rest."""
+    gh = load_yaml(EXAMPLE / GITHUB)
+    build = next(j for n, j in gh["jobs"].items() if n.startswith("build"))
+    upload = next(s for s in build["steps"] if "upload-artifact" in s.get("uses", ""))
+    assert upload["if"] == "${{ !cancelled() }}"
+    assert gh["jobs"]["gather"]["if"] == "${{ !cancelled() }}"
+    assert "--project" in next(s["run"] for s in gh["jobs"]["gather"]["steps"] if s.get("name") == "Gather")
+    assert gh["jobs"]["publish"]["if"].startswith("!cancelled() && needs.gather.result == 'success'")
+    gl = load_yaml(EXAMPLE / GITLAB)
+    assert gl[".ciwheels-build"]["artifacts"]["when"] == "always"
+    assert gl["ciwheels-gather"]["when"] == "always" and gl["ciwheels-publish"]["needs"] == ["ciwheels-gather"]
