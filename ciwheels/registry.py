@@ -122,6 +122,19 @@ def _keyring(url: str, user: str) -> tuple[str, str]:
     return (cred.username, cred.password) if cred else (user, "")
 
 
+def _cut(resp) -> None:
+    """End a body download that ran past its deadline: shut its socket down, so that the
+    abandoned thread's read returns instead of following a trickle forever."""
+    import socket
+
+    sock = getattr(getattr(getattr(resp, "raw", None), "connection", None), "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def _clean(target: Target) -> Target:
     """The target with no userinfo left in its URLs: credentials found there are used (when the
     target has none) and remembered, so that they are never shown."""
@@ -230,6 +243,7 @@ class RegistryClient:
             try:
                 resp = session.request(method, url, timeout=(self.timeout, self.timeout),
                                        allow_redirects=follow_redirects, stream=True, **kw)
+                box["stream"] = resp
                 try:
                     body, size = [], 0
                     for chunk in resp.iter_content(1 << 16):
@@ -251,6 +265,7 @@ class RegistryClient:
         thread.start()
         thread.join(self.timeout + 0.5)
         if thread.is_alive() or isinstance(box.get("error"), _Deadline):
+            _cut(box.get("stream"))
             raise _Deadline()
         if "error" in box:
             raise box["error"]
