@@ -84,6 +84,15 @@ class _Group(click.Group):
             sys.exit(e.exit_code)
         except BrokenPipeError:
             sys.exit(1)
+        except OSError as e:  # a read-only --out, an unreadable folder: the usual paragraph, not a traceback
+            from ciwheels.credentials import scrub
+
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(scrub(f"error: {where}{e.strerror or e}."), err=True)
+            sys.exit(2)
+        except RecursionError:
+            click.echo("error: the input is nested too deeply to read.", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
