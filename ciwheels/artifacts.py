@@ -136,11 +136,11 @@ def _read_bounded(path: Path, what: str) -> bytes:
         fd = os.open(path, flags)
     except OSError as e:
         raise CiwheelsError(f"cannot read the {what} ({e.strerror or e})", file=str(path)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CiwheelsError(f"the {what} is not a regular file", file=str(path))
+    os.set_blocking(fd, True)
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise CiwheelsError(f"the {what} is not a regular file", file=str(path))
-        os.set_blocking(fd, True)
         try:
             data = f.read(MAX_JSON + 1)
         except OSError as e:

@@ -119,14 +119,15 @@ def _read_text(path: Path, display: str) -> str:
         raise CiwheelsError(f"matrix file not found: {display}") from None
     except OSError as e:
         raise CiwheelsError(f"cannot read matrix file {display}: {e.strerror or e}") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
         if stat.S_ISDIR(mode):
             raise CiwheelsError(f"{display} is a folder, not a matrix file",
                                 hint="pass the folder itself with --matrix to read the *.yaml files in it")
-        if not stat.S_ISREG(mode):
-            raise CiwheelsError(f"{display} is not a regular file; refusing to read it as a matrix")
-        os.set_blocking(fd, True)
+        raise CiwheelsError(f"{display} is not a regular file; refusing to read it as a matrix")
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as f:
         try:
             data = f.read(MAX_MATRIX_BYTES + 1)
         except OSError as e:
@@ -280,9 +281,6 @@ class _Validator:
             allowed = [v for v in schema.get("x-names", schema["enum"]) if v in schema["enum"]]
             raise self.doc.error(path, self._better(path, value) or f"unknown {what} {value!r} in {describe_path(path)}",
                                  value=value, allowed=allowed)
-        if "pattern" in schema and not re.search(schema["pattern"], str(value)):
-            raise self.doc.error(path, f"{describe_path(path)}: {value!r} is not a valid value "
-                                 f"(it must match {schema['pattern']})", value=value)
         if schema.get("x-format") == "cron" and isinstance(value, str):
             from ciwheels.cron import problem
 
@@ -290,6 +288,9 @@ class _Validator:
             if wrong:
                 raise self.doc.error(path, f"{describe_path(path)}: {value!r} is not a cron schedule: {wrong}",
                                      hint="e.g. '17 3 * * 1' (03:17 UTC every Monday)")
+        if "pattern" in schema and not re.search(schema["pattern"], str(value)):
+            raise self.doc.error(path, f"{describe_path(path)}: {value!r} is not a valid value "
+                                 f"(it must match {schema['pattern']})", value=value)
         if "minimum" in schema and value < schema["minimum"]:
             raise self.doc.error(path, f"{describe_path(path)} must be at least {schema['minimum']}, not {value}")
         if "maximum" in schema and value > schema["maximum"]:
