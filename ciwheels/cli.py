@@ -474,7 +474,8 @@ def verify(wheels: tuple[Path, ...], isa: str | None, as_json: bool) -> None:
 
     x86_64 is read from the X86_ISA_1_NEEDED note, riscv64 from .riscv.attributes. What cannot
     be determined (aarch64 has no marker; x86 built without -mneeded) is reported, not guessed.
-    Exit 1 when a binary needs more than its level.
+    Exit 1 when a binary needs more than its level, or cannot be read (truncated, corrupt, for
+    another arch, or a `.so` that is not ELF).
     """
     from ciwheels.report import table
     from ciwheels.verify import as_json as findings_json
@@ -486,9 +487,11 @@ def verify(wheels: tuple[Path, ...], isa: str | None, as_json: bool) -> None:
     else:
         click.echo(table(["wheel", "binary", "level", "status", "reason"],
                          [[f.wheel, f.member, f.level, f.status, f.reason] for f in findings]))
-    bad = [f for f in findings if f.status == "too-high"]
+    bad = [f for f in findings if f.status in ("too-high", "unreadable")]
     undetermined = sum(f.status == "undetermined" for f in findings)
-    click.echo(f"{len(findings)} binaries: {len(bad)} above their level, {undetermined} undetermined", err=True)
+    unreadable = sum(f.status == "unreadable" for f in findings)
+    click.echo(f"{len(findings)} binaries: {len(bad) - unreadable} above their level, {undetermined} undetermined"
+               + (f", {unreadable} unreadable" if unreadable else ""), err=True)
     if bad:
         sys.exit(1)
 
