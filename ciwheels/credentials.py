@@ -19,6 +19,9 @@ from ciwheels.errors import CiwheelsError
 _lock = threading.Lock()
 _secrets: set[str] = set()
 MASK = "***"
+# Shorter "secrets" are not scrubbed: replacing every "p" of the output would hide nothing (a
+# password of 1-3 characters is guessed at once) and make every message unreadable.
+MIN_SECRET = 4
 ALLOW_INSECURE_ENV = "CIWHEELS_ALLOW_INSECURE_HTTP"
 
 
@@ -26,7 +29,7 @@ def variants(password: str, username: str = "") -> set[str]:
     """The forms a credential takes on the wire and in echoes: itself, percent-encoded, and
     base64 (standard and URL-safe, with and without padding) of `user:password` (HTTP Basic)
     and of the password alone."""
-    if not password:
+    if len(password) < MIN_SECRET:
         return set()
     out = {password, urllib.parse.quote(password, safe=""), urllib.parse.quote_plus(password)}
     for raw in (f"{username}:{password}", password):
@@ -34,7 +37,7 @@ def variants(password: str, username: str = "") -> set[str]:
         for enc in (base64.b64encode(data), base64.urlsafe_b64encode(data)):
             text = enc.decode("ascii")
             out |= {text, text.rstrip("=")}
-    return {v for v in out if v}
+    return {v for v in out if len(v) >= MIN_SECRET}
 
 
 def remember(password: str, username: str = "") -> None:

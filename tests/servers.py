@@ -343,7 +343,9 @@ class HostileServer:
                         while True:
                             self.wfile.write(chunk)
                     elif server.mode == "next-page":
-                        page = int(self.path.split("page=")[1].split("&")[0]) if "page=" in self.path else 1
+                        from urllib.parse import parse_qs, urlsplit
+
+                        page = int(parse_qs(urlsplit(self.path).query).get("page", ["1"])[0])
                         if self.command == "POST":
                             self._answer(201, b'{"id": 7}', {"Content-Type": "application/json"})
                         else:

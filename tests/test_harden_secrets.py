@@ -148,6 +148,13 @@ def test_scrub_removes_every_form_of_any_credential(user, password, before, afte
     """Generative: for any user and password, every form the client puts on the wire or a server
     may echo (plain, percent-encoded, Basic auth base64 with or without padding, a URL's
     userinfo) is gone after scrubbing, whatever surrounds it."""
+    try:
+        _scrub_all_forms(user, password, before, after)
+    finally:
+        credentials.forget_all()  # random "credentials" must not scrub later tests' output
+
+
+def _scrub_all_forms(user: str, password: str, before: str, after: str) -> None:
     client = RegistryClient(Target("https://h.example/x", user, password, "test"))
     userinfo = f"https://{urllib.parse.quote(user)}:{urllib.parse.quote(password, safe='')}@h.example/"
     for form in forms(user, password) + [userinfo]:
