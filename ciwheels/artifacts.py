@@ -91,6 +91,15 @@ class Manifest:
         """The entry of a wheel by its path in the gather output (posix, relative)."""
         return next((w for w in self.wheels if w.path == path), None)
 
+    @property
+    def missing(self) -> list[str]:
+        """Cells with no wheel to publish: failed builds, wheels that failed verification, and
+        (when gather knew the plan) cells whose job left no report at all."""
+        return sorted(str(r.cell) for r in self.reports if r.status not in OK_STATUSES)
+
+
+OK_STATUSES = ("ok", "dry-run")
+
 
 # -- checks shared by the readers and gather ---------------------------------------------------
 def check_wheel_name(name: str, where: str) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from ciwheels.families import Probe, family
 from ciwheels.log import Progress, get_logger, no_progress
 from ciwheels.model import Cell, Expansion, wheel_matches
 from ciwheels.plan import Plan
+from ciwheels.sdist import fetch_sdist
 from ciwheels.verify import verify_wheel
 
 log = get_logger("build")
@@ -119,8 +122,6 @@ def prepare_runs(expansion: Expansion, plan: Plan, project: Path, cell_ids: tupl
     for inv in runs:
         first = inv.cells[0]
         if first.package or wanted:
-            from ciwheels.sdist import fetch_sdist
-
             name, version = (first.package, first.version) if first.package else wanted
             inv.package = str(fetch_sdist(name, version)) if fetch else f"{name}-{version}.tar.gz"
         else:
@@ -152,8 +153,6 @@ def describe(inv: Invocation, output_dir: str, catalog: Catalog) -> str:
 
 
 def container_engine(requested: str | None) -> str:
-    import shutil
-
     if requested:
         return requested
     for engine in ("docker", "podman"):
@@ -246,61 +245,128 @@ def level_status(findings, level, can_tell: bool) -> tuple[str, str]:
     return "ok", ""
 
 
+@dataclass
+class Attempt:
+    """One cibuildwheel run of some cells, and what it left."""
+
+    cells: list[Cell]
+    log_path: Path
+    exit_code: int
+    duration: float
+    wheels: dict[str, list[Path]]  # cell id -> wheels in the staging folder
+    failed_at: str | None  # the identifier cibuildwheel was building when it stopped
+    staging: Path
+
+
+_BUILDING = re.compile(r"Building (\S+) wheel")
+
+
+def _run_once(inv: Invocation, cells: list[Cell], exe: Path, staging: Path, log_path: Path, engine: str,
+              catalog: Catalog, ca_bundle: str | None) -> Attempt:
+    run = Invocation(inv.job, cells, inv.package)
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / CONFIG_FILE).write_text(run.config, encoding="utf-8")
+    cwd, _ = run.where()
+    start = time.monotonic()
+    with open(log_path, "w", encoding="utf-8") as log_file:
+        proc = subprocess.run(run.command(str(staging.resolve()), str(exe)), cwd=cwd,
+                              env=process_environment(run.options(catalog, trust_environment(ca_bundle)), engine,
+                                                      ca_bundle),
+                              stdout=log_file, stderr=subprocess.STDOUT)
+    duration = round(time.monotonic() - start, 1)
+    wheels: dict[str, list[Path]] = {c.id: [] for c in cells}
+    for wheel in sorted(staging.glob("*.whl")):
+        for cell in cells:  # an abi3 wheel serves every cell it covers
+            if wheel_matches(wheel.name, cell):
+                wheels[cell.id].append(wheel)
+    failed_at = None
+    if proc.returncode != 0:
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+        started = _BUILDING.findall(text)
+        if started:
+            failed_at = started[-1]
+        else:  # stopped before building, for one Python (e.g. its interpreter is not in the image)
+            named = {c.identifier for c in cells for line in text.splitlines()
+                     if line.startswith("cibuildwheel: error:") and c.identifier in line}
+            failed_at = named.pop() if len(named) == 1 else None
+    return Attempt(cells, log_path, proc.returncode, duration, wheels, failed_at, staging)
+
+
+def _attempts(inv: Invocation, exe: Path, staging: Path, out: Path, engine: str, catalog: Catalog,
+              ca_bundle: str | None) -> list[Attempt]:
+    """Build the invocation's cells; one failed cell must not lose the others. cibuildwheel
+    stops at the first failed build and copies wheels out of the container only at the end, so
+    after a failure every cell that has no wheel and was not the failing one is built again on
+    its own (a failure before any build started, e.g. in before-all, fails them all)."""
+    first = _run_once(inv, inv.cells, exe, staging, out / f"{inv.job}.log", engine, catalog, ca_bundle)
+    attempts = [first]
+    if first.exit_code == 0 or first.failed_at is None:
+        return attempts
+    again = [c for c in inv.cells if not first.wheels[c.id] and c.identifier != first.failed_at]
+    if again:
+        log.warning("%s: cibuildwheel stopped at %s; building the %d other cell(s) one by one", inv.job,
+                    first.failed_at, len(again))
+    for cell in again:
+        attempts.append(_run_once(inv, [cell], exe, staging.with_name(staging.name + "-" + cell.id),
+                                  out / f"{inv.job}.{cell.id}.log", engine, catalog, ca_bundle))
+    return attempts
+
+
 def run_all(runs: list[Invocation], out: Path, engine: str | None, catalog: Catalog, matrix_dir: Path | None = None,
             progress: Progress = no_progress) -> tuple[int, list[list[str]]]:
-    """Run every invocation; wheels land in OUT/<cell-id>/ with build-report.json. Returns the
-    exit code and a summary row per cell."""
+    """Run every invocation; wheels land in OUT/<cell-id>/ with build-report.json, for every cell
+    that built, whatever happened to the others. Returns the exit code and a summary row per cell."""
     engine = container_engine(engine)
     out.mkdir(parents=True, exist_ok=True)
     summary, failed = [], 0
     ca_bundle = host_ca_bundle()
+    total = sum(len(r.cells) for r in runs)
     for n, inv in enumerate(runs, 1):
-        staging = out / ".staging" / inv.job
-        staging.mkdir(parents=True, exist_ok=True)
-        log_path = out / f"{inv.job}.log"
         log.info("[%d/%d] %s: building %d cell(s) with %s (log: %s)", n, len(runs), inv.job, len(inv.cells), engine,
-                 log_path)
+                 out / f"{inv.job}.log")
         first = inv.cells[0]
         cwd, _ = inv.where()
         exe = ensure_cibuildwheel(first.cibuildwheel, first.patches, matrix_dir or cwd)
         probe = probe_compiler(inv, engine, catalog)
         if probe.flags != first.isa_environment:
             inv.cells = [with_isa_flags(c, probe.flags) for c in inv.cells]
-        options = inv.options(catalog, trust_environment(ca_bundle))
-        start = time.monotonic()
-        with open(log_path, "w", encoding="utf-8") as log_file:
-            (staging / CONFIG_FILE).write_text(inv.config, encoding="utf-8")
-            proc = subprocess.run(inv.command(str(staging.resolve()), str(exe)), cwd=cwd,
-                                  env=process_environment(options, engine, ca_bundle),
-                                  stdout=log_file, stderr=subprocess.STDOUT)
-        duration = round(time.monotonic() - start, 1)
-        placed: dict[str, list[dict]] = {c.id: [] for c in inv.cells}
-        for wheel in sorted(staging.glob("*.whl")):
-            cell = next((c for c in inv.cells if wheel_matches(wheel.name, c)), None)
-            if cell is None:
-                continue
-            dest = out / cell.id
-            dest.mkdir(parents=True, exist_ok=True)
-            data = wheel.read_bytes()
-            wheel.replace(dest / wheel.name)
-            placed[cell.id].append({"file": wheel.name, "sha256": hashlib.sha256(data).hexdigest(),
-                                    "size": len(data)})
         fam = family(first.arch, catalog)
-        for cell in inv.cells:
-            status = "ok" if proc.returncode == 0 and placed[cell.id] else "failed"
-            level = catalog.levels[cell.isa]
-            for w in placed[cell.id]:
-                findings = verify_wheel(out / cell.id / w["file"], cell.isa, catalog, dropped=probe.dropped)
-                w["isa_check"], why = level_status(findings, level, fam.can_tell)
-                if w["isa_check"] != "ok":
-                    status = w["isa_check"]
-                    log.error("%s: %s", w["file"], why)
-            failed += status != "ok"
-            write_report(out, cell, inv.job, status, placed[cell.id], duration, log_path, proc.returncode)
-            summary.append([cell.id, status, str(len(placed[cell.id])), f"{duration:.0f}s"])
-            progress(len(summary), sum(len(r.cells) for r in runs), status, cell.id)
-        if proc.returncode != 0:
-            tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
-            log.error("%s failed (cibuildwheel exit %d); last lines of %s:\n%s", inv.job, proc.returncode, log_path,
-                      "\n".join("  " + line for line in tail))
+        for attempt in _attempts(inv, exe, out / ".staging" / inv.job, out, engine, catalog, ca_bundle):
+            for cell in attempt.cells:
+                if summary and any(row[0] == cell.id for row in summary):
+                    continue  # reported by the first attempt (it built there) or rebuilt later
+                if attempt.exit_code != 0 and not attempt.wheels[cell.id] and len(attempt.cells) > 1 \
+                        and cell.identifier != attempt.failed_at and attempt.failed_at is not None:
+                    continue  # lost in the failed session: its own attempt reports it
+                status, placed = _place(cell, attempt, out, catalog, fam, probe)
+                failed += status != "ok"
+                write_report(out, cell, inv.job, status, placed, attempt.duration, attempt.log_path,
+                             attempt.exit_code)
+                summary.append([cell.id, status, str(len(placed)), f"{attempt.duration:.0f}s"])
+                progress(len(summary), total, status, cell.id)
+            shutil.rmtree(attempt.staging, ignore_errors=True)  # placed: nothing is gathered twice
+            if attempt.exit_code != 0:
+                tail = attempt.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
+                log.error("%s failed (cibuildwheel exit %d); last lines of %s:\n%s", inv.job, attempt.exit_code,
+                          attempt.log_path, "\n".join("  " + line for line in tail))
     return (1 if failed else 0), summary
+
+
+def _place(cell: Cell, attempt: Attempt, out: Path, catalog: Catalog, fam, probe: Probe) -> tuple[str, list[dict]]:
+    """Copy the cell's wheels to OUT/<cell-id>/, verify them against its level: (status, wheels)."""
+    dest = out / cell.id
+    dest.mkdir(parents=True, exist_ok=True)
+    placed = []
+    status = "ok" if attempt.wheels[cell.id] else "failed"
+    level = catalog.levels[cell.isa]
+    for wheel in attempt.wheels[cell.id]:
+        data = wheel.read_bytes()
+        shutil.copyfile(wheel, dest / wheel.name)
+        entry = {"file": wheel.name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        findings = verify_wheel(dest / wheel.name, cell.isa, catalog, dropped=probe.dropped)
+        entry["isa_check"], why = level_status(findings, level, fam.can_tell)
+        if entry["isa_check"] != "ok":
+            status = entry["isa_check"]
+            log.error("%s: %s", wheel.name, why)
+        placed.append(entry)
+    return status, placed

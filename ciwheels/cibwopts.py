@@ -11,9 +11,10 @@ import shlex
 from dataclasses import replace
 from typing import Any
 
+from ciwheels.cascade import combine_isa
 from ciwheels.catalog import LIBC_PLATFORM, Catalog, Python
 from ciwheels.families import family
-from ciwheels.model import Cell
+from ciwheels.model import Cell, Origin
 
 CONSTRAINTS_FILE = "/tmp/ciwheels-build-constraints.txt"
 
@@ -106,9 +107,6 @@ def _toml_value(value: Any) -> str:
 def with_isa_flags(cell: Cell, flags: dict[str, str]) -> Cell:
     """The cell built with other ISA flags (e.g. the ones the image's compiler accepts): the
     flags are data, combined with the cell's own environment by the cascade's ISA rules."""
-    from ciwheels.cascade import combine_isa
-    from ciwheels.model import Origin
-
     env, _ = combine_isa(flags, Origin("build"), cell.user_environment,
                          {f"environment.{k}": Origin("matrix") for k in cell.user_environment})
     return replace(cell, isa_environment=dict(flags), environment=env, cibw_parts=())

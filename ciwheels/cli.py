@@ -311,17 +311,27 @@ def build(project: Path, matrix_paths: tuple[Path, ...], cell_ids: tuple[str, ..
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Folder for the wheels and manifest.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest entries as JSON.")
-def gather(sources: tuple[Path, ...], out: Path, as_json: bool) -> None:
+@click.option("--project", type=click.Path(path_type=Path, file_okay=False),
+              help="The project whose matrix says which cells to expect: cells without a report are recorded "
+                   "as missing too.")
+def gather(sources: tuple[Path, ...], out: Path, as_json: bool, project: Path | None) -> None:
     """Collect wheels from build artifacts (any folder layout) into OUT with a manifest.
 
     Checks every wheel name, checks sha256 against the build reports of `ciwheels build`,
-    refuses one filename with two contents, and writes atomically.
+    refuses one filename with two contents, and writes atomically. Takes what exists: cells
+    that failed (or whose wheels failed verification) are recorded as missing, and publish
+    exits 1 naming them after publishing the rest.
     """
     from ciwheels.errors import CiwheelsError
     from ciwheels.gather import gather as do_gather
     from ciwheels.report import table
 
-    items, reports = do_gather(list(sources), out)
+    expected = None
+    if project is not None:
+        from ciwheels.pipeline import open_project
+
+        expected = [c.id for c in open_project(project).expansion.cells]
+    items, reports, manifest = do_gather(list(sources), out, expected)
     if as_json:
         import json
 
@@ -331,13 +341,14 @@ def gather(sources: tuple[Path, ...], out: Path, as_json: bool) -> None:
         click.echo(table(["wheel", "cell", "isa", "size"],
                          [[i.file, i.cell or "-", i.isa or "-", str(i.size)] for i in items]))
     dry = [r for r in reports if r.status == "dry-run"]
-    failed = [r for r in reports if r.status == "failed"]
     click.echo(f"gathered {len(items)} wheel(s) into {out}; {len(reports)} build report(s)"
-               + (f", {len(dry)} from dry runs" if dry else "") + (f", {len(failed)} failed" if failed else ""),
-               err=True)
-    if failed:
-        raise CiwheelsError(f"{len(failed)} cell(s) failed to build, e.g. {failed[0].cell}")
-    if not items and len(dry) != len(reports) or not items and not reports:
+               + (f", {len(dry)} from dry runs" if dry else ""), err=True)
+    if manifest.missing:
+        shown = ", ".join(manifest.missing[:10]) + (f" and {len(manifest.missing) - 10} more" if
+                                                   len(manifest.missing) > 10 else "")
+        click.echo(f"warning: {len(manifest.missing)} cell(s) have no wheel to publish (recorded in the manifest; "
+                   f"publish names them and exits 1): {shown}", err=True)
+    if not items and not reports:
         raise CiwheelsError(f"no wheels found in {', '.join(map(str, sources))}")
 
 
@@ -431,8 +442,10 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
 
     manifest = folder_manifest(folder)
     wheels = wheels_in(folder, manifest)
+    missing = manifest.missing if manifest else []
     if not wheels:
         click.echo(f"nothing to publish in {folder}", err=True)
+        _fail_on_missing(missing)
         return
     registries = {} if repository_url else project_registries(project)
     groups = route(wheels, manifest, registries, folder=folder, only=registry, repository_url=repository_url)
@@ -462,6 +475,17 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
     if counts["failed"]:
         raise PublishFailed(f"{counts['failed']} of {len(results)} wheel(s) were not published; "
                             "run the same command again to finish (nothing is uploaded twice)")
+    _fail_on_missing(missing)
+
+
+def _fail_on_missing(missing: list[str]) -> None:
+    """Everything that was built is published; cells without a wheel still fail the job."""
+    from ciwheels.errors import PublishFailed
+
+    if missing:
+        shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+        raise PublishFailed(f"{len(missing)} cell(s) have no wheel (their builds failed or were rejected): {shown}; "
+                            "their build reports and logs are in the build jobs' artifacts")
 
 
 @cli.command()
@@ -521,16 +545,22 @@ def schema(output: Path | None) -> None:
 @cli.command()
 @_PROJECT_OPTION
 @click.option("--force", is_flag=True, help="Overwrite an existing matrix/wheels.yaml.")
-def init(project: Path, force: bool) -> None:
-    """Start matrix/wheels.yaml from the project's pyproject.toml.
+@click.option("--gitlab", is_flag=True,
+              help="Also set up GitLab CI in a project that has only GitHub workflows (.github/).")
+def init(project: Path, force: bool, gitlab: bool) -> None:
+    """Start matrix/wheels.yaml from the project's build configuration.
 
-    Reads requires-python and any [tool.cibuildwheel] settings (build, skip, archs, enable,
-    images, environment, test and before commands) so that a cibuildwheel user starts from what
-    they already build.
+    Selects what cibuildwheel selects on Linux: requires-python (pyproject.toml, else setup.cfg,
+    else setup.py), and [tool.cibuildwheel] build, skip, archs (`auto` is the native x86_64
+    only, i686 through `auto32`) and enable. Every other option is carried into the matrix
+    (environment, commands, images; the rest into `cibuildwheel-options`), [tool.cibuildwheel.linux]
+    merged and [[tool.cibuildwheel.overrides]] as `overrides:`. Prints what it carried and what
+    it could not. Writes .gitlab-ci.yml only when one exists, the project has no .github/, or
+    --gitlab is given.
     """
     from ciwheels.project import init_project
 
-    for line in init_project(project, force=force):
+    for line in init_project(project, force=force, gitlab=gitlab):
         click.echo(line, err=True)
 
 

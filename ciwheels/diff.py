@@ -85,6 +85,12 @@ def default_base(project: Path) -> str:
     raise CiwheelsError("cannot find the default branch to compare with; name a BASE revision")
 
 
+def find_matrix_files_or_none(project: Path) -> list[Path]:
+    from ciwheels.project import _yaml_in
+
+    return _yaml_in(Path(project) / "matrix")
+
+
 def _side(project: Path, spec: str | None, catalog) -> Side:
     """A side: None = the working tree; an existing path = matrix file(s); else a git revision."""
     from ciwheels.load import load_files, load_matrix
@@ -92,6 +98,8 @@ def _side(project: Path, spec: str | None, catalog) -> Side:
     from ciwheels.project import find_matrix_files
 
     if spec is None:
+        if not find_matrix_files_or_none(project):
+            return Side(WORKTREE, {}, {})
         docs = load_files(find_matrix_files(project), catalog, root=Path.cwd())
         label = WORKTREE
     elif Path(spec).exists():
@@ -109,7 +117,8 @@ def _side(project: Path, spec: str | None, catalog) -> Side:
         names = [n for n in _git(project, "ls-tree", "--name-only", rev, f"{prefix}matrix/").splitlines()
                  if n.endswith((".yaml", ".yml"))]
         if not names:
-            raise CiwheelsError(f"revision {spec} has no matrix files under {prefix}matrix/")
+            # the first pull request that adds a matrix: its base has none, which is an empty matrix
+            return Side(spec, {}, {})
         docs = [load_matrix(n, catalog, display=f"{spec}:{n}", text=_git(Path(top), "show", f"{rev}:{n}"))
                 for n in sorted(names)]
         label = spec

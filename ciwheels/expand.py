@@ -45,8 +45,11 @@ def _expand_one(m: MatrixSpec, spec: ProjectSpec, cat: Catalog) -> tuple[list[Ce
     versions: list[tuple[Package | None, str]] = [(p, v) for p in m.packages for v in p.versions] or [(None, "")]
     origins: dict[tuple, Origin] = {}
 
+    selectors = {id(p): (*m.excludes, *p.excludes) for p in m.packages}
+    selectors[id(None)] = tuple(m.excludes)
+
     def excluded_by(attrs: dict, pkg: Package | None) -> Selector | None:
-        for sel in (*m.excludes, *(pkg.excludes if pkg else ())):
+        for sel in selectors[id(pkg)]:
             if sel.matches(attrs):
                 hits[id(sel)] += 1
                 return sel
@@ -122,3 +125,24 @@ def _expand_one(m: MatrixSpec, spec: ProjectSpec, cat: Catalog) -> tuple[list[Ce
 def _where(doc, path: tuple) -> str:
     file, line, _ = doc.where(path)
     return f"{file}:{line}: " if line else f"{file}: "
+
+
+def check_level_clashes(expansion: Expansion) -> None:
+    """Two ISA levels of one Python and platform sent to one destination would be two different
+    wheels with one file name (wheel tags cannot tell levels apart): the second upload fails, or
+    one silently replaces the other in a folder. Refused before anything is built."""
+    seen: dict[tuple, Cell] = {}
+    for cell in expansion.cells:
+        key = (cell.package, cell.version, cell.python, cell.libc, cell.arch, cell.policy, cell.registry)
+        other = seen.setdefault(key, cell)
+        if other is cell or other.isa == cell.isa:
+            continue
+        where = cell.origins.get("isa")
+        dest = f"registry {cell.registry!r}" if cell.registry else "the default registry (none is named)"
+        raise CiwheelsError(
+            f"cells {other.id} and {cell.id} would publish two different wheels with one file name to {dest}: "
+            f"wheel tags cannot tell ISA levels apart",
+            file=where.file if where and where.kind == "matrix" else cell.matrix_file,
+            line=where.line if where and where.kind == "matrix" else None,
+            hint=f"Give each {cell.arch} level its own registry, e.g. registries: {{{cell.isa}: {{url: URL, "
+                 f"select: {{isa: {cell.isa}}}}}, baseline: {{url: URL}}}}")

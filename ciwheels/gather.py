@@ -17,8 +17,9 @@ import stat
 import zipfile
 from pathlib import Path
 
-from ciwheels.artifacts import (MANIFEST, REPORT, BuildReport, Manifest, ManifestEntry, ReportStatus, ReportWheel,
-                                atomic_write, check_wheel_name, read_manifest, read_report, write_manifest)
+from ciwheels.artifacts import (MANIFEST, OK_STATUSES, REPORT, BuildReport, Manifest, ManifestEntry, ReportStatus,
+                                ReportWheel, atomic_write, check_wheel_name, read_manifest, read_report,
+                                write_manifest)
 from ciwheels.errors import CiwheelsError
 
 MAX_WHEEL = 4 << 30  # bytes of one wheel (PyPI's largest are about 2 GiB)
@@ -97,13 +98,16 @@ def _reports(report_paths: list[Path]) -> tuple[dict[Path, tuple[ReportWheel, Bu
     return expected, reports
 
 
-def _earlier(manifest_paths: list[Path]) -> dict[Path, tuple[ManifestEntry, Path]]:
-    """{wheel path: (its entry, the manifest)} of sources that are earlier gather outputs."""
-    out = {}
+def _earlier(manifest_paths: list[Path]) -> tuple[dict[Path, tuple[ManifestEntry, Path]], list[ReportStatus]]:
+    """{wheel path: (its entry, the manifest)} of sources that are earlier gather outputs, and
+    the cell statuses those manifests record."""
+    out, statuses = {}, []
     for path in manifest_paths:
-        for entry in read_manifest(path).wheels:
+        manifest = read_manifest(path)
+        statuses += manifest.reports
+        for entry in manifest.wheels:
             out[(path.parent / entry.path).resolve()] = (entry, path)
-    return out
+    return out, statuses
 
 
 def _open_regular(path: Path) -> int:
@@ -148,19 +152,25 @@ def _hash_and_check(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def gather(sources: list[Path], out: Path) -> tuple[list[ManifestEntry], list[BuildReport]]:
+def gather(sources: list[Path], out: Path, expected_cells: list[str] | None = None
+           ) -> tuple[list[ManifestEntry], list[BuildReport], Manifest]:
+    """Collect what exists. A wheel whose build report says it failed (e.g. its binaries do not
+    match the cell's ISA level) is left out; cells without a good wheel, and `expected_cells`
+    without any report, are recorded as missing in the manifest for publish to name."""
     for src in sources:
         if not src.exists() and not src.is_symlink():
             raise CiwheelsError(f"gather source not found: {src}")
     wheel_paths, report_paths, manifest_paths = _walk(sources, out)
     expected, reports = _reports(report_paths)
-    earlier = _earlier(manifest_paths)
+    earlier, earlier_statuses = _earlier(manifest_paths)
     found: dict[tuple[str | None, str], ManifestEntry] = {}
     paths: dict[tuple[str | None, str], Path] = {}
     for wheel in sorted(wheel_paths):
         check_wheel_name(wheel.name, str(wheel.parent))
-        digest, size = _hash_and_check(wheel)
         entry, report, report_path = expected.get(wheel.resolve(), (None, BuildReport(), None))
+        if entry is not None and report.status not in OK_STATUSES:
+            continue  # built but not verified: recorded as missing below, never published
+        digest, size = _hash_and_check(wheel)
         if entry is not None and entry.sha256 != digest:
             raise CiwheelsError(f"{wheel}: sha256 {digest} differs from {entry.sha256} recorded in "
                                 f"{report_path}; the artifact changed after the build")
@@ -194,12 +204,17 @@ def gather(sources: list[Path], out: Path) -> tuple[list[ManifestEntry], list[Bu
                 continue
             _atomic_copy(paths[key], target, item.sha256)
         items = sorted(found.values(), key=lambda i: i.path)
-        statuses = sorted((ReportStatus(r.cell, r.status) for r in reports), key=lambda r: str(r.cell))
-        write_manifest(out, Manifest(tuple(items), tuple(statuses)))
+        statuses = [ReportStatus(r.cell, r.status) for r in reports]
+        reported = {r.cell for r in reports}
+        statuses += [s for s in earlier_statuses if s.cell not in reported]
+        reported |= {s.cell for s in earlier_statuses}
+        statuses += [ReportStatus(cell, "missing") for cell in expected_cells or () if cell not in reported]
+        manifest = Manifest(tuple(items), tuple(sorted(statuses, key=lambda r: str(r.cell))))
+        write_manifest(out, manifest)
     except OSError as e:
         raise CiwheelsError(f"cannot write the gather output {out}: {e.strerror or e}"
                             + (f" ({e.filename})" if e.filename else "")) from None
-    return items, reports
+    return items, reports, manifest
 
 
 def _atomic_copy(src: Path, dst: Path, sha256: str) -> None:

@@ -185,7 +185,8 @@ class Expansion:
 def wheel_matches(filename: str, cell: Cell) -> bool:
     """Is this wheel file one of the cell's builds? Python tag (cp314t = cp314 with abi cp314t),
     platform kind and arch must agree (the policy version may be lower: auditwheel tags the
-    oldest policy a wheel satisfies)."""
+    oldest policy a wheel satisfies). An abi3 wheel (cp36-abi3) serves every CPython from its
+    version on, free-threaded ones excepted."""
     from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
     try:
@@ -195,5 +196,13 @@ def wheel_matches(filename: str, cell: Cell) -> bool:
     py, platform = cell.identifier.split("-", 1)
     flavour, arch = platform.split("_", 1)
     threaded = py.endswith("t")
-    return any(tag.interpreter == py.removesuffix("t") and tag.abi.endswith("t") == threaded
-               and tag.platform.startswith(flavour) and tag.platform.endswith("_" + arch) for tag in tags)
+    want = py.removesuffix("t")
+
+    def python_ok(tag) -> bool:
+        if tag.abi == "abi3":
+            return not threaded and want.startswith("cp3") and tag.interpreter.startswith("cp3") \
+                and int(tag.interpreter[3:] or 0) <= int(want[3:])
+        return tag.interpreter == want and tag.abi.endswith("t") == threaded
+
+    return any(python_ok(tag) and tag.platform.startswith(flavour) and tag.platform.endswith("_" + arch)
+               for tag in tags)

@@ -9,14 +9,17 @@ canonical names and typed entries and never read the raw YAML again."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
+import bracex
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
-from ciwheels import __version__
 from ciwheels.catalog import Catalog
-from ciwheels.load import MatrixDoc, Path_, describe_path
+from ciwheels.load import MatrixDoc, Path_, describe_path, validate_data
 from ciwheels.model import Origin, Registry, Runner
+from ciwheels.schema import settings_properties
 
 SETTING_KEYS = ("environment", "test-command", "test-requires", "before-all", "before-build",
                 "build-requires", "timeout-minutes", "cibuildwheel-options")
@@ -37,8 +40,6 @@ class Selector:
             if attrs.get(key) not in wanted:
                 return False
         if self.identifier:
-            from fnmatch import fnmatchcase
-
             return any(fnmatchcase(attrs["identifier"], g) for g in self.identifier)
         return True
 
@@ -125,11 +126,16 @@ class RenderSettings:
     schedule: str | None
     publish_branch: str | None
     python: str
-    ciwheels: str
+    ciwheels: str | None  # None: the install of the running ciwheels (render.install_requirement)
     matrix_diff: bool
     build_images: tuple[str, ...]
     defaults: dict[str, Any]
     origin: str  # which matrix file set them ("" = defaults)
+    default_branch: str | None = None  # None: read from the repository when rendering
+    actions: dict[str, str] = field(default_factory=dict)  # pins overriding actions.toml
+    fetch_depth: int | None = None  # None: 0 for projects versioned from git, else 1
+    submodules: bool | str = False
+    emulated_jobs: str = "per-cell"
 
 
 @dataclass
@@ -153,15 +159,12 @@ def normalise(docs: list[MatrixDoc], catalog: Catalog) -> ProjectSpec:
         registries=registries_of(docs),
         render=render_settings(docs, catalog),
         defaults=defaults_layer(catalog),
-        github_runner=str(catalog.defaults["github-runner"]),
+        github_runner=str(catalog.defaults["render"]["github-runner"]),
     )
 
 
 def defaults_layer(catalog: Catalog) -> Layer:
     """defaults.toml's [settings], validated with the schema a matrix's settings have."""
-    from ciwheels.load import validate_data
-    from ciwheels.schema import settings_properties
-
     schema = {"type": "object", "properties": settings_properties(catalog), "additionalProperties": False}
     file = str(catalog.path / "defaults.toml")
     values = validate_data(catalog.defaults.get("settings", {}), schema, file, ("settings",), catalog)
@@ -209,11 +212,16 @@ def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
         schedule=chosen.get("schedule"),
         publish_branch=path("publish-branch"),
         python=chosen.get("python", defaults["python"]),
-        ciwheels=chosen.get("ciwheels", f"ciwheels=={__version__}"),
+        ciwheels=chosen.get("ciwheels"),
         matrix_diff=chosen.get("matrix-diff", True),
         build_images=tuple(sorted(set(chosen.get("build-images", ())))),
         defaults=defaults,
         origin=origin,
+        default_branch=chosen.get("default-branch"),
+        actions=dict(chosen.get("actions", {})),
+        fetch_depth=chosen.get("fetch-depth"),
+        submodules=chosen.get("submodules", False),
+        emulated_jobs=chosen.get("emulated-jobs", "per-cell"),
     )
 
 
@@ -294,8 +302,6 @@ class _Normaliser:
 
     def expand_braces(self, pattern: str, path: Path_) -> list[str]:
         """cibuildwheel's selector syntax: `cp3{9..13}-*`, `*-{many,musl}linux*` (bracex, bounded)."""
-        import bracex
-
         try:
             return bracex.expand(pattern, limit=MAX_BRACE_EXPANSION)
         except bracex.ExpansionLimitException:
@@ -369,7 +375,7 @@ class _Normaliser:
         for arch_name, r in d.get("runners", {}).items():
             arch = self.canon("arch", arch_name, ("runners", arch_name))
             gitlab = r.get("gitlab", [])
-            runners[arch] = (Runner(r.get("github", str(defaults["github-runner"])),
+            runners[arch] = (Runner(r.get("github", str(defaults["render"]["github-runner"])),
                                     tuple([gitlab] if isinstance(gitlab, str) else gitlab), False),
                              self.origin(("runners", arch_name)))
 
@@ -409,8 +415,6 @@ class _Normaliser:
 
     def version(self, value: str, path: Path_) -> str:
         """A package version names a folder and a file: it must be a PEP 440 version."""
-        from packaging.version import InvalidVersion, Version
-
         try:
             Version(value)
         except InvalidVersion:

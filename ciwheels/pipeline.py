@@ -8,15 +8,17 @@ back into raw YAML for something an earlier stage already knew."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from ciwheels.catalog import Catalog, load_catalog
 from ciwheels.errors import CiwheelsError
+from ciwheels.expand import expand
 from ciwheels.load import MatrixDoc, load_files
 from ciwheels.model import Expansion, Registry
 from ciwheels.normalise import ProjectSpec, normalise
+from ciwheels.plan import Plan, plan
 from ciwheels.project import find_matrix_files
 
 
@@ -30,12 +32,9 @@ class Project:
     docs: list[MatrixDoc]
     spec: ProjectSpec
     expansion: Expansion
-    _plan: object = field(default=None, repr=False)
 
     @cached_property
-    def plan(self):
-        from ciwheels.plan import plan
-
+    def plan(self) -> Plan:
         return plan(self.expansion, self.spec, self.catalog)
 
     @property
@@ -46,8 +45,6 @@ class Project:
 def open_docs(root: Path, docs: list[MatrixDoc], catalog: Catalog | None = None,
               files: list[Path] | None = None) -> Project:
     """A project from documents already loaded (e.g. from a git revision)."""
-    from ciwheels.expand import expand
-
     catalog = catalog or load_catalog()
     spec = normalise(docs, catalog)
     return Project(root, catalog, files or [], docs, spec, expand(spec, catalog))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ciwheels.catalog import Catalog
 from ciwheels.errors import CiwheelsError
+from ciwheels.expand import check_level_clashes
 from ciwheels.model import Cell, Expansion
 from ciwheels.normalise import ProjectSpec, RenderSettings
 
@@ -47,9 +48,15 @@ def _job_key(cell: Cell) -> tuple:
 
 
 def plan(expansion: Expansion, spec: ProjectSpec, catalog: Catalog) -> Plan:
+    """Emulated cells get a job each unless `render: {emulated-jobs: grouped}`: one Python
+    under QEMU takes 40 minutes to hours (riscv64), a platform's Pythons in one job would
+    run into the hosted services' job limits."""
+    per_cell = spec.render.emulated_jobs == "per-cell"
+    check_level_clashes(expansion)
     groups: dict[tuple, list[Cell]] = {}
     for cell in expansion.cells:
-        groups.setdefault(_job_key(cell), []).append(cell)
+        key = _job_key(cell) + ((cell.python,) if per_cell and cell.runner.emulated else ())
+        groups.setdefault(key, []).append(cell)
     many_files = len({c.matrix_file for c in expansion.cells}) > 1
     jobs = []
     for key, cells in groups.items():
@@ -61,6 +68,8 @@ def plan(expansion: Expansion, spec: ProjectSpec, catalog: Catalog) -> Plan:
             base = f"{Path(first.matrix_file).stem}-{base}"
         if not first.runner.emulated and first.runner.github != spec.github_runner:
             base += "-native"
+        if per_cell and first.runner.emulated:
+            base += f"-{first.python}"
         jobs.append(Job(
             id=base, package=first.package, version=first.version, arch=first.arch, libc=first.libc,
             policy=first.policy, isa=first.isa, image=first.image, github_runner=first.runner.github,
@@ -77,7 +86,33 @@ def plan(expansion: Expansion, spec: ProjectSpec, catalog: Catalog) -> Plan:
             raise CiwheelsError(f"two jobs would be named {job.id}: cells {seen[job.id].cells[0]} and "
                                 f"{job.cells[0]} differ in runner, image or cibuildwheel; give them one")
         seen[job.id] = job
+    _check_timeouts(jobs, spec, expansion)
     return Plan(tuple(jobs), spec.render, tuple(expansion.files))
+
+
+def _check_timeouts(jobs: list[Job], spec: ProjectSpec, expansion: Expansion) -> None:
+    """A job limit above what the hosted services allow: an error for GitHub (its hosted
+    runners stop every job at 360 minutes), a warning for GitLab (gitlab.com stops at 180 by
+    default; an instance or project may allow more)."""
+    from ciwheels.log import get_logger
+
+    s = spec.render
+    github_max = int(s.defaults.get("github-max-timeout", 360))
+    gitlab_max = int(s.defaults.get("gitlab-default-max-timeout", 180))
+    for job in jobs:
+        if s.github and job.timeout_minutes > github_max:
+            raise CiwheelsError(
+                f"job {job.id} has timeout-minutes {job.timeout_minutes}, above the {github_max} minutes "
+                "GitHub-hosted runners allow a job; lower it (an override with select: {arch: ...} or "
+                "{python: ...}), or give the job a self-hosted runner, or set render: {github: false}",
+                value=job.timeout_minutes)
+    long = [j for j in jobs if j.timeout_minutes > gitlab_max]
+    if s.gitlab and long:
+        worst = max(long, key=lambda j: j.timeout_minutes)
+        get_logger("plan").warning(
+            "%d job(s) have timeout-minutes above gitlab.com's default limit of %d minutes (%s: %d): raise the "
+            "project's limit (Settings > CI/CD > General pipelines > Timeout) or the runner's, or lower it",
+            len(long), gitlab_max, worst.id, worst.timeout_minutes)
 
 
 def _python_order(catalog: Catalog):

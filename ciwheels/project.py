@@ -51,37 +51,14 @@ def _yaml_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def _expand_braces(pattern: str) -> list[str]:
-    """cibuildwheel selector brace expansion: 'cp{311,312}-*' -> ['cp311-*', 'cp312-*']."""
-    start = pattern.find("{")
-    if start < 0:
-        return [pattern]
-    depth = 0
-    for end in range(start, len(pattern)):
-        depth += {"{": 1, "}": -1}.get(pattern[end], 0)
-        if depth == 0:
-            break
-    else:
-        return [pattern]
-    inner, parts, depth, cur = pattern[start + 1:end], [], 0, ""
-    for ch in inner:
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-            continue
-        depth += {"{": 1, "}": -1}.get(ch, 0)
-        cur += ch
-    parts.append(cur)
-    out = []
-    for part in parts:
-        out.extend(_expand_braces(pattern[:start] + part + pattern[end + 1:]))
-    return out
-
-
 def _selects(patterns: str, identifier: str) -> bool:
+    """cibuildwheel's selector_matches: whitespace-separated fnmatch globs with bash brace
+    expansion (`cp3{9..15}-*`, `*{i686,aarch64}*`), through bracex as cibuildwheel does."""
     from fnmatch import fnmatch
 
-    return any(fnmatch(identifier, p) for pat in patterns.split() for p in _expand_braces(pat))
+    import bracex
+
+    return any(fnmatch(identifier, p) for pat in patterns.split() for p in bracex.expand(pat))
 
 
 def _as_str(value) -> str:
@@ -90,11 +67,170 @@ def _as_str(value) -> str:
     return str(value)
 
 
-_ARCH_KEYWORDS = {"auto": ["x86_64", "i686"], "auto64": ["x86_64"], "auto32": ["i686"], "native": ["x86_64"]}
+def _commands(value) -> str:
+    """A cibuildwheel command option (a string, or a list cibuildwheel joins with ' && ')."""
+    return " && ".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
 
-def init_project(project: Path, *, force: bool = False) -> list[str]:
+# The enable groups the pinned cibuildwheel knows (cibuildwheel.selector.EnableGroup);
+# tests/test_real_projects.py holds this list against the installed cibuildwheel.
+ENABLE_GROUPS = ("cpython-prerelease", "graalpy", "pypy", "pypy-eol", "pyodide-eol", "pyodide-prerelease")
+# Platform tables and options cibuildwheel never applies to a Linux build.
+NOT_LINUX_TABLES = ("macos", "windows", "ios", "android", "pyodide")
+NOT_LINUX_OPTIONS = ("xbuild-tools", "xbuild-files", "pyodide-version", "test-runtime", "dependency-versions")
+# Options ciwheels has its own matrix keys for (never inside `cibuildwheel-options`).
+SELECTION_OPTIONS = ("build", "skip", "archs", "enable")
+SETTING_OPTIONS = ("environment", "before-all", "before-build", "test-command", "test-requires")
+
+# cibuildwheel's archs keywords on Linux, for the x86_64 hosted runner ciwheels' jobs start
+# on: `auto` and `native` are the native arch only (cibuildwheel adds x86 only on Windows),
+# `auto64` the native 64-bit arch, `auto32` the native arch's 32-bit partner.
+_ARCH_KEYWORDS = {"auto": ["x86_64"], "native": ["x86_64"], "auto64": ["x86_64"], "auto32": ["i686"]}
+
+
+def setup_py_python_requires(content: str) -> str | None:
+    """`python_requires="..."` of a top-level `setup(...)` call (or one under
+    `if __name__ == "__main__":`) in setup.py, read as cibuildwheel reads it: a string
+    literal only, nothing executed."""
+    import ast
+
+    try:
+        tree = ast.parse(content)
+    except (SyntaxError, ValueError):
+        return None
+
+    def calls(body):
+        for node in body:
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+                yield node.value
+            elif isinstance(node, ast.If) and _is_main_test(node.test):
+                yield from (n.value for n in node.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call))
+
+    found = None
+    for call in calls(tree.body):
+        for kw in call.keywords:
+            if kw.arg == "python_requires" and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                found = kw.value.value
+    return found or None
+
+
+def _is_main_test(test) -> bool:
+    import ast
+
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return (sum(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides) == 1
+            and sum(isinstance(s, ast.Name) and s.id == "__name__" for s in sides) == 1)
+
+
+def requires_python(project: Path, pyproject: dict) -> tuple[str | None, str]:
+    """(requires-python, where it came from), from the first of pyproject.toml
+    [project] requires-python, setup.cfg [options] python_requires, setup.py's
+    setup(python_requires=...): the order cibuildwheel reads them in."""
+    import configparser
+
+    value = (pyproject.get("project") or {}).get("requires-python")
+    if value is not None:
+        return str(value), "pyproject.toml"
+    cfg = project / "setup.cfg"
+    if cfg.is_file():
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(cfg, encoding="utf-8")
+            if parser.has_option("options", "python_requires"):
+                return parser.get("options", "python_requires"), "setup.cfg"
+        except configparser.Error:
+            pass
+    setup_py = project / "setup.py"
+    if setup_py.is_file():
+        value = setup_py_python_requires(setup_py.read_text(encoding="utf-8", errors="replace"))
+        if value:
+            return value, "setup.py"
+    return None, ""
+
+
+def _schema_has(catalog, key: str, where: str = "settings") -> bool:
+    """Whether this ciwheels' matrix schema has `key` (a setting, or a selector key)."""
+    from ciwheels.schema import matrix_schema
+
+    schema = matrix_schema(catalog)
+    if where == "settings":
+        return key in schema["properties"]
+    select = schema["properties"]["overrides"]["items"]["properties"]["select"]
+    return key in select.get("properties", {})
+
+
+class _Carry:
+    """What init carried from [tool.cibuildwheel] into the matrix, and what it could not."""
+
+    def __init__(self, catalog, arches: list[str], has_options: bool) -> None:
+        self.catalog = catalog
+        self.arches = arches
+        self.has_options = has_options
+        self.carried: list[str] = []
+        self.not_carried: list[str] = []
+
+    def settings(self, table: dict, where: str) -> tuple[dict, dict]:
+        """(matrix settings, images) from one table of cibuildwheel options."""
+        out: dict = {}
+        images: dict = {}
+        options: dict = {}
+        for key, value in table.items():
+            name = f"{where}{key}"
+            if key in SELECTION_OPTIONS or key in ("overrides", "linux", "select"):
+                continue
+            if key == "environment":
+                env = _environment(value)
+                if env:
+                    out["environment"] = env
+            elif key in ("before-all", "before-build", "test-command"):
+                if value not in ("", []):
+                    out[key] = _commands(value)
+            elif key == "test-requires":
+                reqs = value if isinstance(value, list) else str(value).split()
+                out[key] = [str(r) for r in reqs]
+            elif key.endswith("-image") and key.startswith(("manylinux-", "musllinux-")):
+                libc, _, arch = key[:-len("-image")].partition("-")
+                if arch.startswith("pypy_"):
+                    self.not_carried.append(f"{name} (PyPy images: ciwheels builds PyPy in the CPython image)")
+                    continue
+                if arch not in self.arches:
+                    self.not_carried.append(f"{name} (no {arch} cells)")
+                    continue
+                images[f"{arch}-{'glibc' if libc == 'manylinux' else 'musl'}"] = str(value)
+            elif key == "container-engine":
+                self.not_carried.append(f"{name} (choose it with `ciwheels build --engine`)")
+                continue
+            elif key == "inherit":
+                self.not_carried.append(f"{name} = {value!r} (ciwheels overrides replace a setting whole, "
+                                        "environment per variable; write the combined value into the override)")
+                continue
+            elif key in NOT_LINUX_OPTIONS:
+                self.not_carried.append(f"{name} (not for Linux)")
+                continue
+            elif self.has_options:
+                options[key] = value
+            else:
+                self.not_carried.append(f"{name} (this ciwheels has no `cibuildwheel-options:`)")
+                continue
+            self.carried.append(name)
+        if options:
+            out["cibuildwheel-options"] = options
+        return out, images
+
+
+def _environment(value) -> dict[str, str]:
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    import shlex
+
+    return dict(item.split("=", 1) for item in shlex.split(str(value)) if "=" in item)
+
+
+def init_project(project: Path, *, force: bool = False, gitlab: bool = False) -> list[str]:
     """Write PROJECT/matrix/wheels.yaml from pyproject.toml; returns the lines to report."""
+    import re
     import tomllib
 
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -116,26 +252,40 @@ def init_project(project: Path, *, force: bool = False) -> list[str]:
             raise CiwheelsError(f"cannot read {pyproject_path}: {e}") from None
     else:
         report.append(f"note: no {pyproject_path}; starting from the catalog's defaults")
-    cibw = dict(pyproject.get("tool", {}).get("cibuildwheel", {}))
-    cibw.update(cibw.pop("linux", {}) or {})
-    requires = pyproject.get("project", {}).get("requires-python")
+    table = dict((pyproject.get("tool") or {}).get("cibuildwheel") or {})
+    for platform in NOT_LINUX_TABLES:
+        if table.pop(platform, None) is not None:
+            report.append(f"not carried: [tool.cibuildwheel.{platform}] (not for Linux)")
+    linux = table.pop("linux", None) or {}
+    overrides = table.pop("overrides", None) or []
+    cibw = {**table, **linux}  # cibuildwheel: the platform table wins over the top level
+    requires, requires_from = requires_python(project, pyproject)
     spec = None
     if requires:
         try:
             spec = SpecifierSet(requires)
         except InvalidSpecifier:
-            raise CiwheelsError(f"{pyproject_path}: requires-python {requires!r} is not a valid specifier") from None
-    build = _as_str(cibw.get("build", "*"))
+            raise CiwheelsError(f"{requires_from}: requires-python {requires!r} is not a valid specifier") from None
+    build = _as_str(cibw.get("build", "*")) or "*"
     skip = _as_str(cibw.get("skip", ""))
     enable = set(_as_str(cibw.get("enable", "")).split())
-    archs_opt = _as_str(cibw.get("archs", "auto")).split()
+    unknown = sorted(enable - set(ENABLE_GROUPS) - {"all"})
+    if unknown:
+        raise CiwheelsError(
+            f"{pyproject_path}: [tool.cibuildwheel] enable names the group {unknown[0]!r}, which the pinned "
+            f"{cat.defaults['cibuildwheel']} does not know (cibuildwheel stops there with 'Unknown enable group'); remove it"
+            + (": free-threaded builds need no group since cibuildwheel 3" if "freethreading" in unknown[0] else ""),
+            value=unknown[0], allowed=[*ENABLE_GROUPS, "all"])
+    if "all" in enable:
+        enable = set(ENABLE_GROUPS)
+    archs_opt = [a for a in re.split(r"[\s,]+", _as_str(cibw.get("archs", "auto"))) if a]
     if "all" in archs_opt:
         arches = list(cat.arches)
     else:
         arches = []
         for a in archs_opt:
-            for name in _ARCH_KEYWORDS.get(a, [a]):
-                canon = cat.arch_alias(name)
+            for name in _ARCH_KEYWORDS.get(a.lower(), [a]):
+                canon = cat.arch_alias(name.lower())
                 if canon is None:
                     raise CiwheelsError(f"{pyproject_path}: [tool.cibuildwheel] archs names an unknown arch",
                                         value=name, allowed=list(cat.arches))
@@ -147,7 +297,7 @@ def init_project(project: Path, *, force: bool = False) -> list[str]:
             continue
         if spec is not None and not spec.contains(Version(f"{py.version}.99")):
             continue
-        if py.enable and py.enable not in enable and "all" not in enable:
+        if py.enable and py.enable not in enable:
             continue
         if py.status == "prerelease" and "cpython-prerelease" not in enable:
             continue
@@ -166,28 +316,44 @@ def init_project(project: Path, *, force: bool = False) -> list[str]:
     data: dict = {"python": pythons, "libc": libcs, "arch": arches}
     if exclude:
         data["exclude"] = exclude
-    images = {}
-    for key, value in cibw.items():
-        for libc, prefix in (("glibc", "manylinux-"), ("musl", "musllinux-")):
-            if key.startswith(prefix) and key.endswith("-image") and "pypy" not in key:
-                arch = key[len(prefix):-len("-image")]
-                if arch in cat.arches:
-                    images[f"{arch}-{libc}"] = str(value)
+    carry = _Carry(cat, arches, _schema_has(cat, "cibuildwheel-options"))
+    carry.carried += [k for k in SELECTION_OPTIONS if k in cibw]
+    settings, images = carry.settings(cibw, "")
     if images:
         data["images"] = images
-    env = cibw.get("environment")
-    if isinstance(env, dict):
-        data["environment"] = {k: str(v) for k, v in env.items()}
-    elif isinstance(env, str) and env.strip():
-        import shlex
-
-        data["environment"] = dict(item.split("=", 1) for item in shlex.split(env) if "=" in item)
-    for key in ("test-command", "before-all", "before-build"):
-        if cibw.get(key):
-            data[key] = _as_str(cibw[key]) if not isinstance(cibw[key], list) else " && ".join(cibw[key])
-    if cibw.get("test-requires"):
-        reqs = cibw["test-requires"]
-        data["test-requires"] = reqs if isinstance(reqs, list) else str(reqs).split()
+    data.update(settings)
+    identifiers = [f"{p}-{LIBC_PLATFORM[lc]}_{a}" for p, lc, a in chosen]
+    matrix_overrides = []
+    has_identifier = _schema_has(cat, "identifier", where="select")
+    for n, entry in enumerate(overrides):
+        where = f"overrides[{n}]."
+        select = _as_str(entry.get("select", ""))
+        if not any(_selects(select, i) for i in identifiers):
+            report.append(f"not carried: {where[:-1]} (select {select!r} matches no Linux cell of this matrix)")
+            continue
+        if not has_identifier:
+            report.append(f"not carried: {where[:-1]} (this ciwheels has no `identifier:` selector)")
+            continue
+        values, over_images = carry.settings(entry, where)
+        for key in over_images:
+            carry.not_carried.append(f"{where}{key} image (images are per arch and libc, not per override)")
+        if not values:
+            continue
+        pats = select.split()
+        m = {"select": _flow_map({"identifier": pats[0] if len(pats) == 1 else pats}), **values}
+        matrix_overrides.append(m)
+    if matrix_overrides:
+        data["overrides"] = matrix_overrides
+    top, rel = repository_top(project)
+    branch = default_branch(project)
+    github_only = (top / ".github").is_dir() and not (top / ".gitlab-ci.yml").exists() and not gitlab
+    render: dict = {}
+    if branch:
+        render["default-branch"] = branch
+    if github_only:
+        render["gitlab"] = False
+    if render:
+        data["render"] = render
 
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -207,6 +373,8 @@ def init_project(project: Path, *, force: bool = False) -> list[str]:
             doc[key] = value
     doc.yaml_set_start_comment(
         "Build matrix for ciwheels, started by `ciwheels init` from pyproject.toml.\n"
+        "It owns the whole cibuildwheel configuration: `ciwheels build` gives cibuildwheel a config\n"
+        "file written from it, never the project's [tool.cibuildwheel].\n"
         "Add ISA levels per arch, e.g.  isa: {x86_64: [x86-64, x86-64-v3]}\n"
         "Run `ciwheels matrix` to see the cells and `ciwheels schema` for every key.")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -223,14 +391,43 @@ def init_project(project: Path, *, force: bool = False) -> list[str]:
         tmp.unlink()
         raise
     tmp.replace(target)
-    read = ", ".join(k for k in ("build", "skip", "archs", "enable", "environment", "test-command")
-                     if k in cibw) or "no [tool.cibuildwheel] settings"
-    report.append(f"wrote {target}: {len(expansion.cells)} cells ({read}; requires-python {requires or 'unset'})")
-    top, rel = repository_top(project)
-    rendered = cat.defaults["render"]["gitlab"]
-    report.append(ensure_gitlab_include(top, rendered if rel == "." else f"{rel}/{rendered}"))
+    report.append(f"wrote {target}: {len(expansion.cells)} cells on {', '.join(arches)} "
+                  f"(requires-python {requires or 'unset'}" + (f" from {requires_from}" if requires else "") + ")")
+    if carry.carried:
+        report.append("carried from [tool.cibuildwheel]: " + ", ".join(carry.carried))
+    elif not table and not linux:
+        report.append("no [tool.cibuildwheel] settings")
+    report.extend(f"not carried: {what}" for what in carry.not_carried)
+    if branch:
+        report.append(f"default branch: {branch} (render: {{default-branch: ...}} in the matrix)")
+    if github_only:
+        report.append("GitHub-only project: no GitLab pipeline (render: {gitlab: false}); "
+                      "`ciwheels init --gitlab` adds one")
+    else:
+        rendered = cat.defaults["render"]["gitlab"]
+        report.append(ensure_gitlab_include(top, rendered if rel == "." else f"{rel}/{rendered}"))
     report.append("next: 'ciwheels render' writes the CI pipelines")
     return report
+
+
+def default_branch(project: Path) -> str | None:
+    """The repository's default branch: origin's HEAD, else the current branch; None outside git
+    or on a detached HEAD without origin."""
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True, check=True)
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        return out.stdout.strip() or None
+
+    if git("rev-parse", "--git-dir") is None:
+        return None
+    ref = git("symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD")
+    if ref:
+        return ref.removeprefix("origin/")
+    return git("symbolic-ref", "--quiet", "--short", "HEAD")
 
 
 CIWHEELS_STAGES = ["ciwheels-build", "ciwheels-gather", "ciwheels-publish"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +22,43 @@ class Chunk:
     tags: tuple[str, ...] = ()
 
 
+def _unsafe(text: str) -> str | None:
+    """Why a value cannot be written into a pipeline file, or None. YAML parsers disagree on
+    some characters (the libyaml family reads U+2028/U+2029 and NEL as line breaks, so a
+    comment could end early and a rule appear from nowhere); control and format characters
+    (bidirectional overrides, zero-width) hide what a reviewer reads; lone surrogates cannot be
+    encoded at all. Every value that reaches a rendered file, comments included, passes here."""
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if cat in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            name = unicodedata.name(ch, "") if cat != "Cs" else "a lone surrogate"
+            return f"U+{ord(ch):04X}{' ' + name if name else ''}"
+    return None
+
+
+def _checked(value: object, where: str = "a pipeline") -> str:
+    text = str(value)
+    bad = _unsafe(text)
+    if bad is not None:
+        shown = text.encode("unicode_escape").decode("ascii")
+        shown = shown if len(shown) <= 120 else shown[:117] + "..."
+        raise CiwheelsError(f"the value '{shown}' contains {bad}, which YAML parsers read differently or a "
+                            f"reviewer cannot see; ciwheels refuses to write it into {where}")
+    return text
+
+
+def _quoted(text: str) -> str:
+    """A YAML double-quoted scalar that every parser reads back as `text` (checked first)."""
+    return '"' + _checked(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _refusing(value: object, forbidden: str, consequence: str) -> str:
     """`value` as a YAML double-quoted scalar, unless it holds `forbidden`."""
-    text = str(value)
+    text = _checked(value)
     if forbidden in text:
         raise CiwheelsError(f"the value {text!r} contains {forbidden!r}, which {consequence}; "
                             "ciwheels refuses to write it into a pipeline")
-    return json.dumps(text)
+    return _quoted(text)
 
 
 def _gh(value: object) -> str:
@@ -37,7 +68,7 @@ def _gh(value: object) -> str:
 
 def _gh_expr(value: object) -> str:
     """A string literal inside a GitHub expression."""
-    text = str(value)
+    text = _checked(value)
     if "${{" in text or "}}" in text:
         raise CiwheelsError(f"the value {text!r} cannot appear inside a GitHub expression")
     return "'" + text.replace("'", "''") + "'"
@@ -50,14 +81,21 @@ def _gl(value: object) -> str:
 
 def _gl_var(value: object) -> str:
     """A value under `variables:`: `$$` is GitLab's literal dollar."""
-    return json.dumps(str(value).replace("$", "$$"))
+    return _quoted(_checked(value).replace("$", "$$"))
 
 
 def _gl_expr(value: object) -> str:
-    text = str(value)
+    """A string literal inside a GitLab rules expression: written as the characters themselves
+    (GitLab compares the text between the quotes literally: an escape would never match)."""
+    text = _checked(value)
     if re.search(r'["$\\\n]', text):
         raise CiwheelsError(f"the value {text!r} cannot appear inside a GitLab rules expression")
-    return json.dumps(text)
+    return '"' + text + '"'
+
+
+def _comment(value: object) -> str:
+    """Text for a `#` comment line."""
+    return _checked(value, "a pipeline comment")
 
 
 def _environment():
@@ -73,18 +111,123 @@ def _environment():
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters.update(gh=_gh, ghexpr=_gh_expr, gl=_gl, glvar=_gl_var, glexpr=_gl_expr)
+    env.filters.update(gh=_gh, ghexpr=_gh_expr, gl=_gl, glvar=_gl_var, glexpr=_gl_expr, comment=_comment)
     return env
 
 
-def _actions() -> dict[str, str]:
+def _actions(overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """`uses:` values: the catalog's pins (actions.toml), each replaced by the matrix's
+    `render: {actions: {KEY: "owner/repo@ref # comment"}}` when it names one."""
     import tomllib
 
     from ciwheels.resources import data_dir
 
     with open(data_dir("catalog") / "actions.toml", "rb") as f:
         data = tomllib.load(f)
-    return {key: f"{a['uses']}@{a['sha']}  # {a['version']}" for key, a in data.items()}
+    out = {key: f"{a['uses']}@{a['sha']}  # {a['version']}" for key, a in data.items()}
+    for key, value in (overrides or {}).items():
+        ref, _, comment = value.partition("#")
+        out[key] = ref.strip() + (f"  # {comment.strip()}" if comment.strip() else "")
+    return out
+
+
+def install_requirement() -> tuple[str, str | None]:
+    """(what CI jobs pip-install, a warning or None): exactly the ciwheels running now, read
+    from its PEP 610 direct_url.json. A VCS install pins its full commit, an index install its
+    version, a remote archive its URL and hash. A local folder or file cannot be installed by
+    CI: a git checkout with a remote pins its HEAD commit there (push it), anything else falls
+    back to the version, and both warn and name `render: {ciwheels: ...}`."""
+    from importlib import metadata
+
+    hint = ('name what CI installs with `render: {ciwheels: "ciwheels @ git+https://HOST/REPO@COMMIT"}` '
+            "(or an index version) in the matrix")
+    try:
+        dist = metadata.distribution("ciwheels")
+    except metadata.PackageNotFoundError:
+        return f"ciwheels=={__version__}", f"ciwheels is not installed as a distribution; {hint}"
+    text = dist.read_text("direct_url.json")
+    if not text:
+        return f"ciwheels=={dist.version}", None
+    try:
+        info = json.loads(text)
+        url = info.get("url", "")
+    except (ValueError, AttributeError):
+        return f"ciwheels=={dist.version}", f"ciwheels' install record (direct_url.json) is unreadable; {hint}"
+    sub = info.get("subdirectory")
+    fragment = f"#subdirectory={sub}" if sub else ""
+    if "vcs_info" in info:
+        vcs = info["vcs_info"]
+        return f"ciwheels @ {vcs['vcs']}+{url}@{vcs['commit_id']}{fragment}", None
+    if "archive_info" in info and not url.startswith("file:"):
+        hashes = info["archive_info"].get("hashes") or {}
+        digest = next(iter(sorted(hashes.items())), None)
+        return f"ciwheels @ {url}" + (f"#{digest[0]}={digest[1]}" if digest else ""), None
+    kind = "folder" if "dir_info" in info else "file"
+    local = _local_git_pin(url) if kind == "folder" else None
+    if local:
+        return local, (f"ciwheels runs from the local folder {url}; CI will install its git checkout at "
+                       f"{local.rsplit('@', 1)[1]} (push that commit), or {hint}")
+    return f"ciwheels=={dist.version}", (f"ciwheels runs from the local {kind} {url}, which CI cannot install; "
+                                        f"the pipelines install ciwheels=={dist.version} from the package index "
+                                        f"instead: {hint}")
+
+
+def _local_git_pin(url: str) -> str | None:
+    import subprocess
+    from urllib.parse import unquote, urlparse
+
+    folder = unquote(urlparse(url).path)
+
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True,
+                                  check=True).stdout.strip() or None
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    remote, commit = git("remote", "get-url", "origin"), git("rev-parse", "HEAD")
+    if not (remote and commit) or not remote.startswith(("https://", "ssh://", "git@")):
+        return None
+    if remote.startswith("git@"):
+        host, _, path = remote[4:].partition(":")
+        remote = f"ssh://git@{host}/{path}"
+    return f"ciwheels @ git+{remote}@{commit}"
+
+
+# build backends and plugins that derive a project's version from git: the checkout needs the
+# history and tags (GitHub fetch-depth: 0, GitLab GIT_DEPTH: 0)
+_GIT_VERSIONING = ("setuptools-scm", "setuptools_scm", "hatch-vcs", "versioningit", "dunamai",
+                   "poetry-dynamic-versioning", "setuptools-git-versioning", "pbr", "vcversioner", "uv-dynamic-versioning")
+
+
+def versioned_from_git(project: Path) -> bool:
+    """Whether the project's version comes from git: a versioning plugin among the build
+    requirements, or its tool table (setuptools_scm, hatch's vcs source, pdm's scm source, ...)."""
+    import tomllib
+
+    try:
+        data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        data = {}
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for req in (data.get("build-system") or {}).get("requires") or []:
+        try:
+            name = Requirement(req).name.lower().replace("_", "-")
+        except InvalidRequirement:
+            continue
+        if name in {n.replace("_", "-") for n in _GIT_VERSIONING}:
+            return True
+    tool = data.get("tool") or {}
+    if any(k in tool for k in ("setuptools_scm", "setuptools-scm", "versioningit", "poetry-dynamic-versioning",
+                               "setuptools-git-versioning", "uv-dynamic-versioning")):
+        return True
+    if ((tool.get("hatch") or {}).get("version") or {}).get("source") in ("vcs", "uv-dynamic-versioning"):
+        return True
+    if ((tool.get("pdm") or {}).get("version") or {}).get("source") == "scm":
+        return True
+    cfg = project / "setup.cfg"
+    return cfg.is_file() and "use_scm_version" in cfg.read_text(encoding="utf-8", errors="replace")
 
 
 def _job_view(job: Job) -> dict:
@@ -98,12 +241,15 @@ def _job_view(job: Job) -> dict:
 
 
 def _image_view(arch: str) -> dict:
+    """What a build-images job needs: the image's name, its base (Debian's suite, from the
+    catalog: the same recipe as offline) and how to emulate its arch."""
     from ciwheels.catalog import load_catalog
-    from ciwheels.image import image_tag
+    from ciwheels.image import image_catalog, image_tag
 
-    qemu = load_catalog().arches[arch].qemu_platform if load_catalog().arches[arch].host != "x86_64" else ""
+    cat = load_catalog().arches[arch]
+    qemu = cat.qemu_platform if cat.host != "x86_64" else ""
     return {"arch": arch, "name": image_tag(arch).removeprefix("localhost/"), "qemu": qemu,
-            "qemu_arch": qemu.split("/")[1] if qemu else ""}
+            "qemu_arch": qemu.split("/")[1] if qemu else "", "base": f"debian:{image_catalog()['suite']}"}
 
 
 def _chunks(jobs: tuple[Job, ...], size: int, prefix: str, by_tags: bool) -> list[Chunk]:
@@ -127,23 +273,33 @@ def _chunks(jobs: tuple[Job, ...], size: int, prefix: str, by_tags: bool) -> lis
 
 def header(plan: Plan, project_rel: str, matrix_rel: list[str]) -> str:
     command = "ciwheels render" + (f" --project {project_rel}" if project_rel != "." else "")
+    _comment(command + " ".join(matrix_rel))
     return (f"# Generated by ciwheels {__version__} from {', '.join(matrix_rel)}. Do not edit by hand.\n"
             f"# Regenerate with: {command}\n"
             f"# {len(plan.jobs)} build jobs, {sum(len(j.cells) for j in plan.jobs)} cells.")
 
 
-def render_plan(plan: Plan, project_rel: str, matrix_rel: list[str]) -> dict[str, str]:
+def render_plan(plan: Plan, project_rel: str, matrix_rel: list[str], *, default_branch: str = "main",
+                fetch_depth: int = 1, ciwheels: str | None = None) -> dict[str, str]:
     """{path relative to the project: text} for every pipeline the settings ask for.
-    `matrix_rel`: the matrix files relative to the repository top, for the header."""
+    `matrix_rel`: the matrix files relative to the repository top, for the header.
+    `default_branch`, `fetch_depth`, `ciwheels`: what render_project read from the repository,
+    the project and the running ciwheels, where the matrix does not say."""
     env = _environment()
     s = plan.settings
+    branch = s.default_branch or default_branch
+    push_branches = [branch] + ([s.publish_branch] if s.publish_branch and s.publish_branch != branch else [])
     common = {
         "header": header(plan, project_rel, matrix_rel),
         "settings": s,
         "project": project_rel,
-        "actions": _actions(),
-        "publish_when": "tags, schedules" + (f" and pushes to {s.publish_branch}" if s.publish_branch else ""),
-        "schedule_hint": f" (cron {s.schedule!r}, UTC)" if s.schedule else "",
+        "actions": _actions(s.actions),
+        "ciwheels_spec": s.ciwheels or ciwheels or f"ciwheels=={__version__}",
+        "push_branches": push_branches,
+        "fetch_depth": s.fetch_depth if s.fetch_depth is not None else fetch_depth,
+        "publish_when": _comment("tags, schedules, manual runs" + (f" and pushes to {s.publish_branch}"
+                                                                   if s.publish_branch else "")),
+        "schedule_hint": _comment(f" (cron {s.schedule!r}, UTC)" if s.schedule else ""),
         "images": [_image_view(arch) for arch in s.build_images],
     }
     out = {}
@@ -154,16 +310,19 @@ def render_plan(plan: Plan, project_rel: str, matrix_rel: list[str]) -> dict[str
         chunks = _chunks(plan.jobs, s.defaults["gitlab-max-parallel"], "ciwheels-build", by_tags=True)
         gitlab_path = str(Path(project_rel) / s.gitlab) if project_rel != "." else s.gitlab
         out[s.gitlab] = env.get_template("gitlab.yml.j2").render(
-            chunks=chunks, gitlab_path=gitlab_path, python_image=f"python:{s.python}",
+            chunks=chunks, gitlab_path=_comment(gitlab_path), python_image=f"python:{s.python}",
             matrix_glob=(f"{project_rel}/" if project_rel != "." else "") + "matrix/**/*", **common)
     return out
 
 
 def render_project(project: Path, matrix_paths: tuple[Path, ...] = ()) -> tuple[Plan, dict[Path, str]]:
-    """Open, plan and render a project: {absolute output path: text}."""
+    """Open, plan and render a project: {absolute output path: text}. Output paths are confined
+    to the project: `render: {github: ...}` cannot name a file outside it."""
+    from ciwheels.log import get_logger
     from ciwheels.pipeline import open_project
-    from ciwheels.project import repository_top
+    from ciwheels.project import default_branch, repository_top
 
+    log = get_logger("render")
     opened = open_project(project, matrix_paths)
     top, project_rel = repository_top(project)
     matrix_rel = []
@@ -172,5 +331,27 @@ def render_project(project: Path, matrix_paths: tuple[Path, ...] = ()) -> tuple[
             matrix_rel.append(f.resolve().relative_to(top).as_posix())
         except ValueError:
             matrix_rel.append(f.resolve().as_posix())
-    outputs = render_plan(opened.plan, project_rel, matrix_rel)
-    return opened.plan, {project / rel: text for rel, text in sorted(outputs.items())}
+    s = opened.plan.settings
+    branch = s.default_branch
+    if branch is None:
+        branch = default_branch(project)
+        if branch is None:
+            branch = "main"
+            log.warning("cannot read the default branch (no origin/HEAD, no current branch); the pipelines build "
+                        "pushes to 'main': set render: {default-branch: NAME} in the matrix")
+    spec = None
+    if s.ciwheels is None:
+        spec, warning = install_requirement()
+        if warning:
+            log.warning("%s", warning)
+    outputs = render_plan(opened.plan, project_rel, matrix_rel, default_branch=branch,
+                          fetch_depth=0 if versioned_from_git(project) else 1, ciwheels=spec)
+    root = project.resolve()
+    confined = {}
+    for rel, text in sorted(outputs.items()):
+        target = (project / rel).resolve()
+        if Path(rel).is_absolute() or ".." in Path(rel).parts or not target.is_relative_to(root) or target == root:
+            raise CiwheelsError(f"render: the output path {rel!r} (set in {s.origin or 'defaults'}) leaves the "
+                                f"project {project}; give a path inside it, e.g. .github/workflows/ciwheels.yml")
+        confined[project / rel] = text
+    return opened.plan, confined

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ciwheels.catalog import Catalog
+from ciwheels.cibwopts import cibw_options
 from ciwheels.model import Cell, Dropped
 
 
@@ -29,8 +30,6 @@ def cell_table(cells: list[Cell]) -> str:
 
 
 def explain_cell(cell: Cell, catalog: Catalog, as_json: bool = False) -> str:
-    from ciwheels.cibwopts import cibw_options
-
     options = cibw_options(cell, catalog)
     rows = [
         ("python", cell.python), ("libc", cell.libc), ("arch", cell.arch), ("isa", cell.isa),

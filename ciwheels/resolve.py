@@ -47,6 +47,7 @@ class Resolver:
         self._platforms: dict[tuple, Platform] = {}
         self._shared: dict[tuple, tuple] = {}
         self._heads: dict[tuple, tuple] = {}
+        self._origins: dict[tuple, dict[str, Origin]] = {}
         self._catalog_origins: dict[str, Origin] = {}
 
     def catalog_origin(self, detail: str) -> Origin:
@@ -113,17 +114,25 @@ class Resolver:
         attrs["policy"] = plat.policy
         matched = tuple(i for i, (sel, _) in enumerate(self.m.overrides) if sel.matches(attrs))
         key = (package.path if package else None, arch, libc, level, matched, include.path if include else None,
-               plat)
+               id(plat))
         shared = self._shared.get(key)
         if shared is None:
             shared = self._shared[key] = self._resolve_shared(arch, libc, level, package, matched, include, plat,
                                                               level_origin)
-        settings, env, isa_env, user_env, origins, runner, tail = shared
-        origins = dict(origins)
-        if include is not None:
-            origins["python"] = origins["libc"] = origins["arch"] = include.origin
-        else:
-            origins["python"] = py_origin
+        settings, env, isa_env, user_env, shared_origins, runner, tail = shared
+        registry = ""
+        if self.m.registry_selectors:
+            registry = next((name for name, sel in self.m.registry_selectors if sel is None or sel.matches(attrs)), "")
+        okey = (key, id(py_origin), registry)
+        origins = self._origins.get(okey)
+        if origins is None:  # shared by the cells of one Python in many versions/levels
+            origins = self._origins[okey] = dict(shared_origins)
+            if include is not None:
+                origins["python"] = origins["libc"] = origins["arch"] = include.origin
+            else:
+                origins["python"] = py_origin
+            if registry:
+                origins["registry"] = self.project.registries[registry].origin
         head = self._heads.get((py, libc, arch, plat.image))
         if head is None:
             python = self.cat.pythons[py]
@@ -131,9 +140,6 @@ class Resolver:
             eol = f"{py} is end-of-life" if python.status == "eol" else ""
             head = self._heads[(py, libc, arch, plat.image)] = (identifier, cibw_head, eol)
         identifier, cibw_head, eol_note = head
-        registry = next((name for name, sel in self.m.registry_selectors if sel is None or sel.matches(attrs)), "")
-        if registry:
-            origins["registry"] = self.project.registries[registry].origin
         return Cell(
             id=cid, python=py, libc=libc, policy=plat.policy, arch=arch, isa=level, identifier=identifier,
             image=plat.image, custom_image=plat.custom, image_ref=plat.image_ref,

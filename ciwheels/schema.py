@@ -78,6 +78,14 @@ OWNED_OPTIONS = {
 NOT_LINUX = ("windows", "macos", "pyodide", "android", "ios", "xbuild-tools", "xbuild-files", "pyodide-version")
 
 
+def _image_arches(catalog: Catalog) -> list[str]:
+    """The arches `ciwheels image build` has a recipe for (images.toml)."""
+    import tomllib
+
+    with open(catalog.path / "images.toml", "rb") as f:
+        return list(tomllib.load(f)["arches"])
+
+
 def _inline_refs(schema, defs: dict):
     if isinstance(schema, dict):
         if "$ref" in schema:
@@ -316,12 +324,38 @@ def matrix_schema(catalog: Catalog) -> dict:
                     "gitlab": _path_or_false("GitLab CI file to write, included from .gitlab-ci.yml (false: none)."),
                     "schedule": _str("Cron schedule (5 fields, UTC) for scheduled builds and publishing.",
                                      pattern=r"^\s*\S+(\s+\S+){4}\s*$", **{"x-format": "cron"}),
-                    "publish-branch": _path_or_false("Branch whose pushes also publish (false: tags and schedules only)."),
+                    "publish-branch": _path_or_false("Opt-in: a branch whose pushes also publish (default false: "
+                                                     "tags, schedules and manual runs only; a registry never "
+                                                     "overwrites, so publishing every push fails from the second)."),
+                    "default-branch": _str("The repository's default branch: its pushes build (default: origin's "
+                                           "HEAD, else the current branch, read when rendering; `ciwheels init` "
+                                           "writes it here)."),
+                    "actions": {
+                        "type": "object",
+                        "description": "Pins of the GitHub Actions the workflow uses, overriding the catalog's "
+                                       "(so a Dependabot/Renovate bump survives a re-render): "
+                                       "`{checkout: \"actions/checkout@SHA # v7.0.1\"}`.",
+                        "propertyNames": {"enum": ["checkout", "setup-python", "setup-qemu", "upload-artifact",
+                                                   "download-artifact"]},
+                        "additionalProperties": _str("OWNER/REPO@REF, optionally followed by ` # comment`.",
+                                                     pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[A-Za-z0-9_.-]+"
+                                                             r"(\s+#.*)?$"),
+                    },
+                    "fetch-depth": {"type": "integer", "minimum": 0,
+                                    "description": "Commits the CI checkout fetches (0: all history). Default: 0 "
+                                                   "when the project derives its version from git "
+                                                   "(setuptools-scm, hatch-vcs, versioningit, ...), else 1."},
+                    "submodules": {"enum": [True, False, "recursive"],
+                                   "description": "Check out git submodules (default false)."},
+                    "emulated-jobs": {"enum": ["per-cell", "grouped"],
+                                      "description": "Emulated (QEMU) cells get a job each (per-cell, the "
+                                                     "default: one Python under QEMU can take hours) or share "
+                                                     "one per platform like native cells (grouped)."},
                     "python": _str("Python version the CI jobs run ciwheels with."),
                     "ciwheels": _str("pip requirement the CI jobs install ciwheels from (default: this version)."),
                     "build-images": _list("Arches whose build image (ciwheels image build) the pipelines rebuild and "
                                           "push to the project's container registry, on schedules and when the "
-                                          "matrix changes.", ["x86_64", "aarch64", "ppc64le", "s390x", "riscv64"]),
+                                          "matrix changes.", _image_arches(catalog)),
                     "matrix-diff": {"type": "boolean", "description": "Add the job that explains matrix changes "
                                     "on pull/merge requests (default: true)."},
                 },

@@ -108,7 +108,7 @@ def _wheel_arch(name: str) -> str:
     except InvalidWheelFilename as e:
         raise CiwheelsError(f"{name} is not a wheel file name ({e})") from None
     plat = next(iter(tags)).platform
-    for arch in ("x86_64", "i686", "aarch64", "ppc64le", "s390x", "armv7l", "riscv64"):
+    for arch in load_catalog().arches:
         if plat.endswith("_" + arch):
             return arch
     return plat

@@ -1,7 +1,13 @@
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
+import itertools
+import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -11,13 +17,55 @@ EXAMPLE = REPO / "examples" / "cext-demo"
 BAD = Path(__file__).resolve().parent / "bad"
 
 
-def run_ciwheels(*args: str, cwd: Path | None = None, check: bool = False) -> subprocess.CompletedProcess:
-    """The real CLI in a child process, as a user runs it."""
-    proc = subprocess.run([sys.executable, "-m", "ciwheels", *args], cwd=cwd or REPO,
-                          capture_output=True, text=True, timeout=120)
+def run_ciwheels(*args: str, cwd: Path | None = None, check: bool = False, env: dict[str, str] | None = None,
+                 subprocess: bool = False) -> subprocess.CompletedProcess:
+    """Run `ciwheels ARGS` in `cwd` (default: the repository top).
+
+    In-process through click's CliRunner by default (fast); `subprocess=True` runs the real
+    CLI in a child process, exactly as a user does (`python -m ciwheels`). Either way the result
+    looks like a `subprocess.CompletedProcess`: `.returncode`, `.stdout`, `.stderr` (text).
+    `env`, if given, is the whole environment of the run (as `subprocess.run(env=...)`)."""
+    run = run_ciwheels_process if subprocess else _run_in_process
+    proc = run(args, cwd or REPO, env)
     if check and proc.returncode != 0:
         raise AssertionError(f"ciwheels {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
+
+
+def run_ciwheels_process(args, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The real CLI in a child process. The child imports the ciwheels of this checkout (not an
+    installed one elsewhere), like the in-process runs do."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return _subprocess.run([sys.executable, "-m", "ciwheels", *args], cwd=cwd, env=env,
+                           capture_output=True, text=True, timeout=120)
+
+
+def _cli_runner():
+    from click.testing import CliRunner
+
+    # click 8.2 and later keep stderr apart by default and have no mix_stderr; 8.1 mixes it in
+    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
+        return CliRunner(mix_stderr=False)
+    return CliRunner()
+
+
+def _run_in_process(args, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    from ciwheels.cli import cli
+
+    runner = _cli_runner()
+    # CliRunner's env *updates* os.environ; a whole environment also unsets what it leaves out
+    overlay = None if env is None else {**{k: None for k in os.environ if k not in env}, **env}
+    with contextlib.chdir(cwd):
+        result = runner.invoke(cli, list(args), prog_name="ciwheels", env=overlay, catch_exceptions=True)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        # what the interpreter prints for an uncaught exception in a real process
+        stderr += "".join(traceback.format_exception(result.exception))
+    return _subprocess.CompletedProcess(["ciwheels", *args], result.exit_code, result.stdout, stderr)
+
+
+_subprocess = subprocess  # run_ciwheels' `subprocess` flag shadows the module inside it
 
 
 @pytest.fixture
@@ -31,3 +79,68 @@ def write_matrix(tmp_path: Path):
         return path
 
     return write
+
+
+# -- the example project's cells, derived from its matrix file without ciwheels' expansion ----
+
+PLATFORM = {"glibc": "manylinux", "musl": "musllinux"}
+
+
+def cell_id(cell: dict) -> str:
+    return f"{cell['python']}-{PLATFORM[cell['libc']]}_{cell['arch']}-{cell['isa']}"
+
+
+@functools.cache
+def derive_cells(matrix_file: Path = EXAMPLE / "matrix" / "wheels.yaml") -> tuple[tuple[str, ...], int]:
+    """(ids of the cells, number dropped by `exclude`) of a simple matrix file: the product of
+    python x libc x arch x the arch's ISA levels (its catalog baseline when the file names none),
+    minus what `exclude` matches, plus `include`. Independent of ciwheels.expand, so tests can
+    compare the two; enough for the example (no overrides, nothing the catalog rules out)."""
+    from ruamel.yaml import YAML
+
+    from ciwheels.catalog import load_catalog
+
+    m = YAML(typ="safe").load(matrix_file.read_text(encoding="utf-8"))
+    baseline = {a.name: a.baseline.name for a in load_catalog().arches.values()}
+    kept, dropped = [], 0
+    for python, libc, arch in itertools.product(m["python"], m["libc"], m["arch"]):
+        for isa in m.get("isa", {}).get(arch, [baseline[arch]]):
+            cell = {"python": python, "libc": libc, "arch": arch, "isa": isa}
+            if any(all(cell.get(k) == v for k, v in ex.items()) for ex in m.get("exclude", [])):
+                dropped += 1
+            else:
+                kept.append(cell)
+    kept += [{"isa": baseline[c["arch"]], **c} for c in m.get("include", [])]
+    return tuple(cell_id(c) for c in kept), dropped
+
+
+def derive_jobs(cell_ids, native_arches=("x86_64", "i686", "aarch64")) -> set[str]:
+    """Build jobs: the native cells of one platform and ISA level share one (the ids minus the
+    Python); an emulated cell gets its own (render: emulated-jobs defaults to per-cell). The
+    example builds aarch64 on native runners."""
+    jobs = set()
+    for cell_id in cell_ids:
+        platform = cell_id.split("-", 1)[1]
+        arch = platform.split("-", 1)[0].split("_", 1)[1]
+        jobs.add(platform if arch in native_arches else cell_id)
+    return jobs
+
+
+def _level_registries() -> str:
+    """A registry per ISA level (wheel tags cannot tell levels apart, so a matrix with two levels
+    of one arch must send them to different registries): appended to test matrices."""
+    from ciwheels.catalog import load_catalog
+
+    lines = ["registries:"]
+    for lv in load_catalog().levels.values():
+        if not lv.baseline:
+            lines.append(f"  {lv.name}: {{url: 'https://registry.invalid/{lv.name}', select: {{isa: {lv.name}}}}}")
+    lines.append("  baseline: {url: 'https://registry.invalid/baseline'}")
+    return "\n".join(lines) + "\n"
+
+
+LEVEL_REGISTRIES = _level_registries()
+
+
+def with_registries(matrix: str) -> str:
+    return matrix if "registries:" in matrix else matrix + LEVEL_REGISTRIES

@@ -199,7 +199,7 @@ def test_build_fails_a_level_without_evidence():
 
 def test_catalog_defaults_file_is_plain_toml_data():
     data = tomllib.loads((REPO / "matrix" / "catalog" / "defaults.toml").read_text())
-    assert data["github-runner"] and data["settings"]["timeout-minutes"] > 0
+    assert data["render"]["github-runner"] and data["settings"]["timeout-minutes"] > 0
 
 
 # -- cibuildwheel-options and identifier selectors ------------------------------------------

@@ -12,6 +12,8 @@ import pytest
 from ciwheels.cibw import ensure_cibuildwheel
 from ciwheels.errors import CiwheelsError
 
+pytestmark = pytest.mark.slow  # installs cibuildwheel into new virtual environments
+
 GOOD = """\
 --- a/cibuildwheel/__init__.py
 +++ b/cibuildwheel/__init__.py

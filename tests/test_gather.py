@@ -37,6 +37,7 @@ def artifact(root: Path, job: str, cell: str, wheel: Path, name: str | None = No
     return target
 
 
+@pytest.mark.slow  # the module's real_wheel fixture builds the example with pip
 def test_gathers_nested_artifacts_with_manifest(tmp_path, real_wheel):
     a = artifact(tmp_path / "a", "job1", "cp311-manylinux_x86_64-x86-64", real_wheel)
     b = artifact(tmp_path / "b" / "deeper", "job2", "cp312-manylinux_x86_64-x86-64-v3", real_wheel,
@@ -54,6 +55,7 @@ def test_gathers_nested_artifacts_with_manifest(tmp_path, real_wheel):
     assert json.loads(proc.stdout)[0]["file"] in by_file
 
 
+@pytest.mark.slow  # the module's real_wheel fixture builds the example with pip
 def test_tampered_wheel_is_refused(tmp_path, real_wheel):
     artifact(tmp_path, "job", "cp311-manylinux_x86_64-x86-64", real_wheel, report_sha="0" * 64)
     proc = run_ciwheels("gather", str(tmp_path / "wheelhouse"), "--out", str(tmp_path / "dist"))
@@ -61,6 +63,7 @@ def test_tampered_wheel_is_refused(tmp_path, real_wheel):
     assert not (tmp_path / "dist" / "manifest.json").exists()
 
 
+@pytest.mark.slow  # the module's real_wheel fixture builds the example with pip
 def test_same_name_two_contents_is_refused_identical_is_merged(tmp_path, real_wheel):
     artifact(tmp_path / "x", "j1", "c1", real_wheel)
     artifact(tmp_path / "y", "j2", "c2", real_wheel)
@@ -73,6 +76,7 @@ def test_same_name_two_contents_is_refused_identical_is_merged(tmp_path, real_wh
     assert bad.returncode == 2 and "appears twice with different contents" in bad.stderr
 
 
+@pytest.mark.slow  # the module's real_wheel fixture builds the example with pip
 def test_bad_names_are_refused(tmp_path, real_wheel):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "notawheel.whl").write_bytes(b"x")
@@ -86,6 +90,7 @@ def test_bad_names_are_refused(tmp_path, real_wheel):
     assert proc.returncode == 2 and "must be a plain file name" in proc.stderr
 
 
+@pytest.mark.slow  # the module's real_wheel fixture builds the example with pip
 def test_existing_output_is_never_overwritten(tmp_path, real_wheel):
     artifact(tmp_path / "x", "j", "c", real_wheel)
     out = tmp_path / "dist"

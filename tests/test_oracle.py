@@ -44,6 +44,7 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
 
 
+@pytest.mark.slow  # one real cibuildwheel run per distinct selection: minutes on two cores
 def test_every_cell_selects_exactly_its_identifier(large_matrix, package_dir):
     exe = shutil.which("cibuildwheel")
     assert exe, "cibuildwheel is a test dependency"

@@ -15,6 +15,8 @@ import pytest
 from servers import FaultProxy, GitLabPypiStandIn, PypiServer
 from wheelfactory import make_wheel
 
+pytestmark = pytest.mark.slow  # every test starts pypiserver or devpi-server and runs publish in a child process
+
 SENTINEL = "SENTINEL-token-7f3a9c-never-print-me"
 
 

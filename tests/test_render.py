@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import EXAMPLE, REPO, run_ciwheels
+from conftest import EXAMPLE, REPO, derive_cells, derive_jobs, run_ciwheels, with_registries
 
 GITHUB = ".github/workflows/ciwheels.yml"
 GITLAB = ".gitlab/ciwheels.gitlab-ci.yml"
@@ -47,7 +47,7 @@ def zizmor(workflow: Path) -> None:
 
 def project(tmp_path: Path, matrix: str) -> Path:
     (tmp_path / "matrix").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "matrix" / "wheels.yaml").write_text(matrix)
+    (tmp_path / "matrix" / "wheels.yaml").write_text(with_registries(matrix))
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "1"\n')
     return tmp_path
 
@@ -65,9 +65,11 @@ def test_example_outputs_are_committed_and_fresh():
     assert "up to date" in proc.stderr
 
 
+@pytest.mark.slow  # check-jsonschema and zizmor: external tools, a second or more per run
 def test_example_validates_and_audits_clean():
     check_jsonschema(EXAMPLE / GITHUB, EXAMPLE / GITLAB)
     zizmor(EXAMPLE / GITHUB)
+    check_jsonschema(None, REPO / ".gitlab-ci.yml")  # the repository's own CI, which includes the example's
 
 
 def test_repository_ci_includes_the_example_pipeline():
@@ -75,17 +77,17 @@ def test_repository_ci_includes_the_example_pipeline():
     assert {"local": f"examples/cext-demo/{GITLAB}"} in top["include"]
     included = load_yaml(EXAMPLE / GITLAB)
     assert set(included["stages"]) <= set(top["stages"])
-    check_jsonschema(None, REPO / ".gitlab-ci.yml")
 
 
 def test_example_shape():
     gh = load_yaml(EXAMPLE / GITHUB)
     assert gh["permissions"] == {}
     include = gh["jobs"]["build"]["strategy"]["matrix"]["include"]
-    assert len(include) == 11
-    riscv = next(e for e in include if e["job"] == "manylinux_2_35_riscv64-rva23u64")
-    assert riscv == {"job": "manylinux_2_35_riscv64-rva23u64", "runs-on": "ubuntu-24.04", "qemu": "linux/riscv64",
-                     "pythons": "cp311 cp312 cp313 cp314"}
+    # one entry per native platform and ISA level, one per emulated cell
+    assert len(include) == len(derive_jobs(derive_cells()[0]))
+    riscv = next(e for e in include if e["job"] == "manylinux_2_35_riscv64-rva23u64-cp313")
+    assert riscv == {"job": "manylinux_2_35_riscv64-rva23u64-cp313", "runs-on": "ubuntu-24.04",
+                     "qemu": "linux/riscv64", "pythons": "cp313"}
     native = next(e for e in include if e["job"].startswith("manylinux_2_28_aarch64"))
     assert native["runs-on"] == "ubuntu-24.04-arm" and native["qemu"] == ""
     for name, job in gh["jobs"].items():
@@ -134,7 +136,7 @@ def test_check_reports_stale_files_and_writes_nothing(tmp_path):
     p = project(tmp_path, MATRIX)
     run_ciwheels("render", "--project", str(p), check=True)
     before = (p / GITHUB).read_text()
-    (p / "matrix" / "wheels.yaml").write_text(MATRIX.replace("cp313]", "cp313, cp314]"))
+    (p / "matrix" / "wheels.yaml").write_text(with_registries(MATRIX.replace("cp313]", "cp313, cp314]")))
     proc = run_ciwheels("render", "--check", "--project", str(p))
     assert proc.returncode == 1
     assert proc.stdout.startswith("--- ") and "+++ " in proc.stdout and "cp314" in proc.stdout
@@ -146,7 +148,7 @@ def test_adding_a_python_is_a_small_diff(tmp_path):
     p = project(tmp_path, MATRIX)
     run_ciwheels("render", "--project", str(p), check=True)
     before = {rel: (p / rel).read_text().splitlines() for rel in (GITHUB, GITLAB)}
-    (p / "matrix" / "wheels.yaml").write_text(MATRIX.replace("cp313]", "cp313, cp314]"))
+    (p / "matrix" / "wheels.yaml").write_text(with_registries(MATRIX.replace("cp313]", "cp313, cp314]")))
     run_ciwheels("render", "--project", str(p), check=True)
     import difflib
 
@@ -161,13 +163,20 @@ def test_adding_a_python_is_a_small_diff(tmp_path):
 
 # -- limits ------------------------------------------------------------------------------
 
-def test_above_every_limit_renders_valid_pipelines(tmp_path):
+def above_every_limit(tmp_path: Path) -> Path:
     """360 jobs: above GitHub's 256 per matrix and GitLab's 200 per parallel:matrix."""
     packages = "".join(f"  - name: pkg{i}\n    versions: ['1.0']\n" for i in range(30))
     p = project(tmp_path, "python: [cp312, cp313]\nlibc: [glibc, musl]\narch: [x86_64, aarch64, riscv64]\n"
                           "isa: {x86_64: [x86-64, x86-64-v2, x86-64-v3], riscv64: [rv64gc, rva23u64]}\n"
-                          "packages:\n" + packages)
+                          "render: {emulated-jobs: grouped}\npackages:\n" + packages)
     run_ciwheels("render", "--project", str(p), check=True)
+    return p
+
+
+def test_above_every_limit_renders_split_pipelines(tmp_path):
+    """360 jobs: above GitHub's 256 per matrix and GitLab's 200 per parallel:matrix (the
+    validators run in test_rendered_pipelines_pass_the_validators)."""
+    p = above_every_limit(tmp_path)
     gh, gl = load_yaml(p / GITHUB), load_yaml(p / GITLAB)
     builds = {n: j for n, j in gh["jobs"].items() if n.startswith("build")}
     sizes = [len(j["strategy"]["matrix"]["include"]) for j in builds.values()]
@@ -181,8 +190,6 @@ def test_above_every_limit_renders_valid_pipelines(tmp_path):
     assert all(len(j.get("needs", [])) <= 50 for j in gl.values() if isinstance(j, dict))
     names = [e["job"] for j in builds.values() for e in j["strategy"]["matrix"]["include"]]
     assert len(names) == len(set(names))
-    check_jsonschema(p / GITHUB, p / GITLAB)
-    zizmor(p / GITHUB)
 
 
 # -- hostile values ----------------------------------------------------------------------
@@ -203,13 +210,22 @@ def test_gitlab_variable_in_tag_is_refused(tmp_path):
     assert proc.returncode == 2 and "GitLab would expand" in proc.stderr
 
 
-def test_yaml_injection_stays_a_plain_string(tmp_path):
-    hostile = 'arm"\n  evil: true\n# }} ${ x'
+HOSTILE = 'arm" evil: true # }} ${ x: \\ café 🐍'  # quotes, comment and mapping marks, non-ASCII: round-trip
+
+
+def hostile_values(tmp_path: Path) -> Path:
     p = project(tmp_path, "python: [cp312]\narch: [aarch64]\nrunners:\n  aarch64:\n"
-                          f"    github: {json.dumps(hostile)}\n    gitlab: [{json.dumps(hostile.replace('$', ''))}]\n"
+                          f"    github: {json.dumps(HOSTILE, ensure_ascii=False)}\n"
+                          f"    gitlab: [{json.dumps(HOSTILE.replace('$', ''), ensure_ascii=False)}]\n"
                           "environment: {EVIL: '$(rm -rf /) ${{ github.token }}'}\n")
     proc = run_ciwheels("render", "--project", str(p))
     assert proc.returncode == 0, proc.stderr
+    return p
+
+
+def test_yaml_injection_stays_a_plain_string(tmp_path):
+    hostile = HOSTILE
+    p = hostile_values(tmp_path)
     gh, gl = load_yaml(p / GITHUB), load_yaml(p / GITLAB)
     entry = gh["jobs"]["build"]["strategy"]["matrix"]["include"][0]
     assert entry["runs-on"] == hostile
@@ -218,7 +234,12 @@ def test_yaml_injection_stays_a_plain_string(tmp_path):
     assert tagged[0]["tags"] == [hostile.replace("$", "")]
     # environment never reaches the YAML: jobs read it from the matrix at build time
     assert "rm -rf" not in (p / GITHUB).read_text() + (p / GITLAB).read_text()
-    check_jsonschema(p / GITHUB, p / GITLAB)
+    # characters that YAML parsers disagree on are refused, not written
+    for bad in ("arm\n  evil: true", "arm\u2028evil", "arm\x85x", "arm\u202ex"):
+        (p / "matrix" / "wheels.yaml").write_text(f"python: [cp312]\narch: [aarch64]\nrunners:\n  aarch64:\n"
+                                                  f"    github: {json.dumps(bad)}\n")
+        proc = run_ciwheels("render", "--project", str(p))
+        assert proc.returncode == 2 and "refuses to write it" in proc.stderr, proc.stderr
 
 
 # -- render settings ---------------------------------------------------------------------
@@ -233,6 +254,7 @@ def test_render_paths_and_disabling(tmp_path):
 
 # -- the generated GitLab pipeline really runs (gitlab-ci-local, shell executor) ----------
 
+@pytest.mark.slow  # gitlab-ci-local runs every job of the example's pipeline: minutes
 def test_gitlab_pipeline_runs_under_gitlab_ci_local(tmp_path):
     """The example's GitLab pipeline runs: every build job runs `ciwheels build --job` (dry run:
     no pypa images can be pulled here) for exactly the job's cells, and gather collects every
@@ -265,28 +287,45 @@ def test_gitlab_pipeline_runs_under_gitlab_ci_local(tmp_path):
     expected = json.loads(run_ciwheels("matrix", "--project", str(EXAMPLE), "--json", check=True).stdout)
     jobs = re.findall(r"> # job (\S+): (\d+) cells \(([^)]*)\)", out)
     built = sorted(c for _, _, cells in jobs for c in cells.split(", "))
-    assert len({j for j, _, _ in jobs}) == 11
+    assert sorted(c["id"] for c in expected) == sorted(derive_cells()[0])
+    job_names = {j for j, _, _ in jobs}
+    assert len(job_names) == len(derive_jobs(c["id"] for c in expected))
     assert built == sorted(c["id"] for c in expected)
-    assert out.count(" PASS ") == 13 and " FAIL " not in out
+    # every build job, gather and the merge-request matrix-diff job
+    assert out.count(" PASS ") == len(job_names) + 2 and " FAIL " not in out
     # the merge-request matrix-diff job ran, explained the (empty) change and could not post a
     # note without a token: a warning, not a failure
     assert "No build cells change." in out
     assert "warning: cannot post the merge-request note: CI_MERGE_REQUEST_IID, CIWHEELS_NOTE_TOKEN not set" in out
     # gather received every build job's artifact (the dry-run build reports) through stage order
-    assert "gathered 0 wheel(s) into dist; 47 build report(s), 47 from dry runs" in out
+    n = len(expected)
+    assert f"gathered 0 wheel(s) into dist; {n} build report(s), {n} from dry runs" in out
     assert "ciwheels-publish" not in out
 
 
-def test_init_includes_the_rendered_pipeline(tmp_path):
+def init_into_own_gitlab_ci(tmp_path: Path) -> Path:
+    """A project with its own .gitlab-ci.yml, after `ciwheels init` and `ciwheels render`."""
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "1"\n')
     (tmp_path / ".gitlab-ci.yml").write_text("# mine\nstages: [test]\n\nunit:\n  stage: test\n  script: [pytest]\n")
     proc = run_ciwheels("init", "--project", str(tmp_path), check=True)
     assert "added an include of .gitlab/ciwheels.gitlab-ci.yml and the stages" in proc.stderr
     run_ciwheels("render", "--project", str(tmp_path), check=True)
+    return tmp_path
+
+
+def test_init_includes_the_rendered_pipeline(tmp_path):
+    init_into_own_gitlab_ci(tmp_path)
     top = load_yaml(tmp_path / ".gitlab-ci.yml")
     assert top["include"] == [{"local": GITLAB}]
     assert top["stages"] == ["test", "ciwheels-build", "ciwheels-gather", "ciwheels-publish"]
     assert (tmp_path / ".gitlab-ci.yml").read_text().startswith("# mine\n")
+    again = run_ciwheels("init", "--project", str(tmp_path), "--force", check=True)
+    assert "already includes" in again.stderr
+
+
+@pytest.mark.slow  # check-jsonschema and gitlab-ci-local
+def test_init_include_is_valid_and_resolved_by_gitlab_ci_local(tmp_path):
+    init_into_own_gitlab_ci(tmp_path)
     check_jsonschema(None, tmp_path / ".gitlab-ci.yml")
     # gitlab-ci-local resolves the include and sees the user's and our jobs together
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
@@ -298,13 +337,16 @@ def test_init_includes_the_rendered_pipeline(tmp_path):
     names = {j["name"] for j in json.loads(listed)}
     assert {"unit", "ciwheels-gather", "ciwheels-publish"} <= names
     assert any(n.startswith("ciwheels-build: [") for n in names)
-    again = run_ciwheels("init", "--project", str(tmp_path), "--force", check=True)
-    assert "already includes" in again.stderr
+
+
+def image_jobs(tmp_path: Path) -> Path:
+    p = project(tmp_path, "python: [cp313]\narch: [x86_64, riscv64]\nrender:\n  build-images: [riscv64]\n")
+    run_ciwheels("render", "--project", str(p), check=True)
+    return p
 
 
 def test_image_jobs_rebuild_and_push_the_build_image(tmp_path):
-    p = project(tmp_path, "python: [cp313]\narch: [x86_64, riscv64]\nrender:\n  build-images: [riscv64]\n")
-    run_ciwheels("render", "--project", str(p), check=True)
+    p = image_jobs(tmp_path)
     gh, gl = load_yaml(p / GITHUB), load_yaml(p / GITLAB)
     job = gh["jobs"]["image-riscv64"]
     assert job["permissions"] == {"contents": "read", "packages": "write"}
@@ -317,8 +359,54 @@ def test_image_jobs_rebuild_and_push_the_build_image(tmp_path):
     assert gjob["stage"] == ".pre" and gjob["variables"]["CIWHEELS_QEMU"] == "riscv64"
     assert {"if": '$CI_PIPELINE_SOURCE == "schedule"'} in gjob["rules"]
     assert gjob["script"][-1] == 'docker push "$CI_REGISTRY_IMAGE/ciwheels-manylinux-riscv64:trixie"'
-    check_jsonschema(p / GITHUB, p / GITLAB)
-    zizmor(p / GITHUB)
     bad = project(tmp_path / "bad", "python: [cp313]\nrender:\n  build-images: [riscv]\n")
     proc = run_ciwheels("render", "--project", str(bad))
     assert proc.returncode == 2 and "Did you mean 'riscv64'?" in proc.stderr
+
+
+# -- the rendered pipelines above, checked by independent tools ----------------------------
+
+@pytest.mark.slow  # check-jsonschema and zizmor: external tools, a second or more per run
+@pytest.mark.parametrize("make, audit", [(above_every_limit, True), (hostile_values, False), (image_jobs, True)],
+                         ids=["above-every-limit", "hostile-values", "image-jobs"])
+def test_rendered_pipelines_pass_the_validators(tmp_path, make, audit):
+    p = make(tmp_path)
+    check_jsonschema(p / GITHUB, p / GITLAB)
+    if audit:
+        zizmor(p / GITHUB)
+
+
+def test_two_levels_to_one_registry_are_refused_before_building(tmp_path):
+    """Two ISA levels of one Python and platform make two wheels with one file name: sent to one
+    registry, the second could never be published. render and build refuse; matrix still lists."""
+    (tmp_path / "matrix").mkdir()
+    (tmp_path / "matrix" / "wheels.yaml").write_text(
+        "python: [cp313]\narch: [x86_64, riscv64]\nisa:\n  x86_64: [x86-64, x86-64-v3]\n  riscv64: [rv64gc]\n"
+        "registries:\n  all: {url: 'https://registry.invalid/all'}\n")
+    for args in (["render"], ["build", "--all", "--dry-run", "--out", str(tmp_path / "wh")]):
+        proc = run_ciwheels(*args, "--project", str(tmp_path))
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "matrix/wheels.yaml:4: cells cp313-manylinux_x86_64-x86-64 and cp313-manylinux_x86_64-x86-64-v3" \
+               " would publish two different wheels with one file name to registry 'all'" in proc.stderr
+        assert "Give each x86_64 level its own registry" in proc.stderr
+    assert run_ciwheels("matrix", "--project", str(tmp_path)).returncode == 0
+    # a registry per level: accepted
+    text = (tmp_path / "matrix" / "wheels.yaml").read_text()
+    (tmp_path / "matrix" / "wheels.yaml").write_text(text + "  v3: {url: 'https://registry.invalid/v3', "
+                                                     "select: {isa: x86-64-v3}}\n")
+    assert run_ciwheels("render", "--project", str(tmp_path)).returncode == 0
+
+
+def test_a_failed_cell_does_not_stop_gather_or_publish():
+    """Build jobs upload what they built (and every report and log) even when a cell failed;
+    gather runs anyway and records the missing cells; publish publishes the rest."""
+    gh = load_yaml(EXAMPLE / GITHUB)
+    build = next(j for n, j in gh["jobs"].items() if n.startswith("build"))
+    upload = next(s for s in build["steps"] if "upload-artifact" in s.get("uses", ""))
+    assert upload["if"] == "${{ !cancelled() }}"
+    assert gh["jobs"]["gather"]["if"] == "${{ !cancelled() }}"
+    assert "--project" in next(s["run"] for s in gh["jobs"]["gather"]["steps"] if s.get("name") == "Gather")
+    assert gh["jobs"]["publish"]["if"].startswith("!cancelled() && needs.gather.result == 'success'")
+    gl = load_yaml(EXAMPLE / GITLAB)
+    assert gl[".ciwheels-build"]["artifacts"]["when"] == "always"
+    assert gl["ciwheels-gather"]["when"] == "always" and gl["ciwheels-publish"]["needs"] == ["ciwheels-gather"]

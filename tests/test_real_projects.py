@@ -1,0 +1,443 @@
+"""The 13-project exercise of the "make the main job real" issue, on fixtures: the real
+pyproject.toml (and setup.cfg/setup.py) of 13 projects that build wheels with cibuildwheel today
+(tests/projects/<name>/README names each sdist). `ciwheels init` must select exactly what the
+pinned cibuildwheel selects, and what `ciwheels render` writes must pass check-jsonschema,
+actionlint and zizmor's pedantic persona, with the pipeline properties the issue asks for."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from ciwheels.errors import CiwheelsError
+from ciwheels.pipeline import open_project
+from ciwheels.project import ENABLE_GROUPS, init_project, requires_python
+from ciwheels.render import install_requirement, render_project
+from conftest import run_ciwheels
+from test_render import GITHUB, GITLAB, check_jsonschema, tool
+
+PROJECTS_DIR = Path(__file__).parent / "projects"
+PROJECTS = sorted(p.name for p in PROJECTS_DIR.iterdir() if p.is_dir())
+# Their [tool.cibuildwheel] enables "cpython-freethreading", a group cibuildwheel 3 removed:
+# the pinned cibuildwheel stops on it, and so does init, naming the fix.
+RETIRED_GROUP = {"frozenlist", "zstandard"}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout
+
+
+def copy_project(name: str, dest: Path, *, fix: bool = True) -> Path:
+    target = dest / name
+    shutil.copytree(PROJECTS_DIR / name, target)
+    (target / "README").unlink()
+    if fix and name in RETIRED_GROUP:
+        text = (target / "pyproject.toml").read_text()
+        text = re.sub(r'"cpython-freethreading",?\s*', "", text)
+        (target / "pyproject.toml").write_text(text)
+    return target
+
+
+def load_yaml(path: Path):
+    return YAML(typ="safe").load(path.read_text())
+
+
+def cells_of(project: Path) -> list:
+    return open_project(project).expansion.cells
+
+
+def cibuildwheel_identifiers(project: Path, archs: list[str]) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
+    proc = subprocess.run([tool("cibuildwheel"), "--platform", "linux", "--print-build-identifiers",
+                           "--archs", ",".join(archs), str(project)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return sorted(proc.stdout.split())
+
+
+# -- init: the selection -------------------------------------------------------------------
+
+# what init chose for each project: arches, the number of cells, and Pythons it must not have
+EXPECTED = {
+    "frozenlist": (["x86_64"], 18, set()),
+    "markupsafe": (["x86_64", "aarch64", "armv7l", "ppc64le", "riscv64"], 90, set()),
+    "memray": (["x86_64"], 18, set()),
+    "msgpack": (["x86_64"], 16, {"cp39"}),
+    "multidict": (["x86_64", "i686"], 28, {"cp39", "cp310"}),
+    "numpy": (["x86_64"], 12, {"cp311"}),
+    "pillow": (["x86_64"], 14, {"cp310"}),
+    "psutil": (["x86_64"], 16, set()),
+    "pydantic-core": (["x86_64"], 16, {"cp39"}),
+    "pyyaml": (["x86_64"], 18, set()),
+    "ujson": (["x86_64"], 16, {"cp39"}),
+    "yarl": (["x86_64"], 16, {"cp39"}),
+    "zstandard": (["x86_64"], 18, set()),
+}
+
+
+def test_every_project_has_an_expectation():
+    assert sorted(EXPECTED) == PROJECTS and len(PROJECTS) == 13
+
+
+@pytest.mark.parametrize("name", PROJECTS)
+def test_init_selection(name, tmp_path):
+    """auto is the native x86_64 only (i686 only where the project asks for auto32: multidict),
+    requires-python comes from setup.cfg (yarl) and setup.py (pyyaml) too, brace ranges expand."""
+    project = copy_project(name, tmp_path)
+    init_project(project)
+    data = load_yaml(project / "matrix" / "wheels.yaml")
+    arches, count, absent = EXPECTED[name]
+    assert data["arch"] == arches
+    cells = cells_of(project)
+    assert len(cells) == count
+    assert not absent & {c.python for c in cells}
+
+
+def test_requires_python_sources_in_cibuildwheel_order():
+    import tomllib
+
+    def read(name):
+        return requires_python(PROJECTS_DIR / name, tomllib.loads((PROJECTS_DIR / name / "pyproject.toml").read_text()))
+
+    assert read("yarl") == (">=3.10", "setup.cfg")
+    assert read("frozenlist") == (">=3.9", "setup.cfg")
+    assert read("pyyaml") == (">=3.8", "setup.py")
+    assert read("multidict") == (">= 3.11", "pyproject.toml")
+    # psutil passes python_requires inside a nested call that cibuildwheel does not read either
+    assert read("psutil") == (None, "")
+
+
+@pytest.mark.parametrize("name", sorted(RETIRED_GROUP))
+def test_unknown_enable_group_is_an_error(name, tmp_path):
+    project = copy_project(name, tmp_path, fix=False)
+    with pytest.raises(CiwheelsError) as e:
+        init_project(project)
+    text = str(e.value)
+    assert "cpython-freethreading" in text and "Unknown enable group" in text and "cpython-prerelease" in text
+    assert not (project / "matrix" / "wheels.yaml").exists()
+
+
+def test_enable_groups_are_the_pinned_cibuildwheels():
+    from cibuildwheel.selector import EnableGroup
+
+    assert sorted(ENABLE_GROUPS) == sorted(g.value for g in EnableGroup)
+
+
+def test_init_reports_and_carries_every_option(tmp_path):
+    """memray: its musllinux before-all (apk) becomes an identifier override instead of the
+    glibc yum command; macOS tables and an i686 image for an arch not built are reported."""
+    project = copy_project("memray", tmp_path)
+    report = "\n".join(init_project(project))
+    data = load_yaml(project / "matrix" / "wheels.yaml")
+    assert data["before-all"].startswith("yum install -y openssl-devel")
+    (override,) = data["overrides"]
+    assert override["select"] == {"identifier": "*-musllinux*"}
+    assert override["before-all"].startswith("apk del gettext-dev")
+    assert data["images"] == {"x86_64-glibc": "manylinux_2_28", "x86_64-musl": "musllinux_1_2"}
+    assert "not carried: [tool.cibuildwheel.macos] (not for Linux)" in report
+    assert "not carried: manylinux-i686-image (no i686 cells)" in report
+    assert "overrides[0].before-all" in report
+    musl = next(c for c in cells_of(project) if c.libc == "musl")
+    glibc = next(c for c in cells_of(project) if c.libc == "glibc")
+    assert musl.before_all.startswith("apk") and glibc.before_all.startswith("yum")
+
+
+def test_init_carries_the_rest_into_cibuildwheel_options(tmp_path):
+    project = copy_project("numpy", tmp_path)
+    report = "\n".join(init_project(project))
+    data = load_yaml(project / "matrix" / "wheels.yaml")
+    opts = data["cibuildwheel-options"]
+    assert opts["config-settings"] == {"setup-args": ["-Duse-ilp64=true", "-Dallow-noblas=false"],
+                                       "build-dir": "build"}
+    assert opts["before-test"].startswith("pip install -r")
+    assert data["environment"] == {"RUNNER_OS": "Linux", "PKG_CONFIG_PATH": "/project/.openblas"}
+    assert "not carried: overrides[0] (select '*-win32' matches no Linux cell of this matrix)" in report
+    assert "not carried: [tool.cibuildwheel.pyodide] (not for Linux)" in report
+    # psutil: an override selecting with braces and several globs
+    project = copy_project("psutil", tmp_path)
+    init_project(project)
+    (override,) = load_yaml(project / "matrix" / "wheels.yaml")["overrides"]
+    assert override["select"]["identifier"] == ["cp3{8,9,10,11,12,13t,14,14t}-*", "cp313-macosx*", "*-musllinux*"]
+    assert override["cibuildwheel-options"] == {"test-extras": []}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PROJECTS)
+def test_init_equals_cibuildwheels_selection(name, tmp_path):
+    """The cells init writes are exactly real cibuildwheel's --print-build-identifiers for the
+    archs init chose, run on the project's own files."""
+    if name in RETIRED_GROUP:  # both stop on the retired group...
+        unfixed = copy_project(name, tmp_path / "unfixed", fix=False)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
+        proc = subprocess.run([tool("cibuildwheel"), "--platform", "linux", "--print-build-identifiers",
+                               str(unfixed)], env=env, capture_output=True, text=True)
+        assert proc.returncode != 0 and "Unknown enable group: cpython-freethreading" in proc.stderr
+    project = copy_project(name, tmp_path)  # ...and agree once it is removed
+    init_project(project)
+    archs = load_yaml(project / "matrix" / "wheels.yaml")["arch"]
+    ours = sorted({c.identifier for c in cells_of(project)})
+    assert ours == cibuildwheel_identifiers(project, archs)
+
+
+# -- render: linters ------------------------------------------------------------------------
+
+def render(project: Path) -> dict[Path, str]:
+    _, outputs = render_project(project)
+    for path, text in outputs.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return outputs
+
+
+def actionlint(workflow: Path) -> None:
+    proc = subprocess.run([tool("actionlint"), "-no-color", str(workflow)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def zizmor_pedantic(workflow: Path) -> None:
+    proc = subprocess.run([tool("zizmor"), "--offline", "--persona=pedantic", "--format", "json", str(workflow)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PROJECTS)
+def test_rendered_pipelines_pass_the_linters(name, tmp_path):
+    project = copy_project(name, tmp_path)
+    init_project(project)
+    render(project)
+    check_jsonschema(project / GITHUB, project / GITLAB)
+    actionlint(project / GITHUB)
+    zizmor_pedantic(project / GITHUB)
+
+
+@pytest.mark.slow
+def test_example_passes_actionlint_and_zizmor_pedantic():
+    example = Path(__file__).parent.parent / "examples" / "cext-demo"
+    actionlint(example / GITHUB)
+    zizmor_pedantic(example / GITHUB)
+
+
+# -- the pipeline properties ----------------------------------------------------------------
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """ujson in a git repository whose default branch is master (as four of the 13 have)."""
+    project = copy_project("ujson", tmp_path)
+    git(project, "init", "-q", "-b", "master")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "ujson")
+    return project
+
+
+def test_triggers_default_branch_and_publishing(repo):
+    report = "\n".join(init_project(repo))
+    assert "default branch: master" in report
+    assert load_yaml(repo / "matrix" / "wheels.yaml")["render"]["default-branch"] == "master"
+    render(repo)
+    gh = load_yaml(repo / GITHUB)
+    assert gh["on"]["push"] == {"branches": ["master"], "tags": ["*"]}
+    assert "workflow_dispatch" in gh["on"]
+    cond = gh["jobs"]["publish"]["if"]
+    assert "refs/tags/" in cond and "'schedule'" in cond and "'workflow_dispatch'" in cond
+    assert "refs/heads/" not in cond  # branch publishing is opt-in
+    rules = load_yaml(repo / GITLAB)["ciwheels-publish"]["rules"]
+    ifs = [r["if"] for r in rules]
+    assert ifs == ['$CI_PIPELINE_SOURCE == "merge_request_event"', "$CI_COMMIT_TAG",
+                   '$CI_PIPELINE_SOURCE == "schedule"', '$CI_PIPELINE_SOURCE == "web"']
+    # opt in to branch publishing
+    path = repo / "matrix" / "wheels.yaml"
+    path.write_text(path.read_text().replace("default-branch: master", "default-branch: master\n  publish-branch: release"))
+    render(repo)
+    gh = load_yaml(repo / GITHUB)
+    assert gh["on"]["push"]["branches"] == ["master", "release"]
+    assert "github.ref == 'refs/heads/release'" in gh["jobs"]["publish"]["if"]
+    assert {"if": '$CI_COMMIT_BRANCH == "release"'} in load_yaml(repo / GITLAB)["ciwheels-publish"]["rules"]
+
+
+def test_default_branch_is_read_from_origin_head(repo, tmp_path):
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    git(clone, "checkout", "-q", "-b", "feature")
+    from ciwheels.project import default_branch
+
+    assert default_branch(clone) == "master"  # origin's HEAD, not the current branch
+    assert default_branch(repo) == "master"  # no origin: the current branch
+
+
+def test_git_versioned_projects_fetch_the_history(repo, tmp_path):
+    init_project(repo)  # ujson: setuptools-scm
+    render(repo)
+    gh = load_yaml(repo / GITHUB)
+    for job in gh["jobs"].values():
+        checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
+        assert checkout["with"]["fetch-depth"] == 0
+    assert load_yaml(repo / GITLAB)["variables"]["GIT_DEPTH"] == "0"
+    plain = copy_project("msgpack", tmp_path)  # setuptools, a static version
+    init_project(plain)
+    render(plain)
+    checkout = load_yaml(plain / GITHUB)["jobs"]["gather"]["steps"][0]
+    assert "fetch-depth" not in checkout["with"] and "GIT_DEPTH" not in load_yaml(plain / GITLAB)["variables"]
+    path = plain / "matrix" / "wheels.yaml"
+    path.write_text(path.read_text() + "render: {submodules: recursive}\n")
+    render(plain)
+    assert load_yaml(plain / GITHUB)["jobs"]["gather"]["steps"][0]["with"]["submodules"] == "recursive"
+    assert load_yaml(plain / GITLAB)["variables"]["GIT_SUBMODULE_STRATEGY"] == "recursive"
+
+
+def test_actions_run_on_node24_and_a_matrix_pin_wins(repo):
+    init_project(repo)
+    render(repo)
+    uses = {s["uses"] for j in load_yaml(repo / GITHUB)["jobs"].values() for s in j["steps"] if "uses" in s}
+    text = (repo / GITHUB).read_text()
+    for ref, version in (("actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"),
+                         ("actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0"),
+                         ("actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f", "v7.0.0"),
+                         ("actions/download-artifact@3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c", "v8.0.1")):
+        assert ref in uses and f"{ref}  # {version}" in text
+    path = repo / "matrix" / "wheels.yaml"
+    bumped = "actions/checkout@" + "a" * 40
+    path.write_text(path.read_text() + f'  actions: {{checkout: "{bumped} # v9.9.9"}}\n')
+    render(repo)
+    assert f"{bumped}  # v9.9.9" in (repo / GITHUB).read_text()
+    assert run_ciwheels("render", "--check", "--project", str(repo)).returncode == 0
+
+
+def test_every_job_named_and_one_concurrency_group(repo):
+    init_project(repo)
+    render(repo)
+    gh = load_yaml(repo / GITHUB)
+    assert all("name" in job for job in gh["jobs"].values())
+    assert gh["concurrency"]["group"] == "ciwheels-${{ github.workflow }}-${{ github.ref }}"
+
+
+# -- emulated arches and time limits ----------------------------------------------------------
+
+def test_emulated_cells_get_a_job_each(tmp_path):
+    project = copy_project("markupsafe", tmp_path)
+    init_project(project)
+    plan = open_project(project).plan
+    emulated = [j for j in plan.jobs if j.emulated]
+    native = [j for j in plan.jobs if not j.emulated]
+    assert all(len(j.cells) == 1 for j in emulated) and len(emulated) == 72
+    assert {len(j.cells) for j in native} == {9}
+    path = project / "matrix" / "wheels.yaml"
+    path.write_text(path.read_text() + "render: {emulated-jobs: grouped}\n")
+    assert len(open_project(project).plan.jobs) == 10
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.text = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.text += record.getMessage() + "\n"
+
+
+def test_timeouts_per_arch_and_hosted_limits(tmp_path):
+    project = copy_project("markupsafe", tmp_path)
+    init_project(project)
+    path = project / "matrix" / "wheels.yaml"
+    base = path.read_text()
+    assert base.rstrip().splitlines()[-1].startswith("  ") and "\noverrides:\n" in base  # overrides come last
+    path.write_text(base + "- select: {arch: riscv64}\n  timeout-minutes: 300\n")
+    records = _Records()
+    logger = logging.getLogger("ciwheels")
+    logger.addHandler(records)
+    try:
+        jobs = {j.id: j for j in open_project(project).plan.jobs}
+    finally:
+        logger.removeHandler(records)
+    assert jobs["manylinux_2_39_riscv64-rv64gc-cp312"].timeout_minutes == 300
+    assert jobs["manylinux_2_28_x86_64-x86-64"].timeout_minutes == 120
+    assert "18 job(s) have timeout-minutes above gitlab.com's default limit of 180 minutes" in records.text
+    render(project)
+    assert load_yaml(project / GITLAB)  # a warning only
+    path.write_text(base + "- select: {arch: riscv64}\n  timeout-minutes: 400\n")
+    with pytest.raises(CiwheelsError, match="above the 360 minutes GitHub-hosted runners allow"):
+        open_project(project).plan
+    path.write_text("render: {github: false}\n" + base + "- select: {arch: riscv64}\n  timeout-minutes: 400\n")
+    open_project(project).plan  # GitLab only: an instance may allow it
+
+
+# -- installing ciwheels in CI -----------------------------------------------------------------
+
+class _Dist:
+    def __init__(self, direct_url: dict | None, version: str = "0.1.0") -> None:
+        self.version = version
+        self._text = json.dumps(direct_url) if direct_url is not None else None
+
+    def read_text(self, name: str):
+        return self._text if name == "direct_url.json" else None
+
+
+@pytest.mark.parametrize("direct_url, expected, warns", [
+    (None, "ciwheels==0.1.0", False),
+    ({"url": "https://github.com/o/ciwheels.git",
+      "vcs_info": {"vcs": "git", "commit_id": "0123456789abcdef0123456789abcdef01234567", "requested_revision": "v1"}},
+     "ciwheels @ git+https://github.com/o/ciwheels.git@0123456789abcdef0123456789abcdef01234567", False),
+    ({"url": "https://example.org/ciwheels-0.1.0.tar.gz", "archive_info": {"hashes": {"sha256": "ab" * 32}}},
+     "ciwheels @ https://example.org/ciwheels-0.1.0.tar.gz#sha256=" + "ab" * 32, False),
+    ({"url": "file:///nonexistent/ciwheels-0.1.0-py3-none-any.whl", "archive_info": {}}, "ciwheels==0.1.0", True),
+    ({"url": "file:///nonexistent/ciwheels", "dir_info": {"editable": True}}, "ciwheels==0.1.0", True),
+])
+def test_ci_installs_the_ciwheels_that_rendered(monkeypatch, direct_url, expected, warns):
+    from importlib import metadata
+
+    monkeypatch.setattr(metadata, "distribution", lambda name: _Dist(direct_url))
+    spec, warning = install_requirement()
+    assert spec == expected
+    assert bool(warning) == warns
+    if warns:
+        assert "render: {ciwheels:" in warning
+
+
+def test_local_git_checkout_pins_its_commit(monkeypatch, tmp_path):
+    from importlib import metadata
+
+    checkout = tmp_path / "ciwheels"
+    checkout.mkdir()
+    git(checkout, "init", "-q")
+    git(checkout, "commit", "-q", "--allow-empty", "-m", "x")
+    git(checkout, "remote", "add", "origin", "https://github.com/o/ciwheels.git")
+    head = git(checkout, "rev-parse", "HEAD").strip()
+    monkeypatch.setattr(metadata, "distribution",
+                        lambda name: _Dist({"url": checkout.as_uri(), "dir_info": {"editable": True}}))
+    spec, warning = install_requirement()
+    assert spec == f"ciwheels @ git+https://github.com/o/ciwheels.git@{head}"
+    assert "push that commit" in warning and "render: {ciwheels:" in warning
+
+
+def test_render_key_overrides_and_the_example_keeps_dot(repo):
+    init_project(repo)
+    path = repo / "matrix" / "wheels.yaml"
+    path.write_text(path.read_text() + '  ciwheels: "ciwheels==9.9"\n')
+    render(repo)
+    assert load_yaml(repo / GITHUB)["env"]["CIWHEELS_SPEC"] == "ciwheels==9.9"
+    assert load_yaml(repo / GITLAB)["variables"]["CIWHEELS_SPEC"] == "ciwheels==9.9"
+    example = load_yaml(Path(__file__).parent.parent / "examples" / "cext-demo" / GITHUB)
+    assert example["env"]["CIWHEELS_SPEC"] == "."
+
+
+# -- review and hygiene ------------------------------------------------------------------------
+
+def test_init_writes_no_gitlab_ci_into_a_github_only_project(repo):
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    report = "\n".join(init_project(repo))
+    assert not (repo / ".gitlab-ci.yml").exists() and "GitHub-only project" in report
+    assert load_yaml(repo / "matrix" / "wheels.yaml")["render"]["gitlab"] is False
+    outputs = render(repo)
+    assert [p.relative_to(repo).as_posix() for p in outputs] == [GITHUB]
+    init_project(repo, force=True, gitlab=True)
+    assert (repo / ".gitlab-ci.yml").exists()
+    assert "gitlab" not in load_yaml(repo / "matrix" / "wheels.yaml")["render"]
