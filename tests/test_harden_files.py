@@ -183,3 +183,15 @@ def test_deeply_nested_and_huge_reports_are_errors(tmp_path):
         f.truncate(17 << 20)  # sparse: 17 MiB of zeros, above the limit
     with pytest.raises(CiwheelsError, match="larger than 16 MiB"):
         read_report(path)
+
+
+def test_a_manifest_naming_an_unknown_registry_is_an_error(tmp_path):
+    wheel = make_wheel(tmp_path / "dist" / "ghost", "ours", "1.0")
+    (tmp_path / "dist" / "manifest.json").write_text(json.dumps({"wheels": [
+        {"file": wheel.name, "sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(), "registry": "ghost",
+         "path": f"ghost/{wheel.name}"}]}))
+    project = tmp_path / "proj"
+    (project / "matrix").mkdir(parents=True)
+    (project / "matrix" / "wheels.yaml").write_text("python: [cp312]\n")
+    proc = run_ciwheels("publish", str(tmp_path / "dist"), "--project", str(project), "--dry-run")
+    assert proc.returncode == 2 and "'ghost'" in proc.stderr and "does not define" in proc.stderr

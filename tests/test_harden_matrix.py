@@ -198,3 +198,16 @@ def test_generated_matrices_load_or_fail_with_one_paragraph(tmp_path, doc):
 def test_arbitrary_text_loads_or_fails_with_one_paragraph(tmp_path, text):
     timed("python: [cp312]\n" + text, tmp_path, 5)
     timed(text, tmp_path, 5)
+
+
+def test_two_include_entries_for_one_cell_are_an_error(tmp_path):
+    text = ("python: [cp312]\ninclude:\n  - {python: cp313, arch: aarch64, environment: {A: one}}\n"
+            "  - {python: cp313, arch: aarch64, environment: {A: two}}\n")
+    message = outcome(text, tmp_path)
+    assert message != "ok" and "include" in message
+
+
+def test_a_2mb_value_in_an_error_is_cut():
+    message = str(CiwheelsError(f"bad value {'v' * (2 << 20)!r}", value="v" * (2 << 20), allowed=["a", "b"],
+                                hint="x" * (2 << 20)))
+    assert len(message) < 1000 and "characters)" in message and "\n" not in message
