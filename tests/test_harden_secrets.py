@@ -90,6 +90,7 @@ def test_echoed_authorization_header_is_scrubbed(tmp_path, echo):
     assert not leaked(proc.stdout + proc.stderr)  # ... without the credentials in any form
 
 
+@pytest.mark.slow
 def test_doctor_and_pip_config_never_print_url_credentials(echo):
     url = with_userinfo(echo.url)
     for args in (("doctor", "--repository-url", url, "--pypi", echo.url + "/simple", "--package", "x"),
@@ -103,6 +104,7 @@ def test_doctor_and_pip_config_never_print_url_credentials(echo):
     assert echo.requests
 
 
+@pytest.mark.slow
 def test_credentials_are_not_sent_over_plain_http_to_a_remote_host(tmp_path):
     dist = tmp_path / "dist"
     make_wheel(dist, "ours-pkg", "1.0")
