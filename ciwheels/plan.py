@@ -12,6 +12,7 @@ from pathlib import Path
 from ciwheels.catalog import Catalog
 from ciwheels.errors import CiwheelsError
 from ciwheels.expand import check_level_clashes
+from ciwheels.log import get_logger
 from ciwheels.model import Cell, Expansion
 from ciwheels.normalise import ProjectSpec, RenderSettings
 
@@ -94,18 +95,20 @@ def _check_timeouts(jobs: list[Job], spec: ProjectSpec, expansion: Expansion) ->
     """A job limit above what the hosted services allow: an error for GitHub (its hosted
     runners stop every job at 360 minutes), a warning for GitLab (gitlab.com stops at 180 by
     default; an instance or project may allow more)."""
-    from ciwheels.log import get_logger
-
     s = spec.render
     github_max = int(s.defaults.get("github-max-timeout", 360))
     gitlab_max = int(s.defaults.get("gitlab-default-max-timeout", 180))
+    by_id = {c.id: c for c in expansion.cells}
     for job in jobs:
         if s.github and job.timeout_minutes > github_max:
+            worst = max((by_id[c] for c in job.cells), key=lambda c: c.timeout_minutes)
+            origin = worst.origins.get("timeout-minutes")
             raise CiwheelsError(
                 f"job {job.id} has timeout-minutes {job.timeout_minutes}, above the {github_max} minutes "
                 "GitHub-hosted runners allow a job; lower it (an override with select: {arch: ...} or "
                 "{python: ...}), or give the job a self-hosted runner, or set render: {github: false}",
-                value=job.timeout_minutes)
+                file=origin.file if origin and origin.kind == "matrix" else None,
+                line=origin.line if origin and origin.kind == "matrix" else None, value=job.timeout_minutes)
     long = [j for j in jobs if j.timeout_minutes > gitlab_max]
     if s.gitlab and long:
         worst = max(long, key=lambda j: j.timeout_minutes)

@@ -48,6 +48,7 @@ class Resolver:
         self._shared: dict[tuple, tuple] = {}
         self._heads: dict[tuple, tuple] = {}
         self._origins: dict[tuple, dict[str, Origin]] = {}
+        self._registries: dict[tuple, str] = {}
         self._catalog_origins: dict[str, Origin] = {}
 
     def catalog_origin(self, detail: str) -> Origin:
@@ -122,7 +123,11 @@ class Resolver:
         settings, env, isa_env, user_env, shared_origins, runner, tail = shared
         registry = ""
         if self.m.registry_selectors:
-            registry = next((name for name, sel in self.m.registry_selectors if sel is None or sel.matches(attrs)), "")
+            rkey = (key, py, attrs["version"])
+            registry = self._registries.get(rkey)
+            if registry is None:
+                registry = self._registries[rkey] = next(
+                    (name for name, sel in self.m.registry_selectors if sel is None or sel.matches(attrs)), "")
         okey = (key, id(py_origin), registry)
         origins = self._origins.get(okey)
         if origins is None:  # shared by the cells of one Python in many versions/levels
