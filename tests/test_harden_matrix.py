@@ -211,3 +211,25 @@ def test_a_2mb_value_in_an_error_is_cut():
     message = str(CiwheelsError(f"bad value {'v' * (2 << 20)!r}", value="v" * (2 << 20), allowed=["a", "b"],
                                 hint="x" * (2 << 20)))
     assert len(message) < 1000 and "characters)" in message and "\n" not in message
+
+
+def test_an_unreadable_matrix_folder_is_the_usual_error(tmp_path, monkeypatch):
+    """Tests run as root, who can read any folder: the permission error is raised by a patched
+    Path.iterdir for the one folder (a labelled simulation of `chmod 000 matrix`)."""
+    from click.testing import CliRunner
+
+    from ciwheels.cli import cli as ciwheels_cli
+
+    (tmp_path / "matrix").mkdir()
+    (tmp_path / "matrix" / "wheels.yaml").write_text("python: [cp312]\n")
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):
+        if self == tmp_path / "matrix":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    result = CliRunner().invoke(ciwheels_cli, ["matrix", "--project", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "Permission denied" in result.output and "Traceback" not in result.output
