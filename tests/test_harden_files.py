@@ -195,3 +195,33 @@ def test_a_manifest_naming_an_unknown_registry_is_an_error(tmp_path):
     (project / "matrix" / "wheels.yaml").write_text("python: [cp312]\n")
     proc = run_ciwheels("publish", str(tmp_path / "dist"), "--project", str(project), "--dry-run")
     assert proc.returncode == 2 and "'ghost'" in proc.stderr and "does not define" in proc.stderr
+
+
+@pytest.mark.slow
+def test_two_levels_with_one_file_name_to_one_url_are_two_results(tmp_path):
+    """Results are per wheel path: the v3 and baseline wheels of one file name sent to one
+    --repository-url are reported separately, the second refused, neither hidden."""
+    from servers import PypiServer
+
+    server = PypiServer(tmp_path / "reg")
+    try:
+        dist = tmp_path / "dist"
+        base = make_wheel(dist / "generic", "ours", "1.0")
+        v3 = make_wheel(dist / "v3", "ours", "1.0", payload="# built for v3\n")
+        entries = [{"file": w.name, "sha256": hashlib.sha256(w.read_bytes()).hexdigest(), "registry": reg,
+                    "path": f"{reg}/{w.name}"} for w, reg in ((base, "generic"), (v3, "v3"))]
+        (dist / "manifest.json").write_text(json.dumps({"wheels": entries}))
+        import subprocess
+        import sys
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "CIWHEELS_"))}
+        env.update({"CIWHEELS_USERNAME": "ci", "CIWHEELS_PASSWORD": "any-password"})  # no auth on this server
+        proc = subprocess.run([sys.executable, "-m", "ciwheels", "publish", str(dist), "--repository-url",
+                               server.url, "--json", "--retries", "1"], capture_output=True, text=True, env=env,
+                              timeout=120)
+        results = {Path(r["path"]).parent.name: r for r in json.loads(proc.stdout)}
+        assert proc.returncode == 1 and len(results) == 2
+        assert results["generic"]["status"] == "uploaded" and results["v3"]["status"] == "failed"
+        assert "same file name with other contents" in results["v3"]["detail"]
+    finally:
+        server.close()
