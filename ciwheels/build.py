@@ -233,7 +233,7 @@ def probe_compiler(inv: Invocation, engine: str, catalog: Catalog) -> Probe:
 def level_status(findings, level, can_tell: bool) -> tuple[str, str]:
     """(status, why) of a wheel's binaries against its cell's level: a binary above the level is
     a mismatch; above the baseline, where the family can tell, a wheel must show the level."""
-    too_high = [f for f in findings if f.status == "too-high"]
+    too_high = [f for f in findings if f.status in ("too-high", "unreadable")]  # unreadable: may hide a level
     if too_high:
         return "isa-mismatch", f"{too_high[0].member} {too_high[0].reason}"
     if level.baseline or not can_tell:

@@ -18,11 +18,25 @@ _PROJECT_OPTION = click.option(
     help="The project folder.")
 
 
+_INSECURE_OPTION = click.option(
+    "--allow-insecure-http", is_flag=True, envvar="CIWHEELS_ALLOW_INSECURE_HTTP",
+    help="Send credentials over plain http to a host that is not loopback (refused by default).")
+
+
+def _seconds(value: float) -> float:
+    """--timeout: a finite number of seconds above 0 (else the usual error, exit 2)."""
+    from ciwheels.registry import check_timeout
+
+    return check_timeout(value)
+
+
 class _Lines(logging.Formatter):
     """The library's log records as the CLI's lines: info plain, warnings and errors labelled."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = record.getMessage()
+        from ciwheels.credentials import scrub
+
+        text = scrub(record.getMessage())
         if record.levelno >= logging.ERROR:
             return f"error: {text}"
         if record.levelno >= logging.WARNING:
@@ -64,10 +78,21 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except CiwheelsError as e:
-            click.echo(f"error: {e}", err=True)
+            from ciwheels.credentials import scrub
+
+            click.echo(f"error: {scrub(str(e))}", err=True)
             sys.exit(e.exit_code)
         except BrokenPipeError:
             sys.exit(1)
+        except OSError as e:  # a read-only --out, an unreadable folder: the usual paragraph, not a traceback
+            from ciwheels.credentials import scrub
+
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(scrub(f"error: {where}{e.strerror or e}."), err=True)
+            sys.exit(2)
+        except RecursionError:
+            click.echo("error: the input is nested too deeply to read.", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -395,11 +420,13 @@ def _progress():
 @click.option("--jobs", type=click.IntRange(1, 32), default=4, show_default=True, help="Uploads at once.")
 @click.option("--retries", type=click.IntRange(1, 20), default=6, show_default=True,
               help="Attempts per request on connection errors, timeouts, 5xx and 429.")
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, callback=lambda c, p, v: _seconds(v),
+              help="Seconds per request, all of it (a server trickling bytes is cut off).")
 @click.option("--json", "as_json", is_flag=True, help="Print one result per wheel as JSON.")
 @click.option("--dry-run", is_flag=True, envvar="CIWHEELS_DRY_RUN", help="Say what would be published.")
+@_INSECURE_OPTION
 def publish(folder: Path, repository_url: str | None, registry: str | None, index_url: str | None, project: Path,
-            jobs: int, retries: int, timeout: float, as_json: bool, dry_run: bool) -> None:
+            jobs: int, retries: int, timeout: float, as_json: bool, dry_run: bool, allow_insecure_http: bool) -> None:
     """Publish the wheels of FOLDER (a `ciwheels gather` output) to a PyPI-compatible registry.
 
     Files the registry already has with the same sha256 are skipped; one it has with other
@@ -407,6 +434,7 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
     CIWHEELS_PASSWORD, or in GitLab CI the job token. Re-running after any failure finishes
     the job and uploads nothing twice. Exit 1 if anything failed.
     """
+    from ciwheels.credentials import scrub
     from ciwheels.errors import PublishFailed
     from ciwheels.pipeline import project_registries
     from ciwheels.catalog import load_catalog
@@ -426,28 +454,29 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
     if dry_run:
         for name, items in groups.items():
             for path, digest in items:
-                click.echo(f"would publish {path.name} (sha256 {digest})"
-                           + (f" to {name} ({registries[name].url})" if name else ""))
+                click.echo(scrub(f"would publish {path.name} (sha256 {digest})"
+                                 + (f" to {name} ({registries[name].url})" if name else "")))
             for fname in index_files([p for p, _ in items]):
-                click.echo(f"would publish {fname} last" + (f" to {name}" if name else ""))
+                click.echo(scrub(f"would publish {fname} last" + (f" to {name}" if name else "")))
         return
     results = []
     for name, items in groups.items():
         target = target_for(name, registries, repository_url, index_url)
-        click.echo(f"publishing {len(items)} wheel(s) to {name + ': ' if name else ''}{target}", err=True)
-        publisher = Publisher(target, jobs=jobs, retries=retries, timeout=timeout, progress=_progress())
+        click.echo(scrub(f"publishing {len(items)} wheel(s) to {name + ': ' if name else ''}{target}"), err=True)
+        publisher = Publisher(target, jobs=jobs, retries=retries, timeout=timeout, progress=_progress(),
+                              allow_insecure_http=allow_insecure_http)
         done = publisher.publish(items)
         results += done + publish_index_files(publisher, items, done, load_catalog())  # -variants.json last
     if as_json:
         import json
 
-        click.echo(json.dumps([{"file": r.file, "status": r.status, "detail": r.detail, "attempts": r.attempts}
-                               for r in results], indent=1))
+        click.echo(scrub(json.dumps([{"file": r.file, "path": r.path, "status": r.status, "detail": r.detail,
+                                      "attempts": r.attempts} for r in results], indent=1)))
     counts = {s: sum(r.status == s for r in results) for s in ("uploaded", "skipped", "failed")}
     click.echo(table(["uploaded", "skipped", "failed"], [[str(counts[s]) for s in counts]]), err=True)
     for r in results:
         if r.status == "failed":
-            click.echo(f"failed: {r.file}: {r.detail}", err=True)
+            click.echo(scrub(f"failed: {r.path or r.file}: {r.detail}"), err=True)
     if counts["failed"]:
         raise PublishFailed(f"{counts['failed']} of {len(results)} wheel(s) were not published; "
                             "run the same command again to finish (nothing is uploaded twice)")
@@ -477,7 +506,8 @@ def verify(wheels: tuple[Path, ...], isa: str | None, as_json: bool) -> None:
 
     x86_64 is read from the X86_ISA_1_NEEDED note, riscv64 from .riscv.attributes. What cannot
     be determined (aarch64 has no marker; x86 built without -mneeded) is reported, not guessed.
-    Exit 1 when a binary needs more than its level.
+    Exit 1 when a binary needs more than its level, or cannot be read (truncated, corrupt, for
+    another arch, or a `.so` that is not ELF).
     """
     from ciwheels.report import table
     from ciwheels.verify import as_json as findings_json
@@ -489,9 +519,11 @@ def verify(wheels: tuple[Path, ...], isa: str | None, as_json: bool) -> None:
     else:
         click.echo(table(["wheel", "binary", "level", "status", "reason"],
                          [[f.wheel, f.member, f.level, f.status, f.reason] for f in findings]))
-    bad = [f for f in findings if f.status == "too-high"]
+    bad = [f for f in findings if f.status in ("too-high", "unreadable")]
     undetermined = sum(f.status == "undetermined" for f in findings)
-    click.echo(f"{len(findings)} binaries: {len(bad)} above their level, {undetermined} undetermined", err=True)
+    unreadable = sum(f.status == "unreadable" for f in findings)
+    click.echo(f"{len(findings)} binaries: {len(bad) - unreadable} above their level, {undetermined} undetermined"
+               + (f", {unreadable} unreadable" if unreadable else ""), err=True)
     if bad:
         sys.exit(1)
 
@@ -649,9 +681,13 @@ def _machine_plan(project: Path, level: str | None):
 @click.option("--pypi", default="https://pypi.org/simple", show_default=True,
               help="The public index to check our names against.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, callback=lambda c, p, v: _seconds(v),
+              help="Seconds per request, all of it.")
+@_INSECURE_OPTION
 @_LEVEL_OPTION
 def doctor(registry: str | None, repository_url: str | None, index_url: str | None, project: Path, dist: Path | None,
-           packages: tuple[str, ...], unhosted: str, pypi: str, as_json: bool, level: str | None) -> None:
+           packages: tuple[str, ...], unhosted: str, pypi: str, as_json: bool, timeout: float,
+           allow_insecure_http: bool, level: str | None) -> None:
     """Check a registry: its index answers, our packages are served from it, an unhosted
     package resolves through the fall-through, and none of our names is free on PyPI
     (dependency confusion). Exit 1 when a check fails."""
@@ -662,16 +698,18 @@ def doctor(registry: str | None, repository_url: str | None, index_url: str | No
 
     _, index = _registry_index(project, registry, repository_url, index_url)
     hosted = sorted(set(hosted_names(dist)) | {canonicalize_name(p) for p in packages})
-    checks = run_doctor(index, hosted, unhosted, pypi)
+    from ciwheels.credentials import scrub
+
+    checks = run_doctor(index, hosted, unhosted, pypi, timeout, allow_insecure_http=allow_insecure_http)
     checks += _level_checks(project, level, hosted)
     if as_json:
         import json
 
-        click.echo(json.dumps([c.__dict__ for c in checks], indent=1))
+        click.echo(scrub(json.dumps([c.__dict__ for c in checks], indent=1)))
     else:
         for c in checks:
             mark = "ok  " if c.ok else ("warn" if c.warning else "FAIL")
-            click.echo(f"{mark}  {c.name}: {c.detail}")
+            click.echo(scrub(f"{mark}  {c.name}: {c.detail}"))
     if any(not c.ok and not c.warning for c in checks):
         sys.exit(1)
 

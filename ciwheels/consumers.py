@@ -17,8 +17,11 @@ if TYPE_CHECKING:
 
 
 def pip_config(name: str, index: str) -> str:
-    """`index`: the registry's simple index URL."""
-    index = index.rstrip("/") + "/"
+    """`index`: the registry's simple index URL (credentials in it are left out: they belong in
+    ~/.netrc or a keyring, not in a config file printed to a terminal)."""
+    from ciwheels.credentials import split_userinfo
+
+    index = split_userinfo(index)[0].rstrip("/") + "/"
     return f"""\
 # pip: ~/.config/pip/pip.conf (or PIP_INDEX_URL={index})
 # Private GitLab projects also need credentials: a ~/.netrc entry for the host, or
@@ -45,15 +48,16 @@ class Check:
 
 
 def doctor(index: str, hosted: list[str], unhosted: str, pypi: str, timeout: float = 30, *,
-           client: RegistryClient | None = None) -> list[Check]:
+           client: RegistryClient | None = None, allow_insecure_http: bool | None = None) -> list[Check]:
     """Checks against a registry's simple index URL. `hosted`: names we publish there (read from a
     manifest, or given); `unhosted`: a pure-Python package we do not host, to test the
     fall-through; `pypi`: the public index names are checked against. `client`: how to read the
     registry (default: without credentials); PyPI is always read without them."""
     from ciwheels.registry import RegistryClient
 
-    registry = client or RegistryClient.anonymous(index, retries=2, timeout=timeout)
-    public = RegistryClient.anonymous(pypi, retries=2, timeout=timeout)
+    registry = client or RegistryClient.anonymous(index, retries=2, timeout=timeout,
+                                                  allow_insecure_http=allow_insecure_http)
+    public = RegistryClient.anonymous(pypi, retries=2, timeout=timeout, allow_insecure_http=allow_insecure_http)
     index = registry.target.simple + "/"
     checks: list[Check] = []
 
@@ -63,6 +67,11 @@ def doctor(index: str, hosted: list[str], unhosted: str, pypi: str, timeout: flo
         except CiwheelsError as e:
             return e
 
+    from ciwheels import credentials
+
+    credentials.check_transport(registry.target.simple + "/", allow_insecure=registry.allow_insecure_http,
+                                has_credentials=bool(registry.target.username or registry.target.password))
+    index = registry.scrub(index)
     first = get(registry, hosted[0] if hosted else unhosted, False)
     if isinstance(first, Exception):
         return [Check("index answers", False, f"{index}: {first}")]

@@ -331,7 +331,7 @@ def matrix_schema(catalog: Catalog) -> dict:
                     "github": _path_or_false("GitHub Actions workflow to write (false: none)."),
                     "gitlab": _path_or_false("GitLab CI file to write, included from .gitlab-ci.yml (false: none)."),
                     "schedule": _str("Cron schedule (5 fields, UTC) for scheduled builds and publishing.",
-                                     pattern=r"^\s*\S+(\s+\S+){4}\s*$"),
+                                     pattern=r"^\s*\S+(\s+\S+){4}\s*$", **{"x-format": "cron"}),
                     "publish-branch": _path_or_false("Opt-in: a branch whose pushes also publish (default false: "
                                                      "tags, schedules and manual runs only; a registry never "
                                                      "overwrites, so publishing every push fails from the second)."),
