@@ -168,9 +168,12 @@ class _Links(HTMLParser):
 
 
 def parse_simple_page(html: str) -> dict[str, str | None]:
-    """{file name: sha256 or None}. Links whose name is not a valid wheel or sdist file name
-    (an index may list `junk.whl`) are left out: nothing downstream has to parse them."""
-    from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
+    """{file name: sha256 or None}. Links whose name is not a valid wheel (plain or variant),
+    sdist or `-variants.json` file name (an index may list `junk.whl`) are left out: nothing
+    downstream has to parse them."""
+    from packaging.utils import InvalidSdistFilename, parse_sdist_filename
+
+    from ciwheels.variants import INDEX_SUFFIX, InvalidWheelName, parse_wheel_name
 
     parser = _Links()
     parser.feed(html)
@@ -178,10 +181,13 @@ def parse_simple_page(html: str) -> dict[str, str | None]:
     for name, digest in parser.files.items():
         try:
             if name.endswith(".whl"):
-                parse_wheel_filename(name)
+                parse_wheel_name(name)
+            elif name.endswith(INDEX_SUFFIX):
+                if not re.fullmatch(r"[A-Za-z0-9._]+-[A-Za-z0-9._!+]+" + re.escape(INDEX_SUFFIX), name):
+                    continue
             else:
                 parse_sdist_filename(name)
-        except (InvalidWheelFilename, InvalidSdistFilename):
+        except (InvalidWheelName, InvalidSdistFilename):
             continue
         out[name] = digest if digest and re.fullmatch(r"[0-9a-fA-F]{64}", digest) else None
     return out
