@@ -56,7 +56,46 @@ def open_project(project: Path, matrix_paths: tuple[Path, ...] = (), *, display_
     catalog = load_catalog()
     files = find_matrix_files(project, matrix_paths)
     docs = load_files(files, catalog, root=display_root or Path.cwd())
-    return open_docs(project, docs, catalog, files)
+    opened = open_docs(project, docs, catalog, files)
+    _check_requires_python(opened)
+    return opened
+
+
+def _check_requires_python(opened: Project) -> None:
+    """cibuildwheel reads the package's requires-python at build time whatever the matrix says,
+    and skips the Pythons it excludes: say so now, on the cells, instead of a missing wheel later."""
+    import tomllib
+
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import Version
+
+    from ciwheels.project import requires_python
+
+    own = [c for c in opened.expansion.cells if not c.package]
+    if not own:
+        return
+    try:
+        pyproject = tomllib.loads((opened.root / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        pyproject = {}
+    try:
+        value, source = requires_python(opened.root, pyproject)
+        spec = SpecifierSet(value) if value else None
+    except (OSError, InvalidSpecifier, ValueError):
+        return
+    if spec is None:
+        return
+    outside: dict[str, list] = {}
+    for cell in own:
+        python = opened.catalog.pythons[cell.python]
+        if python.implementation == "cpython" and not spec.contains(Version(f"{python.version}.99"), prereleases=True):
+            outside.setdefault(cell.python, []).append(cell)
+    for py, cells in outside.items():
+        note = (f"the project's requires-python {value!r} ({source}) excludes {py}: cibuildwheel will skip it "
+                "and the cell gets no wheel; exclude it in the matrix or widen requires-python")
+        for cell in cells:
+            cell.notes = (*cell.notes, note)
+        opened.expansion.warnings.append(f"{len(cells)} {py} cell(s): {note}")
 
 
 def project_registries(project: Path) -> dict[str, Registry]:

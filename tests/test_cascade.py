@@ -249,3 +249,18 @@ def test_the_schema_of_cibuildwheel_options_is_the_pinned_cibuildwheels():
     ours = json.loads((CAT.path / "cibuildwheel.schema.json").read_text())
     theirs = json.loads((files("cibuildwheel") / "resources" / "cibuildwheel.schema.json").read_text())
     assert ours == theirs
+
+
+def test_requires_python_that_vetoes_cells_is_shown_before_building(tmp_path):
+    """cibuildwheel reads the package's requires-python at build time whatever the config file
+    says: matrix and explain say which cells it would skip, instead of a missing wheel later."""
+    (tmp_path / "matrix").mkdir()
+    (tmp_path / "matrix" / "wheels.yaml").write_text("python: [cp311, cp312]\n")
+    (tmp_path / "setup.cfg").write_text("[options]\npython_requires = >=3.12\n")
+    (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup()\n")
+    proc = run_ciwheels("matrix", "--project", str(tmp_path))
+    assert proc.returncode == 0
+    assert "requires-python '>=3.12' (setup.cfg) excludes cp311" in proc.stderr
+    assert "cp312" not in proc.stderr.split("excludes", 1)[1].split(":", 1)[0]
+    out = run_ciwheels("explain", "cp311-manylinux_x86_64-x86-64", "--project", str(tmp_path)).stdout
+    assert "note: the project's requires-python '>=3.12' (setup.cfg) excludes cp311" in out
