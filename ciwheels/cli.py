@@ -722,5 +722,51 @@ def plan_cmd(project: Path, matrix_paths: tuple[Path, ...], missing: bool, as_js
                + (f" ({summary}; {result.reads} index reads)" if missing else ""), err=True)
 
 
+@cli.command("status")
+@_PROJECT_OPTION
+@_MATRIX_OPTION
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True)
+@click.option("--artifacts", "artifact_dirs", multiple=True, type=click.Path(path_type=Path, exists=True),
+              help="Build artifacts of this pipeline (repeatable): their failed cells are recorded with their logs.")
+@click.option("--site", type=click.Path(path_type=Path, file_okay=False),
+              help="Write index.html, status.json and logs/ (the failed cells' logs) into this folder.")
+@_state_options
+def status_cmd(project: Path, matrix_paths: tuple[Path, ...], fmt: str, artifact_dirs: tuple[Path, ...],
+               site: Path | None, repository_url: str | None, previous: str | None, retry_failed: bool,
+               retry_after: float, no_upstream: bool) -> None:
+    """Every cell's state: published, missing, failed (with its log), known failure, provided
+    upstream; and per package the newest upstream release and whether it is built."""
+    import json
+
+    from ciwheels.schedule import default_registry_url
+    from ciwheels.status import Listings, cell_states
+    from ciwheels.statuspage import copy_logs, failed_builds, html_status, status_document, text_status
+
+    opened = _open(project, matrix_paths)
+    failed = failed_builds(list(artifact_dirs))
+    links = copy_logs(failed, site) if site else {c: str(log) for c, (_, log) in failed.items() if log}
+    opts = _state_opts(previous, retry_failed, retry_after, no_upstream, {c: links.get(c, "") for c in failed})
+    if not no_upstream and opened.spec.matrices and any(m.packages for m in opened.spec.matrices):
+        from ciwheels.upstream import IndexCache
+
+        opened.upstream = opened.upstream or IndexCache()
+        opened.upstream.prefetch(p.name for m in opened.spec.matrices for p in m.packages)
+    states = cell_states(opened, Listings(opened.registries, default_registry_url(repository_url)), opts)
+    doc = status_document(opened, states)
+    title = f"ciwheels status: {project.resolve().name}"
+    short = {lv.name: lv.short for lv in opened.catalog.levels.values()}
+    if site:
+        site.mkdir(parents=True, exist_ok=True)
+        (site / "status.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        (site / "index.html").write_text(html_status(doc, title, short), encoding="utf-8")
+        click.echo(f"wrote {site / 'index.html'} and {site / 'status.json'}", err=True)
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=1, sort_keys=True))
+    elif fmt == "html":
+        sys.stdout.write(html_status(doc, title, short))
+    else:
+        click.echo(text_status(doc))
+
+
 def main() -> None:
     cli(prog_name="ciwheels")

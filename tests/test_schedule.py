@@ -167,3 +167,60 @@ def test_plan_missing_keeps_only_what_the_registry_lacks(tmp_path, indexes):
     proc = run_ciwheels("plan", "--project", str(project), "--missing", "--json", env=env, check=True)
     data = json.loads(proc.stdout)
     assert data["jobs"] == [] and data["cells"] == []
+
+
+def _failed_artifact(root: Path, cell: str, job: str) -> Path:
+    from ciwheels.artifacts import BuildReport, write_report
+
+    out = root / "wheels-job" / "wheelhouse" / job
+    write_report(out / cell, BuildReport(cell=cell, job=job, status="failed", log=f"/builds/x/wheelhouse/{job}.log"))
+    (out / f"{job}.log").write_text("error: numpy.h: No such file\n", encoding="utf-8")
+    return root
+
+
+@pytest.mark.slow
+def test_status_records_failures_with_logs_and_the_next_plan_remembers_them(tmp_path, indexes):
+    registry, upstream = indexes
+    _fill(registry, upstream)
+    _sdist(upstream.packages, "demo-pkg", "1.2")  # a newer upstream release, not in the matrix
+    project = _project(tmp_path, MATRIX.format(registry=registry.url))
+    env = {"CIWHEELS_INDEX_URL": f"{upstream.url}/simple"}
+    cell = "demo-pkg-1.1-cp313-manylinux_x86_64-x86-64"
+    artifacts = _failed_artifact(tmp_path / "artifacts", cell, "demo-pkg-1.1-manylinux_2_28_x86_64-x86-64")
+    site = tmp_path / "public"
+    proc = run_ciwheels("status", "--project", str(project), "--format", "json", "--artifacts", str(artifacts),
+                        "--site", str(site), env=env, check=True)
+    doc = json.loads(proc.stdout)
+    assert doc["format"] == 1 and json.loads((site / "status.json").read_text()) == doc
+    by_id = {c["id"]: c for c in doc["cells"]}
+    failed = by_id[cell]
+    assert failed["state"] == "failed" and failed["log"] == f"logs/{cell}.log" and len(failed["fingerprint"]) == 16
+    assert (site / failed["log"]).read_text() == "error: numpy.h: No such file\n"
+    assert by_id["demo-pkg-1.0-cp313-manylinux_aarch64-armv8-a"]["state"] == "published"
+    assert by_id["other-2.0-cp313-manylinux_aarch64-armv8-a"]["state"] == "upstream"
+    assert by_id["demo-pkg-1.1-cp314t-manylinux_aarch64-armv8-a"]["detail"].startswith("no free-threaded")
+    assert doc["counts"] == {"published": 3, "missing": 11, "failed": 1, "known-failure": 2, "upstream": 1,
+                             "unknown": 0}
+    assert {p["name"]: (p["newest-upstream"], p["newest-built"]) for p in doc["packages"]} == {
+        "demo-pkg": ("1.2", False), "other": ("2.0", True)}
+    page = (site / "index.html").read_text()
+    assert f'<a href="logs/{cell}.log"><span class="s failed"' in page and "1.2 (not built)" in page
+    assert "<script" not in page and "http" not in page.replace(registry.url, "")  # self-contained
+    text = run_ciwheels("status", "--project", str(project), "--previous", str(site / "status.json"), env=env,
+                        check=True).stdout
+    assert f"✗ {cell}" in text and "demo-pkg: newest upstream release 1.2 is not built" in text
+
+    def planned(*extra):
+        out = run_ciwheels("plan", "--project", str(project), "--missing", "--json", *extra, env=env, check=True)
+        return {c["id"] for c in json.loads(out.stdout)["cells"]}
+
+    assert cell in planned()  # no memory given: rebuilt
+    assert cell not in planned("--previous", str(site / "status.json"))  # same fingerprint: not rebuilt
+    assert cell in planned("--previous", str(site / "status.json"), "--retry-failed")
+    assert cell in planned("--previous", str(site / "status.json"), "--retry-after", "0")
+    assert cell in planned("--previous", str(tmp_path / "no-such-status.json"))  # the first scheduled run
+    # another image or setting for the package: a new fingerprint, so the cell is tried again
+    changed = MATRIX.format(registry=registry.url).replace('versions: ["1.0", "1.1"]',
+                                                           'versions: ["1.0", "1.1"]\n    environment: {CFLAGS: -O1}')
+    _project(tmp_path, changed)
+    assert cell in planned("--previous", str(site / "status.json"))
