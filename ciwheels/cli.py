@@ -262,7 +262,7 @@ def build(project: Path, matrix_paths: tuple[Path, ...], cell_ids: tuple[str, ..
 
     opened = open_project(project, matrix_paths)
     cells, runs = prepare_runs(opened.expansion, opened.plan, project, cell_ids, job_ids, all_cells, sdist,
-                               fetch=not dry_run)
+                               fetch=not dry_run, registries=opened.registries)
     if dry_run:
         from ciwheels.build import write_report
 

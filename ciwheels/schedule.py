@@ -59,3 +59,26 @@ def make_plan(project, *, missing: bool, listings: Listings | None = None,
     states = cell_states(project, listings, opts)
     keep = [c for c in project.expansion.cells if states[c.id].state == "missing"]
     return PlanResult(keep_cells(plan, keep, project.catalog), states, versions, listings.reads)
+
+
+def github_outputs(result: PlanResult, project, max_jobs: int = 256) -> str:
+    """Step outputs for the GitHub workflow: `wave<N>` (the matrix `include` of the planned
+    build jobs of wave N, read with fromJSON; [] when none), `versions` (for CIWHEELS_VERSIONS)
+    and `any`. A wave above GitHub's 256 jobs per matrix is cut: the next schedule builds the rest."""
+    import json
+
+    from ciwheels.log import get_logger
+
+    waves = sorted({j.wave for j in project.plan.jobs}) or [0]
+    lines = []
+    for wave in waves:
+        entries = [{"job": j.id, "runs-on": j.github_runner, "qemu": j.qemu_platform, "pythons": " ".join(j.pythons),
+                    "cells": " ".join(j.cells)} for j in result.plan.jobs if j.wave == wave]
+        if len(entries) > max_jobs:
+            get_logger("plan").warning("wave %d has %d jobs; building the first %d now, the rest in later runs",
+                                       wave, len(entries), max_jobs)
+            entries = entries[:max_jobs]
+        lines.append(f"wave{wave}=" + json.dumps(entries, separators=(",", ":")))
+    lines.append("versions=" + json.dumps(result.versions, sort_keys=True, separators=(",", ":")))
+    lines.append("any=" + ("true" if result.plan.jobs else ""))
+    return "\n".join(lines) + "\n"
