@@ -224,3 +224,72 @@ def test_status_records_failures_with_logs_and_the_next_plan_remembers_them(tmp_
                                                            'versions: ["1.0", "1.1"]\n    environment: {CFLAGS: -O1}')
     _project(tmp_path, changed)
     assert cell in planned("--previous", str(site / "status.json"))
+
+
+NEEDS = ("python: [cp312, cp313]\narch: [x86_64, riscv64]\nregistries:\n  ours: {url: 'https://gl.example/api/v4/projects/7/packages/pypi'}\n"
+         "packages:\n  - {name: numpy, versions: ['2.3.4']}\n  - {name: scipy, versions: ['1.16.0'], needs: [numpy]}\n")
+
+
+def test_plan_writes_github_outputs_and_a_gitlab_child_pipeline(tmp_path):
+    from ruamel.yaml import YAML
+
+    project = _project(tmp_path, NEEDS)
+    out, child = tmp_path / "github-output", tmp_path / "child.yml"
+    run_ciwheels("plan", "--project", str(project), "--github-output", str(out), "--gitlab-child", str(child),
+                 check=True)
+    outputs = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    assert set(outputs) == {"wave0", "wave1", "versions", "any"} and outputs["any"] == "true"
+    wave1 = json.loads(outputs["wave1"])
+    assert {e["job"] for e in wave1} == {"scipy-1.16.0-manylinux_2_28_x86_64-x86-64",
+                                         "scipy-1.16.0-manylinux_2_39_riscv64-rv64gc-cp312",
+                                         "scipy-1.16.0-manylinux_2_39_riscv64-rv64gc-cp313"}
+    x86 = next(e for e in wave1 if "x86_64" in e["job"])
+    assert x86["cells"] == "scipy-1.16.0-cp312-manylinux_x86_64-x86-64 scipy-1.16.0-cp313-manylinux_x86_64-x86-64"
+    gl = YAML(typ="safe").load(child.read_text())
+    assert gl["stages"] == ["ciwheels-build-0", "ciwheels-build-1", "ciwheels-gather", "ciwheels-publish",
+                            "ciwheels-status"]
+    job = gl["build scipy-1.16.0-manylinux_2_39_riscv64-rv64gc-cp313"]
+    assert job["stage"] == "ciwheels-build-1" and job["when"] == "always"
+    assert job["variables"] == {"CIWHEELS_JOB": "scipy-1.16.0-manylinux_2_39_riscv64-rv64gc-cp313",
+                                "CIWHEELS_CELLS": "scipy-1.16.0-cp313-manylinux_riscv64-rv64gc",
+                                "CIWHEELS_QEMU": "riscv64"}
+    assert gl["pages"]["artifacts"]["paths"] == ["public/"] and "ciwheels-publish" in gl
+
+
+def test_a_package_that_needs_others_installs_build_dependencies_from_our_registry_first(tmp_path):
+    project = _project(tmp_path, NEEDS)
+    env = {"CIWHEELS_INDEX_URL": "https://pypi.example/simple", "PATH": "/usr/bin:/bin"}
+    proc = run_ciwheels("build", "--project", str(project), "--dry-run", "--out", str(tmp_path / "w"),
+                        "--job", "scipy-1.16.0-manylinux_2_28_x86_64-x86-64",
+                        "--job", "numpy-2.3.4-manylinux_2_28_x86_64-x86-64", env=env, check=True)
+    assert 'PIP_INDEX_URL="https://gl.example/api/v4/projects/7/packages/pypi/simple"' in proc.stdout
+    assert 'PIP_EXTRA_INDEX_URL="https://pypi.example/simple"' in proc.stdout
+    assert proc.stdout.count("PIP_INDEX_URL=") == 1  # numpy needs nothing: the upstream index as usual
+
+
+@pytest.mark.slow
+def test_a_scheduled_run_with_everything_published_builds_and_publishes_nothing(tmp_path, indexes):
+    """The child pipeline of a no-op plan has the status page job only; GitLab's schema accepts it."""
+    import subprocess
+    import shutil
+
+    from ruamel.yaml import YAML
+
+    registry, upstream = indexes
+    project = _project(tmp_path, "python: [cp312]\narch: [x86_64]\nregistries:\n"
+                                 f"  main: {{url: '{registry.url}'}}\npackages:\n  - {{name: demo-pkg, versions: latest}}\n")
+    _sdist(upstream.packages, "demo-pkg", "1.0")
+    make_wheel(registry.packages, "demo-pkg", "1.0", tag="cp312-cp312-manylinux_2_28_x86_64")
+    env = {"CIWHEELS_INDEX_URL": f"{upstream.url}/simple"}
+    out, child = tmp_path / "github-output", tmp_path / "child.yml"
+    proc = run_ciwheels("plan", "--project", str(project), "--missing", "--github-output", str(out),
+                        "--gitlab-child", str(child), env=env, check=True)
+    assert "0 jobs, 0 cells to build (1 published; 1 index reads)" in proc.stderr
+    assert out.read_text() == 'wave0=[]\nversions={"demo-pkg":["1.0"]}\nany=\n'
+    gl = YAML(typ="safe").load(child.read_text())
+    assert [k for k in gl if not k.startswith(".")] == ["stages", "variables", "pages"]
+    tool = shutil.which("check-jsonschema")
+    assert tool, "check-jsonschema is a test dependency"
+    proc = subprocess.run([tool, "--builtin-schema", "vendor.gitlab-ci", "--data-transform", "gitlab-ci", str(child)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
