@@ -193,6 +193,11 @@ def wheel_matches(filename: str, cell: Cell) -> bool:
         _, _, _, tags = parse_wheel_filename(filename)
     except InvalidWheelFilename:
         return False
+    return tags_match(tags, cell)
+
+
+def tags_match(tags, cell: Cell) -> bool:
+    """wheel_matches on a wheel's parsed tags (for callers that parse each file once)."""
     py, platform = cell.identifier.split("-", 1)
     flavour, arch = platform.split("_", 1)
     threaded = py.endswith("t")

@@ -28,7 +28,7 @@ from packaging.version import Version
 
 from ciwheels.errors import CiwheelsError
 from ciwheels.log import get_logger
-from ciwheels.model import Cell, Registry, wheel_matches
+from ciwheels.model import Cell, Registry, tags_match
 
 log = get_logger("status")
 STATUS_FORMAT = 1
@@ -136,20 +136,39 @@ def _wheel_version(filename: str) -> str | None:
         return None
 
 
+_PARSED: dict[int, tuple[list, dict]] = {}
+
+
+def _wheels_by_version(files: list) -> dict:
+    """{Version: [tags of each wheel]} of a file list, parsed once per list."""
+    hit = _PARSED.get(id(files))
+    if hit is not None and hit[0] is files:
+        return hit[1]
+    out: dict = {}
+    for f in files:
+        if f.filename.endswith(".whl"):
+            try:
+                _, version, _, tags = parse_wheel_filename(f.filename)
+            except ValueError:
+                continue
+            out.setdefault(version, []).append((f.filename, tags))
+    _PARSED[id(files)] = (files, out)
+    return out
+
+
 def registry_state(cell: Cell, files: list | None, version: str | None) -> CellState:
     """published or missing from a registry's file list (None: it could not be read)."""
     if files is None:
         return CellState("unknown", "the registry could not be read")
-    wheels = [(f.filename, Version(v)) for f in files if f.filename.endswith(".whl")
-              for v in [_wheel_version(f.filename)] if v]
+    wheels = _wheels_by_version(files)
     if version is None:  # dynamic version of a project: the newest on the registry
         if not wheels:
             return CellState("missing")
-        want = max(v for _, v in wheels)
+        want = max(wheels)
     else:
         want = Version(version)
-    for filename, v in wheels:
-        if v == want and wheel_matches(filename, cell):
+    for filename, tags in wheels.get(want, ()):
+        if tags_match(tags, cell):
             return CellState("published", filename)
     return CellState("missing")
 
@@ -229,10 +248,19 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
             wanted.add((where[0], where[1], name))
     listings.prefetch(wanted)
     upstream = None
-    if opts.upstream and any(c.package and packages[c.package].upstream_wheels == "skip" for c in cells):
+    # the upstream index is read only for packages with a cell their registry lacks: a no-op
+    # scheduled plan reads one page per package and registry, nothing else
+    lacking = set()
+    for cell in cells:
+        name = canonicalize_name(cell.package or own_name)
+        if cell.package and packages[cell.package].upstream_wheels == "skip" and (
+                listings.where(cell) is None or registry_state(cell, listings.files(cell, name),
+                                                               cell.version).state == "missing"):
+            lacking.add(cell.package)
+    if opts.upstream and lacking:
         upstream = project.upstream or IndexCache()
         project.upstream = upstream
-        upstream.prefetch({c.package for c in cells if c.package and packages[c.package].upstream_wheels == "skip"})
+        upstream.prefetch(lacking)
     unnamed = 0
     out: dict[str, CellState] = {}
     for cell in cells:
