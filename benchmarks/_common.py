@@ -22,9 +22,13 @@ def generate(root: Path, packages: int) -> Path:
     isa = "\n".join(f"  {a.name}: [{', '.join(lv.name for lv in a.levels)}]" for a in cat.arches.values())
     pkgs = "\n".join(f"  - name: package-{i}\n    versions: ['1.{i}.0']\n    build-requires: [cython==3.1.{i}]"
                      for i in range(packages))
+    # wheel tags cannot tell levels apart: a registry per level above the baseline, as a real matrix has
+    registries = "\n".join(f"  {lv.name}: {{url: 'https://registry.invalid/{lv.name}', select: {{isa: {lv.name}}}}}"
+                           for lv in cat.levels.values() if not lv.baseline)
     text = (f"python: [{', '.join(pythons)}]\nlibc: [glibc, musl]\narch: [{', '.join(cat.arches)}]\n"
             f"isa:\n{isa}\nexclude:\n  - {{python: cp39, libc: musl, arch: armv7l}}\n"
-            f"environment: {{CFLAGS: -O2}}\ntest-command: python -c 'import sys'\npackages:\n{pkgs}\n")
+            f"environment: {{CFLAGS: -O2}}\ntest-command: python -c 'import sys'\npackages:\n{pkgs}\n"
+            f"registries:\n{registries}\n  baseline: {{url: 'https://registry.invalid/baseline'}}\n")
     (root / "matrix").mkdir(parents=True)
     (root / "matrix" / "bench.yaml").write_text(text)
     (root / "pyproject.toml").write_text('[project]\nname = "bench"\nversion = "0"\n')

@@ -103,14 +103,15 @@ OK_STATUSES = ("ok", "dry-run")
 
 # -- checks shared by the readers and gather ---------------------------------------------------
 def check_wheel_name(name: str, where: str) -> None:
-    """A wheel name from an artifact must be a plain, valid wheel file name (never a path)."""
-    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+    """A wheel name from an artifact must be a plain, valid wheel file name (never a path); a
+    wheel variant's label (PEP 825) is allowed."""
+    from ciwheels.variants import InvalidWheelName, parse_wheel_name
 
     if "/" in name or "\\" in name or name in (".", "..") or ".." in Path(name).parts or name.startswith("."):
         raise CiwheelsError(f"{where}: refusing the wheel name {name!r}: it must be a plain file name")
     try:
-        parse_wheel_filename(name)
-    except InvalidWheelFilename as e:
+        parse_wheel_name(name)
+    except InvalidWheelName as e:
         raise CiwheelsError(f"{where}: {name!r} is not a valid wheel file name ({e})") from None
 
 
@@ -132,13 +133,41 @@ def _get(data: dict, key: str, kind: type | tuple[type, ...], where: str, *, req
     return value
 
 
-def _load(path: Path, what: str) -> dict:
+MAX_JSON = 16 << 20  # bytes of a build report or manifest
+
+
+def _read_bounded(path: Path, what: str) -> bytes:
+    """The bytes of a regular file of at most MAX_JSON bytes (a FIFO or device named like a
+    report would block or never end)."""
+    import stat
+
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        fd = os.open(path, flags)
     except OSError as e:
         raise CiwheelsError(f"cannot read the {what} ({e.strerror or e})", file=str(path)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CiwheelsError(f"the {what} is not a regular file", file=str(path))
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(MAX_JSON + 1)
+        except OSError as e:
+            raise CiwheelsError(f"cannot read the {what} ({e.strerror or e})", file=str(path)) from None
+    if len(data) > MAX_JSON:
+        raise CiwheelsError(f"the {what} is larger than {MAX_JSON >> 20} MiB, the limit", file=str(path))
+    return data
+
+
+def _load(path: Path, what: str) -> dict:
+    raw = _read_bounded(path, what)
+    try:
+        data = json.loads(raw.decode("utf-8"))
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
         raise CiwheelsError(f"not a ciwheels {what}: invalid JSON ({e})", file=str(path)) from None
+    except RecursionError:
+        raise CiwheelsError(f"not a ciwheels {what}: JSON nested too deeply", file=str(path)) from None
     if not isinstance(data, dict):
         raise CiwheelsError(f"not a ciwheels {what}: a JSON object was expected, not {type(data).__name__}",
                             file=str(path))

@@ -30,6 +30,7 @@ from ciwheels.log import Progress, get_logger, no_progress
 from ciwheels.model import Cell, Expansion, wheel_matches
 from ciwheels.plan import Plan
 from ciwheels.sdist import fetch_sdist
+from ciwheels.variants import make_variant
 from ciwheels.verify import verify_wheel
 
 log = get_logger("build")
@@ -252,7 +253,7 @@ def probe_compiler(inv: Invocation, engine: str, catalog: Catalog) -> Probe:
 def level_status(findings, level, can_tell: bool) -> tuple[str, str]:
     """(status, why) of a wheel's binaries against its cell's level: a binary above the level is
     a mismatch; above the baseline, where the family can tell, a wheel must show the level."""
-    too_high = [f for f in findings if f.status == "too-high"]
+    too_high = [f for f in findings if f.status in ("too-high", "unreadable")]  # unreadable: may hide a level
     if too_high:
         return "isa-mismatch", f"{too_high[0].member} {too_high[0].reason}"
     if level.baseline or not can_tell:
@@ -380,13 +381,18 @@ def _place(cell: Cell, attempt: Attempt, out: Path, catalog: Catalog, fam, probe
     status = "ok" if attempt.wheels[cell.id] else "failed"
     level = catalog.levels[cell.isa]
     for wheel in attempt.wheels[cell.id]:
-        data = wheel.read_bytes()
         shutil.copyfile(wheel, dest / wheel.name)
-        entry = {"file": wheel.name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
         findings = verify_wheel(dest / wheel.name, cell.isa, catalog, dropped=probe.dropped)
-        entry["isa_check"], why = level_status(findings, level, fam.can_tell)
-        if entry["isa_check"] != "ok":
-            status = entry["isa_check"]
+        isa_check, why = level_status(findings, level, fam.can_tell)
+        path = dest / wheel.name
+        if isa_check == "ok" and cell.publish_as == "variant":  # repaired and verified: now labelled
+            path = make_variant(path, level, catalog)
+            (dest / wheel.name).unlink()
+        data = path.read_bytes()
+        entry = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+                 "isa_check": isa_check}
+        if isa_check != "ok":
+            status = isa_check
             log.error("%s: %s", wheel.name, why)
         placed.append(entry)
     return status, placed

@@ -60,6 +60,9 @@ class IsaLevel:
     rank: int
     short: str = ""
     qemu_cpu: str = ""
+    variant: str = ""  # PEP 825 property "namespace :: feature :: value"; "" = no variant for this level
+    variant_label: str = ""  # the label of its variant wheels' file names
+    host_features: tuple[str, ...] = ()  # aarch64: /proc/cpuinfo features that show the level
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,7 @@ class Arch:
     qemu_platform: str
     aliases: tuple[str, ...]
     levels: tuple[IsaLevel, ...]
+    variant_provider: str = ""  # the installers' built-in wheel-variant provider; "" = none exists
 
     @property
     def baseline(self) -> IsaLevel:
@@ -169,6 +173,9 @@ def load_catalog(directory: Path | None = None) -> Catalog:
                 rank=rank,
                 short=lv.get("short", lv["name"]),
                 qemu_cpu=lv.get("qemu-cpu", ""),
+                variant=lv.get("variant", ""),
+                variant_label=lv.get("variant-label", ""),
+                host_features=tuple(lv.get("host-features", ())),
             )
             for rank, lv in enumerate(isa.get(key, ()))
         )
@@ -185,6 +192,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
             qemu_platform=v["qemu-platform"],
             aliases=tuple(v.get("aliases", ())),
             levels=arch_levels,
+            variant_provider=v.get("variant-provider", ""),
         )
     return Catalog(
         pythons=pythons,

@@ -18,11 +18,25 @@ _PROJECT_OPTION = click.option(
     help="The project folder.")
 
 
+_INSECURE_OPTION = click.option(
+    "--allow-insecure-http", is_flag=True, envvar="CIWHEELS_ALLOW_INSECURE_HTTP",
+    help="Send credentials over plain http to a host that is not loopback (refused by default).")
+
+
+def _seconds(value: float) -> float:
+    """--timeout: a finite number of seconds above 0 (else the usual error, exit 2)."""
+    from ciwheels.registry import check_timeout
+
+    return check_timeout(value)
+
+
 class _Lines(logging.Formatter):
     """The library's log records as the CLI's lines: info plain, warnings and errors labelled."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = record.getMessage()
+        from ciwheels.credentials import scrub
+
+        text = scrub(record.getMessage())
         if record.levelno >= logging.ERROR:
             return f"error: {text}"
         if record.levelno >= logging.WARNING:
@@ -64,10 +78,21 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except CiwheelsError as e:
-            click.echo(f"error: {e}", err=True)
+            from ciwheels.credentials import scrub
+
+            click.echo(f"error: {scrub(str(e))}", err=True)
             sys.exit(e.exit_code)
         except BrokenPipeError:
             sys.exit(1)
+        except OSError as e:  # a read-only --out, an unreadable folder: the usual paragraph, not a traceback
+            from ciwheels.credentials import scrub
+
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(scrub(f"error: {where}{e.strerror or e}."), err=True)
+            sys.exit(2)
+        except RecursionError:
+            click.echo("error: the input is nested too deeply to read.", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -395,11 +420,13 @@ def _progress():
 @click.option("--jobs", type=click.IntRange(1, 32), default=4, show_default=True, help="Uploads at once.")
 @click.option("--retries", type=click.IntRange(1, 20), default=6, show_default=True,
               help="Attempts per request on connection errors, timeouts, 5xx and 429.")
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, callback=lambda c, p, v: _seconds(v),
+              help="Seconds per request, all of it (a server trickling bytes is cut off).")
 @click.option("--json", "as_json", is_flag=True, help="Print one result per wheel as JSON.")
 @click.option("--dry-run", is_flag=True, envvar="CIWHEELS_DRY_RUN", help="Say what would be published.")
+@_INSECURE_OPTION
 def publish(folder: Path, repository_url: str | None, registry: str | None, index_url: str | None, project: Path,
-            jobs: int, retries: int, timeout: float, as_json: bool, dry_run: bool) -> None:
+            jobs: int, retries: int, timeout: float, as_json: bool, dry_run: bool, allow_insecure_http: bool) -> None:
     """Publish the wheels of FOLDER (a `ciwheels gather` output) to a PyPI-compatible registry.
 
     Files the registry already has with the same sha256 are skipped; one it has with other
@@ -407,10 +434,13 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
     CIWHEELS_PASSWORD, or in GitLab CI the job token. Re-running after any failure finishes
     the job and uploads nothing twice. Exit 1 if anything failed.
     """
+    from ciwheels.credentials import scrub
     from ciwheels.errors import PublishFailed
     from ciwheels.pipeline import project_registries
+    from ciwheels.catalog import load_catalog
     from ciwheels.publish import Publisher, folder_manifest, route, target_for, wheels_in
     from ciwheels.report import table
+    from ciwheels.variants import index_files, publish_index_files
 
     manifest = folder_manifest(folder)
     wheels = wheels_in(folder, manifest)
@@ -424,25 +454,29 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
     if dry_run:
         for name, items in groups.items():
             for path, digest in items:
-                click.echo(f"would publish {path.name} (sha256 {digest})"
-                           + (f" to {name} ({registries[name].url})" if name else ""))
+                click.echo(scrub(f"would publish {path.name} (sha256 {digest})"
+                                 + (f" to {name} ({registries[name].url})" if name else "")))
+            for fname in index_files([p for p, _ in items]):
+                click.echo(scrub(f"would publish {fname} last" + (f" to {name}" if name else "")))
         return
     results = []
     for name, items in groups.items():
         target = target_for(name, registries, repository_url, index_url)
-        click.echo(f"publishing {len(items)} wheel(s) to {name + ': ' if name else ''}{target}", err=True)
-        publisher = Publisher(target, jobs=jobs, retries=retries, timeout=timeout, progress=_progress())
-        results += publisher.publish(items)
+        click.echo(scrub(f"publishing {len(items)} wheel(s) to {name + ': ' if name else ''}{target}"), err=True)
+        publisher = Publisher(target, jobs=jobs, retries=retries, timeout=timeout, progress=_progress(),
+                              allow_insecure_http=allow_insecure_http)
+        done = publisher.publish(items)
+        results += done + publish_index_files(publisher, items, done, load_catalog())  # -variants.json last
     if as_json:
         import json
 
-        click.echo(json.dumps([{"file": r.file, "status": r.status, "detail": r.detail, "attempts": r.attempts}
-                               for r in results], indent=1))
+        click.echo(scrub(json.dumps([{"file": r.file, "path": r.path, "status": r.status, "detail": r.detail,
+                                      "attempts": r.attempts} for r in results], indent=1)))
     counts = {s: sum(r.status == s for r in results) for s in ("uploaded", "skipped", "failed")}
     click.echo(table(["uploaded", "skipped", "failed"], [[str(counts[s]) for s in counts]]), err=True)
     for r in results:
         if r.status == "failed":
-            click.echo(f"failed: {r.file}: {r.detail}", err=True)
+            click.echo(scrub(f"failed: {r.path or r.file}: {r.detail}"), err=True)
     if counts["failed"]:
         raise PublishFailed(f"{counts['failed']} of {len(results)} wheel(s) were not published; "
                             "run the same command again to finish (nothing is uploaded twice)")
@@ -462,14 +496,18 @@ def _fail_on_missing(missing: list[str]) -> None:
 @cli.command()
 @click.argument("wheels", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--isa", help="The ISA level the wheels must stay within (default: the level recorded at build time "
-              "in build-report.json or manifest.json beside the wheel).")
+              "in build-report.json or manifest.json beside the wheel, else a wheel variant's variant.json; for an "
+              "installed binary, the variant.json of the installed wheel that lists it).")
 @click.option("--json", "as_json", is_flag=True, help="Print one finding per binary as JSON.")
 def verify(wheels: tuple[Path, ...], isa: str | None, as_json: bool) -> None:
     """Check that every binary in WHEELS needs no more than the wheel's ISA level.
 
+    WHEELS may also be installed binaries (a .so in site-packages).
+
     x86_64 is read from the X86_ISA_1_NEEDED note, riscv64 from .riscv.attributes. What cannot
     be determined (aarch64 has no marker; x86 built without -mneeded) is reported, not guessed.
-    Exit 1 when a binary needs more than its level.
+    Exit 1 when a binary needs more than its level, or cannot be read (truncated, corrupt, for
+    another arch, or a `.so` that is not ELF).
     """
     from ciwheels.report import table
     from ciwheels.verify import as_json as findings_json
@@ -481,9 +519,11 @@ def verify(wheels: tuple[Path, ...], isa: str | None, as_json: bool) -> None:
     else:
         click.echo(table(["wheel", "binary", "level", "status", "reason"],
                          [[f.wheel, f.member, f.level, f.status, f.reason] for f in findings]))
-    bad = [f for f in findings if f.status == "too-high"]
+    bad = [f for f in findings if f.status in ("too-high", "unreadable")]
     undetermined = sum(f.status == "undetermined" for f in findings)
-    click.echo(f"{len(findings)} binaries: {len(bad)} above their level, {undetermined} undetermined", err=True)
+    unreadable = sum(f.status == "unreadable" for f in findings)
+    click.echo(f"{len(findings)} binaries: {len(bad) - unreadable} above their level, {undetermined} undetermined"
+               + (f", {unreadable} unreadable" if unreadable else ""), err=True)
     if bad:
         sys.exit(1)
 
@@ -561,18 +601,71 @@ def _registry_index(project: Path, registry: str | None, repository_url: str | N
     raise CiwheelsError("no registry: pass --registry NAME (from the matrix), --repository-url or --index-url")
 
 
+_LEVEL_OPTION = click.option(
+    "--level", help="This machine's ISA level (default: detected: x86-64 from the glibc-hwcaps levels `ld.so --help` "
+    "lists as supported, aarch64 from /proc/cpuinfo Features, riscv64 from its ISA string).")
+
+
+def _level_checks(project: Path, level: str | None, hosted: list[str]) -> list:
+    """doctor: this machine's level and how it installs, and level registries that fall
+    through to PyPI for names the baseline registry hosts."""
+    from ciwheels.consumers import Check, level_fallthrough_checks
+
+    plan = _machine_plan(project, level)
+    if plan is None:
+        return []
+    from ciwheels.pipeline import open_project
+
+    proj = open_project(project)
+    where = {"variant": "wheel variants beside the baseline (uv --preview-features wheel-variants)",
+             "registry": "level registries: " + ", ".join(n for n, _, _ in plan.indexes),
+             "plain": "plain wheels"}[plan.mechanism]
+    return [Check("this machine's ISA level", True, f"{plan.arch} {plan.level} ({plan.how}); installs {where}"),
+            *level_fallthrough_checks(proj.spec.registries, proj.expansion.cells, hosted)]
+
+
 @cli.command("pip-config")
 @click.option("--registry", help="A registry of the matrix (default: the only one).")
 @click.option("--repository-url", help="A registry URL instead of the matrix's.")
 @click.option("--index-url", help="The registry's simple index, if not URL/simple/.")
 @_PROJECT_OPTION
-def pip_config(registry: str | None, repository_url: str | None, index_url: str | None, project: Path) -> None:
+@_LEVEL_OPTION
+def pip_config(registry: str | None, repository_url: str | None, index_url: str | None, project: Path,
+               level: str | None) -> None:
     """Print the pip and uv settings that install from a registry's index (which falls
-    through to PyPI on GitLab)."""
+    through to PyPI on GitLab), and for this machine's ISA level: the uv setting for wheel
+    variants, or the level registries' indexes, its level's first."""
+    from ciwheels.consumers import machine_text
     from ciwheels.consumers import pip_config as text
+    from ciwheels.errors import CiwheelsError
 
-    name, index = _registry_index(project, registry, repository_url, index_url)
-    click.echo(text(name, index), nl=False)
+    plan = _machine_plan(project, level)
+    try:
+        name, index = _registry_index(project, registry, repository_url, index_url)
+    except CiwheelsError:
+        if plan is None or not plan.indexes:
+            raise
+        name, _, index = plan.indexes[-1]  # several registries: the one of this machine's baseline
+    if plan is None or plan.mechanism != "registry" or registry or repository_url or index_url:
+        click.echo(text(name, index), nl=False)
+    if plan is not None:
+        click.echo(machine_text(plan), nl=False)
+
+
+def _machine_plan(project: Path, level: str | None):
+    """This machine's MachinePlan from the project's matrix; None without a matrix."""
+    from ciwheels.consumers import machine_level, machine_plan
+    from ciwheels.errors import CiwheelsError
+    from ciwheels.pipeline import open_project
+
+    try:
+        proj = open_project(project)
+    except CiwheelsError:
+        if level:
+            raise
+        return None
+    arch, lv, how = machine_level(proj.catalog, level)
+    return machine_plan(proj.expansion.cells, proj.spec.registries, proj.catalog, arch, lv, how)
 
 
 @cli.command()
@@ -588,8 +681,13 @@ def pip_config(registry: str | None, repository_url: str | None, index_url: str 
 @click.option("--pypi", default="https://pypi.org/simple", show_default=True,
               help="The public index to check our names against.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, callback=lambda c, p, v: _seconds(v),
+              help="Seconds per request, all of it.")
+@_INSECURE_OPTION
+@_LEVEL_OPTION
 def doctor(registry: str | None, repository_url: str | None, index_url: str | None, project: Path, dist: Path | None,
-           packages: tuple[str, ...], unhosted: str, pypi: str, as_json: bool) -> None:
+           packages: tuple[str, ...], unhosted: str, pypi: str, as_json: bool, timeout: float,
+           allow_insecure_http: bool, level: str | None) -> None:
     """Check a registry: its index answers, our packages are served from it, an unhosted
     package resolves through the fall-through, and none of our names is free on PyPI
     (dependency confusion). Exit 1 when a check fails."""
@@ -600,15 +698,18 @@ def doctor(registry: str | None, repository_url: str | None, index_url: str | No
 
     _, index = _registry_index(project, registry, repository_url, index_url)
     hosted = sorted(set(hosted_names(dist)) | {canonicalize_name(p) for p in packages})
-    checks = run_doctor(index, hosted, unhosted, pypi)
+    from ciwheels.credentials import scrub
+
+    checks = run_doctor(index, hosted, unhosted, pypi, timeout, allow_insecure_http=allow_insecure_http)
+    checks += _level_checks(project, level, hosted)
     if as_json:
         import json
 
-        click.echo(json.dumps([c.__dict__ for c in checks], indent=1))
+        click.echo(scrub(json.dumps([c.__dict__ for c in checks], indent=1)))
     else:
         for c in checks:
             mark = "ok  " if c.ok else ("warn" if c.warning else "FAIL")
-            click.echo(f"{mark}  {c.name}: {c.detail}")
+            click.echo(scrub(f"{mark}  {c.name}: {c.detail}"))
     if any(not c.ok and not c.warning for c in checks):
         sys.exit(1)
 

@@ -40,16 +40,39 @@ class CiwheelsError(Exception):
                 if self.column:
                     where += f":{self.column}"
             where += ": "
-        text = where + self.message.rstrip(".") + "."
+        text = where + _cap_long_words(self.message).rstrip(".") + "."
         if self.allowed is not None:
             text += " Allowed: " + _short_list(self.allowed) + "."
-            if isinstance(self.value, str):
+            if isinstance(self.value, str) and len(self.value) <= MAX_SHOWN:
                 guess = did_you_mean(self.value, self.allowed)
                 if guess:
                     text += f" Did you mean {guess!r}?"
         if self.hint:
-            text += " " + self.hint.rstrip(".") + "."
+            text += " " + _cap_long_words(self.hint).rstrip(".") + "."
+        text = " ".join(text.split()) if "\n" in text or "\r" in text else text
+        return shorten(text, 2 * MAX_MESSAGE)
+
+
+MAX_SHOWN = 200  # characters of one value an error repeats; longer ones are cut with an ellipsis
+MAX_MESSAGE = 2000  # characters of one error in all
+
+
+def shorten(value: object, limit: int = MAX_SHOWN) -> str:
+    """`value` as text of at most about `limit` characters: the start, an ellipsis, the length."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
         return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _cap_long_words(text: str) -> str:
+    """Cut every run of more than MAX_SHOWN characters without a space (a value the message
+    repeats, e.g. a 2 MB string), then the whole message at MAX_MESSAGE: an error stays one
+    readable paragraph whatever the input was."""
+    import re
+
+    text = re.sub(r"\S{%d,}" % (MAX_SHOWN + 1), lambda m: shorten(m.group(0)), text)
+    return shorten(text, MAX_MESSAGE)
 
 
 def _short_list(items: list[str], limit: int = 40) -> str:

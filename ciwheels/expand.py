@@ -133,10 +133,12 @@ def _where(doc, path: tuple) -> str:
 def check_level_clashes(expansion: Expansion) -> None:
     """Two ISA levels of one Python and platform sent to one destination would be two different
     wheels with one file name (wheel tags cannot tell levels apart): the second upload fails, or
-    one silently replaces the other in a folder. Refused before anything is built."""
+    one silently replaces the other in a folder. Refused before anything is built. Wheel variants
+    keep levels apart in one registry: a variant's label is part of its file name."""
     seen: dict[tuple, Cell] = {}
     for cell in expansion.cells:
-        key = (cell.package, cell.version, cell.python, cell.libc, cell.arch, cell.policy, cell.registry)
+        key = (cell.package, cell.version, cell.python, cell.libc, cell.arch, cell.policy, cell.registry,
+               cell.variant)
         other = seen.setdefault(key, cell)
         if other is cell or other.isa == cell.isa:
             continue
@@ -148,4 +150,13 @@ def check_level_clashes(expansion: Expansion) -> None:
             file=where.file if where and where.kind == "matrix" else cell.matrix_file,
             line=where.line if where and where.kind == "matrix" else None,
             hint=f"Give each {cell.arch} level its own registry, e.g. registries: {{{cell.isa}: {{url: URL, "
-                 f"select: {{isa: {cell.isa}}}}}, baseline: {{url: URL}}}}")
+                 f"select: {{isa: {cell.isa}}}}}, baseline: {{url: URL}}}}" +
+                 (f", or publish its levels above the baseline as wheel variants beside the baseline: "
+                  f"variants: [{cell.arch}]" if cell.arch in _variant_arches() else ""))
+
+
+def _variant_arches() -> list[str]:
+    from ciwheels.catalog import load_catalog
+    from ciwheels.variants import variant_arches
+
+    return variant_arches(load_catalog())

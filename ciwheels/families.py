@@ -23,6 +23,35 @@ from ciwheels.errors import CiwheelsError
 Compiles = Callable[[str], tuple[bool, str]]  # flags -> (accepted, compiler's stderr)
 
 
+def read_host(source: str) -> str:
+    """The text host detection reads: "ld.so --help" (glibc's loader) or a file such as
+    /proc/cpuinfo; "" when it is not there."""
+    import glob
+    import subprocess
+
+    if source == "ld.so --help":
+        for ld in sorted(glob.glob("/lib64/ld-linux-*.so*") + glob.glob("/lib/ld-linux-*.so*")):
+            try:
+                return subprocess.run([ld, "--help"], capture_output=True, text=True, timeout=10).stdout
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+        return ""
+    try:
+        with open(source, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def host_arch() -> str:
+    import platform
+
+    from ciwheels.catalog import load_catalog
+
+    machine = platform.machine()
+    return load_catalog().arch_alias(machine) or machine
+
+
 @dataclass(frozen=True)
 class Inspection:
     """What one binary shows. status: ok (within the level and showing it), below (within, but
@@ -66,9 +95,37 @@ class Generic:
     def inspect(self, elf, level: IsaLevel, dropped: tuple[str, ...] = ()) -> Inspection:
         return Inspection("", "undetermined", f"{self.arch} binaries carry no ISA level marker")
 
+    def host_level(self, read: Callable[[str], str] = read_host) -> tuple[IsaLevel, str]:
+        """The highest level this machine runs, and how that was found. `read(source)` gives the
+        text of "ld.so --help" or "/proc/cpuinfo" ("" when unavailable)."""
+        return self.catalog.arches[self.arch].baseline, f"no detection for {self.arch}: its baseline"
+
+    def _highest(self, ok: Callable[[IsaLevel], bool]) -> IsaLevel:
+        levels = self.catalog.arches[self.arch].levels
+        return max((lv for lv in levels if lv.baseline or ok(lv)), key=lambda lv: lv.rank)
+
+
+class Aarch64(Generic):
+    def host_level(self, read: Callable[[str], str] = read_host) -> tuple[IsaLevel, str]:
+        m = re.search(r"^Features\s*:\s*(.*)$", read("/proc/cpuinfo"), re.M)
+        if not m:
+            return self.catalog.arches[self.arch].baseline, "no Features line in /proc/cpuinfo: the baseline"
+        features = set(m.group(1).split())
+        level = self._highest(lambda lv: bool(lv.host_features) and set(lv.host_features) <= features)
+        return level, f"/proc/cpuinfo Features ({', '.join(level.host_features) or 'baseline'})"
+
 
 class X86_64(Generic):
     can_tell = True
+
+    def host_level(self, read: Callable[[str], str] = read_host) -> tuple[IsaLevel, str]:
+        """glibc's loader lists the glibc-hwcaps levels this CPU supports ("x86-64-v3 (supported,
+        searched)"), the same test it applies to binaries with an ISA note."""
+        supported = set(re.findall(r"^\s*(x86-64-v\d) \(supported", read("ld.so --help"), re.M))
+        if not supported:
+            return self.catalog.arches[self.arch].baseline, "ld.so --help lists no supported glibc-hwcaps level"
+        level = self._highest(lambda lv: lv.name in supported)
+        return level, "ld.so --help: glibc-hwcaps " + ", ".join(sorted(supported)) + " supported"
     _BITS = {1: 0, 2: 1, 4: 2, 8: 3}  # X86_ISA_1_NEEDED bit -> rank of the level
 
     def repair_command(self, level: IsaLevel) -> str | None:
@@ -149,6 +206,16 @@ def level_extensions(level: IsaLevel) -> set[str]:
 class RiscV64(Generic):
     can_tell = True
 
+    def host_level(self, read: Callable[[str], str] = read_host) -> tuple[IsaLevel, str]:
+        """The kernel's ISA string ("isa : rv64imafdcv_zba_zbb...") in /proc/cpuinfo; a level is
+        supported when every extension of its expanded string is listed."""
+        m = re.search(r"^isa\s*:\s*(\S+)", read("/proc/cpuinfo"), re.M)
+        if not m:
+            return self.catalog.arches[self.arch].baseline, "no isa line in /proc/cpuinfo: the baseline"
+        have = closure(riscv_extensions(m.group(1)))
+        level = self._highest(lambda lv: level_extensions(lv) <= have)
+        return level, f"/proc/cpuinfo isa {m.group(1)}"
+
     def _allowed(self, level: IsaLevel) -> set[str]:
         """A level allows its own extensions and those of every lower level (rva22u64 names no
         Zifencei, but its binaries link C runtime objects built for rv64gc, which does)."""
@@ -214,7 +281,7 @@ class RiscV64(Generic):
         return Inspection(arch_string, "ok", f"within {level.name}")
 
 
-_FAMILIES = {"x86_64": X86_64, "riscv64": RiscV64}
+_FAMILIES = {"x86_64": X86_64, "riscv64": RiscV64, "aarch64": Aarch64}
 
 
 @cache

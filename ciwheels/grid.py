@@ -30,15 +30,22 @@ def _heading(libc: str, arch: str) -> str:
 
 def text_grid(cells: list[Cell], catalog: Catalog) -> str:
     platforms, pythons, grid, packages = _layout(cells, catalog)
+    variant = {(c.python, c.libc, c.arch, c.isa) for c in cells if c.publish_as == "variant"}
+
+    def short(py: str, p: tuple, lv) -> str:
+        return lv.short + ("*" if (py, *p, lv.name) in variant else "")
+
     headers = ["python"] + [_heading(*p) for p in platforms]
-    rows = [[py] + [" ".join(lv.short for lv in grid.get((py, *p), [])) or "-" for p in platforms] for py in pythons]
+    rows = [[py] + [" ".join(short(py, p, lv) for lv in grid.get((py, *p), [])) or "-" for p in platforms]
+            for py in pythons]
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     legend = sorted({lv for levels in grid.values() for lv in levels}, key=lambda lv: (lv.arch, lv.rank))
     lines.append("")
-    lines.append("ISA levels: " + ", ".join(f"{lv.short}={lv.name}" for lv in legend) + "; - = not built")
+    lines.append("ISA levels: " + ", ".join(f"{lv.short}={lv.name}" for lv in legend) + "; - = not built"
+                 + ("; * = a wheel variant beside the baseline" if variant else ""))
     if packages:
         lines.append(f"each cell is built for {len(packages)} package versions: "
                      + ", ".join(f"{n} {v}" for n, v in packages[:8]) + (" ..." if len(packages) > 8 else ""))

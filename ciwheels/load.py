@@ -14,6 +14,14 @@ from ciwheels.schema import matrix_schema
 
 Path_ = tuple[str | int, ...]  # a location inside the document: ("exclude", 0, "arch")
 
+# Bounds on a matrix file, checked before and while it is read: a hostile or broken file
+# (a YAML alias bomb, thousands of nested brackets, a huge list) ends with an error naming
+# the limit, in well under a second, instead of minutes and gigabytes.
+MAX_MATRIX_BYTES = 256 * 1024  # size of one matrix file
+MAX_DEPTH = 32  # nesting of mappings and lists (real matrices need about 6)
+MAX_VALUES = 50_000  # values validated in one file, every use of a YAML alias counted again
+MAX_ITEMS = 10_000  # entries of one list or mapping
+
 
 @dataclass(frozen=True)
 class MatrixDoc:
@@ -66,15 +74,14 @@ def load_matrix(path: str | Path, catalog: Catalog | None = None, *, display: st
     catalog = catalog or load_catalog()
     display = display or str(path)
     if text is None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise CiwheelsError(f"matrix file not found: {display}") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise CiwheelsError(f"cannot read matrix file {display}: {e}") from None
+        text = _read_text(Path(path), display)
+    _prescan(text, display)
     yaml = YAML(typ="rt")
     try:
         node = yaml.load(text)
+    except RecursionError:
+        raise CiwheelsError(f"the matrix is nested too deeply (the limit is {MAX_DEPTH} levels)",
+                            file=display) from None
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = " ".join(str(x) for x in (e.context, e.problem) if x)
@@ -98,6 +105,63 @@ def load_matrix(path: str | Path, catalog: Catalog | None = None, *, display: st
     data = _Validator(doc, catalog).walk(node, matrix_schema(catalog), ())
     object.__setattr__(doc, "data", data)
     return doc
+
+
+def _read_text(path: Path, display: str) -> str:
+    """A matrix file's text: a regular file (a FIFO would block, a device never end) of at most
+    MAX_MATRIX_BYTES, in UTF-8."""
+    import os
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise CiwheelsError(f"matrix file not found: {display}") from None
+    except OSError as e:
+        raise CiwheelsError(f"cannot read matrix file {display}: {e.strerror or e}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise CiwheelsError(f"{display} is a folder, not a matrix file",
+                                hint="pass the folder itself with --matrix to read the *.yaml files in it")
+        raise CiwheelsError(f"{display} is not a regular file; refusing to read it as a matrix")
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(MAX_MATRIX_BYTES + 1)
+        except OSError as e:
+            raise CiwheelsError(f"cannot read matrix file {display}: {e.strerror or e}") from None
+    if len(data) > MAX_MATRIX_BYTES:
+        raise CiwheelsError(f"the matrix file is larger than the limit of {MAX_MATRIX_BYTES // 1024} KiB",
+                            file=display, hint="Split it into several files under matrix/")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CiwheelsError(f"the matrix file is not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})",
+                            file=display) from None
+
+
+def _prescan(text: str, display: str) -> None:
+    """Limits that must hold before the YAML parser sees the text: its size, and the nesting
+    of flow collections (the parser recurses, and takes seconds to fail on thousands of `[`)."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_MATRIX_BYTES:
+        raise CiwheelsError(f"the matrix file is {size} bytes, more than the limit of {MAX_MATRIX_BYTES // 1024} KiB",
+                            file=display, hint="Split it into several files under matrix/")
+    depth = 0
+    line = 1
+    for m in re.finditer(r"[\[\]{}\n]", text):
+        ch = m.group(0)
+        if ch == "\n":
+            line += 1
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise CiwheelsError(f"the matrix is nested too deeply (the limit is {MAX_DEPTH} levels)",
+                                    file=display, line=line)
+        else:
+            depth = max(0, depth - 1)
 
 
 def validate_data(data: Any, schema: dict, file: str, path: Path_, catalog: Catalog) -> Any:
@@ -160,6 +224,18 @@ class _Validator:
     def __init__(self, doc: MatrixDoc, catalog: Catalog) -> None:
         self.doc = doc
         self.cat = catalog
+        self.visited = 0  # values walked, each use of an alias again: bounded by MAX_VALUES
+
+    def _count(self, node: Any, path: Path_) -> None:
+        self.visited += 1
+        if self.visited > MAX_VALUES:
+            raise self.doc.error(path, f"the matrix expands to more than {MAX_VALUES} values (every use of a YAML "
+                                 "alias counts again), the limit")
+        if len(path) > MAX_DEPTH:
+            raise self.doc.error(path, f"the matrix is nested too deeply (the limit is {MAX_DEPTH} levels)")
+        if isinstance(node, (list, dict)) and len(node) > MAX_ITEMS:
+            raise self.doc.error(path, f"{describe_path(path)} has {len(node)} entries, more than the limit of "
+                                 f"{MAX_ITEMS}")
 
     def _better(self, path: Path_, value: Any) -> str | None:
         """A sharper message for a known value in the wrong place."""
@@ -175,6 +251,7 @@ class _Validator:
         return None
 
     def walk(self, node: Any, schema: dict, path: Path_) -> Any:
+        self._count(node, path)
         if "anyOf" in schema or "oneOf" in schema:
             return self._any_of(node, schema, path)
         if "not" in schema:
@@ -204,6 +281,13 @@ class _Validator:
             allowed = [v for v in schema.get("x-names", schema["enum"]) if v in schema["enum"]]
             raise self.doc.error(path, self._better(path, value) or f"unknown {what} {value!r} in {describe_path(path)}",
                                  value=value, allowed=allowed)
+        if schema.get("x-format") == "cron" and isinstance(value, str):
+            from ciwheels.cron import problem
+
+            wrong = problem(value)
+            if wrong:
+                raise self.doc.error(path, f"{describe_path(path)}: {value!r} is not a cron schedule: {wrong}",
+                                     hint="e.g. '17 3 * * 1' (03:17 UTC every Monday)")
         if "pattern" in schema and not re.search(schema["pattern"], str(value)):
             raise self.doc.error(path, f"{describe_path(path)}: {value!r} is not a valid value "
                                  f"(it must match {schema['pattern']})", value=value)

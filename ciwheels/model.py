@@ -79,6 +79,11 @@ class Cell:
     isa_environment: dict[str, str] = field(default_factory=dict)  # the ISA family's flags for the level
     user_environment: dict[str, str] = field(default_factory=dict)  # what the settings layers set
     cibuildwheel_options: dict[str, object] = field(default_factory=dict)  # other cibuildwheel options
+    # how the cell's wheels tell its ISA level apart on an index: "plain" (the arch's baseline, a
+    # plain wheel), "variant" (a wheel variant labelled `variant`, beside the baseline in one
+    # registry), "registry" (a plain wheel that needs a registry of its own level)
+    publish_as: str = "plain"
+    variant: str = ""  # the variant label of the cell's wheels ("" unless publish_as is "variant")
 
     @property
     def platform(self) -> str:
@@ -100,7 +105,10 @@ class Cell:
             "custom_image": self.custom_image,
             "image_ref": self.image_ref,
             "notes": list(self.notes),
+            "publish_as": self.publish_as,
         }
+        if self.variant:
+            out["variant"] = self.variant
         if self.package:
             out["package"] = self.package
             out["version"] = self.version
@@ -187,11 +195,11 @@ def wheel_matches(filename: str, cell: Cell) -> bool:
     platform kind and arch must agree (the policy version may be lower: auditwheel tags the
     oldest policy a wheel satisfies). An abi3 wheel (cp36-abi3) serves every CPython from its
     version on, free-threaded ones excepted."""
-    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+    from ciwheels.variants import InvalidWheelName, parse_wheel_name
 
     try:
-        _, _, _, tags = parse_wheel_filename(filename)
-    except InvalidWheelFilename:
+        tags = parse_wheel_name(filename).tags  # plain or variant: the tags are those of the plain name
+    except InvalidWheelName:
         return False
     return tags_match(tags, cell)
 

@@ -134,6 +134,8 @@ class MatrixSpec:
     registry_selectors: list[tuple[str, Selector | None]]  # selecting ones first, then catch-alls
     top: Layer
     warnings: list[str]
+    variants: frozenset[str] = frozenset()  # arches whose levels above the baseline are variant wheels
+    variants_origin: Origin | None = None
 
     @property
     def file(self) -> str:
@@ -444,6 +446,7 @@ class _Normaliser:
                           for i, k in enumerate(d.get("known-failures", []))]
 
         includes = [self.include(entry, ("include", i)) for i, entry in enumerate(d.get("include", []))]
+        variants = self.variants(d.get("variants", False), arches)
         return MatrixSpec(
             doc=self.doc, pythons=pythons,
             libcs=libcs, libc_origin=self.origin(("libc",)) if "libc" in d else Origin("catalog", detail="defaults.toml libc"),
@@ -452,7 +455,28 @@ class _Normaliser:
             overrides=overrides, includes=includes, packages=packages, known_failures=known_failures,
             registry_selectors=registry_selectors,
             top=self.layer(d, (), self.doc.file), warnings=self.warnings,
+            variants=variants, variants_origin=self.origin(("variants",)) if "variants" in d else None,
         )
+
+    def variants(self, value, arches: list[str]) -> frozenset[str]:
+        """`variants: true` (every arch an installer has a variant provider for) or a list of arches;
+        an arch without a provider is an error: its levels need a registry each."""
+        from ciwheels.variants import variant_arches
+
+        able = variant_arches(self.cat)
+        if value is True:
+            return frozenset(able)
+        if not value:
+            return frozenset()
+        out = set()
+        for i, name in enumerate(value):
+            arch = self.canon("arch", name, ("variants", i))
+            if arch not in able:
+                raise self.doc.error(("variants", i), f"no installer has a wheel-variant provider for {arch}; its "
+                                     "ISA levels need a registry each (registries: with select: {isa: LEVEL})",
+                                     value=name, allowed=able)
+            out.add(arch)
+        return frozenset(out)
 
     def version(self, value: str, path: Path_) -> str:
         """A package version names a folder and a file: it must be a PEP 440 version."""

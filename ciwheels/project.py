@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from ciwheels.errors import CiwheelsError
@@ -56,9 +57,24 @@ def _selects(patterns: str, identifier: str) -> bool:
     expansion (`cp3{9..15}-*`, `*{i686,aarch64}*`), through bracex as cibuildwheel does."""
     from fnmatch import fnmatch
 
+    return any(fnmatch(identifier, p) for pat in patterns.split() for p in _braces(pat))
+
+
+MAX_BRACE_EXPANSION = 1000  # patterns one [tool.cibuildwheel] selector may expand to
+
+
+@functools.cache
+def _braces(pattern: str) -> tuple[str, ...]:
+    """bracex's expansion of one selector, bounded (`{1..999999999}` would never end)."""
     import bracex
 
-    return any(fnmatch(identifier, p) for pat in patterns.split() for p in bracex.expand(pat))
+    try:
+        return tuple(bracex.expand(pattern, limit=MAX_BRACE_EXPANSION))
+    except bracex.ExpansionLimitException:
+        from ciwheels.errors import shorten
+
+        raise CiwheelsError(f"[tool.cibuildwheel] selector {shorten(pattern)!r} expands to more than "
+                            f"{MAX_BRACE_EXPANSION} patterns, the limit") from None
 
 
 def _as_str(value) -> str:
@@ -250,9 +266,21 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
             pyproject = tomllib.loads(pyproject_path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
             raise CiwheelsError(f"cannot read {pyproject_path}: {e}") from None
+        except UnicodeDecodeError as e:
+            raise CiwheelsError(f"{pyproject_path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+                                f"{e.start}); TOML files must be UTF-8") from None
+        except OSError as e:
+            raise CiwheelsError(f"cannot read {pyproject_path}: {e.strerror or e}") from None
     else:
         report.append(f"note: no {pyproject_path}; starting from the catalog's defaults")
-    table = dict((pyproject.get("tool") or {}).get("cibuildwheel") or {})
+    tool = pyproject.get("tool") or {}
+    table = (tool.get("cibuildwheel") if isinstance(tool, dict) else None) or {}
+    if not isinstance(table, dict) or not isinstance(table.get("linux") or {}, dict) \
+            or not isinstance(table.get("overrides") or [], list) \
+            or not all(isinstance(o, dict) for o in table.get("overrides") or []):
+        raise CiwheelsError(f"{pyproject_path}: [tool.cibuildwheel] (and its linux table) must be tables and its "
+                            "overrides a list of tables, as cibuildwheel reads them")
+    table = dict(table)
     for platform in NOT_LINUX_TABLES:
         if table.pop(platform, None) is not None:
             report.append(f"not carried: [tool.cibuildwheel.{platform}] (not for Linux)")

@@ -36,6 +36,7 @@ class Result:
     status: str  # uploaded | skipped | failed
     detail: str = ""
     attempts: int = 0
+    path: str = ""  # where the wheel lies (two registries' folders may hold one file name)
 
 
 # -- what to publish, and where -----------------------------------------------------------------
@@ -55,16 +56,41 @@ def wheels_in(folder: Path, manifest: Manifest | None = None) -> list[tuple[Path
             path = folder / e.path
             if not path.is_file():
                 raise CiwheelsError(f"{folder / MANIFEST} lists {e.file}, which is missing from {folder}")
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            _inside(path, folder)
+            digest = _sha256(path)
             if digest != e.sha256:
                 raise CiwheelsError(f"{path}: sha256 differs from {folder / MANIFEST}; refusing to publish it")
             out.append((path, digest))
         return out  # may be empty: a gather of dry-run builds
     for path in sorted(folder.glob("*.whl")):
-        out.append((path, hashlib.sha256(path.read_bytes()).hexdigest()))
+        _inside(path, folder)
+        out.append((path, _sha256(path)))
     if not out:
         raise CiwheelsError(f"no wheels in {folder} (run 'ciwheels gather' first)")
     return out
+
+
+def _inside(path: Path, folder: Path) -> None:
+    """A wheel to publish is a regular file whose real location is inside the folder: no link
+    out of it (to a secret elsewhere) is uploaded."""
+    import stat
+
+    try:
+        st = path.lstat()
+        real = path.resolve(strict=True)
+    except OSError as e:
+        raise CiwheelsError(f"cannot read {path}: {e.strerror or e}") from None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode) or not real.is_relative_to(folder.resolve()):
+        raise CiwheelsError(f"refusing to publish {path}: not a regular file inside {folder} (a link or a "
+                            "special file)")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def route(wheels: list[tuple[Path, str]], manifest: Manifest | None, registries: dict[str, Registry], *,
@@ -118,12 +144,24 @@ def target_for(name: str | None, registries: dict[str, Registry], repository_url
 
 
 # -- publishing ---------------------------------------------------------------------------------
+MAX_METADATA = 16 << 20  # bytes of a wheel's METADATA
+
+
 def wheel_metadata(path: Path) -> dict[str, str]:
-    with zipfile.ZipFile(path) as z:
-        meta = next((n for n in z.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1), None)
-        if meta is None:
-            raise CiwheelsError(f"{path.name}: no .dist-info/METADATA inside; not a wheel")
-        headers = HeaderParser().parsestr(z.read(meta).decode("utf-8", "replace"))
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = next((i for i in z.infolist() if i.filename.endswith(".dist-info/METADATA")
+                         and i.filename.count("/") == 1), None)
+            if meta is None:
+                raise CiwheelsError(f"{path.name}: no .dist-info/METADATA inside; not a wheel")
+            if meta.file_size > MAX_METADATA:
+                raise CiwheelsError(f"{path.name}: METADATA is {meta.file_size} bytes, more than the limit of "
+                                    f"{MAX_METADATA >> 20} MiB")
+            with z.open(meta) as f:
+                text = f.read(MAX_METADATA + 1)[:MAX_METADATA].decode("utf-8", "replace")
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as e:
+        raise CiwheelsError(f"{path.name}: not a readable wheel ({type(e).__name__}: {e})") from None
+    headers = HeaderParser().parsestr(text)
     return {"name": headers.get("Name", ""), "version": headers.get("Version", ""),
             "metadata_version": headers.get("Metadata-Version", "2.1"),
             "requires_python": headers.get("Requires-Python", "") or "",
@@ -137,11 +175,12 @@ class Publisher:
 
     def __init__(self, target: Target | None = None, *, client: RegistryClient | None = None, jobs: int = 4,
                  retries: int = 6, timeout: float = 60.0, backoff: float = 1.0,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, allow_insecure_http: bool | None = None) -> None:
         if client is None:
             if target is None:
                 raise TypeError("Publisher needs a target or a client")
-            client = RegistryClient(target, retries=retries, timeout=timeout, backoff=backoff)
+            client = RegistryClient(target, retries=retries, timeout=timeout, backoff=backoff,
+                                    allow_insecure_http=allow_insecure_http)
         self.client = client
         self.target = client.target
         self.jobs = max(1, jobs)
@@ -157,32 +196,45 @@ class Publisher:
         """wheels: (path, sha256). Never uploads a file the index already has."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+        from ciwheels.variants import InvalidWheelName, parse_wheel_name
 
-        # project names come from the file names; METADATA is read only for what gets uploaded
+        # project names come from the file names (wheel variants' too); METADATA is read only for what gets uploaded
         try:
-            project = {path: canonicalize_name(str(parse_wheel_filename(path.name)[0])) for path, _ in wheels}
-        except InvalidWheelFilename as e:
+            project = {path: canonicalize_name(parse_wheel_name(path.name).name) for path, _ in wheels}
+        except InvalidWheelName as e:
             raise CiwheelsError(f"not a wheel file name: {e}") from None
         names = sorted(set(project.values()))
         hosted: dict[str, dict[str, str | None]] = {}
         with ThreadPoolExecutor(self.jobs) as pool:
             for name, files in zip(names, pool.map(self.index, names)):
                 hosted[name] = files
-        results: dict[str, Result] = {}
+        # results by path: two wheels of one file name (two ISA levels' folders) sent to one URL
+        # are two results, the second one refused, never one result standing for both
+        results: dict[Path, Result] = {}
         todo = []
+        first: dict[str, tuple[Path, str]] = {}  # file name -> the first wheel of that name here
         for path, digest in wheels:
             name = project[path]
+            if path.name in first:
+                other, other_digest = first[path.name]
+                if other_digest == digest:
+                    results[path] = Result(path.name, "skipped", f"the same file as {other}")
+                else:
+                    results[path] = Result(path.name, "failed", f"{other} has the same file name with other "
+                                           "contents, bound for the same registry; one registry cannot hold both "
+                                           "(give each ISA level its own registry)")
+                continue
+            first[path.name] = (path, digest)
             if path.name in hosted[name]:
                 there = hosted[name][path.name]
                 if there == digest:
-                    results[path.name] = Result(path.name, "skipped", "already published")
+                    results[path] = Result(path.name, "skipped", "already published")
                 elif there is None:
-                    results[path.name] = Result(path.name, "failed", "already published without a sha256 "
-                                                "in the index; cannot tell whether it is the same file")
+                    results[path] = Result(path.name, "failed", "already published without a sha256 "
+                                           "in the index; cannot tell whether it is the same file")
                 else:
-                    results[path.name] = Result(path.name, "failed", f"already published with other contents "
-                                                f"(sha256 {there}); a registry cannot overwrite it")
+                    results[path] = Result(path.name, "failed", f"already published with other contents "
+                                           f"(sha256 {there}); a registry cannot overwrite it")
             else:
                 todo.append((path, digest))
         log.info("%s: %d to upload, %d already there", self.target.url, len(todo), len(wheels) - len(todo))
@@ -191,7 +243,10 @@ class Publisher:
 
         def one(item):
             path, digest = item
-            status, detail, attempts = self.upload(path, digest, wheel_metadata(path))
+            try:
+                status, detail, attempts = self.upload(path, digest, wheel_metadata(path))
+            except CiwheelsError as e:
+                status, detail, attempts = "failed", str(e), 0
             if status == "duplicate":
                 there = self.index(project[path]).get(path.name)
                 if there == digest:
@@ -202,25 +257,28 @@ class Publisher:
             with lock:
                 done[0] += 1
                 self.progress(done[0], len(todo), status, path.name, detail)
-            return Result(path.name, status, detail, attempts)
+            return path, Result(path.name, status, detail, attempts)
 
         with ThreadPoolExecutor(self.jobs) as pool:
-            for r in pool.map(one, todo):
-                results[r.file] = r
+            for path, r in pool.map(one, todo):
+                results[path] = r
         self.verify(wheels, project, results)
-        return [results[p.name] for p, _ in wheels]
+        for path, r in results.items():
+            r.path = str(path)
+            r.detail = self.client.scrub(r.detail)
+        return [results[p] for p, _ in wheels]
 
-    def verify(self, wheels, project: dict[Path, str], results: dict[str, Result]) -> None:
+    def verify(self, wheels, project: dict[Path, str], results: dict[Path, Result]) -> None:
         """Every uploaded or skipped file must now be listed with its hash."""
         # names with nothing uploaded were just read; only the others need a second look
-        names = sorted({project[p] for p, _ in wheels if results[p.name].status == "uploaded"})
+        names = sorted({project[p] for p, _ in wheels if results[p].status == "uploaded"})
         listed = {}
         for name in names:
             listed.update(self.index(name))
         for path, digest in wheels:
-            if results[path.name].status == "skipped":
-                listed.setdefault(path.name, digest)
+            if results[path].status == "skipped" and path.name not in listed:
+                listed[path.name] = digest
         for path, digest in wheels:
-            r = results[path.name]
+            r = results[path]
             if r.status in ("uploaded", "skipped") and listed.get(path.name) != digest:
                 r.status, r.detail = "failed", "not listed in the index with its sha256 after publishing"

@@ -42,6 +42,7 @@ def explain_cell(cell: Cell, catalog: Catalog, as_json: bool = False) -> str:
     ]
     if cell.registry:
         rows.append(("registry", cell.registry))
+    rows.append(("publish_as", publish_as_text(cell, catalog)))
     rows += [(f"environment.{k}", v) for k, v in cell.environment.items()]
     rows += [(f"cibuildwheel-options.{k}", json.dumps(v) if not isinstance(v, str) else v)
              for k, v in cell.cibuildwheel_options.items()]
@@ -66,6 +67,18 @@ def explain_cell(cell: Cell, catalog: Catalog, as_json: bool = False) -> str:
     for note in cell.notes:
         out.append(f"note: {note}")
     return "\n".join(out)
+
+
+def publish_as_text(cell: Cell, catalog: Catalog) -> str:
+    """How the cell's level is told apart on an index, in words."""
+    if cell.publish_as == "variant":
+        return (f"variant {cell.variant} ({catalog.levels[cell.isa].variant}; a wheel variant beside the "
+                f"baseline in one registry, installed by uv --preview-features wheel-variants)")
+    if cell.publish_as == "registry":
+        why = ("no installer has a variant provider for " + cell.arch
+               if not catalog.arches[cell.arch].variant_provider else "the matrix does not ask for variants")
+        return f"registry (a plain wheel in a registry of its level's own: {why})"
+    return "plain (the baseline: a plain wheel)"
 
 
 def explain_dropped(d: Dropped, as_json: bool = False) -> str:

@@ -48,6 +48,7 @@ class Resolver:
         self._shared: dict[tuple, tuple] = {}
         self._heads: dict[tuple, tuple] = {}
         self._origins: dict[tuple, dict[str, Origin]] = {}
+        self._registries: dict[tuple, str] = {}
         self._catalog_origins: dict[str, Origin] = {}
 
     def catalog_origin(self, detail: str) -> Origin:
@@ -122,7 +123,11 @@ class Resolver:
         settings, env, isa_env, user_env, shared_origins, runner, tail = shared
         registry = ""
         if self.m.registry_selectors:
-            registry = next((name for name, sel in self.m.registry_selectors if sel is None or sel.matches(attrs)), "")
+            rkey = (key, py, attrs["version"])
+            registry = self._registries.get(rkey)
+            if registry is None:
+                registry = self._registries[rkey] = next(
+                    (name for name, sel in self.m.registry_selectors if sel is None or sel.matches(attrs)), "")
         okey = (key, id(py_origin), registry)
         origins = self._origins.get(okey)
         if origins is None:  # shared by the cells of one Python in many versions/levels
@@ -140,6 +145,7 @@ class Resolver:
             eol = f"{py} is end-of-life" if python.status == "eol" else ""
             head = self._heads[(py, libc, arch, plat.image)] = (identifier, cibw_head, eol)
         identifier, cibw_head, eol_note = head
+        publish_as, variant = self.publish_as(arch, level)
         return Cell(
             id=cid, python=py, libc=libc, policy=plat.policy, arch=arch, isa=level, identifier=identifier,
             image=plat.image, custom_image=plat.custom, image_ref=plat.image_ref,
@@ -151,7 +157,19 @@ class Resolver:
             matrix_file=self.m.file, registry=registry, origins=origins,
             notes=(*plat.notes, eol_note) if eol_note else plat.notes, cibw_parts=(cibw_head, tail),
             isa_environment=isa_env, user_environment=user_env, cibuildwheel_options=settings["cibuildwheel-options"],
+            publish_as=publish_as, variant=variant,
         )
+
+    def publish_as(self, arch: str, level_name: str) -> tuple[str, str]:
+        """(mechanism, variant label): the baseline is a plain wheel; a higher level is a wheel
+        variant where the matrix asks for variants on its arch, else a plain wheel for a registry
+        of its own."""
+        level = self.cat.levels[level_name]
+        if level.baseline:
+            return "plain", ""
+        if arch in self.m.variants and level.variant:
+            return "variant", level.variant_label
+        return "registry", ""
 
     def _resolve_shared(self, arch, libc, level_name, package, matched, include, plat: Platform, level_origin):
         level = self.cat.levels[level_name]
@@ -173,6 +191,8 @@ class Resolver:
             "policy": plat.policy_origin, "image": plat.image_origin, "image_ref": plat.image_origin,
             "cibuildwheel": self.m.cibuildwheel.origin,
         })
+        if self.m.variants_origin is not None and not level.baseline:
+            origins["publish_as"] = self.m.variants_origin
         if arch in self.m.runners:
             runner, origins["runner"] = self.m.runners[arch]
         else:

@@ -331,6 +331,14 @@ def matrix_schema(catalog: Catalog) -> dict:
                     "additionalProperties": False,
                 },
             },
+            "variants": {
+                "description": "Publish ISA levels above the baseline as wheel variants (PEP 825 labels, "
+                               "variant.json, {name}-{version}-variants.json) into the baseline's registry: "
+                               "true for every arch an installer has a provider for (x86_64, aarch64), or a "
+                               "list of arches. Other arches keep a registry per level.",
+                "anyOf": [{"type": "boolean"}, _list("Arches whose levels are published as variants.",
+                                                     names["arch"], 1, "arch")],
+            },
             "registries": {
                 "type": "object",
                 "description": "Named PyPI-compatible registries wheels are published to. A cell goes to the "
@@ -357,7 +365,7 @@ def matrix_schema(catalog: Catalog) -> dict:
                     "github": _path_or_false("GitHub Actions workflow to write (false: none)."),
                     "gitlab": _path_or_false("GitLab CI file to write, included from .gitlab-ci.yml (false: none)."),
                     "schedule": _str("Cron schedule (5 fields, UTC) for scheduled builds and publishing.",
-                                     pattern=r"^\s*\S+(\s+\S+){4}\s*$"),
+                                     pattern=r"^\s*\S+(\s+\S+){4}\s*$", **{"x-format": "cron"}),
                     "publish-branch": _path_or_false("Opt-in: a branch whose pushes also publish (default false: "
                                                      "tags, schedules and manual runs only; a registry never "
                                                      "overwrites, so publishing every push fails from the second)."),

@@ -144,14 +144,17 @@ def _wheels_by_version(files: list) -> dict:
     hit = _PARSED.get(id(files))
     if hit is not None and hit[0] is files:
         return hit[1]
+    from ciwheels.variants import InvalidWheelName, parse_wheel_name
+
     out: dict = {}
     for f in files:
         if f.filename.endswith(".whl"):
             try:
-                _, version, _, tags = parse_wheel_filename(f.filename)
-            except ValueError:
+                n = parse_wheel_name(f.filename)  # plain wheels and wheel variants
+                version = Version(n.version)
+            except (InvalidWheelName, ValueError):
                 continue
-            out.setdefault(version, []).append((f.filename, tags))
+            out.setdefault(version, []).append((f.filename, n.tags, n.label))
     _PARSED[id(files)] = (files, out)
     return out
 
@@ -167,8 +170,10 @@ def registry_state(cell: Cell, files: list | None, version: str | None) -> CellS
         want = max(wheels)
     else:
         want = Version(version)
-    for filename, tags in wheels.get(want, ()):
-        if tags_match(tags, cell):
+    # a variant cell's wheel carries its label; every other cell's wheel carries none
+    label = getattr(cell, "variant", None) or None
+    for filename, tags, wheel_label in wheels.get(want, ()):
+        if wheel_label == label and tags_match(tags, cell):
             return CellState("published", filename)
     return CellState("missing")
 

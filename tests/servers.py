@@ -157,7 +157,8 @@ class FaultProxy:
 class GitLabPypiStandIn:
     """STAND-IN for GitLab's PyPI package registry API (lib/api/pypi_packages.rb): no real
     GitLab runs here. POST /api/v4/projects/:id/packages/pypi answers 201, or 400 "File name
-    has already been taken" for a filename it has; simple/<name> lists files with #sha256= or,
+    has already been taken" for a filename it has (any file name, as GitLab stores any); files/<sha>/<file>
+    downloads one; simple/<name> lists files with #sha256= or,
     hosting none, answers 302 to `pypi`; auth is HTTP Basic with gitlab-ci-token:<job token>."""
 
     def __init__(self, project_id: str, job_token: str, pypi: str):
@@ -181,11 +182,20 @@ class GitLabPypiStandIn:
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            def do_HEAD(self):  # uv asks before a range request
+                self.do_GET()
 
             def do_GET(self):
                 import hashlib
 
+                if self.path.startswith(prefix + "/files/"):  # downloads, as the simple pages link them
+                    fname = self.path.rsplit("/", 1)[-1]
+                    if fname in stand_in.files:
+                        return self._send(200, stand_in.files[fname][1], "application/octet-stream")
+                    return self._send(404, json.dumps({"message": "404 Not Found"}))
                 if not self.path.startswith(prefix + "/simple/"):
                     return self._send(404, json.dumps({"message": "404 Not Found"}))
                 name = self.path[len(prefix + "/simple/"):].strip("/")
@@ -270,3 +280,104 @@ class DevpiServer:
         self.proc.terminate()
         self.proc.wait(timeout=20)
         self.log.close()
+
+
+class HostileServer:
+    """A deliberately misbehaving HTTP server on 127.0.0.1 (not a stand-in for any product: the
+    behaviour of a broken or hostile registry), for the hardening tests. `mode`:
+    'echo' answers every request with the request's headers and path in the body (an index page
+    for GET, a 400 for POST), as a server that echoes the Authorization header would;
+    'trickle' sends a 200 and then one byte of body every `interval` seconds, forever;
+    'trickle-headers' sends its status line and headers one byte at a time, forever;
+    'endless' sends a body without end as fast as it can;
+    'next-page' answers GitLab's notes API with `[]` and always one more X-Next-Page;
+    'not-a-list' answers the notes API with a JSON object instead of a list."""
+
+    def __init__(self, mode: str, interval: float = 0.2):
+        self.mode = mode
+        self.requests: list[str] = []
+        self.connections: list[socket.socket] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def setup(self):
+                super().setup()
+                server.connections.append(self.connection)
+
+            def _body(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+
+            def _answer(self, code: int, data: bytes, headers: dict | None = None) -> None:
+                self.send_response(code)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self) -> None:
+                server.requests.append(f"{self.command} {self.path}")
+                self._body()
+                try:
+                    if server.mode == "echo":
+                        echoed = f"{self.command} {self.path}\n{self.headers}".encode()
+                        if self.command == "GET":
+                            page = b'<a href="x-1.0-py3-none-any.whl#sha256=' + b"0" * 64 + b'">x</a><pre>' + echoed
+                            self._answer(200, page + b"</pre>", {"Content-Type": "text/html"})
+                        else:
+                            self._answer(400, b"bad request: " + echoed)
+                    elif server.mode == "trickle":
+                        self.send_response(200)
+                        self.send_header("Content-Length", "100000000")
+                        self.end_headers()
+                        while True:
+                            self.wfile.write(b"<")
+                            self.wfile.flush()
+                            time.sleep(interval)
+                    elif server.mode == "trickle-headers":
+                        for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100000:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(interval)
+                    elif server.mode == "endless":
+                        self.send_response(200)
+                        self.end_headers()
+                        chunk = b"<a>" * 20000
+                        while True:
+                            self.wfile.write(chunk)
+                    elif server.mode == "next-page":
+                        from urllib.parse import parse_qs, urlsplit
+
+                        page = int(parse_qs(urlsplit(self.path).query).get("page", ["1"])[0])
+                        if self.command == "POST":
+                            self._answer(201, b'{"id": 7}', {"Content-Type": "application/json"})
+                        else:
+                            self._answer(200, b"[]", {"Content-Type": "application/json",
+                                                      "X-Next-Page": str(page + 1)})
+                    elif server.mode == "not-a-list":
+                        self._answer(200, b'{"message": "surprise"}', {"Content-Type": "application/json"})
+                except OSError:  # the client hung up (or close() cut the connection)
+                    pass
+
+            do_GET = do_POST = do_PUT = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        for conn in self.connections:  # end the handlers that trickle forever
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.server.server_close()

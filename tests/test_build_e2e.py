@@ -130,7 +130,9 @@ def test_rendered_gitlab_pipeline_builds_gathers_and_publishes(images, tmp_path)
     (repo / "matrix" / "wheels.yaml").write_text(
         "python: [cp313]\narch: [x86_64]\nisa: {x86_64: [x86-64-v3]}\nimages:\n"
         "  x86_64-glibc: {image: \"localhost/ciwheels-manylinux-x86_64:trixie\", policy: manylinux_2_41}\n"
-        "test-command: python {project}/tests/test_core.py\nrender: {github: false, matrix-diff: false}\n")
+        "test-command: python {project}/tests/test_core.py\n"
+        # publishing a branch is opt-in (tags, schedules and manual runs publish by default)
+        "render: {github: false, matrix-diff: false, publish-branch: main}\n")
     (repo / ".gitlab-ci.yml").write_text("include:\n  - local: .gitlab/ciwheels.gitlab-ci.yml\n")
     run_ciwheels("render", "--project", str(repo), check=True)
     pipeline = repo / ".gitlab" / "ciwheels.gitlab-ci.yml"
