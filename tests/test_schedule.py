@@ -293,3 +293,36 @@ def test_a_scheduled_run_with_everything_published_builds_and_publishes_nothing(
     proc = subprocess.run([tool, "--builtin-schema", "vendor.gitlab-ci", "--data-transform", "gitlab-ci", str(child)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_plan_missing_reads_a_pep691_json_registry(tmp_path):
+    """devpi-server serves PEP 691 JSON (no upload times): the same plan as from HTML."""
+    import hashlib
+
+    from servers import DevpiServer
+
+    from ciwheels.publish import wheel_metadata
+    from ciwheels.registry import RegistryClient, Target
+
+    devpi = DevpiServer(tmp_path, "pw")
+    try:
+        wheel = make_wheel(tmp_path / "w", "demo-pkg", "1.0", tag="cp312-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64")
+        client = RegistryClient(Target(devpi.url, "ci", "pw", "test", devpi.index), retries=2, backoff=0)
+        assert client.upload(wheel, hashlib.sha256(wheel.read_bytes()).hexdigest(), wheel_metadata(wheel))[0] \
+            == "uploaded"
+        files = client.files("demo-pkg")
+        assert [f.filename for f in files] == [wheel.name]
+        from ciwheels.registry import SIMPLE_ACCEPT
+
+        resp = client.request("GET", client.project_url("demo-pkg"), "test", headers={"Accept": SIMPLE_ACCEPT})[0]
+        assert resp.headers["Content-Type"].startswith("application/vnd.pypi.simple.v1+json")
+        project = _project(tmp_path, "python: [cp312, cp313, cp314t]\narch: [x86_64]\nregistries:\n"
+                                     f"  main: {{url: '{devpi.url}', index: '{devpi.index}'}}\n"
+                                     "packages:\n  - {name: demo-pkg, versions: ['1.0']}\n")
+        data = json.loads(run_ciwheels("plan", "--project", str(project), "--missing", "--json", "--no-upstream",
+                                       check=True).stdout)
+        assert [c["id"] for c in data["cells"]] == ["demo-pkg-1.0-cp314t-manylinux_x86_64-x86-64"]
+        assert {s["state"] for s in data["skipped"]} == {"published"}
+    finally:
+        devpi.close()
