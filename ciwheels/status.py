@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from ciwheels.errors import CiwheelsError
@@ -34,7 +34,6 @@ log = get_logger("status")
 STATUS_FORMAT = 1
 # the states, in the order a grid legend lists them
 STATES = ("published", "missing", "failed", "known-failure", "upstream", "unknown")
-BUILDS = ("missing",)  # what `plan --missing` keeps
 
 
 def project_name_version(project: Path) -> tuple[str, str | None]:
@@ -127,13 +126,6 @@ class Listings:
         if key not in self.pages:
             self.prefetch({(where[0], where[1], name)})
         return self.pages[key]
-
-
-def _wheel_version(filename: str) -> str | None:
-    try:
-        return str(parse_wheel_filename(filename)[1])
-    except ValueError:
-        return None
 
 
 _PARSED: dict[int, tuple[list, dict]] = {}
