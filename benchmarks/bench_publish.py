@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Publish ~300 small generated wheels to a local pypiserver with `ciwheels publish` and with
-`twine upload`, in the same run (each to its own fresh server), and print the ratio
-(goal: ciwheels at least 3x faster); then re-run ciwheels with everything already present
-(goal: at least 20x faster than its first run, and no uploads)."""
+"""Publish ~300 small generated wheels to a local pypiserver with `ciwheels publish`, with
+`twine upload` and with `uv publish --check-url` (uv's own skip-existing), in the same run
+(each to its own fresh server), and print the ratios (goal: ciwheels at least 3x faster than
+twine); then re-run ciwheels and uv with everything already present (goal for ciwheels: at
+least 20x faster than its first run, and no uploads)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def main() -> None:
                     "pypiserver's usual, server-bound)")
     args = ap.parse_args()
     twine = shutil.which("twine")
+    uv = shutil.which("uv")  # optional: uv publish --check-url is compared when it is installed
     if not twine:
         sys.exit("needs twine (pip install -e '.[test]')")
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,10 +47,13 @@ def main() -> None:
         # the server's cost out of a client comparison; both clients get the same server.
         ours_server = PypiServer(root / "a", auth=("ci", PASSWORD), scheme=args.scheme)
         twine_server = PypiServer(root / "b", auth=("ci", PASSWORD), scheme=args.scheme)
+        uv_server = PypiServer(root / "c", auth=("ci", PASSWORD), scheme=args.scheme) if uv else None
         # A registry over the network answers each request after a round trip; a loopback
         # proxy adds it (--latency 0: straight to pypiserver).
         ours_proxy = FaultProxy(ours_server.url, [], latency=args.latency)
         twine_proxy = FaultProxy(twine_server.url, [], latency=args.latency)
+        uv_proxy = FaultProxy(uv_server.url, [], latency=args.latency) if uv else None
+        uv_first = uv_rerun = None
         try:
             ours, _ = run_once([sys.executable, "-m", "ciwheels", "publish", str(dist), "--repository-url",
                                 ours_proxy.url, "--jobs", str(args.jobs)], env=env)
@@ -57,9 +62,18 @@ def main() -> None:
                                  env=env)
             rerun, out = run_once([sys.executable, "-m", "ciwheels", "publish", str(dist), "--repository-url",
                                    ours_proxy.url, "--jobs", str(args.jobs), "--json"], env=env)
+            if uv:
+                # uv's own skip-existing: --check-url reads the index and skips files it lists
+                uv_cmd = [uv, "publish", "--publish-url", uv_proxy.url, "--check-url", f"{uv_proxy.url}/simple/",
+                          "-u", "ci", "-p", PASSWORD, *map(str, sorted(dist.glob("*.whl")))]
+                uv_first, _ = run_once(uv_cmd, env=env)
+                uv_rerun, _ = run_once(uv_cmd, env=env)
         finally:
             ours_proxy.close()
             twine_proxy.close()
+            if uv:
+                uv_proxy.close()
+                uv_server.close()
             ours_server.close()
             twine_server.close()
     uploads = sum(r["status"] == "uploaded" for r in json.loads(out))
@@ -69,6 +83,13 @@ def main() -> None:
     print(f"speed-up over twine: {theirs / ours:.1f}x  (goal >= 3x: {'met' if theirs / ours >= 3 else 'NOT met'})")
     print(f"ciwheels re-run, all present: {rerun:6.2f} s, {uploads} uploads; "
           f"{ours / rerun:.1f}x faster than the first run (goal >= 20x: {'met' if ours / rerun >= 20 else 'NOT met'})")
+    if uv_first is not None:
+        print(f"uv publish --check-url ({args.wheels} wheels):     {uv_first:6.2f} s; re-run, all present: "
+              f"{uv_rerun:6.2f} s")
+        print(f"ciwheels vs uv: first upload {uv_first / ours:.1f}x, re-run with everything present "
+              f"{uv_rerun / rerun:.1f}x (above 1: ciwheels is faster)")
+    else:
+        print("uv is not installed: uv publish --check-url not compared")
     if args.latency == 0:
         print("note: with no round trip, pypiserver (one Python process) is the bottleneck for both clients")
 

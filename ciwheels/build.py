@@ -47,6 +47,7 @@ class Invocation:
     job: str
     cells: list[Cell] = field(default_factory=list)
     package: str = ""  # a source tree or an sdist file; set by the caller
+    index_env: dict[str, str] = field(default_factory=dict)  # builder `needs`: our registry first
 
     @property
     def is_sdist(self) -> bool:
@@ -70,6 +71,7 @@ class Invocation:
     def options(self, catalog: Catalog, extra_env: dict[str, str] | None = None) -> dict[str, str]:
         """The CIBW_* options of the run: the shared ones of its cells (cibwopts), selecting all
         of its Pythons."""
+        extra_env = {**self.index_env, **(extra_env or {})}
         env = {k: v for k, v in cibw_options(self.cells[0], catalog, extra_env).items() if k not in _SELECTION}
         env["CIBW_BUILD"] = " ".join(sorted({c.identifier for c in self.cells}))
         enable = sorted({c.cibw["CIBW_ENABLE"] for c in self.cells if "CIBW_ENABLE" in c.cibw})
@@ -103,7 +105,7 @@ def select_cells(expansion: Expansion, plan: Plan, cell_ids: tuple[str, ...], jo
 
 def prepare_runs(expansion: Expansion, plan: Plan, project: Path, cell_ids: tuple[str, ...],
                  job_ids: tuple[str, ...], all_cells: bool, sdist: str | None,
-                 fetch: bool = True) -> tuple[list[Cell], list[Invocation]]:
+                 fetch: bool = True, registries: dict | None = None) -> tuple[list[Cell], list[Invocation]]:
     """The cells to build and their cibuildwheel runs, each with its package: the project's
     source tree, or (builder mode, --sdist) the package version's sdist from the index."""
     wanted = None
@@ -120,14 +122,32 @@ def prepare_runs(expansion: Expansion, plan: Plan, project: Path, cell_ids: tupl
     if wanted and any(c.package for c in cells):
         cells = [c for c in cells if (c.package, c.version) == wanted]
     runs = invocations(cells, plan)
+    needs = {j.id: j.needs for j in plan.jobs}
     for inv in runs:
         first = inv.cells[0]
+        if needs.get(inv.job):
+            inv.index_env = dependency_indexes(first, registries or {})
         if first.package or wanted:
             name, version = (first.package, first.version) if first.package else wanted
             inv.package = str(fetch_sdist(name, version)) if fetch else f"{name}-{version}.tar.gz"
         else:
             inv.package = package_dir_of(project)
     return cells, runs
+
+
+def dependency_indexes(cell: Cell, registries: dict) -> dict[str, str]:
+    """A package that `needs` others installs its build dependencies from our registry first
+    (our riscv64 numpy), then the upstream index: pip and uv settings for the build container."""
+    from ciwheels.schedule import default_registry_url
+    from ciwheels.upstream import index_url
+
+    reg = registries.get(cell.registry)
+    ours = reg.simple if reg else (default_registry_url().rstrip("/") + "/simple" if default_registry_url() else "")
+    if not ours:
+        log.warning("%s needs other packages but names no registry to install them from", cell.package)
+        return {}
+    upstream = index_url()
+    return {"PIP_INDEX_URL": ours, "PIP_EXTRA_INDEX_URL": upstream, "UV_INDEX": ours, "UV_DEFAULT_INDEX": upstream}
 
 
 def invocations(cells: list[Cell], plan: Plan) -> list[Invocation]:

@@ -42,7 +42,10 @@ def _expand_one(m: MatrixSpec, spec: ProjectSpec, cat: Catalog) -> tuple[list[Ce
     hits: dict[int, int] = {id(s): 0 for s in m.excludes}
     for pkg in m.packages:
         hits.update({id(s): 0 for s in pkg.excludes})
-    versions: list[tuple[Package | None, str]] = [(p, v) for p in m.packages for v in p.versions] or [(None, "")]
+    versions: list[tuple[Package | None, str]] = [(p, v) for p in m.packages for v in p.versions]
+    if m.packages and not versions:  # every `versions` selection resolved to no release
+        return [], [], [f"{doc.file}: no package version to build: no release matches the versions selections"]
+    versions = versions or [(None, "")]
     origins: dict[tuple, Origin] = {}
 
     selectors = {id(p): (*m.excludes, *p.excludes) for p in m.packages}

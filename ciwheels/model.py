@@ -201,6 +201,11 @@ def wheel_matches(filename: str, cell: Cell) -> bool:
         tags = parse_wheel_name(filename).tags  # plain or variant: the tags are those of the plain name
     except InvalidWheelName:
         return False
+    return tags_match(tags, cell)
+
+
+def tags_match(tags, cell: Cell) -> bool:
+    """wheel_matches on a wheel's parsed tags (for callers that parse each file once)."""
     py, platform = cell.identifier.split("-", 1)
     flavour, arch = platform.split("_", 1)
     threaded = py.endswith("t")

@@ -83,12 +83,32 @@ class Include:
 
 
 @dataclass(frozen=True)
+class VersionSelection:
+    """`versions: latest` or `{spec, newest, min-age-days, pre}`: resolved against the package
+    index (upstream.py) before expansion."""
+
+    spec: str = ""
+    newest: int | None = None
+    min_age_days: float = 0.0
+    pre: bool = False
+
+
+@dataclass(frozen=True)
 class Package:
     name: str  # canonical (PEP 503)
-    versions: tuple[str, ...]
+    versions: tuple[str, ...]  # () until a selection is resolved
     path: Path_
     layer: Layer
     excludes: tuple[Selector, ...]
+    selection: VersionSelection | None = None  # None: `versions` is the list the matrix gives
+    needs: tuple[str, ...] = ()  # canonical names of packages whose jobs go first
+    upstream_wheels: str = "skip"  # skip | build: a cell the package index has a wheel for
+
+
+@dataclass(frozen=True)
+class KnownFailure:
+    selector: Selector
+    reason: str
 
 
 @dataclass
@@ -110,6 +130,7 @@ class MatrixSpec:
     overrides: list[tuple[Selector, Layer]]
     includes: list[Include]
     packages: list[Package]
+    known_failures: list[KnownFailure]
     registry_selectors: list[tuple[str, Selector | None]]  # selecting ones first, then catch-alls
     top: Layer
     warnings: list[str]
@@ -400,10 +421,29 @@ class _Normaliser:
                 raise self.doc.error(path + ("name",), f"package {name!r} is listed twice (also at "
                                      f"{describe_path(seen_packages[name])}); give it one entry with all its versions")
             seen_packages[name] = path
-            versions = [self.version(v, path + ("versions", j)) for j, v in enumerate(pkg["versions"])]
+            raw = pkg["versions"]
+            selection = None
+            if isinstance(raw, list):
+                versions = [self.version(v, path + ("versions", j)) for j, v in enumerate(raw)]
+            else:
+                versions = []
+                selection = VersionSelection(newest=1) if raw == "latest" else VersionSelection(
+                    self.specifier(raw.get("spec", ""), path + ("versions", "spec")), raw.get("newest"),
+                    float(raw.get("min-age-days", 0)), bool(raw.get("pre", False)))
             packages.append(Package(name, tuple(versions), path, self.layer(pkg, path, f"packages[{i}] ({name})"),
                                     tuple(self.selector(e, path + ("exclude", k))
-                                          for k, e in enumerate(pkg.get("exclude", [])))))
+                                          for k, e in enumerate(pkg.get("exclude", []))),
+                                    selection, tuple(canonicalize_name(n) for n in pkg.get("needs", [])),
+                                    pkg.get("upstream-wheels", "skip")))
+        names = {p.name for p in packages}
+        for p in packages:
+            for j, need in enumerate(p.needs):
+                if need not in names or need == p.name:
+                    raise self.doc.error(p.path + ("needs", j), f"needs names {need!r}, which is not another "
+                                         "package of this matrix file", value=need)
+        _check_cycles(packages, self.doc)
+        known_failures = [KnownFailure(self.selector(k["select"], ("known-failures", i, "select")), k["reason"])
+                          for i, k in enumerate(d.get("known-failures", []))]
 
         includes = [self.include(entry, ("include", i)) for i, entry in enumerate(d.get("include", []))]
         variants = self.variants(d.get("variants", False), arches)
@@ -412,7 +452,8 @@ class _Normaliser:
             libcs=libcs, libc_origin=self.origin(("libc",)) if "libc" in d else Origin("catalog", detail="defaults.toml libc"),
             arches=arches, arch_origin=self.origin(("arch",)) if "arch" in d else Origin("catalog", detail="defaults.toml arch"),
             isa=isa, policies=policies, images=images, cibuildwheel=cibw, runners=runners, excludes=excludes,
-            overrides=overrides, includes=includes, packages=packages, registry_selectors=registry_selectors,
+            overrides=overrides, includes=includes, packages=packages, known_failures=known_failures,
+            registry_selectors=registry_selectors,
             top=self.layer(d, (), self.doc.file), warnings=self.warnings,
             variants=variants, variants_origin=self.origin(("variants",)) if "variants" in d else None,
         )
@@ -445,6 +486,16 @@ class _Normaliser:
             raise self.doc.error(path, f"{value!r} is not a valid version (PEP 440)", value=value) from None
         return value
 
+    def specifier(self, value: str, path: Path_) -> str:
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+        try:
+            SpecifierSet(value)
+        except InvalidSpecifier:
+            raise self.doc.error(path, f"{value!r} is not a version specifier (PEP 440), e.g. '>=2.0,<3'",
+                                 value=value) from None
+        return value
+
     def include(self, entry: dict, path: Path_) -> Include:
         py = self.canon("python", entry["python"], path + ("python",))
         arch = self.canon("arch", entry["arch"], path + ("arch",))
@@ -460,3 +511,25 @@ class _Normaliser:
         return Include(py, libc, arch, level, "isa" in entry, policy, self.origin(path), path,
                        self.layer(entry, path, describe_path(path)))
 
+
+
+def _check_cycles(packages: list[Package], doc: MatrixDoc) -> None:
+    """`needs` must order the packages: a cycle would leave no package to start with."""
+    needs = {p.name: p.needs for p in packages}
+    state: dict[str, int] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = trail[trail.index(name):] + [name]
+            pkg = next(p for p in packages if p.name == trail[-1])
+            raise doc.error(pkg.path + ("needs",), "the packages' needs form a cycle: " + " -> ".join(cycle),
+                            value=name)
+        state[name] = 1
+        for n in needs[name]:
+            visit(n, trail + [name])
+        state[name] = 2
+
+    for p in packages:
+        visit(p.name, [])

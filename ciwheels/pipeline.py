@@ -20,6 +20,7 @@ from ciwheels.model import Expansion, Registry
 from ciwheels.normalise import ProjectSpec, normalise
 from ciwheels.plan import Plan, plan
 from ciwheels.project import find_matrix_files
+from ciwheels.upstream import IndexCache, needs_resolving, resolve_versions
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Project:
     docs: list[MatrixDoc]
     spec: ProjectSpec
     expansion: Expansion
+    upstream: IndexCache | None = None  # the upstream index pages read while opening (one read per package)
 
     @cached_property
     def plan(self) -> Plan:
@@ -47,7 +49,12 @@ def open_docs(root: Path, docs: list[MatrixDoc], catalog: Catalog | None = None,
     """A project from documents already loaded (e.g. from a git revision)."""
     catalog = catalog or load_catalog()
     spec = normalise(docs, catalog)
-    return Project(root, catalog, files or [], docs, spec, expand(spec, catalog))
+    index = None
+    if needs_resolving(spec):  # `versions: latest` or a selection: the only reason to read the index here
+        index = resolve_versions(spec)
+    project = Project(root, catalog, files or [], docs, spec, expand(spec, catalog))
+    project.upstream = index
+    return project
 
 
 def open_project(project: Path, matrix_paths: tuple[Path, ...] = (), *, display_root: Path | None = None) -> Project:

@@ -34,6 +34,8 @@ class Job:
     timeout_minutes: int
     cells: tuple[str, ...]
     pythons: tuple[str, ...]
+    wave: int = 0  # builder mode: 1 + the wave of the packages it `needs` (0 without needs)
+    needs: tuple[str, ...] = ()  # the packages it needs (their jobs run in earlier waves)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,7 @@ def plan(expansion: Expansion, spec: ProjectSpec, catalog: Catalog) -> Plan:
         key = _job_key(cell) + ((cell.python,) if per_cell and cell.runner.emulated else ())
         groups.setdefault(key, []).append(cell)
     many_files = len({c.matrix_file for c in expansion.cells}) > 1
+    waves = package_waves(spec)
     jobs = []
     for key, cells in groups.items():
         first = cells[0]
@@ -79,6 +82,8 @@ def plan(expansion: Expansion, spec: ProjectSpec, catalog: Catalog) -> Plan:
             timeout_minutes=max(c.timeout_minutes for c in cells),
             cells=tuple(sorted(c.id for c in cells)),
             pythons=tuple(sorted({c.python for c in cells}, key=_python_order(catalog))),
+            wave=waves.get((first.matrix_file, first.package), (0, ()))[0],
+            needs=waves.get((first.matrix_file, first.package), (0, ()))[1],
         ))
     jobs.sort(key=lambda j: j.id)
     seen: dict[str, Job] = {}
@@ -121,3 +126,46 @@ def _check_timeouts(jobs: list[Job], spec: ProjectSpec, expansion: Expansion) ->
 def _python_order(catalog: Catalog):
     order = {p: i for i, p in enumerate(catalog.pythons)}
     return lambda p: order.get(p, 0)
+
+
+def package_waves(spec: ProjectSpec) -> dict[tuple[str, str], tuple[int, tuple[str, ...]]]:
+    """{(matrix file, package): (wave, needs)}: a package's jobs run in the wave after the
+    latest wave of the packages it needs (normalise refused cycles)."""
+    out: dict[tuple[str, str], tuple[int, tuple[str, ...]]] = {}
+    for m in spec.matrices:
+        needs = {p.name: p.needs for p in m.packages}
+        depth: dict[str, int] = {}
+
+        def wave(name: str) -> int:
+            if name not in depth:
+                depth[name] = 1 + max((wave(n) for n in needs[name]), default=-1)
+            return depth[name]
+
+        for p in m.packages:
+            out[(m.file, p.name)] = (wave(p.name), p.needs)
+    return out
+
+
+def keep_cells(plan_: Plan, keep: list[Cell], catalog: Catalog) -> Plan:
+    """The plan with only the cells in `keep`: jobs lose the others, jobs left empty go."""
+    import dataclasses
+
+    python = {c.id: c.python for c in keep}
+    jobs = []
+    for job in plan_.jobs:
+        cells = tuple(c for c in job.cells if c in python)
+        if not cells:
+            continue
+        if cells != job.cells:
+            pythons = tuple(sorted({python[c] for c in cells}, key=_python_order(catalog)))
+            job = dataclasses.replace(job, cells=cells, pythons=pythons)
+        jobs.append(job)
+    return Plan(tuple(jobs), plan_.settings, plan_.matrix_files)
+
+
+def job_json(job: Job) -> dict:
+    return {"id": job.id, "cells": list(job.cells), "package": job.package, "version": job.version,
+            "arch": job.arch, "libc": job.libc, "policy": job.policy, "isa": job.isa, "image": job.image,
+            "runs-on": job.github_runner, "gitlab-tags": list(job.gitlab_tags), "emulated": job.emulated,
+            "qemu": job.qemu_platform, "timeout-minutes": job.timeout_minutes, "pythons": list(job.pythons),
+            "wave": job.wave, "needs": list(job.needs)}

@@ -203,6 +203,55 @@ def _python_tag(filename: str) -> str:
         return "source"  # not a wheel (a `-variants.json`): what twine sends for files of no Python
 
 
+@dataclass(frozen=True, slots=True)
+class IndexFile:
+    """One file of a project's simple page, with what the index says about it (PEP 592 yanked,
+    PEP 700 upload-time: only in PEP 691 JSON; None where not served)."""
+
+    filename: str
+    url: str = ""
+    sha256: str | None = None
+    yanked: bool = False
+    upload_time: str | None = None  # ISO 8601, as served
+    requires_python: str | None = None
+
+
+class _FileLinks(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: list[IndexFile] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag != "a":
+            return
+        a = dict(attrs)
+        href = a.get("href") or ""
+        path, _, fragment = href.partition("#")
+        name = path.rstrip("/").rsplit("/", 1)[-1].split("?")[0]
+        if name:
+            self.files.append(IndexFile(name, path, fragment.split("=", 1)[1] if fragment.startswith("sha256=") else None,
+                                        "data-yanked" in a, None, a.get("data-requires-python")))
+
+
+SIMPLE_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+
+
+def parse_project_page(body: str, content_type: str) -> list[IndexFile]:
+    """A project's simple page as PEP 691 JSON or PEP 503 HTML, whichever the index served."""
+    if "json" in content_type:
+        import json
+
+        out = []
+        for f in json.loads(body).get("files", []):
+            yanked = f.get("yanked", False)
+            out.append(IndexFile(f["filename"], f.get("url", ""), (f.get("hashes") or {}).get("sha256"),
+                                 bool(yanked), f.get("upload-time"), f.get("requires-python")))
+        return out
+    parser = _FileLinks()
+    parser.feed(body)
+    return parser.files
+
+
 class RegistryClient:
     """HTTP to one registry. Thread-safe: each thread gets its own session.
 
@@ -345,6 +394,20 @@ class RegistryClient:
         if resp.status_code != 200:
             raise CiwheelsError(f"reading {url}: HTTP {resp.status_code}")
         return parse_simple_page(resp.text)
+
+    def files(self, name: str, *, follow_redirects: bool = False) -> list[IndexFile]:
+        """A project's files, read as PEP 691 JSON when the index serves it, else PEP 503 HTML;
+        [] when it hosts nothing (404, or a redirect when not following them)."""
+        url = self.project_url(name)
+        resp = self.request("GET", url, f"reading {url}", follow_redirects=follow_redirects,
+                            headers={"Accept": SIMPLE_ACCEPT})[0]
+        if resp.status_code in _REDIRECTS or resp.status_code == 404:
+            return []
+        if resp.status_code in (401, 403):
+            raise CiwheelsError(f"the registry refused our credentials reading {url} (HTTP {resp.status_code})")
+        if resp.status_code != 200:
+            raise CiwheelsError(f"reading {url}: HTTP {resp.status_code}")
+        return parse_project_page(resp.text, resp.headers.get("Content-Type", ""))
 
     def upload(self, path: Path, digest: str, meta: dict[str, str]) -> tuple[str, str, int]:
         """One wheel through the legacy multipart API. `meta`: name, version, metadata_version,

@@ -199,7 +199,30 @@ def matrix_schema(catalog: Catalog) -> dict:
         "description": "Builder mode: a third-party package built from its PyPI sdist.",
         "properties": {
             "name": _str("Distribution name on PyPI.", pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"),
-            "versions": _list("Versions to build.", min_items=1),
+            "versions": {
+                "description": "Versions to build: a list, 'latest', or a selection resolved against the package "
+                "index ({spec: '>=2.0,<3', newest: 3, min-age-days: 7, pre: false}).",
+                "anyOf": [
+                    _list("Versions to build.", min_items=1),
+                    {"const": "latest", "description": "The newest release on the index."},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "spec": _str("A PEP 440 specifier, e.g. '>=2.0,<3'."),
+                            "newest": {"type": "integer", "minimum": 1,
+                                       "description": "Build at most this many of the newest matching releases."},
+                            "min-age-days": {"type": "number", "minimum": 0,
+                                             "description": "Skip releases uploaded less than this many days ago."},
+                            "pre": {"type": "boolean", "description": "Also pre-releases (default false)."},
+                        },
+                        "additionalProperties": False,
+                    },
+                ],
+            },
+            "needs": _list("Packages of this matrix whose jobs must finish first; their wheels are installed "
+                           "from our registry as build dependencies."),
+            "upstream-wheels": {"enum": ["skip", "build"], "description": "When the package index already has a "
+                                "wheel for a cell: skip the cell (default) or build it anyway."},
             "exclude": {"type": "array", "items": selector_obj, "description": "Cells to skip for this package."},
             **settings,
         },
@@ -297,6 +320,17 @@ def matrix_schema(catalog: Catalog) -> dict:
                 },
             },
             "packages": {"type": "array", "description": "Builder mode: packages to build from sdists.", "items": package},
+            "known-failures": {
+                "type": "array",
+                "description": "Cells that are not expected to build: the plan skips them and the status shows why.",
+                "items": {
+                    "type": "object",
+                    "properties": {"select": {**selector_obj, "description": "Which cells."},
+                                   "reason": _str("Why they fail (an issue link, a missing dependency).")},
+                    "required": ["select", "reason"],
+                    "additionalProperties": False,
+                },
+            },
             "variants": {
                 "description": "Publish ISA levels above the baseline as wheel variants (PEP 825 labels, "
                                "variant.json, {name}-{version}-variants.json) into the baseline's registry: "
