@@ -100,7 +100,7 @@ def load_matrix(path: str | Path, catalog: Catalog | None = None, *, display: st
     if node is None:
         raise CiwheelsError("the matrix file is empty; it needs at least 'python'", file=display, line=1)
     lc = getattr(node, "lc", None)
-    if lc is not None:
+    if lc is not None and lc.line is not None and lc.col is not None:  # a tagged scalar (`!0`) has none
         doc.positions[()] = (lc.line + 1, lc.col + 1)
     data = _Validator(doc, catalog).walk(node, matrix_schema(catalog), ())
     object.__setattr__(doc, "data", data)
@@ -177,6 +177,7 @@ _TYPE_NAMES = {
     "boolean": "true or false",
     "array": "a list",
     "object": "a mapping",
+    "tagged": "a value with a YAML tag (matrix files use no tags such as !x)",
 }
 
 
@@ -195,6 +196,8 @@ def _type_of(value: Any) -> str:
         return "array"
     if isinstance(value, dict):
         return "object"
+    if type(value).__name__ == "TaggedScalar":
+        return "tagged"  # `!tag value`: matrix files use no YAML tags
     return type(value).__name__
 
 
@@ -267,7 +270,7 @@ class _Validator:
             hint = None
             if actual == "number" and _type_ok("string", wanted):
                 hint = f"YAML reads {node!r} as a number: put it in quotes"
-            shown = f" {_plain(node)!r}" if actual not in ("object", "array") else ""
+            shown = f" {_plain(node)!r}" if actual not in ("object", "array", "tagged") else ""
             raise self.doc.error(
                 path, f"{describe_path(path)} must be {_shape(schema)}, not {_TYPE_NAMES.get(actual, actual)}{shown}",
                 hint=hint)
@@ -315,7 +318,7 @@ class _Validator:
 
     def _mismatch(self, node: Any, schema: dict, path: Path_):
         actual = _type_of(node)
-        shown = f" {_plain(node)!r}" if actual not in ("object", "array") else ""
+        shown = f" {_plain(node)!r}" if actual not in ("object", "array", "tagged") else ""
         raise self.doc.error(path, f"{describe_path(path)} must be {_shape(schema)}, "
                              f"not {_TYPE_NAMES.get(actual, actual)}{shown}")
 

@@ -233,3 +233,10 @@ def test_an_unreadable_matrix_folder_is_the_usual_error(tmp_path, monkeypatch):
     result = CliRunner().invoke(ciwheels_cli, ["matrix", "--project", str(tmp_path)])
     assert result.exit_code == 2, result.output
     assert "Permission denied" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("text", ["!0", "!!python/object:os.system x", "python: [!t cp312]"])
+def test_yaml_tags_are_the_usual_error(tmp_path, text):
+    """Found by the generative test above: a tagged scalar (`!0`) has no position and crashed."""
+    message = outcome(text, tmp_path)
+    assert message != "ok" and "YAML tag" in message
