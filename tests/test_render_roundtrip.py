@@ -139,6 +139,7 @@ def check(tmp_path: Path, field: str, value: str, **where) -> None:
 FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+@pytest.mark.slow  # 20 renders and 40 parses per field
 @pytest.mark.parametrize("field", ["runner", "tag", "publish-branch", "default-branch", "python", "ciwheels"])
 @FAST
 @given(value=hostile)
@@ -146,6 +147,7 @@ def test_hostile_render_values_round_trip_or_are_refused(tmp_path, field, value)
     check(tmp_path, field, value)
 
 
+@pytest.mark.slow
 @FAST
 @given(value=hostile)
 def test_hostile_folder_names_round_trip_or_are_refused(tmp_path, value):
@@ -154,6 +156,7 @@ def test_hostile_folder_names_round_trip_or_are_refused(tmp_path, value):
     check(tmp_path, "folder", value, folder="p" + value)
 
 
+@pytest.mark.slow
 @FAST
 @given(value=hostile)
 def test_hostile_matrix_file_names_round_trip_or_are_refused(tmp_path, value):
