@@ -14,7 +14,7 @@ is always combined with the cascade's result (`combine_isa`), so no layer can dr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
@@ -98,6 +98,3 @@ def combine_isa(isa_env: dict[str, str], isa_origin: Origin, env: dict[str, str]
             out_origins[key] = Origin("combined", detail=f"{isa_origin.detail}, then {origins[key]}")
     return out, out_origins
 
-
-def layer_names(layers: Iterable[Layer]) -> list[str]:
-    return [layer.name for layer in layers]
