@@ -19,20 +19,12 @@ from pathlib import Path
 
 from ciwheels.artifacts import (MANIFEST, OK_STATUSES, REPORT, BuildReport, Manifest, ManifestEntry, ReportStatus,
                                 ReportWheel, atomic_write, check_wheel_name, read_manifest, read_report,
-                                write_manifest)
+                                sha256_file, write_manifest)
 from ciwheels.errors import CiwheelsError
 from ciwheels.variants import index_files
 
 MAX_WHEEL = 4 << 30  # bytes of one wheel (PyPI's largest are about 2 GiB)
 MAX_FILES = 200_000  # entries walked in all sources
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _walk(sources: list[Path], out: Path) -> tuple[list[Path], list[Path], list[Path]]:
@@ -200,7 +192,7 @@ def gather(sources: list[Path], out: Path, expected_cells: list[str] | None = No
             target = out / item.path
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists() or target.is_symlink():
-                if target.is_symlink() or not target.is_file() or _sha256(target) != item.sha256:
+                if target.is_symlink() or not target.is_file() or sha256_file(target) != item.sha256:
                     raise CiwheelsError(f"{target} already exists with other contents; refusing to overwrite it")
                 continue
             _atomic_copy(paths[key], target, item.sha256)

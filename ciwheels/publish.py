@@ -12,7 +12,6 @@ the gather manifest), else the matrix's catch-all, or everything to one --reposi
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import zipfile
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from ciwheels.artifacts import MANIFEST, Manifest, read_manifest
+from ciwheels.artifacts import MANIFEST, Manifest, read_manifest, sha256_file
 from ciwheels.errors import CiwheelsError
 from ciwheels.log import Progress, get_logger, no_progress
 from ciwheels.model import Registry
@@ -57,14 +56,14 @@ def wheels_in(folder: Path, manifest: Manifest | None = None) -> list[tuple[Path
             if not path.is_file():
                 raise CiwheelsError(f"{folder / MANIFEST} lists {e.file}, which is missing from {folder}")
             _inside(path, folder)
-            digest = _sha256(path)
+            digest = sha256_file(path)
             if digest != e.sha256:
                 raise CiwheelsError(f"{path}: sha256 differs from {folder / MANIFEST}; refusing to publish it")
             out.append((path, digest))
         return out  # may be empty: a gather of dry-run builds
     for path in sorted(folder.glob("*.whl")):
         _inside(path, folder)
-        out.append((path, _sha256(path)))
+        out.append((path, sha256_file(path)))
     if not out:
         raise CiwheelsError(f"no wheels in {folder} (run 'ciwheels gather' first)")
     return out
@@ -83,14 +82,6 @@ def _inside(path: Path, folder: Path) -> None:
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode) or not real.is_relative_to(folder.resolve()):
         raise CiwheelsError(f"refusing to publish {path}: not a regular file inside {folder} (a link or a "
                             "special file)")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def route(wheels: list[tuple[Path, str]], manifest: Manifest | None, registries: dict[str, Registry], *,
