@@ -421,3 +421,16 @@ def test_a_failed_cell_does_not_stop_gather_or_publish():
     gl = load_yaml(EXAMPLE / GITLAB)
     assert gl[".ciwheels-build"]["artifacts"]["when"] == "always"
     assert gl["ciwheels-gather"]["rules"][-1] == {"when": "always"} and gl["ciwheels-publish"]["needs"] == ["ciwheels-gather"]
+
+
+@pytest.mark.parametrize("path", ["../outside.yml", "/tmp/ciwheels-outside.yml", "a/../../outside.yml"])
+def test_output_paths_are_confined_to_the_project(tmp_path, path):
+    """render.github/render.gitlab cannot name a file outside the project: neither written nor,
+    with --check, read and shown as a diff."""
+    outside = tmp_path / "outside.yml"
+    outside.write_text("secret: kept\n")
+    p = project(tmp_path / "proj", MATRIX + f"render:\n  github: {json.dumps(path)}\n")
+    for args in (["render"], ["render", "--check"]):
+        proc = run_ciwheels(*args, "--project", str(p))
+        assert proc.returncode == 2 and "leaves the project" in proc.stderr and "secret" not in proc.stdout
+    assert outside.read_text() == "secret: kept\n" and not Path("/tmp/ciwheels-outside.yml").exists()
