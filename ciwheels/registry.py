@@ -149,24 +149,6 @@ def _clean(target: Target) -> Target:
     return Target(url, user, password, target.source, index)
 
 
-class _Links(HTMLParser):
-    """{filename: sha256 or None} of the links of a PEP 503 simple page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.files: dict[str, str | None] = {}
-
-    def handle_starttag(self, tag, attrs):
-        if tag != "a":
-            return
-        href = dict(attrs).get("href") or ""
-        path, _, fragment = href.partition("#")
-        name = path.rstrip("/").rsplit("/", 1)[-1].split("?")[0]
-        digest = fragment.split("=", 1)[1] if fragment.startswith("sha256=") else None
-        if name:
-            self.files[name] = digest
-
-
 def parse_simple_page(html: str) -> dict[str, str | None]:
     """{file name: sha256 or None}. Links whose name is not a valid wheel (plain or variant),
     sdist or `-variants.json` file name (an index may list `junk.whl`) are left out: nothing
@@ -175,10 +157,9 @@ def parse_simple_page(html: str) -> dict[str, str | None]:
 
     from ciwheels.variants import INDEX_SUFFIX, InvalidWheelName, parse_wheel_name
 
-    parser = _Links()
-    parser.feed(html)
     out = {}
-    for name, digest in parser.files.items():
+    for f in parse_project_page(html, "text/html"):
+        name, digest = f.filename, f.sha256
         try:
             if name.endswith(".whl"):
                 parse_wheel_name(name)
@@ -216,7 +197,9 @@ class IndexFile:
     requires_python: str | None = None
 
 
-class _FileLinks(HTMLParser):
+class _Links(HTMLParser):
+    """The files a PEP 503 simple page links to, with their sha256 fragment and data- attributes."""
+
     def __init__(self) -> None:
         super().__init__()
         self.files: list[IndexFile] = []
@@ -247,7 +230,7 @@ def parse_project_page(body: str, content_type: str) -> list[IndexFile]:
             out.append(IndexFile(f["filename"], f.get("url", ""), (f.get("hashes") or {}).get("sha256"),
                                  bool(yanked), f.get("upload-time"), f.get("requires-python")))
         return out
-    parser = _FileLinks()
+    parser = _Links()
     parser.feed(body)
     return parser.files
 
@@ -382,32 +365,30 @@ class RegistryClient:
     def project_url(self, name: str) -> str:
         return f"{self.target.simple}/{canonicalize_name(name)}/"
 
-    def index(self, name: str) -> dict[str, str | None]:
-        """{filename: sha256 or None} the registry hosts for a project; {} when it hosts nothing
-        (a redirect to the fall-through index, or 404). Redirects are not followed."""
+    def _project_page(self, name: str, follow_redirects: bool = False, headers: dict | None = None):
+        """The answer of a project's simple page; None when the registry hosts nothing of it
+        (404, or a redirect to the fall-through index when not following them)."""
         url = self.project_url(name)
-        resp = self.get(url)
+        resp = self.request("GET", url, f"reading {url}", follow_redirects=follow_redirects, headers=headers)[0]
         if resp.status_code in _REDIRECTS or resp.status_code == 404:
-            return {}
+            return None
         if resp.status_code in (401, 403):
             raise CiwheelsError(f"the registry refused our credentials reading {url} (HTTP {resp.status_code})")
         if resp.status_code != 200:
             raise CiwheelsError(f"reading {url}: HTTP {resp.status_code}")
-        return parse_simple_page(resp.text)
+        return resp
+
+    def index(self, name: str) -> dict[str, str | None]:
+        """{filename: sha256 or None} the registry hosts for a project; {} when it hosts nothing
+        (a redirect to the fall-through index, or 404). Redirects are not followed."""
+        resp = self._project_page(name)
+        return {} if resp is None else parse_simple_page(resp.text)
 
     def files(self, name: str, *, follow_redirects: bool = False) -> list[IndexFile]:
         """A project's files, read as PEP 691 JSON when the index serves it, else PEP 503 HTML;
         [] when it hosts nothing (404, or a redirect when not following them)."""
-        url = self.project_url(name)
-        resp = self.request("GET", url, f"reading {url}", follow_redirects=follow_redirects,
-                            headers={"Accept": SIMPLE_ACCEPT})[0]
-        if resp.status_code in _REDIRECTS or resp.status_code == 404:
-            return []
-        if resp.status_code in (401, 403):
-            raise CiwheelsError(f"the registry refused our credentials reading {url} (HTTP {resp.status_code})")
-        if resp.status_code != 200:
-            raise CiwheelsError(f"reading {url}: HTTP {resp.status_code}")
-        return parse_project_page(resp.text, resp.headers.get("Content-Type", ""))
+        resp = self._project_page(name, follow_redirects, {"Accept": SIMPLE_ACCEPT})
+        return [] if resp is None else parse_project_page(resp.text, resp.headers.get("Content-Type", ""))
 
     def upload(self, path: Path, digest: str, meta: dict[str, str]) -> tuple[str, str, int]:
         """One wheel through the legacy multipart API. `meta`: name, version, metadata_version,
