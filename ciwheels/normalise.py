@@ -8,6 +8,7 @@ canonical names and typed entries and never read the raw YAML again."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -24,7 +25,18 @@ from ciwheels.schema import settings_properties
 SETTING_KEYS = ("environment", "test-command", "test-requires", "before-all", "before-build",
                 "build-requires", "timeout-minutes", "cibuildwheel-options")
 MAPPING_KEYS = ("environment", "cibuildwheel-options")  # settings whose entries have origins of their own
-MAX_BRACE_EXPANSION = 1000  # identifier globs with braces expand to at most this many patterns
+MAX_BRACE_EXPANSION = 1000  # selector globs with braces expand to at most this many patterns
+
+
+@functools.cache
+def brace_patterns(pattern: str) -> tuple[str, ...] | None:
+    """cibuildwheel's selector syntax, `cp3{9..13}-*` or `*-{many,musl}linux*`, expanded as
+    cibuildwheel does (bracex); None when it expands to more than MAX_BRACE_EXPANSION patterns
+    (`{1..999999999}` would never end). Used for matrix selectors and by init."""
+    try:
+        return tuple(bracex.expand(pattern, limit=MAX_BRACE_EXPANSION))
+    except bracex.ExpansionLimitException:
+        return None
 
 
 @dataclass(frozen=True)
@@ -323,13 +335,12 @@ class _Normaliser:
             out[key] = frozenset(values)
         return Selector(out, path, tuple(globs))
 
-    def expand_braces(self, pattern: str, path: Path_) -> list[str]:
-        """cibuildwheel's selector syntax: `cp3{9..13}-*`, `*-{many,musl}linux*` (bracex, bounded)."""
-        try:
-            return bracex.expand(pattern, limit=MAX_BRACE_EXPANSION)
-        except bracex.ExpansionLimitException:
+    def expand_braces(self, pattern: str, path: Path_) -> tuple[str, ...]:
+        patterns = brace_patterns(pattern)
+        if patterns is None:
             raise self.doc.error(path, f"{pattern!r} expands to more than {MAX_BRACE_EXPANSION} patterns",
-                                 value=pattern) from None
+                                 value=pattern)
+        return patterns
 
     def layer(self, entry: dict, path: Path_, name: str) -> Layer:
         values = {key: entry[key] for key in SETTING_KEYS if key in entry}

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from ciwheels.errors import CiwheelsError
+from ciwheels.normalise import MAX_BRACE_EXPANSION, brace_patterns
 
 
 def repository_top(project: Path) -> tuple[Path, str]:
@@ -60,21 +60,15 @@ def _selects(patterns: str, identifier: str) -> bool:
     return any(fnmatch(identifier, p) for pat in patterns.split() for p in _braces(pat))
 
 
-MAX_BRACE_EXPANSION = 1000  # patterns one [tool.cibuildwheel] selector may expand to
-
-
-@functools.cache
 def _braces(pattern: str) -> tuple[str, ...]:
-    """bracex's expansion of one selector, bounded (`{1..999999999}` would never end)."""
-    import bracex
-
-    try:
-        return tuple(bracex.expand(pattern, limit=MAX_BRACE_EXPANSION))
-    except bracex.ExpansionLimitException:
+    """The expansion of one [tool.cibuildwheel] selector, with the matrix's bound."""
+    patterns = brace_patterns(pattern)
+    if patterns is None:
         from ciwheels.errors import shorten
 
         raise CiwheelsError(f"[tool.cibuildwheel] selector {shorten(pattern)!r} expands to more than "
-                            f"{MAX_BRACE_EXPANSION} patterns, the limit") from None
+                            f"{MAX_BRACE_EXPANSION} patterns, the limit")
+    return patterns
 
 
 def _as_str(value) -> str:
