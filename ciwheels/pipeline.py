@@ -71,22 +71,16 @@ def open_project(project: Path, matrix_paths: tuple[Path, ...] = (), *, display_
 def _check_requires_python(opened: Project) -> None:
     """cibuildwheel reads the package's requires-python at build time whatever the matrix says,
     and skips the Pythons it excludes: say so now, on the cells, instead of a missing wheel later."""
-    import tomllib
-
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.version import Version
 
-    from ciwheels.project import requires_python
+    from ciwheels.project import read_pyproject, requires_python
 
     own = [c for c in opened.expansion.cells if not c.package]
     if not own:
         return
     try:
-        pyproject = tomllib.loads((opened.root / "pyproject.toml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        pyproject = {}
-    try:
-        value, source = requires_python(opened.root, pyproject)
+        value, source = requires_python(opened.root, read_pyproject(opened.root))
         spec = SpecifierSet(value) if value else None
     except (OSError, InvalidSpecifier, ValueError):
         return

@@ -60,6 +60,18 @@ def _selects(patterns: str, identifier: str) -> bool:
     return any(fnmatch(identifier, p) for pat in patterns.split() for p in _braces(pat))
 
 
+def read_pyproject(project: Path) -> dict:
+    """PROJECT/pyproject.toml for the commands that only consult it (requires-python, the
+    version, how the version is made): {} when it is missing, unreadable or not valid TOML.
+    init, which starts from it, reports those cases instead."""
+    import tomllib
+
+    try:
+        return tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+
+
 def _braces(pattern: str) -> tuple[str, ...]:
     """The expansion of one [tool.cibuildwheel] selector, with the matrix's bound."""
     patterns = brace_patterns(pattern)

@@ -203,13 +203,11 @@ _GIT_VERSIONING = ("setuptools-scm", "setuptools_scm", "hatch-vcs", "versioningi
 def versioned_from_git(project: Path) -> bool:
     """Whether the project's version comes from git: a versioning plugin among the build
     requirements, or its tool table (setuptools_scm, hatch's vcs source, pdm's scm source, ...)."""
-    import tomllib
-
-    try:
-        data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        data = {}
     from packaging.requirements import InvalidRequirement, Requirement
+
+    from ciwheels.project import read_pyproject
+
+    data = read_pyproject(project)
 
     for req in (data.get("build-system") or {}).get("requires") or []:
         try:

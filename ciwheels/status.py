@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,6 +28,7 @@ from packaging.version import Version
 from ciwheels.errors import CiwheelsError
 from ciwheels.log import get_logger
 from ciwheels.model import Cell, Registry, tags_match
+from ciwheels.project import read_pyproject
 
 log = get_logger("status")
 STATUS_FORMAT = 1
@@ -37,9 +37,8 @@ STATES = ("published", "missing", "failed", "known-failure", "upstream", "unknow
 
 
 def project_name_version(project: Path) -> tuple[str, str | None]:
-    try:
-        data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    except (OSError, KeyError, tomllib.TOMLDecodeError):
+    data = read_pyproject(project).get("project")
+    if not isinstance(data, dict):
         return "", None
     return data.get("name", ""), data.get("version")
 
