@@ -149,8 +149,9 @@ class GitLabNotesStandIn:
     /projects/:id/merge_requests/:iid/notes."""
 
     def __init__(self, token: str, fail: bool = False):
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
+
+        from servers import serve
 
         self.notes = [{"id": i, "body": f"someone else's note {i}"} for i in range(1, 131)]
         self.requests: list[tuple[str, str]] = []
@@ -207,9 +208,8 @@ class GitLabNotesStandIn:
             def do_PUT(self):
                 self._route("PUT")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v4"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, base = serve(Handler)
+        self.url = f"{base}/api/v4"
 
     def close(self):
         self.server.shutdown()

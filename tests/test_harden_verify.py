@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import random
 import resource
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_ciwheels
-from wheelfactory import make_wheel
+from wheelfactory import compile_so, make_wheel
 
 from ciwheels import verify as verify_mod
 from ciwheels.verify import verify_wheel
@@ -26,21 +25,11 @@ SOURCE = "int add(int a, int b) { return a + b; }\n"
 STATUSES = {"ok", "below", "too-high", "undetermined", "unreadable"}
 
 
-def compile_so(tmp: Path, cc: str, *flags: str) -> bytes:
-    exe = shutil.which(cc)
-    assert exe, f"{cc} is a test dependency (.ci/system-deps installs it)"
-    src = tmp / "add.c"
-    src.write_text(SOURCE)
-    out = tmp / f"add-{abs(hash(flags))}.so"
-    subprocess.run([exe, "-O2", "-shared", "-fPIC", *flags, str(src), "-o", str(out)], check=True)
-    return out.read_bytes()
-
-
 @pytest.fixture(scope="module")
 def binaries(tmp_path_factory):
     t = tmp_path_factory.mktemp("elf")
-    out = {"x86-v3": compile_so(t, "gcc", "-march=x86-64-v3", "-mneeded"),
-           "rv-v": compile_so(t, "riscv64-linux-gnu-gcc", "-march=rv64gcv")}
+    out = {"x86-v3": compile_so(t, "gcc", "-march=x86-64-v3", "-mneeded", source=SOURCE, opt="-O2"),
+           "rv-v": compile_so(t, "riscv64-linux-gnu-gcc", "-march=rv64gcv", source=SOURCE, opt="-O2")}
     m32 = subprocess.run(["gcc", "-m32", "-shared", "-fPIC", "-x", "c", "-", "-o", str(t / "m32.so")],
                          input=SOURCE, text=True, capture_output=True)
     if m32.returncode == 0:

@@ -26,7 +26,7 @@ from ciwheels.families import family
 from ciwheels.pipeline import expand_files
 from ciwheels import variants
 from conftest import run_ciwheels
-from wheelfactory import make_wheel
+from wheelfactory import compile_so, make_wheel
 
 CAT = load_catalog()
 V3 = CAT.levels["x86-64-v3"]
@@ -200,17 +200,8 @@ def test_pip_config_for_this_machine(tmp_path):
 
 
 # -- with real tools ------------------------------------------------------------------------------
-SOURCE = "double dot(const double *x, const double *y, int n)" \
-         "{double s = 0; for (int i = 0; i < n; i++) s += x[i] * y[i]; return s;}\n"
 TAG = f"cp{sys.version_info[0]}{sys.version_info[1]}-cp{sys.version_info[0]}{sys.version_info[1]}-manylinux_2_17_x86_64"
 SENTINEL = "variants-job-token-6c1f"
-
-
-def _so(tmp: Path, *flags: str) -> bytes:
-    (tmp / "dot.c").write_text(SOURCE)
-    out = tmp / f"dot{len(flags)}.so"
-    subprocess.run(["gcc", "-O3", "-shared", "-fPIC", *flags, str(tmp / "dot.c"), "-o", str(out)], check=True)
-    return out.read_bytes()
 
 
 def _built(tmp_path: Path) -> Path:
@@ -221,7 +212,7 @@ def _built(tmp_path: Path) -> Path:
                                ("cp-x86-64-v3", "x86-64-v3", ("-march=x86-64-v3", "-mneeded"))):
         d = out / cell
         wheel = make_wheel(d, "cext", "1.0", TAG, payload=f"LEVEL = {level!r}\n",
-                           binaries={"core.so": _so(tmp_path, *flags)})
+                           binaries={"core.so": compile_so(tmp_path, "gcc", *flags)})
         findings = run_ciwheels("verify", str(wheel), "--isa", level, "--json", check=True).stdout
         assert {f["status"] for f in json.loads(findings)} == ({"ok"} if flags[-1] == "-mneeded" else {"undetermined"})
         if level != "x86-64":

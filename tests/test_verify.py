@@ -4,28 +4,12 @@ riscv64 by Debian's cross gcc. A matching wheel passes, a mismatching one fails.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from conftest import run_ciwheels
-from wheelfactory import make_wheel
-
-SOURCE = "double dot(const double *x, const double *y, int n)" \
-         "{double s = 0; for (int i = 0; i < n; i++) s += x[i] * y[i]; return s;}\n"
-
-
-def compile_so(tmp: Path, cc: str, *flags: str) -> bytes:
-    exe = shutil.which(cc)
-    assert exe, f"{cc} is a test dependency (.ci/system-deps installs it)"
-    src = tmp / "dot.c"
-    src.write_text(SOURCE)
-    out = tmp / f"dot-{abs(hash(flags))}.so"
-    subprocess.run([exe, "-O3", "-shared", "-fPIC", *flags, str(src), "-o", str(out)], check=True)
-    return out.read_bytes()
-
+from wheelfactory import compile_so, make_wheel
 
 @pytest.fixture(scope="module")
 def objects(tmp_path_factory):

@@ -33,3 +33,22 @@ def make_wheel(folder: Path, name: str, version: str, tag: str = "py3-none-any",
             info_ = zipfile.ZipInfo(path, date_time=(2026, 1, 1, 0, 0, 0))
             z.writestr(info_, text)
     return out
+
+
+DOT = "double dot(const double *x, const double *y, int n)" \
+      "{double s = 0; for (int i = 0; i < n; i++) s += x[i] * y[i]; return s;}\n"
+
+
+def compile_so(tmp: Path, cc: str, *flags: str, source: str = DOT, opt: str = "-O3") -> bytes:
+    """A real shared object made by a real compiler (gcc, or Debian's riscv64 cross gcc)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which(cc)
+    assert exe, f"{cc} is a test dependency (.ci/system-deps installs it)"
+    key = abs(hash((cc, flags, source, opt)))
+    src = tmp / f"src-{key}.c"
+    src.write_text(source)
+    out = tmp / f"lib-{key}.so"
+    subprocess.run([exe, opt, "-shared", "-fPIC", *flags, str(src), "-o", str(out)], check=True)
+    return out.read_bytes()
