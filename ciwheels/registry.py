@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -90,8 +91,8 @@ def resolve_target(repository_url: str | None, env: dict[str, str] | None = None
         source = "--repository-url" if repository_url else "CIWHEELS_REPOSITORY_URL"
         if url_password or url_user:
             user, password, source = url_user, url_password, source + " (credentials in the URL)"
-        if not password and env.get("CI_JOB_TOKEN") and env.get("CI_API_V4_URL") and url.startswith(env["CI_API_V4_URL"]):
-            user, password = "gitlab-ci-token", env["CI_JOB_TOKEN"]
+        if not password and job_token_for(url, env):
+            user, password = job_token_for(url, env)
         if not password and index_password:
             user, password = index_user, index_password
         if not password:
@@ -107,6 +108,15 @@ def resolve_target(repository_url: str | None, env: dict[str, str] | None = None
                       "gitlab-ci-token", env["CI_JOB_TOKEN"], "GitLab CI job token", index)
     raise CiwheelsError("no registry to publish to: pass --repository-url URL, set CIWHEELS_REPOSITORY_URL, "
                         "or run in GitLab CI (CI_API_V4_URL, CI_PROJECT_ID, CI_JOB_TOKEN)")
+
+
+def job_token_for(url: str, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """In GitLab CI, (user, password) of the job token for a URL of the instance's own API
+    (its package registries), else None."""
+    api = env.get("CI_API_V4_URL")
+    if env.get("CI_JOB_TOKEN") and api and url.startswith(api):
+        return "gitlab-ci-token", env["CI_JOB_TOKEN"]
+    return None
 
 
 def _keyring(url: str, user: str) -> tuple[str, str]:

@@ -88,13 +88,12 @@ class Listings:
         return None
 
     def _client(self, url: str, index: str):
-        from ciwheels.registry import RegistryClient, Target
+        from ciwheels.registry import RegistryClient, Target, job_token_for
 
         env = os.environ
         user, password = env.get("CIWHEELS_USERNAME", ""), env.get("CIWHEELS_PASSWORD", "")
-        if not password and env.get("CI_JOB_TOKEN") and env.get("CI_API_V4_URL") \
-                and url.startswith(env["CI_API_V4_URL"]):
-            user, password = "gitlab-ci-token", env["CI_JOB_TOKEN"]
+        if not password and job_token_for(url, env):
+            user, password = job_token_for(url, env)
         return RegistryClient(Target(url, user, password, "status", index), retries=3, timeout=30, backoff=0.5)
 
     def prefetch(self, wanted: set[tuple[str, str, str]], jobs: int = 16) -> None:
