@@ -1,57 +1,53 @@
-"""Builder mode: fetch a third-party package's sdist from the package index (PEP 691 JSON
-simple API), checked against the index's sha256 and cached."""
+"""Builder mode: fetch a third-party package's sdist from the package index (PEP 691 JSON or
+PEP 503 HTML, through the registry client: bounded reads, retries, a deadline), checked against
+the index's sha256 and cached."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
+from urllib.parse import urljoin
+
+from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
+from packaging.version import Version
 
 from ciwheels.errors import CiwheelsError
 from ciwheels.image import cache_dir
+from ciwheels.registry import RegistryClient
+from ciwheels.upstream import index_url
 
-
-def index_url() -> str:
-    return (os.environ.get("CIWHEELS_INDEX_URL") or os.environ.get("PIP_INDEX_URL")
-            or "https://pypi.org/simple").rstrip("/")
+MAX_SDIST = 1 << 30  # bytes of one sdist (PyPI's largest are a few hundred MiB)
 
 
 def fetch_sdist(name: str, version: str) -> Path:
-    import requests
-    from packaging.utils import canonicalize_name, parse_sdist_filename
-    from packaging.version import Version
-
     norm = canonicalize_name(name)
     folder = cache_dir() / "sdists"
     folder.mkdir(parents=True, exist_ok=True)
-    url = f"{index_url()}/{norm}/"
-    try:
-        resp = requests.get(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"}, timeout=60)
-    except requests.RequestException as e:
-        raise CiwheelsError(f"cannot reach the package index at {url}: {e}") from None
-    if resp.status_code == 404:
-        raise CiwheelsError(f"the package index has no project {name!r} ({url})")
-    if resp.status_code != 200 or "json" not in resp.headers.get("Content-Type", ""):
-        raise CiwheelsError(f"{url} answered HTTP {resp.status_code} without PEP 691 JSON")
-    for f in resp.json().get("files", []):
-        fn = f["filename"]
-        if not fn.endswith((".tar.gz", ".zip")):
+    client = RegistryClient.anonymous(index_url(), retries=3, timeout=300, max_response=MAX_SDIST)
+    page = client.project_url(norm)
+    files = client.files(norm, follow_redirects=True)
+    if not files:
+        raise CiwheelsError(f"the package index has no project {name!r} ({page})")
+    for f in files:
+        if not f.filename.endswith((".tar.gz", ".zip")):
             continue
         try:
-            fname, fver = parse_sdist_filename(fn)
-        except ValueError:
+            fname, fver = parse_sdist_filename(f.filename)
+        except InvalidSdistFilename:
             continue
         if fname != norm or fver != Version(version):
             continue
-        target = folder / fn
-        want = f.get("hashes", {}).get("sha256")
-        if target.exists() and (not want or hashlib.sha256(target.read_bytes()).hexdigest() == want):
+        target = folder / f.filename
+        if target.exists() and (not f.sha256 or hashlib.sha256(target.read_bytes()).hexdigest() == f.sha256):
             return target
-        data = requests.get(requests.compat.urljoin(url, f["url"]), timeout=300).content
-        if want and hashlib.sha256(data).hexdigest() != want:
-            raise CiwheelsError(f"{fn}: sha256 differs from the index's; refusing it")
+        resp = client.get(urljoin(page, f.url), follow_redirects=True)
+        if resp.status_code != 200:
+            raise CiwheelsError(f"downloading {f.filename} from {client.scrub(page)}: HTTP {resp.status_code}")
+        data = resp.content
+        if f.sha256 and hashlib.sha256(data).hexdigest() != f.sha256:
+            raise CiwheelsError(f"{f.filename}: sha256 differs from the index's; refusing it")
         tmp = target.with_suffix(target.suffix + ".part")
         tmp.write_bytes(data)
         tmp.replace(target)
         return target
-    raise CiwheelsError(f"{name} {version} has no sdist on {index_url()}")
+    raise CiwheelsError(f"{name} {version} has no sdist on {client.scrub(index_url())}")
