@@ -199,14 +199,6 @@ def read_previous(source: str | None) -> dict[str, dict]:
         raise CiwheelsError(f"{source} is not a ciwheels status JSON (format {STATUS_FORMAT})") from None
 
 
-def _parse_time(text: str) -> datetime | None:
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (ValueError, AttributeError):
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 def now_iso(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
@@ -226,7 +218,7 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
     order of precedence: known failure (the matrix says so), published (on its registry),
     failed in this run, provided upstream (builder mode, unless `upstream-wheels: build`),
     failed before with the same fingerprint and not due for a retry, else missing."""
-    from ciwheels.upstream import IndexCache, upstream_has_wheel
+    from ciwheels.upstream import IndexCache, parse_time, upstream_has_wheel
 
     opts = opts or StateOptions()
     now = opts.now or datetime.now(UTC)
@@ -286,7 +278,7 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
                 continue
         prev = opts.previous.get(cell.id)
         if prev and prev.get("state") == "failed" and prev.get("fingerprint") == fingerprint:
-            since = _parse_time(prev.get("since", ""))
+            since = parse_time(prev.get("since", ""))
             due = since is None or now - since >= timedelta(days=opts.retry_after_days)
             if not opts.retry_failed and not due:
                 out[cell.id] = CellState("failed", prev.get("detail", ""), prev.get("log", ""), fingerprint,

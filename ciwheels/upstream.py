@@ -82,13 +82,14 @@ def release_versions(files: list[IndexFile]) -> dict[Version, list[IndexFile]]:
     return out
 
 
-def _uploaded(f: IndexFile) -> datetime | None:
-    if not f.upload_time:
-        return None
+def parse_time(text: str | None) -> datetime | None:
+    """An ISO 8601 time as indexes (PEP 700 upload-time) and status files write it; UTC when it
+    names no zone; None when it is not a time."""
     try:
-        return datetime.fromisoformat(f.upload_time.replace("Z", "+00:00"))
-    except ValueError:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
         return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def select_versions(name: str, files: list[IndexFile], sel: VersionSelection,
@@ -106,7 +107,7 @@ def select_versions(name: str, files: list[IndexFile], sel: VersionSelection,
         if not sdists or (version.is_prerelease and not sel.pre) or version not in spec:
             continue
         if sel.min_age_days:
-            times = [t for t in map(_uploaded, vfiles) if t]
+            times = [t for t in (parse_time(f.upload_time) for f in vfiles) if t]
             if not times:
                 undated.append(str(version))
             elif now - min(times) < timedelta(days=sel.min_age_days):
