@@ -23,7 +23,7 @@ from packaging.version import InvalidVersion, Version
 
 from ciwheels.errors import CiwheelsError
 from ciwheels.log import get_logger
-from ciwheels.model import Cell, wheel_matches
+from ciwheels.model import Cell, tags_match
 from ciwheels.normalise import Package, ProjectSpec, VersionSelection
 from ciwheels.registry import IndexFile, RegistryClient
 
@@ -180,11 +180,10 @@ def upstream_has_wheel(files: list[IndexFile], cell: Cell) -> str | None:
     for f in files:
         if f.filename.endswith(".whl") and not f.yanked:
             try:
-                if parse_wheel_filename(f.filename)[1] != want:
-                    continue
+                _, version, _, tags = parse_wheel_filename(f.filename)
             except (InvalidWheelFilename, InvalidVersion):
                 continue
-            if wheel_matches(f.filename, cell):
+            if version == want and tags_match(tags, cell):
                 return f.filename
     return None
 
