@@ -142,7 +142,8 @@ def dependency_indexes(cell: Cell, registries: dict) -> dict[str, str]:
     from ciwheels.upstream import index_url
 
     reg = registries.get(cell.registry)
-    ours = reg.simple if reg else (default_registry_url().rstrip("/") + "/simple" if default_registry_url() else "")
+    default = default_registry_url()
+    ours = reg.simple if reg else (default.rstrip("/") + "/simple" if default else "")
     if not ours:
         log.warning("%s needs other packages but names no registry to install them from", cell.package)
         return {}

@@ -595,9 +595,10 @@ def _registry_index(project: Path, registry: str | None, repository_url: str | N
         raise CiwheelsError("the matrix names several registries: pass --registry NAME", allowed=sorted(registries))
     import os
 
-    if os.environ.get("CI_API_V4_URL") and os.environ.get("CI_PROJECT_ID"):
-        return "gitlab", f"{os.environ['CI_API_V4_URL'].rstrip('/')}/projects/{os.environ['CI_PROJECT_ID']}" \
-            "/packages/pypi/simple"
+    from ciwheels.registry import gitlab_project_registry
+
+    if gitlab_project_registry(os.environ):
+        return "gitlab", gitlab_project_registry(os.environ) + "/simple"
     raise CiwheelsError("no registry: pass --registry NAME (from the matrix), --repository-url or --index-url")
 
 

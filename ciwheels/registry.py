@@ -103,11 +103,18 @@ def resolve_target(repository_url: str | None, env: dict[str, str] | None = None
                                 "or store them in a keyring for the registry URL")
         credentials.remember(password, user or "__token__")
         return Target(url.rstrip("/"), user or "__token__", password, source, index)
-    if env.get("CI_API_V4_URL") and env.get("CI_PROJECT_ID") and env.get("CI_JOB_TOKEN"):
-        return Target(f"{env['CI_API_V4_URL'].rstrip('/')}/projects/{env['CI_PROJECT_ID']}/packages/pypi",
-                      "gitlab-ci-token", env["CI_JOB_TOKEN"], "GitLab CI job token", index)
+    if gitlab_project_registry(env) and env.get("CI_JOB_TOKEN"):
+        return Target(gitlab_project_registry(env), "gitlab-ci-token", env["CI_JOB_TOKEN"], "GitLab CI job token",
+                      index)
     raise CiwheelsError("no registry to publish to: pass --repository-url URL, set CIWHEELS_REPOSITORY_URL, "
                         "or run in GitLab CI (CI_API_V4_URL, CI_PROJECT_ID, CI_JOB_TOKEN)")
+
+
+def gitlab_project_registry(env: Mapping[str, str]) -> str:
+    """In GitLab CI, the upload URL of the project's own PyPI registry; else ""."""
+    if env.get("CI_API_V4_URL") and env.get("CI_PROJECT_ID"):
+        return f"{env['CI_API_V4_URL'].rstrip('/')}/projects/{env['CI_PROJECT_ID']}/packages/pypi"
+    return ""
 
 
 def job_token_for(url: str, env: Mapping[str, str]) -> tuple[str, str] | None:

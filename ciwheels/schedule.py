@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 
 from ciwheels.plan import Plan, job_json, keep_cells
+from ciwheels.registry import gitlab_project_registry
 from ciwheels.status import CellState, Listings, StateOptions, cell_states
 from ciwheels.upstream import resolved_versions
 
@@ -42,11 +43,8 @@ class PlanResult:
 def default_registry_url(repository_url: str | None = None, env: dict[str, str] | None = None) -> str:
     """Where cells that name no registry are published: --repository-url,
     CIWHEELS_REPOSITORY_URL, else in GitLab CI the project's own package registry."""
-    env = dict(os.environ) if env is None else env
-    url = repository_url or env.get("CIWHEELS_REPOSITORY_URL", "")
-    if not url and env.get("CI_API_V4_URL") and env.get("CI_PROJECT_ID"):
-        url = f"{env['CI_API_V4_URL'].rstrip('/')}/projects/{env['CI_PROJECT_ID']}/packages/pypi"
-    return url
+    env = os.environ if env is None else env
+    return repository_url or env.get("CIWHEELS_REPOSITORY_URL", "") or gitlab_project_registry(env)
 
 
 def make_plan(project, *, missing: bool, listings: Listings | None = None,
