@@ -172,7 +172,7 @@ def parse_simple_page(html: str) -> dict[str, str | None]:
     downstream has to parse them."""
     from packaging.utils import InvalidSdistFilename, parse_sdist_filename
 
-    from ciwheels.variants import INDEX_SUFFIX, InvalidWheelName, parse_wheel_name
+    from ciwheels.variants import INDEX_SUFFIX, InvalidWheelName, parse_wheel_name, project_of_index_file
 
     out = {}
     for f in parse_project_page(html, "text/html"):
@@ -181,7 +181,7 @@ def parse_simple_page(html: str) -> dict[str, str | None]:
             if name.endswith(".whl"):
                 parse_wheel_name(name)
             elif name.endswith(INDEX_SUFFIX):
-                if not re.fullmatch(r"[A-Za-z0-9._]+-[A-Za-z0-9._!+]+" + re.escape(INDEX_SUFFIX), name):
+                if project_of_index_file(name) is None:
                     continue
             else:
                 parse_sdist_filename(name)

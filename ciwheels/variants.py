@@ -86,14 +86,6 @@ def parse_wheel_name(filename: str) -> WheelName:
     return WheelName(filename, str(name), str(version), build, tags, label, plain)
 
 
-def is_wheel_name(filename: str) -> bool:
-    try:
-        parse_wheel_name(filename)
-    except InvalidWheelName:
-        return False
-    return True
-
-
 def index_file_name(wheel: WheelName) -> str:
     """`{name}-{version}-variants.json` of a wheel's release, spelt as its file name spells them."""
     return f"{wheel.dist}-{wheel.file_version}{INDEX_SUFFIX}"
@@ -252,15 +244,13 @@ def index_files(wheels: list[Path]) -> dict[str, bytes]:
     return {fname: dumps(merge(docs)) for fname, docs in sorted(groups.items())}
 
 
+_INDEX_FILE = re.compile(r"([A-Za-z0-9._]+)-([A-Za-z0-9._!+]+)" + re.escape(INDEX_SUFFIX))
+
+
 def project_of_index_file(filename: str) -> tuple[str, str] | None:
     """('name', 'version') of a `{name}-{version}-variants.json`, else None."""
-    if not filename.endswith(INDEX_SUFFIX):
-        return None
-    stem = filename[: -len(INDEX_SUFFIX)]
-    if stem.count("-") != 1:
-        return None
-    name, version = stem.split("-")
-    return name, version
+    m = _INDEX_FILE.fullmatch(filename)
+    return (m.group(1), m.group(2)) if m else None
 
 
 def level_of(data: dict, label: str | None, arch: str, catalog: Catalog) -> IsaLevel | None:
@@ -333,7 +323,7 @@ def publish_index_files(publisher, wheels: list[tuple[Path, str]], results: list
     uploaded while a wheel of its release failed. Returns publish.Result per file."""
     import tempfile
 
-    from ciwheels.publish import Result
+    from ciwheels.publish import Result, wheel_metadata
 
     paths = [p for p, _ in wheels]
     variant = [p for p in paths if parse_wheel_name(p.name).label]
@@ -359,7 +349,7 @@ def publish_index_files(publisher, wheels: list[tuple[Path, str]], results: list
                               "replace: delete that file on the registry (GitLab: Deploy > Package registry, the "
                               "version, delete the file) and publish again; until then uv sees the old levels"))
         else:
-            meta = wheel_metadata_of(release[0])
+            meta = wheel_metadata(release[0])
             with tempfile.TemporaryDirectory(prefix="ciwheels-variants-") as tmp:
                 path = Path(tmp) / fname
                 path.write_bytes(data)
@@ -376,8 +366,3 @@ def publish_index_files(publisher, wheels: list[tuple[Path, str]], results: list
                 out[-1] = Result(fname, "failed", "not listed in the index with its sha256 after publishing", attempts)
     return out
 
-
-def wheel_metadata_of(wheel: Path) -> dict[str, str]:
-    from ciwheels.publish import wheel_metadata
-
-    return wheel_metadata(wheel)
