@@ -29,6 +29,7 @@ from ciwheels.families import Probe, family
 from ciwheels.log import Progress, get_logger, no_progress
 from ciwheels.model import Cell, Expansion, wheel_matches
 from ciwheels.plan import Plan
+from ciwheels.registry import host_ca_bundle
 from ciwheels.sdist import fetch_sdist
 from ciwheels.variants import make_variant
 from ciwheels.verify import verify_wheel
@@ -184,16 +185,6 @@ def container_engine(requested: str | None) -> str:
 
 
 CONTAINER_CA = "/ciwheels/ca-certificates.crt"
-
-
-def host_ca_bundle() -> str | None:
-    """The CA bundle this machine tells its own tools to trust (a TLS-inspecting proxy's
-    certificate may be in it), so that pip inside the build container trusts it too."""
-    for var in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-        path = os.environ.get(var)
-        if path and os.path.isfile(path):
-            return path
-    return None
 
 
 def trust_environment(ca_bundle: str | None) -> dict[str, str]:

@@ -110,6 +110,16 @@ def resolve_target(repository_url: str | None, env: dict[str, str] | None = None
                         "or run in GitLab CI (CI_API_V4_URL, CI_PROJECT_ID, CI_JOB_TOKEN)")
 
 
+def host_ca_bundle() -> str | None:
+    """The CA bundle this machine tells its own tools to trust (a TLS-inspecting proxy's
+    certificate may be in it): for our requests, and lent to build containers for pip there."""
+    for var in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        path = os.environ.get(var)
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
 def gitlab_project_registry(env: Mapping[str, str]) -> str:
     """In GitLab CI, the upload URL of the project's own PyPI registry; else ""."""
     if env.get("CI_API_V4_URL") and env.get("CI_PROJECT_ID"):
@@ -286,6 +296,7 @@ class RegistryClient:
         if s is None:
             s = self._local.session = self._requests.Session()
             s.trust_env = False  # no ~/.netrc credentials sent where we did not decide to send them
+            s.verify = host_ca_bundle() or True  # ... but the CA bundle the machine trusts, as trust_env would
             if self.target.username or self.target.password:
                 s.auth = (self.target.username, self.target.password)
             s.headers["User-Agent"] = "ciwheels"

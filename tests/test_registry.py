@@ -54,3 +54,46 @@ def test_retries_are_bounded_and_messages_carry_no_token(tmp_path, servers):
     with pytest.raises(CiwheelsError) as e:
         dead.index("pkg")
     assert "gave up after 2 attempts" in str(e.value) and SECRET not in str(e.value)
+
+
+def test_the_machines_ca_bundle_is_trusted_without_reading_netrc(tmp_path, monkeypatch):
+    """Sessions ignore the environment (no ~/.netrc credentials), but must still trust the CA
+    bundle the machine names (REQUESTS_CA_BUNDLE & co.): behind a TLS-inspecting proxy, an
+    index read failed with CERTIFICATE_VERIFY_FAILED in a fresh virtualenv (whose certifi
+    lacks the proxy's CA). A real HTTPS server on 127.0.0.1 with a certificate made here."""
+    import ssl
+    import subprocess
+    from http.server import BaseHTTPRequestHandler
+
+    from servers import serve
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out",
+                    str(cert)], check=True, capture_output=True)
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'<a href="/f/demo-1.0.tar.gz#sha256=' + b"0" * 64 + b'">demo-1.0.tar.gz</a>'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server, url = serve(Page)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    index = url.replace("http://", "https://") + "/simple"
+    try:
+        for var in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+            monkeypatch.delenv(var, raising=False)
+        with pytest.raises(CiwheelsError, match="CERTIFICATE_VERIFY_FAILED"):
+            RegistryClient.anonymous(index, retries=1, timeout=10).index("demo")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        assert RegistryClient.anonymous(index, retries=1, timeout=10).index("demo") == {"demo-1.0.tar.gz": "0" * 64}
+    finally:
+        server.shutdown()
