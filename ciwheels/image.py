@@ -9,7 +9,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+import hashlib
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 from ciwheels.errors import CiwheelsError
@@ -22,6 +24,34 @@ log = get_logger("image")
 def image_catalog() -> dict:
     with open(data_dir("catalog") / "images.toml", "rb") as f:
         return tomllib.load(f)
+
+
+def python_tag(python: str) -> str:
+    """The /opt/python folder of a catalog Python: cp311 -> cp311-cp311, cp314t -> cp314-cp314t."""
+    return f"{python.removesuffix('t')}-{python}"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides what `ciwheels image build` makes: the same recipe gives the same
+    image, so `digest` names it (the build-images jobs tag and reuse images by it)."""
+
+    arch: str
+    base: str | None  # an image reference; None: Debian `suite` debootstrapped here
+    pythons: tuple[str, ...]  # catalog Pythons (cp311, cp314t, ...), sorted
+    native_compilers: bool = True
+
+    def digest(self) -> str:
+        """sha256 (16 hex digits) of the recipe files, the catalog data they read (image
+        catalog, CPython source pins) and the inputs."""
+        h = hashlib.sha256()
+        files = sorted(data_dir("images").iterdir()) + [data_dir("catalog") / "images.toml",
+                                                         data_dir("catalog") / "cpython.toml"]
+        for path in files:
+            if path.is_file() and path.suffix != ".md":
+                h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        h.update(repr((self.arch, self.base, tuple(sorted(self.pythons)), self.native_compilers)).encode())
+        return h.hexdigest()[:16]
 
 
 def image_tag(arch: str) -> str:
