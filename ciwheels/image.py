@@ -9,7 +9,12 @@ import os
 import shutil
 import subprocess
 import tempfile
+import collections
 import hashlib
+import json
+import re
+import threading
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,9 +68,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CIWHEELS_CACHE") or Path.home() / ".cache" / "ciwheels")
 
 
-def _run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], what: str, *, timeout: float = 3600, **kw) -> subprocess.CompletedProcess:
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    except subprocess.TimeoutExpired:
+        raise CiwheelsError(f"{what} did not finish within {timeout / 60:.0f} minutes") from None
     except FileNotFoundError:
         raise CiwheelsError(f"{what}: {cmd[0]} is not installed") from None
     if proc.returncode != 0:
@@ -95,43 +102,173 @@ def debootstrap(arch: str) -> Path:
     return root
 
 
-def build_image(arch: str, engine: str, base: str | None = None, tag: str | None = None) -> str:
+def default_pythons(arch: str) -> tuple[str, ...]:
+    """Every CPython the catalog builds for `arch` on glibc (free-threaded ones included)."""
+    from ciwheels.catalog import load_catalog
+
+    return tuple(p.id for p in load_catalog().pythons.values()
+                 if p.implementation == "cpython" and p.status in ("supported", "eol")
+                 and p.available_on("glibc", arch) is None)
+
+
+def oci_arch(arch: str) -> str:
+    """Container arch names are Debian's, but for ppc64el."""
+    return image_catalog()["arches"][arch]["debian"].replace("ppc64el", "ppc64le")
+
+
+def host_arch() -> str:
+    machine = os.uname().machine
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+
+
+def import_rootfs(arch: str, engine: str) -> str:
+    """The debootstrapped Debian root filesystem of `arch` as a local image (the offline base)."""
     cat = image_catalog()
+    root = debootstrap(arch)
+    base = cat["base-tag"].format(arch=arch, suite=cat["suite"])
+    if image_exists(engine, base):
+        return base
+    log.info(f"importing {root} as {base}")
+    tar = subprocess.Popen(["tar", "-C", str(root), "--exclude=./.complete", "-c", "."], stdout=subprocess.PIPE)
+    try:
+        _run([engine, "import", "--arch", oci_arch(arch), "--os", "linux", "-", base], f"{engine} import",
+             stdin=tar.stdout)
+    finally:
+        tar.stdout.close()
+        tar.wait()
+    return base
+
+
+def detect_glibc(engine: str, base: str, arch: str, *, local: bool) -> str:
+    """The glibc version of `base` (e.g. "2.41"), asked of the image itself."""
+    pull = ["--pull=never"] if local and engine == "podman" else []
+    proc = _run([engine, "run", "--rm", *pull, "--platform", f"linux/{oci_arch(arch)}", base,
+                 "getconf", "GNU_LIBC_VERSION"], f"reading the glibc version of {base}", timeout=600)
+    words = proc.stdout.split()
+    if len(words) != 2 or words[0] != "glibc" or not re.fullmatch(r"2\.\d+", words[1]):
+        raise CiwheelsError(f"{base} is not a glibc Linux (getconf GNU_LIBC_VERSION said {proc.stdout.strip()!r}); "
+                            "a manylinux image needs a Debian or Ubuntu base", value=base)
+    return words[1]
+
+
+def policy_for(glibc: str, arch: str) -> str:
+    """The manylinux policy a glibc gives (PEP 600: manylinux_<glibc major>_<minor>_<arch>)."""
+    major, minor = glibc.split(".")
+    return f"manylinux_{major}_{minor}_{arch}"
+
+
+def triplet(arch: str) -> str:
+    return image_catalog()["arches"][arch]["triplet"]
+
+
+def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_source: str | None = None,
+                cross_base: str | None = None, timeout: float = 4 * 3600) -> dict:
+    """Build the image of `recipe`; returns what it carries (the facts of ciwheels.json and the
+    tags). The image is tagged by the recipe's digest too, and an image of that digest is
+    reused unless the caller removed it."""
+    from ciwheels import pysources
+
+    cat = image_catalog()
+    arch = recipe.arch
     if arch not in cat["arches"]:
         raise CiwheelsError(f"no image recipe for {arch}", value=arch, allowed=sorted(cat["arches"]))
-    tag = tag or image_tag(arch)
-    # container arch names are Debian's, but for ppc64el
-    oci_arch = cat["arches"][arch]["debian"].replace("ppc64el", "ppc64le")
-    platform = f"linux/{oci_arch}"
-    imported = base is None
-    if base is None:
-        root = debootstrap(arch)
-        base = cat["base-tag"].format(arch=arch, suite=cat["suite"])
-        log.info(f"importing {root} as {base}")
-        tar = subprocess.Popen(["tar", "-C", str(root), "--exclude=./.complete", "-c", "."], stdout=subprocess.PIPE)
-        try:
-            _run([engine, "import", "--arch", oci_arch, "--os", "linux", "-", base], f"{engine} import",
-                 stdin=tar.stdout)
-        finally:
-            tar.stdout.close()
-            tar.wait()
-    plat = f"{cat['policy']}_{arch}"
-    with tempfile.TemporaryDirectory() as tmp:
+    local = recipe.base is None
+    base = import_rootfs(arch, engine) if local else recipe.base
+    if cross_base is None:
+        cross_base = import_rootfs(host_arch(), engine) if local else base
+    glibc = detect_glibc(engine, base, arch, local=local)
+    native = recipe.native_compilers and arch != "x86_64"  # the cross compilers run on x86_64
+    policy = policy_for(glibc, arch)
+    digest = recipe.digest()
+    digest_tag = f"{cat['tag'].split(':')[0].format(arch=arch)}:{digest}"
+    tags = [digest_tag] + ([tag] if tag and tag != digest_tag else [])
+    with tempfile.TemporaryDirectory(prefix="ciwheels-image-") as tmp:
         context = Path(tmp)
-        recipe = data_dir("images")
-        for name in ("Containerfile", "setup.sh"):
-            shutil.copy(recipe / name, context / name)
-        bundle = Path("/etc/ssl/certs/ca-certificates.crt")
-        (context / "ca-certificates.crt").write_bytes(bundle.read_bytes() if bundle.exists() else b"")
-        log.info(f"building {tag} on {base} (AUDITWHEEL_PLAT={plat})")
-        # a base imported here must not be looked up in a registry; a named one may be pulled
-        pull = (["--pull=never"] if imported else ["--pull=missing"]) if engine == "podman" else []
-        _run([engine, "build", *pull, "--platform", platform, "--build-arg", f"BASE={base}",
-              "--build-arg", f"AUDITWHEEL_PLAT={plat}", "-t", tag, "-f", str(context / "Containerfile"),
-              str(context)], f"{engine} build")
-    return tag
+        for path in data_dir("images").iterdir():
+            if path.is_file():
+                shutil.copy(path, context / path.name)
+        bundle = host_ca_bundle_file()
+        (context / "ca-certificates.crt").write_bytes(bundle.read_bytes() if bundle else b"")
+        sources = context / "sources"
+        sources.mkdir()
+        lines = []
+        for python in recipe.pythons:
+            minor = pysources.minor_of(python)
+            tarball = pysources.fetch(minor, mirror=python_source)
+            if not (sources / tarball.name).exists():
+                os.link(tarball, sources / tarball.name) if _same_fs(tarball, sources) else \
+                    shutil.copy(tarball, sources / tarball.name)
+            lines.append(f"{python} {pysources.source_for(minor).version} {tarball.name}\n")
+        (sources / "pythons.txt").write_text("".join(lines))
+        log.info(f"building {digest_tag} for {arch} on {base} ({policy}; "
+                 f"{' '.join(recipe.pythons)}; native compilers {'on' if native else 'off'})")
+        pull = (["--pull=never"] if local else ["--pull=missing"]) if engine == "podman" else []
+        args = {"BASE": base, "CROSS_BASE": cross_base, "TRIPLET": triplet(arch), "ARCH": arch,
+                "PYTHONS": " ".join(recipe.pythons), "AUDITWHEEL_PLAT": policy, "EXPECT_GLIBC": glibc,
+                "RECIPE": digest, "NATIVE_COMPILERS": "1" if native else "0", "NATIVE": str(native).lower()}
+        cmd = [engine, "build", *pull, "--platform", f"linux/{oci_arch(arch)}",
+               *(x for k, v in args.items() for x in ("--build-arg", f"{k}={v}")),
+               *(x for t in tags for x in ("-t", t)), "-f", str(context / "Containerfile"), str(context)]
+        _stream(cmd, f"{engine} build", timeout)
+    return {"tag": tags[-1], "tags": tags, "digest": digest, "arch": arch, "base": base, "glibc": glibc,
+            "policy": policy, "pythons": list(recipe.pythons), "native-compilers": native}
+
+
+def _same_fs(a: Path, b: Path) -> bool:
+    return a.stat().st_dev == b.stat().st_dev
+
+
+def host_ca_bundle_file() -> Path | None:
+    from ciwheels.registry import host_ca_bundle
+
+    found = host_ca_bundle()
+    return Path(found) if found else None
+
+
+def _stream(cmd: list[str], what: str, timeout: float) -> None:
+    """Run a long command, logging its progress lines (the recipe's own "ciwheels image:" lines
+    and the build's steps) as they come; fail with the end of its output. Bounded by `timeout`."""
+    deadline = time.monotonic() + timeout
+    tail: collections.deque[str] = collections.deque(maxlen=40)
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace")
+    except FileNotFoundError:
+        raise CiwheelsError(f"{what}: {cmd[0]} is not installed") from None
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            tail.append(line)
+            if line.startswith("ciwheels image:") or re.match(r"\[\d+/\d+\] STEP \d+/\d+", line):
+                log.info(line.removeprefix("ciwheels image: "))
+        proc.wait()
+    finally:
+        timer.cancel()
+    if time.monotonic() > deadline:
+        raise CiwheelsError(f"{what} did not finish within {timeout / 60:.0f} minutes")
+    if proc.returncode != 0:
+        raise CiwheelsError(f"{what} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+
+
+def image_labels(engine: str, ref: str) -> dict[str, str] | None:
+    """The labels of a local image, or None when it is not here."""
+    proc = subprocess.run([engine, "image", "inspect", ref], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        return None
+    try:
+        data = json.loads(proc.stdout)
+        item = data[0] if isinstance(data, list) else data
+        return dict(item.get("Config", {}).get("Labels") or item.get("Labels") or {})
+    except (ValueError, IndexError, AttributeError):
+        return {}
+
+
+def tag_image(engine: str, source: str, target: str) -> None:
+    _run([engine, "tag", source, target], f"{engine} tag")
 
 
 def image_exists(engine: str, tag: str) -> bool:
     """`image inspect` answers for a local image in both docker and podman."""
-    return subprocess.run([engine, "image", "inspect", tag], capture_output=True).returncode == 0
+    return subprocess.run([engine, "image", "inspect", tag], capture_output=True, timeout=120).returncode == 0

@@ -4,6 +4,7 @@ import contextlib
 import functools
 import inspect
 import itertools
+import shutil
 import os
 import subprocess
 import sys
@@ -144,3 +145,32 @@ LEVEL_REGISTRIES = _level_registries()
 
 def with_registries(matrix: str) -> str:
     return matrix if "registries:" in matrix else matrix + LEVEL_REGISTRIES
+
+
+# -- build images made here (ciwheels image build), shared by the tests that run builds ------
+
+# What the test images carry. The riscv64 one is the issue-#11 image: several CPythons,
+# cross-compiled, with native cross compilers; Debian's archive serves the tarballs offline.
+TEST_IMAGE_PYTHONS = {"x86_64": ("cp313",), "riscv64": ("cp311", "cp313", "cp314", "cp314t")}
+
+
+def build_test_image(arch: str) -> dict:
+    """`ciwheels image build ARCH` as a user runs it (a child process); an image of the same
+    recipe is reused, so only a changed recipe or a fresh machine pays for the build (minutes)."""
+    import json
+
+    assert shutil.which("podman"), "podman is a test dependency (.ci/system-deps installs it)"
+    if arch != "x86_64":
+        assert Path(f"/proc/sys/fs/binfmt_misc/qemu-{arch}").exists(), f"QEMU binfmt for {arch} (.ci/system-deps)"
+    args = ["image", "build", arch, "--engine", "podman", "--python-source", "debian", "--json"]
+    for python in TEST_IMAGE_PYTHONS[arch]:
+        args += ["--python", python]
+    proc = _subprocess.run([sys.executable, "-m", "ciwheels", *args], capture_output=True, text=True,
+                           timeout=3 * 3600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def test_images() -> dict[str, dict]:
+    return {arch: build_test_image(arch) for arch in TEST_IMAGE_PYTHONS}

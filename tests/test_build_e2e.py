@@ -35,14 +35,8 @@ registries:  # two riscv64 levels: a registry each (nothing is published in thes
 
 
 @pytest.fixture(scope="module")
-def images():
-    assert shutil.which("podman"), "podman is a test dependency (.ci/system-deps installs it)"
-    assert Path("/proc/sys/fs/binfmt_misc/qemu-riscv64").exists(), "QEMU binfmt for riscv64 (.ci/system-deps)"
-    for arch in ("x86_64", "riscv64"):
-        proc = subprocess.run([sys.executable, "-m", "ciwheels", "image", "build", arch, "--engine", "podman"],
-                              capture_output=True, text=True, timeout=1800)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return True
+def images(test_images):
+    return test_images
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +181,57 @@ def test_one_failed_cell_keeps_the_others(images, tmp_path):
     assert not (out / ".staging").exists() or not list((out / ".staging").rglob("*.whl"))
     gathered = run_ciwheels("gather", str(out), "--out", str(tmp_path / "dist"))
     assert gathered.returncode == 0 and "cp312-manylinux_x86_64-x86-64" in gathered.stderr
+
+
+RISCV_TIER = """\
+python: [cp311, cp313, cp314]
+arch: [riscv64]
+images:
+  riscv64-glibc: {{image: "{image}", policy: manylinux_2_41}}
+test-command: {test}
+render: {{emulated-jobs: grouped}}
+"""
+
+
+def build_riscv64_tier(images, root: Path, test: str) -> tuple[Path, subprocess.CompletedProcess]:
+    project = root / "proj"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(".github", ".gitlab", "build", "*.egg-info"))
+    (project / "matrix" / "wheels.yaml").write_text(RISCV_TIER.format(image=images["riscv64"]["tag"], test=test))
+    out = root / "wh"
+    proc = subprocess.run([sys.executable, "-m", "ciwheels", "build", "--project", str(project), "--all",
+                           "--engine", "podman", "--out", str(out)], capture_output=True, text=True, timeout=3600)
+    return out, proc
+
+
+def test_riscv64_tier_builds_three_pythons_in_one_job(images, tmp_path):
+    """The issue-#11 image in a real build: the example for cp311, cp313 and cp314 on riscv64 in
+    one job (one cibuildwheel session under QEMU, extensions compiled by the native cross
+    compilers), each wheel repaired, tested in the container and verified."""
+    out, proc = build_riscv64_tier(images, tmp_path, "python {project}/tests/test_core.py")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    jobs = set()
+    for python in ("cp311", "cp313", "cp314"):
+        r = report(out, f"{python}-manylinux_riscv64-rv64gc")
+        jobs.add(r["job"])
+        assert r["status"] == "ok" and len(r["wheels"]) == 1, r
+        name = r["wheels"][0]["file"]
+        assert name.startswith(f"cext_demo-0.1.0-{python}-{python}-") and name.endswith("manylinux_2_41_riscv64.whl")
+        assert "cext_demo: ok" in Path(r["log"]).read_text()
+        verified = run_ciwheels("verify", str(out / r["cell"] / name), "--json")
+        assert verified.returncode == 0 and {f["status"] for f in json.loads(verified.stdout)} == {"ok"}
+    assert len(jobs) == 1, jobs
+
+
+def test_riscv64_tier_keeps_the_wheels_when_one_pythons_test_fails(images, tmp_path):
+    """The same job, with cp313's test made to fail: cibuildwheel stops there, build rebuilds
+    the other two on their own, keeps both wheels and reports cp313 as failed."""
+    failing = ("python {project}/tests/test_core.py && "
+               "python -c \"import sys; sys.exit('made to fail' if sys.version_info[:2] == (3, 13) else 0)\"")
+    out, proc = build_riscv64_tier(images, tmp_path, failing)
+    assert proc.returncode == 1, proc.stderr[-4000:]
+    bad = report(out, "cp313-manylinux_riscv64-rv64gc")
+    assert bad["status"] == "failed" and bad["wheels"] == []
+    assert "made to fail" in Path(bad["log"]).read_text()
+    for python in ("cp311", "cp314"):
+        r = report(out, f"{python}-manylinux_riscv64-rv64gc")
+        assert r["status"] == "ok" and (out / r["cell"] / r["wheels"][0]["file"]).exists(), r

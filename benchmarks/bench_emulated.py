@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Emulated riscv64 builds with and without the image's native compilers (issue #11).
+
+In one run, for each real sdist from PyPI (msgpack 1.1.2 and a heavier C package, Brotli
+1.1.0, by default), whole cibuildwheel runs of cp313-manylinux_riscv64 on the riscv64 build
+image with its native cross compilers turned off (plain emulation: CIWHEELS_NATIVE_COMPILERS=0)
+and on, and of cp313-manylinux_x86_64 on the x86_64 build image, interleaved, each at least
+twice. Prints every run, then one line per package:
+
+    <package>: speed-up N.Nx (plain S s, native compilers S s, x86_64 S s)
+
+(medians). Goals: at least 2x for msgpack and 3x for the heavier package; stretch goal within
+2x of the x86_64 build. Needs podman, QEMU binfmt for riscv64, and the images:
+`ciwheels image build riscv64` and `ciwheels image build x86_64` (each with cp313)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from ciwheels.build import CONTAINER_CA, trust_environment  # noqa: E402
+from ciwheels.image import image_labels  # noqa: E402
+from ciwheels.registry import host_ca_bundle  # noqa: E402
+
+PACKAGES = ["msgpack==1.1.2", "Brotli==1.1.0"]
+
+
+def fetch_sdist(spec: str, into: Path) -> Path:
+    into.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                    "--no-build-isolation", "-d", str(into), spec], check=True, timeout=600)
+    name = spec.split("==")[0].lower().replace("-", "_")
+    return next(p for p in into.iterdir() if p.name.lower().replace("-", "_").startswith(name))
+
+
+def cibuildwheel_run(sdist: Path, arch: str, image: str, out: Path, native: bool) -> float:
+    """Wall time of one whole cibuildwheel run (build and auditwheel repair, no tests)."""
+    ca = host_ca_bundle()
+    environment = {**trust_environment(ca), **({} if native else {"CIWHEELS_NATIVE_COMPILERS": "0"})}
+    env = {**os.environ,
+           "CIBW_BUILD": f"cp313-manylinux_{arch}", "CIBW_ARCHS_LINUX": arch,
+           f"CIBW_MANYLINUX_{arch.upper()}_IMAGE": image,
+           "CIBW_ENVIRONMENT_LINUX": " ".join(f"{k}={v}" for k, v in environment.items()),
+           "CIBW_CONTAINER_ENGINE": "podman" + (f"; create_args: --volume={ca}:{CONTAINER_CA}:ro" if ca else ""),
+           "CIBW_BUILD_VERBOSITY": "0"}
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "cibuildwheel", "--platform", "linux", "--output-dir", str(out),
+                           str(sdist)], env=env, capture_output=True, text=True, timeout=4 * 3600)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0 or not list(out.glob("*.whl")):
+        sys.exit(f"cibuildwheel failed for {sdist.name} on {arch}:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=2, help="runs of each configuration (at least 2)")
+    ap.add_argument("--riscv64-image", default="localhost/ciwheels-manylinux-riscv64:trixie")
+    ap.add_argument("--x86_64-image", dest="x86_image", default="localhost/ciwheels-manylinux-x86_64:trixie")
+    ap.add_argument("packages", nargs="*", default=PACKAGES, help="NAME==VERSION of sdists on PyPI")
+    args = ap.parse_args()
+    if args.runs < 2:
+        sys.exit("--runs must be at least 2")
+    for ref, needs in ((args.riscv64_image, True), (args.x86_image, False)):
+        labels = image_labels("podman", ref)
+        if labels is None:
+            sys.exit(f"{ref} is not here: build it with `ciwheels image build` (see the docstring)")
+        if "cp313" not in labels.get("io.ciwheels.pythons", "cp313").split():
+            sys.exit(f"{ref} has no cp313 (it carries {labels['io.ciwheels.pythons']})")
+        if needs and labels.get("io.ciwheels.native-compilers", "true") == "false":
+            sys.exit(f"{ref} was built without native compilers")
+    results: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-emulated-") as tmp:
+        root = Path(tmp)
+        for spec in args.packages:
+            sdist = fetch_sdist(spec, root / "sdists")
+            times = results.setdefault(spec, {"plain": [], "native": [], "x86_64": []})
+            for run in range(1, args.runs + 1):
+                for config, arch, image, native in (("plain", "riscv64", args.riscv64_image, False),
+                                                    ("native", "riscv64", args.riscv64_image, True),
+                                                    ("x86_64", "x86_64", args.x86_image, True)):
+                    seconds = cibuildwheel_run(sdist, arch, image, root / "out" / config, native)
+                    times[config].append(seconds)
+                    print(f"{spec} run {run}: {config:7} {seconds:7.1f} s", flush=True)
+    for spec, times in results.items():
+        plain, native, x86 = (statistics.median(times[k]) for k in ("plain", "native", "x86_64"))
+        print(f"{spec.split('==')[0]}: speed-up {plain / native:.1f}x (plain {plain:.0f} s, "
+              f"native compilers {native:.0f} s, x86_64 {x86:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

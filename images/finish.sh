@@ -1,0 +1,46 @@
+#!/bin/sh
+# The image (under QEMU for a foreign arch): wires the native compilers in, writes what the
+# image carries to /opt/python/ciwheels.json, and checks every interpreter and compiler works.
+set -eu
+. /ciwheels-setup/facts
+if [ "$GLIBC" != "$EXPECT_GLIBC" ]; then
+  echo "ciwheels image: the base's glibc is $GLIBC, but $EXPECT_GLIBC was detected before the build" >&2
+  exit 1
+fi
+native=false
+if [ -d /opt/ciwheels-cross/bin ]; then
+  native=true
+  # the x86_64 loader at the path its programs name (/lib64 does not exist in a riscv64 root)
+  if [ ! -e /lib64/ld-linux-x86-64.so.2 ]; then
+    mkdir -p /usr/lib64
+    [ -e /lib64 ] || ln -s usr/lib64 /lib64
+    ln -s /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 /lib64/ld-linux-x86-64.so.2
+  fi
+  # header search parity with the target's gcc, which also searches /usr/local/include
+  [ -e "/usr/local/include/$TRIPLET" ] || ln -s . "/usr/local/include/$TRIPLET"
+  # the target's own gcc, if called by its path, finds the target's binutils in its tooldir
+  # before PATH (x86_64 ld cannot load its LTO plugin)
+  mkdir -p "/usr/$TRIPLET/bin"
+  for tool in as ld ld.bfd; do
+    [ -e "/usr/$TRIPLET/bin/$tool" ] || ln -s "/usr/bin/$TRIPLET-$tool" "/usr/$TRIPLET/bin/$tool"
+  done
+fi
+pythons_json=$(for p in $PYTHONS; do printf '"%s", ' "$p"; done | sed 's/, $//')
+cat > /opt/python/ciwheels.json <<JSON
+{"format": 1, "arch": "$ARCH", "pythons": [$pythons_json], "policy": "$AUDITWHEEL_PLAT", "glibc": "$GLIBC",
+ "gcc": "$GCC_MAJOR", "native-compilers": $native, "recipe": "$RECIPE"}
+JSON
+# every interpreter starts and has the modules pip and builds need
+for p in $PYTHONS; do
+  case "$p" in *t) tag="${p%t}-$p" ;; *) tag="$p-$p" ;; esac
+  "/opt/python/$tag/bin/python" -c "import ssl, ctypes, zlib, bz2, lzma, sqlite3, hashlib, sys; print('ciwheels image:', '$tag', sys.version.split()[0])"
+  "/opt/python/$tag/bin/pip" --version >/dev/null
+done
+auditwheel --version
+# the compilers on PATH build C and C++ programs that run here
+mkdir -p /tmp/ciwheels-check && cd /tmp/ciwheels-check
+printf '#include <stdio.h>\nint main(void){puts("c ok");return 0;}\n' > c.c
+printf '#include <iostream>\nint main(){std::cout << "c++ ok" << std::endl;return 0;}\n' > cc.cc
+PATH=/opt/ciwheels-cross/bin:$PATH gcc -O2 -o c c.c && ./c
+PATH=/opt/ciwheels-cross/bin:$PATH g++ -O2 -o cc cc.cc && ./cc
+cd / && rm -rf /tmp/ciwheels-check /ciwheels-setup/sources

@@ -1,0 +1,84 @@
+#!/bin/sh
+# Stage "cross" (natively): builds the CPythons listed in /ciwheels-setup/sources/pythons.txt
+# (lines "<catalog python> <version> <tarball>") for the target into /out/opt/python/<tag>.
+# A foreign target is cross-compiled against the target's root (/sysroot) with a build Python
+# of the same X.Y (the distro's, or one built here first); configure, make and the byte
+# compilation all run at native speed. Each interpreter gets pip and build, installed from
+# PyPI for its own version.
+set -eu
+. /ciwheels-setup/facts
+jobs=$(nproc)
+native=$(gcc -dumpmachine)
+export PKG_CONFIG_LIBDIR="/sysroot/usr/lib/$TRIPLET/pkgconfig:/sysroot/usr/share/pkgconfig"
+export PKG_CONFIG_SYSROOT_DIR=/sysroot
+mkdir -p /out/opt/python /build
+log() { echo "ciwheels image: $*"; }
+quiet() {  # run "$@" with its output in a log, shown (the end of it) only if it fails
+  if ! "$@" > /build/step.log 2>&1; then tail -n 60 /build/step.log >&2; exit 1; fi
+}
+build_python_for() {  # a native interpreter of X.Y for a cross build: the distro's, or built here
+  minor=$1 tarball=$2
+  if command -v "python$minor" >/dev/null 2>&1; then command -v "python$minor"; return; fi
+  dir=/build/native-$minor
+  if [ ! -x "$dir/python" ]; then
+    mkdir -p "$dir" && tar -C "$dir" --strip-components=1 -xf "$tarball"
+    log "building a native Python $minor to cross-build with" >&2
+    (cd "$dir" && quiet ./configure --disable-test-modules --without-ensurepip && quiet make -j"$jobs") >&2
+  fi
+  echo "$dir/python"
+}
+while read -r python version tarball; do
+  [ -n "$python" ] || continue
+  minor=${version%.*}
+  case "$python" in *t) tag="${python%t}-$python" gil="--disable-gil" abi="t" ;;
+                    *) tag="$python-$python" gil="" abi="" ;; esac
+  prefix=/opt/python/$tag
+  src=/build/$tag
+  mkdir -p "$src" && tar -C "$src" --strip-components=1 -xf "/ciwheels-setup/sources/$tarball"
+  if [ "$TRIPLET" = "$native" ]; then
+    cross=""
+  else
+    cross="--build=$native --host=$TRIPLET --with-build-python=$(build_python_for "$minor" "/ciwheels-setup/sources/$tarball")
+           ac_cv_file__dev_ptmx=yes ac_cv_file__dev_ptc=no"
+  fi
+  log "building CPython $version ($tag) for $TRIPLET"
+  start=$(date +%s)
+  # shellcheck disable=SC2086
+  (cd "$src" && quiet ./configure --prefix="$prefix" $cross $gil --enable-ipv6 --disable-test-modules \
+      --without-ensurepip CC="$TRIPLET-gcc" CXX="$TRIPLET-g++" \
+    && quiet make -j"$jobs" && quiet make install DESTDIR=/out)
+  root=/out$prefix
+  # the names cibuildwheel and users call
+  exe=$(cd "$root/bin" && ls "python$minor$abi")
+  ln -sf "$exe" "$root/bin/python3"
+  ln -sf "$exe" "$root/bin/python"
+  site=$(echo "$root"/lib/python"$minor$abi"/site-packages)
+  python3 -m pip install --quiet --break-system-packages --no-compile --disable-pip-version-check \
+    --target "$site" --python-version "$minor" --only-binary :all: pip build
+  for script in pip pip3 "pip$minor" pyproject-build; do
+    case "$script" in pyproject-build) entry="build.__main__ import entrypoint" ;;
+                      *) entry="pip._internal.cli.main import main as entrypoint" ;; esac
+    printf '#!%s/bin/%s\nimport sys\nfrom %s\nsys.exit(entrypoint())\n' "$prefix" "$exe" "$entry" \
+      > "$root/bin/$script"
+    chmod +x "$root/bin/$script"
+  done
+  rm -rf "$site/bin"
+  rm -rf "$src"
+  log "CPython $version ($tag) built in $(( $(date +%s) - start )) s"
+done < /ciwheels-setup/sources/pythons.txt
+# auditwheel (and its dependencies) for the newest interpreter built, outside every /opt/python
+# environment, as in pypa's images
+last=$(ls -d /out/opt/python/*/ | grep -v 't/$' | sort -V | tail -n 1)
+[ -n "$last" ] || last=$(ls -d /out/opt/python/*/ | sort -V | tail -n 1)
+last=${last%/}
+exe=$(readlink "$last/bin/python")
+minor=$(echo "$exe" | sed 's/^python//; s/t$//')
+python3 -m pip install --quiet --break-system-packages --no-compile --disable-pip-version-check \
+  --target /out/opt/ciwheels-tools/site --python-version "$minor" --only-binary :all: auditwheel
+mkdir -p /out/opt/ciwheels-tools/bin /out/usr/local/bin
+printf '#!%s/bin/%s\nimport sys\nsys.path.insert(0, "/opt/ciwheels-tools/site")\nfrom auditwheel.main import main\nsys.exit(main())\n' \
+  "${last#/out}" "$exe" > /out/opt/ciwheels-tools/bin/auditwheel
+chmod +x /out/opt/ciwheels-tools/bin/auditwheel
+ln -sf /opt/ciwheels-tools/bin/auditwheel /out/usr/local/bin/auditwheel
+# cibuildwheel runs /opt/python/cp39-cp39/bin/python as its utility interpreter
+[ -e /out/opt/python/cp39-cp39 ] || ln -s "$(basename "$last")" /out/opt/python/cp39-cp39
