@@ -190,7 +190,8 @@ class Resolver:
             file=self.m.file, line=line, column=column,
             hint=f"Drop them with exclude: [{{python: {_yaml_list(missing)}, arch: {arch}, libc: {libc}}}], or add "
                  f"{' and '.join(missing)} to the image (build it with them: ciwheels image build {arch} "
-                 + " ".join(f"--python {p}" for p in (*image.pythons, *missing))
+                 + " ".join(f"--python {p}" for p in sorted({*image.pythons, *missing},
+                                                            key=list(self.cat.pythons).index))
                  + f") and to images.{image.key}.pythons")
 
     def publish_as(self, arch: str, level_name: str) -> tuple[str, str]:
