@@ -9,12 +9,14 @@ is verified against its cell's ISA level. `--dry-run` prints what would run."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -258,6 +260,52 @@ def level_status(findings, level, can_tell: bool) -> tuple[str, str]:
     return "ok", ""
 
 
+PYTHONS_LABEL = "io.ciwheels.pythons"  # what an image made by `ciwheels image build` carries
+NOT_IN_IMAGE = "python-not-in-image"  # the build-report status of a cell refused for that
+
+
+def image_labels(engine: str, ref: str) -> dict[str, str] | None:
+    """The labels of an image present locally (`<engine> image inspect`, which never pulls); None
+    when it is not present or the engine cannot say."""
+    try:
+        proc = subprocess.run([engine, "image", "inspect", "--format", "{{json .Config.Labels}}", ref],
+                              capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    try:
+        labels = json.loads(proc.stdout.strip() or "null")
+    except ValueError:
+        return None
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+def carried_pythons(labels: dict[str, str] | None) -> tuple[str, ...] | None:
+    """The Pythons an image says it carries (its io.ciwheels.pythons label, e.g. "cp311 cp313
+    cp314t"); None when it does not say (not present locally, or not made by ciwheels)."""
+    if labels is None or PYTHONS_LABEL not in labels:
+        return None
+    return tuple(labels[PYTHONS_LABEL].replace(",", " ").split())
+
+
+def refusals(cells: list[Cell], pythons_of: Callable[[str], tuple[str, ...] | None]) -> dict[str, str]:
+    """Cell id -> why it cannot be built, for each cell whose image says it lacks the cell's
+    Python. `pythons_of(image_ref)` is asked once per image."""
+    known: dict[str, tuple[str, ...] | None] = {}
+    out = {}
+    for cell in cells:
+        if cell.image_ref not in known:
+            known[cell.image_ref] = pythons_of(cell.image_ref)
+        carried = known[cell.image_ref]
+        if carried is not None and cell.python not in carried:
+            out[cell.id] = (f"the image {cell.image_ref} carries {', '.join(carried) or 'no Python'} "
+                            f"(label {PYTHONS_LABEL}), not {cell.python}: {cell.id} cannot be built in it, so no "
+                            f"container was started for it; build the image with {cell.python} (ciwheels image "
+                            f"build {cell.arch} --python ...) or exclude the cell")
+    return out
+
+
 @dataclass
 class Attempt:
     """One cibuildwheel run of some cells, and what it left."""
@@ -334,6 +382,20 @@ def run_all(runs: list[Invocation], out: Path, engine: str | None, catalog: Cata
     summary, failed = [], 0
     ca_bundle = host_ca_bundle()
     total = sum(len(r.cells) for r in runs)
+    # before any container starts: cells whose image says it lacks their Python fail alone
+    refused = refusals([c for r in runs for c in r.cells],
+                       lambda ref: carried_pythons(image_labels(engine, ref)))
+    for inv in runs:
+        for cell in (c for c in inv.cells if c.id in refused):
+            log_path = out / f"{inv.job}.{cell.id}.log"
+            log_path.write_text(refused[cell.id] + "\n", encoding="utf-8")
+            log.error("%s: %s", inv.job, refused[cell.id])
+            write_report(out, cell, inv.job, NOT_IN_IMAGE, [], 0.0, log_path, None)
+            summary.append([cell.id, NOT_IN_IMAGE, "0", "0s"])
+            failed += 1
+            progress(len(summary), total, "failed", cell.id, NOT_IN_IMAGE)
+        inv.cells = [c for c in inv.cells if c.id not in refused]
+    runs = [inv for inv in runs if inv.cells]
     for n, inv in enumerate(runs, 1):
         log.info("[%d/%d] %s: building %d cell(s) with %s (log: %s)", n, len(runs), inv.job, len(inv.cells), engine,
                  out / f"{inv.job}.log")

@@ -36,6 +36,7 @@ RULES: dict[str, Rule] = {
     "build-requires": Rule.REPLACE,
     "timeout-minutes": Rule.REPLACE,
     "cibuildwheel-options": Rule.MERGE,
+    "native-compilers": Rule.REPLACE,
 }
 
 

@@ -17,6 +17,9 @@ from ciwheels.families import family
 from ciwheels.model import Cell, Origin
 
 CONSTRAINTS_FILE = "/tmp/ciwheels-build-constraints.txt"
+# Images made by `ciwheels image build` compile with native x86_64-hosted cross compilers unless
+# this variable is 0 in the build container (then the image's own, emulated compilers run).
+NATIVE_COMPILERS_VARIABLE = "CIWHEELS_NATIVE_COMPILERS"
 
 
 def selection_options(python: Python, libc: str, arch: str, image: str) -> tuple[str, dict[str, str]]:
@@ -34,6 +37,8 @@ def shared_options(env: dict[str, str], settings: dict[str, Any], repair: str | 
     """The options that do not depend on the Python (many cells share them)."""
     cibw = {}
     env = dict(env)
+    if settings.get("native-compilers", True) is False:
+        env[NATIVE_COMPILERS_VARIABLE] = "0"
     before_all = settings.get("before-all", "")
     build_requires = settings.get("build-requires", ())
     if build_requires:
@@ -57,7 +62,8 @@ def shared_options(env: dict[str, str], settings: dict[str, Any], repair: str | 
 
 def cell_settings(cell: Cell) -> dict[str, Any]:
     return {"before-all": cell.before_all, "before-build": cell.before_build, "build-requires": cell.build_requires,
-            "test-command": cell.test_command, "test-requires": cell.test_requires}
+            "test-command": cell.test_command, "test-requires": cell.test_requires,
+            "native-compilers": cell.native_compilers}
 
 
 def cibw_options(cell: Cell, catalog: Catalog, extra_env: dict[str, str] | None = None) -> dict[str, str]:

@@ -120,6 +120,7 @@ def _expand_one(m: MatrixSpec, spec: ProjectSpec, cat: Catalog) -> tuple[list[Ce
                                 f"build it with {existing.policy}; one cell id cannot have two policies")
             level_origin = origin(inc.path + ("isa",)) if inc.isa_given else None
             cells[cid] = resolver.cell(cid, attrs, pkg, inc.origin, level_origin, inc)
+    resolver.check_image_pythons()
     if not cells:
         raise doc.error((), "this matrix has no cells")
     return list(cells.values()), dropped, warnings

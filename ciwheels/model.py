@@ -84,6 +84,7 @@ class Cell:
     # registry), "registry" (a plain wheel that needs a registry of its own level)
     publish_as: str = "plain"
     variant: str = ""  # the variant label of the cell's wheels ("" unless publish_as is "variant")
+    native_compilers: bool = True  # the `native-compilers` setting (cibwopts: CIWHEELS_NATIVE_COMPILERS=0 if false)
 
     @property
     def platform(self) -> str:
@@ -129,6 +130,7 @@ class Cell:
             "before_build": self.before_build,
             "build_requires": list(self.build_requires),
             "cibuildwheel_options": self.cibuildwheel_options,
+            "native_compilers": self.native_compilers,
             "matrix_file": self.matrix_file,
             "registry": self.registry,
         }

@@ -23,8 +23,10 @@ from ciwheels.model import Origin, Registry, Runner
 from ciwheels.schema import settings_properties
 
 SETTING_KEYS = ("environment", "test-command", "test-requires", "before-all", "before-build",
-                "build-requires", "timeout-minutes", "cibuildwheel-options")
+                "build-requires", "timeout-minutes", "cibuildwheel-options", "native-compilers")
 MAPPING_KEYS = ("environment", "cibuildwheel-options")  # settings whose entries have origins of their own
+# environment variables a setting of its own writes (cibwopts.py): naming them is an error that says which
+OWNED_VARIABLES = {"CIWHEELS_NATIVE_COMPILERS": "native-compilers: false"}
 MAX_BRACE_EXPANSION = 1000  # selector globs with braces expand to at most this many patterns
 
 
@@ -72,6 +74,8 @@ class ImageSpec:
     policy: str | None  # declared policy of a custom image
     origin: Origin
     policy_origin: Origin | None
+    pythons: tuple[str, ...] | None = None  # declared Pythons the image carries (None: not declared)
+    key: str = ""  # the `images:` key, e.g. riscv64-glibc
 
 
 @dataclass(frozen=True)
@@ -344,6 +348,10 @@ class _Normaliser:
 
     def layer(self, entry: dict, path: Path_, name: str) -> Layer:
         values = {key: entry[key] for key in SETTING_KEYS if key in entry}
+        for var, setting in OWNED_VARIABLES.items():
+            if var in values.get("environment", {}):
+                raise self.doc.error(path + ("environment", var), f"{var} is set by a setting of its own: "
+                                     f"use {setting} instead of environment.{var}", value=var)
         origins = {key: self.origin(path + (key,)) for key in values}
         for key in MAPPING_KEYS:
             for sub in values.get(key, {}):
@@ -394,8 +402,12 @@ class _Normaliser:
             policy = None
             if isinstance(value, dict) and "policy" in value:
                 policy = self.policy_for(libc, value["policy"], ("images", key, "policy"))
+            carried = None
+            if isinstance(value, dict) and "pythons" in value:
+                carried = tuple(self.axis("python", value["pythons"], ("images", key, "pythons")))
             images[(arch, libc)] = ImageSpec(ref, policy, self.origin(("images", key)),
-                                             self.origin(("images", key, "policy")) if policy else None)
+                                             self.origin(("images", key, "policy")) if policy else None,
+                                             carried, key)
 
         spec = d.get("cibuildwheel")
         if isinstance(spec, dict):

@@ -39,6 +39,8 @@ def explain_cell(cell: Cell, catalog: Catalog, as_json: bool = False) -> str:
         ("runner", f"{'emulated' if cell.runner.emulated else 'native'} on github:{cell.runner.github}"
                    + (f" gitlab tags:{','.join(cell.runner.gitlab)}" if cell.runner.gitlab else "")),
         ("timeout-minutes", str(cell.timeout_minutes)),
+        ("native-compilers", "true" if cell.native_compilers else "false (CIWHEELS_NATIVE_COMPILERS=0: the image's "
+                                                                   "own, emulated compilers)"),
     ]
     if cell.registry:
         rows.append(("registry", cell.registry))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ciwheels.cascade import cascade, combine_isa
 from ciwheels.catalog import Catalog
+from ciwheels.errors import CiwheelsError
 from ciwheels.cibwopts import selection_options, shared_options
 from ciwheels.families import family
 from ciwheels.model import Cell, Origin, Runner
@@ -35,6 +36,10 @@ class Platform:
     notes: tuple[str, ...]
 
 
+def _yaml_list(values: list[str]) -> str:
+    return values[0] if len(values) == 1 else "[" + ", ".join(values) + "]"
+
+
 def _policy_key(cat: Catalog, policy: str) -> tuple[int, ...]:
     return tuple(int(x) for x in cat.policies[policy].version.split("."))
 
@@ -50,6 +55,9 @@ class Resolver:
         self._origins: dict[tuple, dict[str, Origin]] = {}
         self._registries: dict[tuple, str] = {}
         self._catalog_origins: dict[str, Origin] = {}
+        # images that declare their Pythons, and the cells each one lacks the Python of
+        self._declared = {k: img for k, img in matrix.images.items() if img.pythons is not None}
+        self._lacking: dict[tuple[str, str], dict[str, str]] = {}
 
     def catalog_origin(self, detail: str) -> Origin:
         o = self._catalog_origins.get(detail)
@@ -112,6 +120,10 @@ class Resolver:
              level_origin: Origin | None, include: Include | None) -> Cell:
         py, libc, arch, level = attrs["python"], attrs["libc"], attrs["arch"], attrs["isa"]
         plat = self.platform(arch, libc, include)
+        if self._declared:
+            declared = self._declared.get((arch, libc))
+            if declared is not None and py not in declared.pythons:
+                self._lacking.setdefault((arch, libc), {})[cid] = py
         attrs["policy"] = plat.policy
         matched = tuple(i for i, (sel, _) in enumerate(self.m.overrides) if sel.matches(attrs))
         key = (package.path if package else None, arch, libc, level, matched, include.path if include else None,
@@ -157,8 +169,30 @@ class Resolver:
             matrix_file=self.m.file, registry=registry, origins=origins,
             notes=(*plat.notes, eol_note) if eol_note else plat.notes, cibw_parts=(cibw_head, tail),
             isa_environment=isa_env, user_environment=user_env, cibuildwheel_options=settings["cibuildwheel-options"],
-            publish_as=publish_as, variant=variant,
+            publish_as=publish_as, variant=variant, native_compilers=settings.get("native-compilers", True),
         )
+
+    def check_image_pythons(self) -> None:
+        """After every cell is resolved: a cell whose image declares (`images: {KEY: {pythons: [...]}}`)
+        that it lacks the cell's Python cannot be built; the matrix must not ask for it."""
+        if not self._lacking:
+            return
+        positions = self.m.doc.key_positions
+        key = min(self._lacking, key=lambda k: positions.get(("images", self.m.images[k].key), (0, 0)))
+        image, lacking = self.m.images[key], self._lacking[key]
+        line, column = positions.get(("images", image.key), (image.origin.line, None))
+        missing = sorted(set(lacking.values()), key=list(self.cat.pythons).index)
+        shown = list(lacking)[:4] + ([f"and {len(lacking) - 4} more"] if len(lacking) > 4 else [])
+        arch, libc = key
+        raise CiwheelsError(
+            f"the image {image.ref} (images.{image.key}) carries {', '.join(image.pythons)}, but the matrix builds "
+            f"{', '.join(missing)} on it: {len(lacking)} cell(s) ({', '.join(shown)}) cannot be built",
+            file=self.m.file, line=line, column=column,
+            hint=f"Drop them with exclude: [{{python: {_yaml_list(missing)}, arch: {arch}, libc: {libc}}}], or add "
+                 f"{' and '.join(missing)} to the image (build it with them: ciwheels image build {arch} "
+                 + " ".join(f"--python {p}" for p in sorted({*image.pythons, *missing},
+                                                            key=list(self.cat.pythons).index))
+                 + f") and to images.{image.key}.pythons")
 
     def publish_as(self, arch: str, level_name: str) -> tuple[str, str]:
         """(mechanism, variant label): the baseline is a plain wheel; a higher level is a wheel

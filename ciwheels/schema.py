@@ -135,6 +135,10 @@ def settings_properties(catalog: Catalog) -> dict[str, dict]:
             "Pins for build dependencies (pip constraints, e.g. 'cython==3.1.4'), applied to every build."
         ),
         "timeout-minutes": {"type": "integer", "minimum": 1, "description": "Time limit of a build job."},
+        "native-compilers": {"type": "boolean", "description": "In an image made by `ciwheels image build`, "
+                             "compile with the native x86_64-hosted cross compilers (default true); false runs "
+                             "the image's own, emulated compilers (CIWHEELS_NATIVE_COMPILERS=0), for builds "
+                             "that insist on the target compiler's identity."},
         "cibuildwheel-options": cibuildwheel_options_schema(catalog),
     }
 
@@ -188,6 +192,10 @@ def matrix_schema(catalog: Catalog) -> dict:
                     "image": _str("Image reference."),
                     "policy": _str("Policy the image yields (default: read from the image name).",
                                    **_enum(names["policy"], "policy")),
+                    "pythons": _list("The Pythons the image carries (for an image that is not present "
+                                     "locally; one that is says so itself with its io.ciwheels.pythons "
+                                     "label): a cell of another Python is an error.", names["python"], 1,
+                                     "python"),
                 },
                 "required": ["image"],
                 "additionalProperties": False,
