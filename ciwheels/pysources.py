@@ -155,6 +155,11 @@ def source_for(minor: str, mirror: str | None = None) -> Source:
     if not mirror:
         return source(official)
     if mirror in pin.mirrors:
+        if not pin.mirrors[mirror]:
+            carried = [m for m, p in _catalog()[0].items() if p.mirrors.get(mirror)]
+            raise CiwheelsError(f"the mirror {mirror!r} carries no Python {minor}, only "
+                                f"{', '.join(carried) or 'nothing'} ({CATALOG})",
+                                hint="Take it from python.org or a folder with --python-source")
         return source(_expand(pin.mirrors[mirror], minor, pin.version))
     if "://" in mirror:
         scheme = mirror.split("://", 1)[0].lower()
@@ -166,7 +171,7 @@ def source_for(minor: str, mirror: str | None = None) -> Source:
     folder = Path(mirror).expanduser()
     if folder.is_dir():
         names = [filename] + [PurePosixPath(urllib.parse.urlsplit(_expand(t, minor, pin.version)).path).name
-                              for t in pin.mirrors.values()]
+                              for t in pin.mirrors.values() if t]
         for name in dict.fromkeys(names):
             if (folder / name).is_file():
                 return source((folder / name).resolve().as_uri())

@@ -73,8 +73,8 @@ class Origin:
 
 
 def write_catalog(path: Path, base: str) -> Path:
-    """A cpython.toml of the real format whose 3.13 pin is GOOD's sha256 and whose 3.11 uses its
-    own file names (as the real 3.11 does)."""
+    """A cpython.toml of the real format whose pins are GOOD's sha256: 3.11 with its own file
+    names (as the real 3.11 has), 3.12 not on the mirror (as the real 3.12 is not on Debian)."""
     sha = hashlib.sha256(GOOD).hexdigest()
     path.write_text(f'''url = "{base}/ftp/{{version}}/Python-{{version}}.tar.xz"
 
@@ -90,6 +90,11 @@ version = "3.11.2"
 sha256 = "{sha}"
 url = "{base}/ftp/{{version}}/Python-{{version}}.tgz"
 mirrors = {{ local = "{base}/pool/python{{minor}}/python{{minor}}_{{version}}.orig.tar.gz" }}
+
+["3.12"]
+version = "3.12.15"
+sha256 = "{sha}"
+mirrors = {{ local = "" }}
 ''')
     return path
 
@@ -184,7 +189,10 @@ def test_template_and_named_mirrors(tmp_path, origin):
 def test_bad_minors_and_sources_are_one_paragraph_errors(tmp_path, origin):
     with pytest.raises(CiwheelsError) as e:
         pysources.source_for("3.8")
-    assert "'3.8'" in str(e.value) and "Allowed: 3.13, 3.11" in str(e.value)
+    assert "'3.8'" in str(e.value) and "Allowed: 3.13, 3.11, 3.12" in str(e.value)
+    with pytest.raises(CiwheelsError) as e:
+        pysources.fetch("3.12", mirror="local", cache=tmp_path)
+    assert "the mirror 'local' carries no Python 3.12, only 3.13, 3.11" in str(e.value)
     with pytest.raises(CiwheelsError) as e:
         pysources.source_for("3.13", "locl")
     assert "Allowed: local" in str(e.value) and "Did you mean 'local'?" in str(e.value)
@@ -257,7 +265,12 @@ def test_the_real_catalog_pins_every_cpython_it_knows():
     for minor, version in pysources.pinned().items():
         src = pysources.source_for(minor)
         assert src.url.startswith("https://www.python.org/ftp/python/") and src.filename.startswith(f"Python-{version}.")
-        assert pysources.source_for(minor, "debian").url.startswith("http://deb.debian.org/debian/pool/main/p/")
+        if minor in DEBIAN_PINS:
+            assert pysources.source_for(minor, "debian").url.startswith("http://deb.debian.org/debian/pool/main/p/")
+        else:  # no Debian source package: said before any download
+            with pytest.raises(CiwheelsError) as e:
+                pysources.source_for(minor, "debian")
+            assert f"carries no Python {minor}, only 3.11, 3.13, 3.14, 3.15" in str(e.value)
 
 
 # Debian's suites the catalog comment names for each pin: the oldest suite that has it.
