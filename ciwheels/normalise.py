@@ -18,6 +18,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ciwheels.catalog import Catalog
+from ciwheels.errors import CiwheelsError
 from ciwheels.load import MatrixDoc, Path_, describe_path, validate_data
 from ciwheels.model import Origin, Registry, Runner
 from ciwheels.schema import settings_properties
@@ -159,6 +160,19 @@ class MatrixSpec:
 
 
 @dataclass(frozen=True)
+class BuildImageSpec:
+    """One arch of `render: {build-images: ...}`: the recipe inputs the matrix gives (its Pythons
+    come from the cells, see builtimages.py) and the policy its wheels get."""
+
+    arch: str
+    base: str  # an image reference
+    native_compilers: bool
+    policy: str  # the manylinux policy of the base's glibc
+    origin: Origin
+    policy_origin: Origin
+
+
+@dataclass(frozen=True)
 class RenderSettings:
     github: str | None
     gitlab: str | None
@@ -167,7 +181,7 @@ class RenderSettings:
     python: str
     ciwheels: str | None  # None: the install of the running ciwheels (render.install_requirement)
     matrix_diff: bool
-    build_images: tuple[str, ...]
+    build_images: tuple[BuildImageSpec, ...]  # sorted by arch
     defaults: dict[str, Any]
     origin: str  # which matrix file set them ("" = defaults)
     default_branch: str | None = None  # None: read from the repository when rendering
@@ -186,6 +200,7 @@ class ProjectSpec:
     render: RenderSettings
     defaults: Layer  # layer 0 of the cascade: defaults.toml [settings]
     github_runner: str
+    built_images: dict[str, Any] = field(default_factory=dict)  # arch -> builtimages.BuiltImage
 
     @property
     def warnings(self) -> list[str]:
@@ -193,13 +208,31 @@ class ProjectSpec:
 
 
 def normalise(docs: list[MatrixDoc], catalog: Catalog) -> ProjectSpec:
-    return ProjectSpec(
+    spec = ProjectSpec(
         matrices=[_Normaliser(doc, catalog).run() for doc in docs],
         registries=registries_of(docs),
         render=render_settings(docs, catalog),
         defaults=defaults_layer(catalog),
         github_runner=str(catalog.defaults["render"]["github-runner"]),
     )
+    _give_built_images(spec)
+    return spec
+
+
+def _give_built_images(spec: ProjectSpec) -> None:
+    """The glibc cells of an arch in `render: {build-images}` build in that image: an image
+    entry of its own per matrix file, with the base's policy. Its reference names the recipe's
+    digest, which needs the cells' Pythons: until builtimages.py knows them, a placeholder."""
+    for built in spec.render.build_images:
+        for m in spec.matrices:
+            own = m.images.get((built.arch, "glibc"))
+            if own is not None:
+                raise CiwheelsError(
+                    f"images names {own.ref!r} for {built.arch}-glibc, but {built.origin.file}:{built.origin.line} "
+                    f"(render.build-images) has the pipelines build that image; remove one of the two",
+                    file=own.origin.file, line=own.origin.line, value=own.ref)
+            m.images[(built.arch, "glibc")] = ImageSpec(f"ciwheels-manylinux-{built.arch}:pending", built.policy,
+                                                        built.origin, built.policy_origin)
 
 
 def defaults_layer(catalog: Catalog) -> Layer:
@@ -253,7 +286,8 @@ def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
         python=chosen.get("python", defaults["python"]),
         ciwheels=chosen.get("ciwheels"),
         matrix_diff=chosen.get("matrix-diff", True),
-        build_images=tuple(sorted(set(chosen.get("build-images", ())))),
+        build_images=build_image_specs(chosen.get("build-images"), next((d for d in docs if d.file == origin), None),
+                                       catalog),
         defaults=defaults,
         origin=origin,
         default_branch=chosen.get("default-branch"),
@@ -262,6 +296,55 @@ def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
         submodules=chosen.get("submodules", False),
         emulated_jobs=chosen.get("emulated-jobs", "per-cell"),
     )
+
+
+def build_image_specs(value: list | dict | None, doc: MatrixDoc | None, catalog: Catalog) -> tuple[BuildImageSpec, ...]:
+    """`render: {build-images: [ARCH, ...]}` or `{ARCH: {base, policy, native-compilers}}`: the
+    base defaults to Debian's suite of the image catalog (the recipe offline); the policy to the
+    one the base's glibc allows (bases.toml)."""
+    if not value or doc is None:
+        return ()
+    from ciwheels.image import image_catalog
+    from ciwheels.resources import data_dir
+    import tomllib
+
+    images = image_catalog()
+    with open(data_dir("catalog") / "bases.toml", "rb") as f:
+        glibc_of = tomllib.load(f)["glibc"]
+    glibc_of.setdefault(f"debian:{images['suite']}", images["glibc"])
+    entries = {arch: {} for arch in value} if isinstance(value, list) else value
+    out = {}
+    for i, (arch, entry) in enumerate(entries.items()):
+        path: Path_ = ("render", "build-images", i if isinstance(value, list) else arch)
+        _, line, _ = doc.where(path)
+        origin = Origin("matrix", doc.file, line, describe_path(path))
+        base = entry.get("base", f"debian:{images['suite']}")
+        if "policy" in entry:
+            policy = catalog.policy_alias(entry["policy"])
+            _, pline, _ = doc.where(path + ("policy",))
+            policy_origin = Origin("matrix", doc.file, pline, describe_path(path + ("policy",)))
+        else:
+            glibc = glibc_of.get(base)
+            if glibc is None:
+                raise doc.error(path + (("base",) if "base" in entry else ()),
+                                f"render.build-images.{arch}: ciwheels does not know the glibc of the base {base!r}, "
+                                "so not the manylinux policy of the image's wheels; add it as "
+                                f"{{base: {base}, policy: manylinux_X_Y}} (X.Y: the base's glibc, `ldd --version`)",
+                                value=base, allowed=sorted(glibc_of))
+            policy = _glibc_policy(catalog, glibc)
+            policy_origin = Origin("matrix", doc.file, line, f"{describe_path(path)}: glibc {glibc} of {base}")
+        out[arch] = BuildImageSpec(arch, base, bool(entry.get("native-compilers", True)), policy, origin,
+                                   policy_origin)
+    return tuple(out[a] for a in sorted(out))
+
+
+def _glibc_policy(catalog: Catalog, glibc: str) -> str:
+    """The newest manylinux policy of the catalog that a glibc satisfies."""
+    def key(version: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in version.split("."))
+
+    fitting = [p for p in catalog.policies.values() if p.libc == "glibc" and key(p.version) <= key(glibc)]
+    return max(fitting, key=lambda p: key(p.version)).name
 
 
 class _Normaliser:

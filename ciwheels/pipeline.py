@@ -52,7 +52,12 @@ def open_docs(root: Path, docs: list[MatrixDoc], catalog: Catalog | None = None,
     index = None
     if needs_resolving(spec):  # `versions: latest` or a selection: the only reason to read the index here
         index = resolve_versions(spec)
-    project = Project(root, catalog, files or [], docs, spec, expand(spec, catalog))
+    expansion = expand(spec, catalog)
+    if spec.render.build_images:  # their digests need the cells' Pythons: see builtimages.py
+        from ciwheels.builtimages import give_built_images
+
+        expansion = give_built_images(spec, expansion, catalog)
+    project = Project(root, catalog, files or [], docs, spec, expansion)
     project.upstream = index
     return project
 

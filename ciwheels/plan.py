@@ -36,6 +36,7 @@ class Job:
     pythons: tuple[str, ...]
     wave: int = 0  # builder mode: 1 + the wave of the packages it `needs` (0 without needs)
     needs: tuple[str, ...] = ()  # the packages it needs (their jobs run in earlier waves)
+    built_image: str = ""  # the arch whose pipeline-built image (render.build-images) it builds in
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,8 @@ class Plan:
     jobs: tuple[Job, ...]
     settings: RenderSettings
     matrix_files: tuple[str, ...]
+    images: tuple = ()  # builtimages.BuiltImage: the images the pipelines build, by arch
+
 
 
 def _job_key(cell: Cell) -> tuple:
@@ -62,6 +65,7 @@ def plan(expansion: Expansion, spec: ProjectSpec, catalog: Catalog) -> Plan:
         groups.setdefault(key, []).append(cell)
     many_files = len({c.matrix_file for c in expansion.cells}) > 1
     waves = package_waves(spec)
+    built = {image.ref: arch for arch, image in spec.built_images.items()}
     jobs = []
     for key, cells in groups.items():
         first = cells[0]
@@ -84,6 +88,7 @@ def plan(expansion: Expansion, spec: ProjectSpec, catalog: Catalog) -> Plan:
             pythons=tuple(sorted({c.python for c in cells}, key=_python_order(catalog))),
             wave=waves.get((first.matrix_file, first.package), (0, ()))[0],
             needs=waves.get((first.matrix_file, first.package), (0, ()))[1],
+            built_image=built.get(first.image, ""),
         ))
     jobs.sort(key=lambda j: j.id)
     seen: dict[str, Job] = {}
@@ -93,7 +98,8 @@ def plan(expansion: Expansion, spec: ProjectSpec, catalog: Catalog) -> Plan:
                                 f"{job.cells[0]} differ in runner, image or cibuildwheel; give them one")
         seen[job.id] = job
     _check_timeouts(jobs, spec, expansion)
-    return Plan(tuple(jobs), spec.render, tuple(expansion.files))
+    images = tuple(spec.built_images[a] for a in sorted(spec.built_images))
+    return Plan(tuple(jobs), spec.render, tuple(expansion.files), images)
 
 
 def _check_timeouts(jobs: list[Job], spec: ProjectSpec, expansion: Expansion) -> None:
@@ -160,7 +166,7 @@ def keep_cells(plan_: Plan, keep: list[Cell], catalog: Catalog) -> Plan:
             pythons = tuple(sorted({python[c] for c in cells}, key=_python_order(catalog)))
             job = dataclasses.replace(job, cells=cells, pythons=pythons)
         jobs.append(job)
-    return Plan(tuple(jobs), plan_.settings, plan_.matrix_files)
+    return Plan(tuple(jobs), plan_.settings, plan_.matrix_files, plan_.images)
 
 
 def job_json(job: Job) -> dict:
@@ -168,4 +174,4 @@ def job_json(job: Job) -> dict:
             "arch": job.arch, "libc": job.libc, "policy": job.policy, "isa": job.isa, "image": job.image,
             "runs-on": job.github_runner, "gitlab-tags": list(job.gitlab_tags), "emulated": job.emulated,
             "qemu": job.qemu_platform, "timeout-minutes": job.timeout_minutes, "pythons": list(job.pythons),
-            "wave": job.wave, "needs": list(job.needs)}
+            "wave": job.wave, "needs": list(job.needs), "built-image": job.built_image}

@@ -86,6 +86,36 @@ def _image_arches(catalog: Catalog) -> list[str]:
         return list(tomllib.load(f)["arches"])
 
 
+def _build_images(catalog: Catalog, names: dict[str, list[str]]) -> dict:
+    """`render: {build-images: ...}`: a list of arches, or per arch the image's base, policy and
+    native compilers."""
+    arches = _image_arches(catalog)
+    glibc = [p for p in names["policy"] if (catalog.policies.get(p) or catalog.policies[catalog.policy_alias(p)]).libc
+             == "glibc"]
+    per_arch = {
+        "type": "object",
+        "description": "The recipe of one arch's image.",
+        "properties": {
+            "base": _str("The image the recipe builds on (default: debian:<suite> of the image catalog). Its glibc "
+                         "decides the wheels' manylinux policy.", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$"),
+            "policy": _str("The manylinux policy the image's wheels get (default: from the base's glibc, for the "
+                           "Debian and Ubuntu releases the image catalog knows).", **_enum(glibc, "policy")),
+            "native-compilers": {"type": "boolean", "description": "Put the x86_64-hosted cross compilers into the "
+                                 "image (default true; false: every compiler runs emulated)."},
+        },
+        "additionalProperties": False,
+    }
+    return {
+        "description": "Arches whose build image (ciwheels image build) the pipelines build, tagged by the digest of "
+        "its recipe, push to the project's container registry when it is not there yet, and build the glibc cells "
+        "of that arch in. A list of arches, or {ARCH: {base: IMAGE, policy: POLICY, native-compilers: BOOL}}.",
+        "anyOf": [
+            _list("Arches, each with the default base.", arches),
+            {"type": "object", "propertyNames": {"enum": arches, "title": "arch"}, "additionalProperties": per_arch},
+        ],
+    }
+
+
 def _inline_refs(schema, defs: dict):
     if isinstance(schema, dict):
         if "$ref" in schema:
@@ -403,9 +433,7 @@ def matrix_schema(catalog: Catalog) -> dict:
                                                      "one per platform like native cells (grouped)."},
                     "python": _str("Python version the CI jobs run ciwheels with."),
                     "ciwheels": _str("pip requirement the CI jobs install ciwheels from (default: this version)."),
-                    "build-images": _list("Arches whose build image (ciwheels image build) the pipelines rebuild and "
-                                          "push to the project's container registry, on schedules and when the "
-                                          "matrix changes.", _image_arches(catalog)),
+                    "build-images": _build_images(catalog, names),
                     "matrix-diff": {"type": "boolean", "description": "Add the job that explains matrix changes "
                                     "on pull/merge requests (default: true)."},
                 },
