@@ -311,7 +311,6 @@ def build_image_specs(value: list | dict | None, doc: MatrixDoc | None, catalog:
     images = image_catalog()
     with open(data_dir("catalog") / "bases.toml", "rb") as f:
         glibc_of = tomllib.load(f)["glibc"]
-    glibc_of.setdefault(f"debian:{images['suite']}", images["glibc"])
     entries = {arch: {} for arch in value} if isinstance(value, list) else value
     out = {}
     for i, (arch, entry) in enumerate(entries.items()):
