@@ -8,8 +8,8 @@ is verified against its cell's ISA level. `--dry-run` prints what would run."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 import os
 import re
 import shlex
@@ -31,6 +31,7 @@ from ciwheels.families import Probe, family
 from ciwheels.log import Progress, get_logger, no_progress
 from ciwheels.model import Cell, Expansion, wheel_matches
 from ciwheels.plan import Plan
+from ciwheels.image import image_labels
 from ciwheels.registry import host_ca_bundle
 from ciwheels.sdist import fetch_sdist
 from ciwheels.variants import make_variant
@@ -261,24 +262,8 @@ def level_status(findings, level, can_tell: bool) -> tuple[str, str]:
 
 
 PYTHONS_LABEL = "io.ciwheels.pythons"  # what an image made by `ciwheels image build` carries
+POLICY_LABEL = "io.ciwheels.policy"  # ... and the policy its glibc gives (e.g. manylinux_2_41_riscv64)
 NOT_IN_IMAGE = "python-not-in-image"  # the build-report status of a cell refused for that
-
-
-def image_labels(engine: str, ref: str) -> dict[str, str] | None:
-    """The labels of an image present locally (`<engine> image inspect`, which never pulls); None
-    when it is not present or the engine cannot say."""
-    try:
-        proc = subprocess.run([engine, "image", "inspect", "--format", "{{json .Config.Labels}}", ref],
-                              capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if proc.returncode != 0:
-        return None
-    try:
-        labels = json.loads(proc.stdout.strip() or "null")
-    except ValueError:
-        return None
-    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
 
 
 def carried_pythons(labels: dict[str, str] | None) -> tuple[str, ...] | None:
@@ -383,8 +368,14 @@ def run_all(runs: list[Invocation], out: Path, engine: str | None, catalog: Cata
     ca_bundle = host_ca_bundle()
     total = sum(len(r.cells) for r in runs)
     # before any container starts: cells whose image says it lacks their Python fail alone
-    refused = refusals([c for r in runs for c in r.cells],
-                       lambda ref: carried_pythons(image_labels(engine, ref)))
+    labels_of = functools.cache(lambda ref: image_labels(engine, ref))
+    refused = refusals([c for r in runs for c in r.cells], lambda ref: carried_pythons(labels_of(ref)))
+    for cell in {c.image_ref: c for r in runs for c in r.cells if c.id not in refused}.values():
+        said = (labels_of(cell.image_ref) or {}).get(POLICY_LABEL)
+        if said and said != f"{cell.policy}_{cell.arch}":
+            log.warning("%s: the image %s says its wheels get %s (label %s), but the matrix expects %s: "
+                        "the wheels' tags will not match what plan and status look for; set the image's policy "
+                        "in the matrix", cell.id, cell.image_ref, said, POLICY_LABEL, f"{cell.policy}_{cell.arch}")
     for inv in runs:
         for cell in (c for c in inv.cells if c.id in refused):
             log_path = out / f"{inv.job}.{cell.id}.log"

@@ -253,16 +253,20 @@ def _stream(cmd: list[str], what: str, timeout: float) -> None:
 
 
 def image_labels(engine: str, ref: str) -> dict[str, str] | None:
-    """The labels of a local image, or None when it is not here."""
-    proc = subprocess.run([engine, "image", "inspect", ref], capture_output=True, text=True, timeout=120)
+    """The labels of an image present locally (`<engine> image inspect`, which never pulls); None
+    when it is not present or the engine cannot say."""
+    try:
+        proc = subprocess.run([engine, "image", "inspect", "--format", "{{json .Config.Labels}}", ref],
+                              capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
     if proc.returncode != 0:
         return None
     try:
-        data = json.loads(proc.stdout)
-        item = data[0] if isinstance(data, list) else data
-        return dict(item.get("Config", {}).get("Labels") or item.get("Labels") or {})
-    except (ValueError, IndexError, AttributeError):
-        return {}
+        labels = json.loads(proc.stdout.strip() or "null")
+    except ValueError:
+        return None
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
 
 
 def tag_image(engine: str, source: str, target: str) -> None:
