@@ -41,8 +41,9 @@ def fetch_sdist(spec: str, into: Path) -> Path:
     return next(p for p in into.iterdir() if p.name.lower().replace("-", "_").startswith(name))
 
 
-def cibuildwheel_run(sdist: Path, arch: str, image: str, out: Path, native: bool) -> float:
-    """Wall time of one whole cibuildwheel run (build and auditwheel repair, no tests)."""
+def cibuildwheel_run(sdist: Path, arch: str, image: str, out: Path, native: bool) -> tuple[float, str]:
+    """Wall time of one whole cibuildwheel run (build and auditwheel repair, no tests), and the
+    wheel's name (its tags show the policy auditwheel gave it)."""
     ca = host_ca_bundle()
     environment = {**trust_environment(ca), **({} if native else {"CIWHEELS_NATIVE_COMPILERS": "0"})}
     env = {**os.environ,
@@ -58,7 +59,7 @@ def cibuildwheel_run(sdist: Path, arch: str, image: str, out: Path, native: bool
     elapsed = time.perf_counter() - start
     if proc.returncode != 0 or not list(out.glob("*.whl")):
         sys.exit(f"cibuildwheel failed for {sdist.name} on {arch}:\n{(proc.stdout + proc.stderr)[-3000:]}")
-    return elapsed
+    return elapsed, next(out.glob("*.whl")).name
 
 
 def main() -> None:
@@ -88,9 +89,9 @@ def main() -> None:
                 for config, arch, image, native in (("plain", "riscv64", args.riscv64_image, False),
                                                     ("native", "riscv64", args.riscv64_image, True),
                                                     ("x86_64", "x86_64", args.x86_image, True)):
-                    seconds = cibuildwheel_run(sdist, arch, image, root / "out" / config, native)
+                    seconds, wheel = cibuildwheel_run(sdist, arch, image, root / "out" / config, native)
                     times[config].append(seconds)
-                    print(f"{spec} run {run}: {config:7} {seconds:7.1f} s", flush=True)
+                    print(f"{spec} run {run}: {config:7} {seconds:7.1f} s  {wheel}", flush=True)
     for spec, times in results.items():
         plain, native, x86 = (statistics.median(times[k]) for k in ("plain", "native", "x86_64"))
         print(f"{spec.split('==')[0]}: speed-up {plain / native:.1f}x (plain {plain:.0f} s, "

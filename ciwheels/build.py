@@ -291,6 +291,20 @@ def refusals(cells: list[Cell], pythons_of: Callable[[str], tuple[str, ...] | No
     return out
 
 
+def policy_mismatches(cells: list[Cell], labels_of: Callable[[str], dict[str, str] | None]) -> list[str]:
+    """A warning per image whose policy label (what its glibc gives) is not the policy its cells
+    expect: their wheels' tags would not be what plan and status look for."""
+    out = []
+    for cell in {c.image_ref: c for c in cells}.values():
+        said = (labels_of(cell.image_ref) or {}).get(POLICY_LABEL)
+        expected = f"{cell.policy}_{cell.arch}"
+        if said and said != expected:
+            out.append(f"the image {cell.image_ref} says its wheels get {said} (label {POLICY_LABEL}), but the matrix "
+                       f"expects {expected} for {cell.id}: the wheels' tags will not match what plan and status look "
+                       f"for; give the image's policy in the matrix (images: {{{cell.arch}-glibc: {{policy: ...}}}})")
+    return out
+
+
 @dataclass
 class Attempt:
     """One cibuildwheel run of some cells, and what it left."""
@@ -370,12 +384,8 @@ def run_all(runs: list[Invocation], out: Path, engine: str | None, catalog: Cata
     # before any container starts: cells whose image says it lacks their Python fail alone
     labels_of = functools.cache(lambda ref: image_labels(engine, ref))
     refused = refusals([c for r in runs for c in r.cells], lambda ref: carried_pythons(labels_of(ref)))
-    for cell in {c.image_ref: c for r in runs for c in r.cells if c.id not in refused}.values():
-        said = (labels_of(cell.image_ref) or {}).get(POLICY_LABEL)
-        if said and said != f"{cell.policy}_{cell.arch}":
-            log.warning("%s: the image %s says its wheels get %s (label %s), but the matrix expects %s: "
-                        "the wheels' tags will not match what plan and status look for; set the image's policy "
-                        "in the matrix", cell.id, cell.image_ref, said, POLICY_LABEL, f"{cell.policy}_{cell.arch}")
+    for warning in policy_mismatches([c for r in runs for c in r.cells if c.id not in refused], labels_of):
+        log.warning("%s", warning)
     for inv in runs:
         for cell in (c for c in inv.cells if c.id in refused):
             log_path = out / f"{inv.job}.{cell.id}.log"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ciwheels.build import NOT_IN_IMAGE, PYTHONS_LABEL, carried_pythons, refusals
+from ciwheels.build import NOT_IN_IMAGE, POLICY_LABEL, PYTHONS_LABEL, carried_pythons, policy_mismatches, refusals
 from ciwheels.catalog import load_catalog
 from ciwheels.cibwopts import cibw_options
 from ciwheels.errors import CiwheelsError
@@ -133,6 +133,18 @@ def test_refusals_name_the_image_and_what_it_carries_and_ask_once_per_image(writ
     assert "no container was started" in why
     assert refusals(cells, lambda ref: ()).keys() == {c.id for c in cells}  # a label that lists nothing
     assert NOT_IN_IMAGE == "python-not-in-image"
+
+
+def test_an_image_whose_policy_is_not_the_cells_is_named_once(write_matrix):
+    path = write_matrix(f"python: [cp311, cp313]\narch: [x86_64, riscv64]\nimages:\n"
+                        f"  riscv64-glibc: {{image: \"{RV}\", policy: manylinux_2_35}}\n"
+                        f"  x86_64-glibc: {{image: localhost/x:1, policy: manylinux_2_41}}\n")
+    labels = {RV: {POLICY_LABEL: "manylinux_2_41_riscv64"}, "localhost/x:1": {POLICY_LABEL: "manylinux_2_41_x86_64"}}
+    warnings = policy_mismatches(list(cells_of(path).values()), labels.get)
+    assert len(warnings) == 1, warnings  # the x86_64 image agrees; the riscv64 one is named once, not per cell
+    assert f"the image {RV} says its wheels get manylinux_2_41_riscv64" in warnings[0]
+    assert "expects manylinux_2_35_riscv64" in warnings[0]
+    assert policy_mismatches(list(cells_of(path).values()), lambda ref: None) == []  # unlabelled or absent
 
 
 # -- native-compilers -----------------------------------------------------------------------------
