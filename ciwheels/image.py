@@ -191,15 +191,19 @@ def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_s
         (context / "ca-certificates.crt").write_bytes(bundle.read_bytes() if bundle else b"")
         sources = context / "sources"
         sources.mkdir()
-        lines = []
+        steps = []
         for python in recipe.pythons:
             minor = pysources.minor_of(python)
             tarball = pysources.fetch(minor, mirror=python_source)
             if not (sources / tarball.name).exists():
-                os.link(tarball, sources / tarball.name) if _same_fs(tarball, sources) else \
-                    shutil.copy(tarball, sources / tarball.name)
-            lines.append(f"{python} {pysources.source_for(minor).version} {tarball.name}\n")
-        (sources / "pythons.txt").write_text("".join(lines))
+                shutil.copy(tarball, sources / tarball.name)
+            steps.append(f"COPY sources/{tarball.name} /ciwheels-setup/sources/\n"
+                         f"RUN PIP_CERT=/ciwheels-setup/ca-certificates.crt sh /ciwheels-setup/python.sh "
+                         f"{python} {pysources.source_for(minor).version} {tarball.name}\n")
+        containerfile = context / "Containerfile"
+        text = containerfile.read_text()
+        marker = next(line for line in text.splitlines(keepends=True) if line.startswith("# @PYTHONS@"))
+        containerfile.write_text(text.replace(marker, "".join(steps) + marker))
         log.info(f"building {digest_tag} for {arch} on {base} ({policy}; "
                  f"{' '.join(recipe.pythons)}; native compilers {'on' if native else 'off'})")
         pull = (["--pull=never"] if local else ["--pull=missing"]) if engine == "podman" else []
@@ -213,9 +217,6 @@ def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_s
     return {"tag": tags[-1], "tags": tags, "digest": digest, "arch": arch, "base": base, "glibc": glibc,
             "policy": policy, "pythons": list(recipe.pythons), "native-compilers": native}
 
-
-def _same_fs(a: Path, b: Path) -> bool:
-    return a.stat().st_dev == b.stat().st_dev
 
 
 def host_ca_bundle_file() -> Path | None:

@@ -1,6 +1,8 @@
 #!/bin/sh
-# Stage "cross" (natively): builds the CPythons listed in /ciwheels-setup/sources/pythons.txt
-# (lines "<catalog python> <version> <tarball>") for the target into /out/opt/python/<tag>.
+# Stage "cross" (natively): `python.sh PYTHON VERSION TARBALL` builds one CPython (a catalog
+# name such as cp314t) for the target into /out/opt/python/<tag>; `python.sh --tools` then adds
+# auditwheel and cibuildwheel's utility interpreter. One build step per interpreter, so an image
+# build that fails or changes one of them rebuilds only that one.
 # A foreign target is cross-compiled against the target's root (/sysroot) with a build Python
 # of the same X.Y (the distro's, or one built here first); configure, make and the byte
 # compilation all run at native speed. Each interpreter gets pip and build, installed from
@@ -9,8 +11,7 @@ set -eu
 . /ciwheels-setup/facts
 jobs=$(nproc)
 native=$(gcc -dumpmachine)
-export PKG_CONFIG_LIBDIR="/sysroot/usr/lib/$TRIPLET/pkgconfig:/sysroot/usr/share/pkgconfig"
-export PKG_CONFIG_SYSROOT_DIR=/sysroot
+export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 mkdir -p /out/opt/python /build
 log() { echo "ciwheels image: $*"; }
 quiet() {  # run "$@" with its output in a log, shown (the end of it) only if it fails
@@ -24,11 +25,12 @@ build_python_for() {  # a native interpreter of X.Y for a cross build: the distr
     mkdir -p "$dir" && tar -C "$dir" --strip-components=1 -xf "$tarball"
     log "building a native Python $minor to cross-build with" >&2
     (cd "$dir" && quiet ./configure --disable-test-modules --without-ensurepip && quiet make -j"$jobs") >&2
+    rm -f /build/step.log
   fi
   echo "$dir/python"
 }
-while read -r python version tarball; do
-  [ -n "$python" ] || continue
+build_one() {
+  python=$1 version=$2 tarball=$3
   minor=${version%.*}
   case "$python" in *t) tag="${python%t}-$python" gil="--disable-gil" abi="t" ;;
                     *) tag="$python-$python" gil="" abi="" ;; esac
@@ -44,7 +46,8 @@ while read -r python version tarball; do
   log "building CPython $version ($tag) for $TRIPLET"
   start=$(date +%s)
   # shellcheck disable=SC2086
-  (cd "$src" && quiet ./configure --prefix="$prefix" $cross $gil --enable-ipv6 --disable-test-modules \
+  (cd "$src" && export PKG_CONFIG_LIBDIR="/sysroot/usr/lib/$TRIPLET/pkgconfig:/sysroot/usr/share/pkgconfig" \
+      PKG_CONFIG_SYSROOT_DIR=/sysroot && quiet ./configure --prefix="$prefix" $cross $gil --enable-ipv6 --disable-test-modules \
       --without-ensurepip CC="$TRIPLET-gcc" CXX="$TRIPLET-g++" \
     && quiet make -j"$jobs" && quiet make install DESTDIR=/out)
   root=/out$prefix
@@ -53,7 +56,7 @@ while read -r python version tarball; do
   ln -sf "$exe" "$root/bin/python3"
   ln -sf "$exe" "$root/bin/python"
   site=$(echo "$root"/lib/python"$minor$abi"/site-packages)
-  python3 -m pip install --quiet --break-system-packages --no-compile --disable-pip-version-check \
+  python3 -m pip install --quiet --break-system-packages --no-compile \
     --target "$site" --python-version "$minor" --only-binary :all: pip build
   for script in pip pip3 "pip$minor" pyproject-build; do
     case "$script" in pyproject-build) entry="build.__main__ import entrypoint" ;;
@@ -65,7 +68,9 @@ while read -r python version tarball; do
   rm -rf "$site/bin"
   rm -rf "$src"
   log "CPython $version ($tag) built in $(( $(date +%s) - start )) s"
-done < /ciwheels-setup/sources/pythons.txt
+}
+
+tools() {
 # auditwheel (and its dependencies) for the newest interpreter built, outside every /opt/python
 # environment, as in pypa's images
 last=$(ls -d /out/opt/python/*/ | grep -v 't/$' | sort -V | tail -n 1)
@@ -73,7 +78,7 @@ last=$(ls -d /out/opt/python/*/ | grep -v 't/$' | sort -V | tail -n 1)
 last=${last%/}
 exe=$(readlink "$last/bin/python")
 minor=$(echo "$exe" | sed 's/^python//; s/t$//')
-python3 -m pip install --quiet --break-system-packages --no-compile --disable-pip-version-check \
+python3 -m pip install --quiet --break-system-packages --no-compile \
   --target /out/opt/ciwheels-tools/site --python-version "$minor" --only-binary :all: auditwheel
 mkdir -p /out/opt/ciwheels-tools/bin /out/usr/local/bin
 printf '#!%s/bin/%s\nimport sys\nsys.path.insert(0, "/opt/ciwheels-tools/site")\nfrom auditwheel.main import main\nsys.exit(main())\n' \
@@ -82,3 +87,6 @@ chmod +x /out/opt/ciwheels-tools/bin/auditwheel
 ln -sf /opt/ciwheels-tools/bin/auditwheel /out/usr/local/bin/auditwheel
 # cibuildwheel runs /opt/python/cp39-cp39/bin/python as its utility interpreter
 [ -e /out/opt/python/cp39-cp39 ] || ln -s "$(basename "$last")" /out/opt/python/cp39-cp39
+}
+
+if [ "$1" = --tools ]; then tools; else build_one "$@"; fi
