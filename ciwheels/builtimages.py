@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from ciwheels.catalog import Catalog
 from ciwheels.errors import CiwheelsError
+from ciwheels.image import image_repository
 from ciwheels.log import get_logger
 from ciwheels.model import Expansion
 from ciwheels.normalise import BuildImageSpec, ImageSpec, ProjectSpec
@@ -47,7 +48,7 @@ class BuiltImage:
     @property
     def name(self) -> str:
         """The reference below the registry: `ciwheels-manylinux-<arch>:<digest>`."""
-        return f"ciwheels-manylinux-{self.spec.arch}:{self.digest}"
+        return f"{image_repository(self.spec.arch)}:{self.digest}"
 
     @property
     def ref(self) -> str:

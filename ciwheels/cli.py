@@ -743,9 +743,10 @@ def image() -> None:
 @click.option("--timeout", type=click.FloatRange(min=1, max=24 * 60), default=240, show_default=True,
               metavar="MINUTES", help="Give up on the image build after this long.")
 @click.option("--json", "as_json", is_flag=True, help="Print what the image carries as JSON.")
+@click.option("--dry-run", is_flag=True, help="Print the image's digest tag and recipe; build nothing.")
 def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, base: str | None,
                 cross_base: str | None, native_compilers: bool, engine: str | None, tag: str | None, force: bool,
-                timeout: float, as_json: bool) -> None:
+                timeout: float, as_json: bool, dry_run: bool) -> None:
     """Build the manylinux-style image for ARCH (riscv64, x86_64, aarch64, ppc64le, s390x).
 
     The image carries every CPython asked for in /opt/python/<tag>, each compiled from its
@@ -767,6 +768,7 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
 
     from ciwheels.catalog import load_catalog
     from ciwheels.errors import CiwheelsError
+    from ciwheels import pysources
     from ciwheels.image import Recipe, build_image, default_pythons, image_catalog, image_labels, image_tag, \
         tag_image
 
@@ -785,20 +787,27 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
         if pid not in chosen:
             chosen.append(pid)
     order = list(cat.pythons)
-    recipe = Recipe(arch, base, tuple(sorted(chosen, key=order.index)), native_compilers)
+    recipe = Recipe(arch, base, tuple(sorted(chosen, key=order.index)), native_compilers, cross_base)
+    for pid in recipe.pythons:  # a source that cannot serve a Python is said before any container starts
+        pysources.source_for(pysources.minor_of(pid), python_source)
+    if dry_run:
+        facts = {"tag": recipe.tag(), "digest": recipe.digest(), "arch": arch, "base": base,
+                 "pythons": list(recipe.pythons), "native-compilers": native_compilers, "cross-base": cross_base}
+        click.echo(_json.dumps(facts, indent=2) if as_json else facts["tag"])
+        return
     engine = engine or ("podman" if shutil.which("podman") else "docker")
     tag = tag or image_tag(arch)
-    labels = image_labels(engine, f"{image_tag(arch).split(':')[0]}:{recipe.digest()}")
+    labels = image_labels(engine, recipe.tag())
     if labels is not None and not force:
-        digest_tag = f"{image_tag(arch).split(':')[0]}:{recipe.digest()}"
-        tag_image(engine, digest_tag, tag)
-        click.echo(f"{digest_tag} exists (same recipe; --force rebuilds it)", err=True)
-        facts = {"tag": tag, "tags": [digest_tag, tag], "digest": recipe.digest(), "arch": arch,
-                 "pythons": labels.get("io.ciwheels.pythons", "").split(), "policy": labels.get("io.ciwheels.policy"),
-                 "reused": True}
+        tag_image(engine, recipe.tag(), tag)
+        click.echo(f"{recipe.tag()} exists (same recipe; --force rebuilds it)", err=True)
+        policy = labels.get("io.ciwheels.policy", "")
+        facts = {"tag": tag, "tags": [recipe.tag(), tag], "digest": recipe.digest(), "arch": arch, "base": base,
+                 "glibc": ".".join(policy.split("_")[1:3]) if policy.startswith("manylinux_") else None,
+                 "policy": policy, "pythons": labels.get("io.ciwheels.pythons", "").split(),
+                 "native-compilers": labels.get("io.ciwheels.native-compilers") == "true", "reused": True}
     else:
-        facts = build_image(recipe, engine, tag, python_source=python_source, cross_base=cross_base,
-                            timeout=timeout * 60)
+        facts = build_image(recipe, engine, tag, python_source=python_source, timeout=timeout * 60)
     click.echo(_json.dumps(facts, indent=2) if as_json else facts["tag"])
 
 

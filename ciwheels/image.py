@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import collections
+import contextlib
 import hashlib
 import json
 import re
@@ -45,6 +47,7 @@ class Recipe:
     base: str | None  # an image reference; None: Debian `suite` debootstrapped here
     pythons: tuple[str, ...]  # catalog Pythons (cp311, cp314t, ...), sorted
     native_compilers: bool = True
+    cross_base: str | None = None  # the amd64 image the cross compilers come from; None: as the base
 
     def digest(self) -> str:
         """sha256 (16 hex digits) of the recipe files, the catalog data they read (image
@@ -55,8 +58,18 @@ class Recipe:
         for path in files:
             if path.is_file() and path.suffix != ".md":
                 h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-        h.update(repr((self.arch, self.base, tuple(sorted(self.pythons)), self.native_compilers)).encode())
+        h.update(repr((self.arch, self.base, tuple(sorted(self.pythons)), self.native_compilers,
+                       self.cross_base)).encode())
         return h.hexdigest()[:16]
+
+    def tag(self, registry: str = "localhost") -> str:
+        """`<registry>/ciwheels-manylinux-<arch>:<digest>`: the name an image of this recipe has."""
+        return f"{registry}/{image_repository(self.arch)}:{self.digest()}"
+
+
+def image_repository(arch: str) -> str:
+    """The repository name of built images below a registry: ciwheels-manylinux-<arch>."""
+    return image_catalog()["tag"].removeprefix("localhost/").split(":")[0].format(arch=arch)
 
 
 def image_tag(arch: str) -> str:
@@ -116,11 +129,6 @@ def oci_arch(arch: str) -> str:
     return image_catalog()["arches"][arch]["debian"].replace("ppc64el", "ppc64le")
 
 
-def host_arch() -> str:
-    machine = os.uname().machine
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
-
-
 def import_rootfs(arch: str, engine: str) -> str:
     """The debootstrapped Debian root filesystem of `arch` as a local image (the offline base)."""
     cat = image_catalog()
@@ -162,7 +170,7 @@ def triplet(arch: str) -> str:
 
 
 def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_source: str | None = None,
-                cross_base: str | None = None, timeout: float = 4 * 3600) -> dict:
+                timeout: float = 4 * 3600) -> dict:
     """Build the image of `recipe`; returns what it carries (the facts of ciwheels.json and the
     tags). The image is tagged by the recipe's digest too, and an image of that digest is
     reused unless the caller removed it."""
@@ -174,13 +182,12 @@ def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_s
         raise CiwheelsError(f"no image recipe for {arch}", value=arch, allowed=sorted(cat["arches"]))
     local = recipe.base is None
     base = import_rootfs(arch, engine) if local else recipe.base
-    if cross_base is None:
-        cross_base = import_rootfs(host_arch(), engine) if local else base
+    cross_base = recipe.cross_base or (import_rootfs("x86_64", engine) if local else base)
     glibc = detect_glibc(engine, base, arch, local=local)
     native = recipe.native_compilers and arch != "x86_64"  # the cross compilers run on x86_64
     policy = policy_for(glibc, arch)
     digest = recipe.digest()
-    digest_tag = f"{cat['tag'].split(':')[0].format(arch=arch)}:{digest}"
+    digest_tag = recipe.tag()
     tags = [digest_tag] + ([tag] if tag and tag != digest_tag else [])
     with tempfile.TemporaryDirectory(prefix="ciwheels-image-") as tmp:
         context = Path(tmp)
@@ -208,6 +215,7 @@ def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_s
                  f"{' '.join(recipe.pythons)}; native compilers {'on' if native else 'off'})")
         pull = (["--pull=never"] if local else ["--pull=missing"]) if engine == "podman" else []
         args = {"BASE": base, "CROSS_BASE": cross_base, "TRIPLET": triplet(arch), "ARCH": arch,
+                "DEBIAN_ARCH": cat["arches"][arch]["debian"],
                 "PYTHONS": " ".join(recipe.pythons), "AUDITWHEEL_PLAT": policy, "EXPECT_GLIBC": glibc,
                 "RECIPE": digest, "NATIVE_COMPILERS": "1" if native else "0", "NATIVE": str(native).lower()}
         cmd = [engine, "build", *pull, "--platform", f"linux/{oci_arch(arch)}",
@@ -233,10 +241,19 @@ def _stream(cmd: list[str], what: str, timeout: float) -> None:
     tail: collections.deque[str] = collections.deque(maxlen=40)
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace")
+                                errors="replace", start_new_session=True)
     except FileNotFoundError:
         raise CiwheelsError(f"{what}: {cmd[0]} is not installed") from None
-    timer = threading.Timer(timeout, proc.kill)
+
+    def stop() -> None:  # the engine and what it started: ask, then insist
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    timer = threading.Timer(timeout, stop)
     timer.start()
     try:
         for line in proc.stdout:
@@ -276,4 +293,7 @@ def tag_image(engine: str, source: str, target: str) -> None:
 
 def image_exists(engine: str, tag: str) -> bool:
     """`image inspect` answers for a local image in both docker and podman."""
-    return subprocess.run([engine, "image", "inspect", tag], capture_output=True, timeout=120).returncode == 0
+    try:
+        return subprocess.run([engine, "image", "inspect", tag], capture_output=True, timeout=120).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False

@@ -14,9 +14,13 @@ else
   compilers="gcc-$GCC_MAJOR-$TRIPLET g++-$GCC_MAJOR-$TRIPLET binutils-$TRIPLET"
 fi
 # shellcheck disable=SC2086
-apt-get install -y -qq --no-install-recommends $compilers gcc make libc6-dev pkgconf python3 python3-pip \
+apt-get install -y -qq --no-install-recommends $compilers gcc make libc6-dev pkgconf python3 python3-venv \
   xz-utils ca-certificates file >/dev/null
 rm -rf /var/lib/apt/lists/*
+# a current pip (the distribution's may be old: Ubuntu 22.04 has 22.0) that installs pip, build and
+# auditwheel into the target's interpreters
+python3 -m venv /opt/pipenv
+PIP_ROOT_USER_ACTION=ignore /opt/pipenv/bin/pip install --quiet --upgrade pip
 # the CPython builds compile against the target's own root (/sysroot), under the names the
 # target's compilers have there (they are what the built interpreters record for extensions)
 for tool in gcc g++ cpp; do
@@ -36,8 +40,8 @@ dest=/xtree/opt/ciwheels-cross
 mkdir -p "$dest/usr/bin" "$dest/bin"
 # the toolchain, relocated (gcc finds its own parts relative to its binary)
 for pkg in "cpp-$GCC_MAJOR-$TRIPLET" "gcc-$GCC_MAJOR-$TRIPLET" "g++-$GCC_MAJOR-$TRIPLET" "binutils-$TRIPLET" \
-           "libgcc-$GCC_MAJOR-dev-${TRIPLET%%-*}-cross" "libstdc++-$GCC_MAJOR-dev-${TRIPLET%%-*}-cross"; do
-  dpkg -L "$pkg" 2>/dev/null || true
+           "libgcc-$GCC_MAJOR-dev-$DEBIAN_ARCH-cross" "libstdc++-$GCC_MAJOR-dev-$DEBIAN_ARCH-cross"; do
+  dpkg -L "$pkg"
 done | sort -u | while read -r path; do
   case "$path" in /usr/share/*|/usr/lib/x86_64-linux-gnu/*|/usr/x86_64-linux-gnu/*) continue ;; esac
   if [ -f "$path" ] || [ -L "$path" ]; then

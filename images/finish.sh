@@ -33,7 +33,7 @@ JSON
 # every interpreter starts and has the modules pip and builds need
 for p in $PYTHONS; do
   case "$p" in *t) tag="${p%t}-$p" ;; *) tag="$p-$p" ;; esac
-  "/opt/python/$tag/bin/python" -c "import ssl, ctypes, zlib, bz2, lzma, sqlite3, hashlib, sys; print('ciwheels image:', '$tag', sys.version.split()[0])"
+  "/opt/python/$tag/bin/python" -c "import ssl, ctypes, zlib, bz2, lzma, sqlite3, hashlib, sys, build, pip; print('ciwheels image:', '$tag', sys.version.split()[0])"
   "/opt/python/$tag/bin/pip" --version >/dev/null
 done
 auditwheel --version

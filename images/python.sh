@@ -1,8 +1,7 @@
 #!/bin/sh
 # Stage "cross" (natively): `python.sh PYTHON VERSION TARBALL` builds one CPython (a catalog
-# name such as cp314t) for the target into /out/opt/python/<tag>; `python.sh --tools` then adds
-# auditwheel and cibuildwheel's utility interpreter. One build step per interpreter, so an image
-# build that fails or changes one of them rebuilds only that one.
+# name such as cp314t) for the target into /out/opt/python/<tag>. One build step per
+# interpreter, so an image build that fails in one of them redoes only that one.
 # A foreign target is cross-compiled against the target's root (/sysroot) with a build Python
 # of the same X.Y (the distro's, or one built here first); configure, make and the byte
 # compilation all run at native speed. Each interpreter gets pip and build, installed from
@@ -40,7 +39,10 @@ build_one() {
   if [ "$TRIPLET" = "$native" ]; then
     cross=""
   else
-    cross="--build=$native --host=$TRIPLET --with-build-python=$(build_python_for "$minor" "/ciwheels-setup/sources/$tarball")
+    build_python=$(build_python_for "$minor" "/ciwheels-setup/sources/$tarball")
+    # 3.9 and 3.10 know no --with-build-python: they look for python3.X on PATH
+    mkdir -p /build/bin && ln -sf "$build_python" "/build/bin/python$minor" && PATH=/build/bin:$PATH
+    cross="--build=$native --host=$TRIPLET --with-build-python=$build_python
            ac_cv_file__dev_ptmx=yes ac_cv_file__dev_ptc=no"
   fi
   log "building CPython $version ($tag) for $TRIPLET"
@@ -56,8 +58,12 @@ build_one() {
   ln -sf "$exe" "$root/bin/python3"
   ln -sf "$exe" "$root/bin/python"
   site=$(echo "$root"/lib/python"$minor$abi"/site-packages)
-  python3 -m pip install --quiet --break-system-packages --no-compile \
-    --target "$site" --python-version "$minor" --only-binary :all: pip build
+  # pip evaluates dependency markers for the Python it runs on, not for --python-version: name
+  # what build needs before 3.11 (tomli) and 3.10.2 (importlib-metadata) itself
+  case "$minor" in 3.9) extra="tomli importlib-metadata" ;; 3.10) extra="tomli" ;; *) extra="" ;; esac
+  # shellcheck disable=SC2086
+  /opt/pipenv/bin/pip install --quiet --no-compile --target "$site" --python-version "$minor" \
+    --only-binary :all: pip build $extra
   for script in pip pip3 "pip$minor" pyproject-build; do
     case "$script" in pyproject-build) entry="build.__main__ import entrypoint" ;;
                       *) entry="pip._internal.cli.main import main as entrypoint" ;; esac
@@ -70,23 +76,4 @@ build_one() {
   log "CPython $version ($tag) built in $(( $(date +%s) - start )) s"
 }
 
-tools() {
-# auditwheel (and its dependencies) for the newest interpreter built, outside every /opt/python
-# environment, as in pypa's images
-last=$(ls -d /out/opt/python/*/ | grep -v 't/$' | sort -V | tail -n 1)
-[ -n "$last" ] || last=$(ls -d /out/opt/python/*/ | sort -V | tail -n 1)
-last=${last%/}
-exe=$(readlink "$last/bin/python")
-minor=$(echo "$exe" | sed 's/^python//; s/t$//')
-python3 -m pip install --quiet --break-system-packages --no-compile \
-  --target /out/opt/ciwheels-tools/site --python-version "$minor" --only-binary :all: auditwheel
-mkdir -p /out/opt/ciwheels-tools/bin /out/usr/local/bin
-printf '#!%s/bin/%s\nimport sys\nsys.path.insert(0, "/opt/ciwheels-tools/site")\nfrom auditwheel.main import main\nsys.exit(main())\n' \
-  "${last#/out}" "$exe" > /out/opt/ciwheels-tools/bin/auditwheel
-chmod +x /out/opt/ciwheels-tools/bin/auditwheel
-ln -sf /opt/ciwheels-tools/bin/auditwheel /out/usr/local/bin/auditwheel
-# cibuildwheel runs /opt/python/cp39-cp39/bin/python as its utility interpreter
-[ -e /out/opt/python/cp39-cp39 ] || ln -s "$(basename "$last")" /out/opt/python/cp39-cp39
-}
-
-if [ "$1" = --tools ]; then tools; else build_one "$@"; fi
+build_one "$@"

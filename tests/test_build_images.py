@@ -130,6 +130,18 @@ def test_github_image_job_builds_by_digest_unless_the_registry_has_it(tmp_path):
     assert "build-riscv64-image" in gh["jobs"]["gather"]["needs"]
 
 
+def test_the_image_job_builds_the_tag_it_renders(tmp_path):
+    """What the rendered job runs (`ciwheels image build ARCH --base B --python ...`) tags the
+    image with the very digest the build jobs were rendered to pull."""
+    p = project(tmp_path)
+    assert render(p).returncode == 0
+    step = load(p / GITHUB)["jobs"]["image-riscv64"]["steps"][-1]["env"]
+    args = [x for py in step["IMAGE_PYTHONS"].split() for x in ("--python", py)]
+    tag = run_ciwheels("image", "build", step["IMAGE_ARCH"], "--base", step["IMAGE_BASE"], *args, "--dry-run",
+                       check=True).stdout.strip()
+    assert tag == f"localhost/{step['IMAGE_NAME']}"
+
+
 def test_gitlab_image_job_builds_by_digest_unless_the_registry_has_it(tmp_path):
     p = project(tmp_path)
     assert render(p).returncode == 0

@@ -22,8 +22,9 @@ def test_the_digest_names_the_recipe_and_its_inputs():
     assert plain.digest() == Recipe("riscv64", None, ("cp313", "cp311")).digest()  # order does not matter
     others = {Recipe("riscv64", None, ("cp311", "cp313", "cp314")), Recipe("riscv64", "ubuntu:22.04", ("cp311", "cp313")),
               Recipe("riscv64", None, ("cp311", "cp313"), native_compilers=False), Recipe("aarch64", None, ("cp311", "cp313"))}
+    others.add(Recipe("riscv64", None, ("cp311", "cp313"), cross_base="localhost/other-amd64:1"))
     digests = {r.digest() for r in others}
-    assert len(digests) == 4 and plain.digest() not in digests
+    assert len(digests) == 5 and plain.digest() not in digests
     assert len(plain.digest()) == 16 and int(plain.digest(), 16) >= 0
 
 
@@ -47,7 +48,16 @@ def test_policy_and_tags():
     assert python_tag("cp314t") == "cp314-cp314t" and python_tag("cp311") == "cp311-cp311"
 
 
+def test_the_tag_is_the_repository_and_the_digest():
+    r = Recipe("riscv64", "debian:trixie", ("cp311",))
+    assert r.tag() == f"localhost/ciwheels-manylinux-riscv64:{r.digest()}"
+    assert r.tag("ghcr.io/o/r") == f"ghcr.io/o/r/ciwheels-manylinux-riscv64:{r.digest()}"
+
+
 @pytest.mark.parametrize("args, words", [
+    # Debian carries no CPython 3.9 source package: said before any container starts
+    (["riscv64", "--python", "cp39", "--python-source", "debian"], ["3.9", "debian"]),
+    (["riscv64", "--python", "cp313", "--python-source", "/nonexistent/folder"], ["/nonexistent/folder"]),
     (["sparc"], ["no image recipe for 'sparc'", "riscv64"]),
     (["riscv64", "--python", "pp311"], ["--python 'pp311' is not a CPython", "cp311"]),
     (["riscv64", "--python", "cp313t"], ["cp313t", "cibuildwheel 4 dropped"]),
