@@ -198,14 +198,17 @@ def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_s
         (context / "ca-certificates.crt").write_bytes(bundle.read_bytes() if bundle else b"")
         sources = context / "sources"
         sources.mkdir()
-        steps = []
+        # the interpreters of a foreign arch are cross-compiled against the target root; those of
+        # the building machine's own arch are plain native builds (python-native.sh)
+        script = "python-native.sh" if arch == "x86_64" else "python.sh"
+        steps = [f"COPY {script} /ciwheels-setup/\n"] if script != "python.sh" else []
         for python in recipe.pythons:
             minor = pysources.minor_of(python)
             tarball = pysources.fetch(minor, mirror=python_source)
             if not (sources / tarball.name).exists():
                 shutil.copy(tarball, sources / tarball.name)
             steps.append(f"COPY sources/{tarball.name} /ciwheels-setup/sources/\n"
-                         f"RUN PIP_CERT=/ciwheels-setup/ca-certificates.crt sh /ciwheels-setup/python.sh "
+                         f"RUN PIP_CERT=/ciwheels-setup/ca-certificates.crt sh /ciwheels-setup/{script} "
                          f"{python} {pysources.source_for(minor).version} {tarball.name}\n")
         containerfile = context / "Containerfile"
         text = containerfile.read_text()
@@ -267,7 +270,9 @@ def _stream(cmd: list[str], what: str, timeout: float) -> None:
     if time.monotonic() > deadline:
         raise CiwheelsError(f"{what} did not finish within {timeout / 60:.0f} minutes")
     if proc.returncode != 0:
-        raise CiwheelsError(f"{what} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+        for line in tail:
+            log.error(line)
+        raise CiwheelsError(f"{what} failed (exit {proc.returncode}); the end of its output is above")
 
 
 def image_labels(engine: str, ref: str) -> dict[str, str] | None:

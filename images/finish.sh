@@ -25,6 +25,20 @@ if [ -d /opt/ciwheels-cross/bin ]; then
     [ -e "/usr/$TRIPLET/bin/$tool" ] || ln -s "/usr/bin/$TRIPLET-$tool" "/usr/$TRIPLET/bin/$tool"
   done
 fi
+# the interpreters were cross-compiled against the target root at /sysroot: what they recorded
+# of it (flags of their own stdlib modules) names the same paths here without the prefix
+for f in /opt/python/*/lib/python3*/_sysconfigdata_*.py /opt/python/*/lib/python3*/config-*/Makefile \
+         /opt/python/*/bin/python3*-config; do
+  [ -f "$f" ] && [ ! -L "$f" ] && sed -i 's|/sysroot/|/|g' "$f"
+done
+rm -f /opt/python/*/lib/python3*/__pycache__/_sysconfigdata_*.pyc
+# CPython 3.11's setup.py finds libffi's header but not its library in a cross build, so its
+# _ctypes lacks the dependency: name it (the symbols are libffi's, unversioned)
+ffi=$(patchelf --print-soname "/usr/lib/$TRIPLET/libffi.so")
+for so in /opt/python/*/lib/python3*/lib-dynload/_ctypes.*.so; do
+  [ -f "$so" ] || continue
+  patchelf --print-needed "$so" | grep -q '^libffi' || patchelf --add-needed "$ffi" "$so"
+done
 pythons_json=$(for p in $PYTHONS; do printf '"%s", ' "$p"; done | sed 's/, $//')
 cat > /opt/python/ciwheels.json <<JSON
 {"format": 1, "arch": "$ARCH", "pythons": [$pythons_json], "policy": "$AUDITWHEEL_PLAT", "glibc": "$GLIBC",
