@@ -29,16 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ciwheels.build import CONTAINER_CA, trust_environment  # noqa: E402
 from ciwheels.image import image_labels  # noqa: E402
 from ciwheels.registry import host_ca_bundle  # noqa: E402
+from ciwheels.sdist import fetch_sdist  # noqa: E402  (from the package index, sha256 checked, cached)
 
 PACKAGES = ["msgpack==1.1.2", "Brotli==1.1.0"]
-
-
-def fetch_sdist(spec: str, into: Path) -> Path:
-    into.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                    "--no-build-isolation", "-d", str(into), spec], check=True, timeout=600)
-    name = spec.split("==")[0].lower().replace("-", "_")
-    return next(p for p in into.iterdir() if p.name.lower().replace("-", "_").startswith(name))
 
 
 def cibuildwheel_run(sdist: Path, arch: str, image: str, out: Path, native: bool) -> tuple[float, str]:
@@ -83,7 +76,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-emulated-") as tmp:
         root = Path(tmp)
         for spec in args.packages:
-            sdist = fetch_sdist(spec, root / "sdists")
+            sdist = fetch_sdist(*spec.split("=="))
             times = results.setdefault(spec, {"plain": [], "native": [], "x86_64": []})
             for run in range(1, args.runs + 1):
                 for config, arch, image, native in (("plain", "riscv64", args.riscv64_image, False),
