@@ -1,7 +1,9 @@
-"""`ciwheels image build ARCH`: the build image for arches with no pypa image (riscv64) or for
-machines that reach no image registry. With --base it builds images/Containerfile on that
-image; without, fully offline, on a Debian root filesystem debootstrapped here (cached) and
-imported with `podman import --arch`."""
+"""`ciwheels image build ARCH`: the manylinux-style build image for arches with no pypa image
+(riscv64) or for machines that reach no image registry (images/README.md). A `Recipe` (arch,
+base, Pythons, native compilers, cross base) decides the image, and its digest tags it. The base
+is an image reference (`--base`) or, offline, a Debian root filesystem debootstrapped here
+(cached) and imported with `podman import --arch`; its glibc, read from the base, is the
+manylinux policy. The CPython tarballs come from `pysources` (sha256-checked, cached)."""
 
 from __future__ import annotations
 
@@ -227,7 +229,6 @@ def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_s
         _stream(cmd, f"{engine} build", timeout)
     return {"tag": tags[-1], "tags": tags, "digest": digest, "arch": arch, "base": base, "glibc": glibc,
             "policy": policy, "pythons": list(recipe.pythons), "native-compilers": native}
-
 
 
 def host_ca_bundle_file() -> Path | None:
