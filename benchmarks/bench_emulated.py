@@ -16,7 +16,6 @@ twice. Prints every run, then one line per package:
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -26,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ciwheels.build import CONTAINER_CA, trust_environment  # noqa: E402
+from ciwheels.build import process_environment, trust_environment  # noqa: E402
 from ciwheels.image import image_labels  # noqa: E402
 from ciwheels.registry import host_ca_bundle  # noqa: E402
 from ciwheels.sdist import fetch_sdist  # noqa: E402  (from the package index, sha256 checked, cached)
@@ -39,12 +38,10 @@ def cibuildwheel_run(sdist: Path, arch: str, image: str, out: Path, native: bool
     wheel's name (its tags show the policy auditwheel gave it)."""
     ca = host_ca_bundle()
     environment = {**trust_environment(ca), **({} if native else {"CIWHEELS_NATIVE_COMPILERS": "0"})}
-    env = {**os.environ,
-           "CIBW_BUILD": f"cp313-manylinux_{arch}", "CIBW_ARCHS_LINUX": arch,
-           f"CIBW_MANYLINUX_{arch.upper()}_IMAGE": image,
-           "CIBW_ENVIRONMENT_LINUX": " ".join(f"{k}={v}" for k, v in environment.items()),
-           "CIBW_CONTAINER_ENGINE": "podman" + (f"; create_args: --volume={ca}:{CONTAINER_CA}:ro" if ca else ""),
-           "CIBW_BUILD_VERBOSITY": "0"}
+    env = process_environment({"CIBW_BUILD": f"cp313-manylinux_{arch}", "CIBW_ARCHS_LINUX": arch,
+                               f"CIBW_MANYLINUX_{arch.upper()}_IMAGE": image,
+                               "CIBW_ENVIRONMENT_LINUX": " ".join(f"{k}={v}" for k, v in environment.items()),
+                               "CIBW_BUILD_VERBOSITY": "0"}, "podman", ca)
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "cibuildwheel", "--platform", "linux", "--output-dir", str(out),

@@ -790,19 +790,20 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
     recipe = Recipe(arch, base, tuple(sorted(chosen, key=order.index)), native_compilers, cross_base)
     for pid in recipe.pythons:  # a source that cannot serve a Python is said before any container starts
         pysources.source_for(pysources.minor_of(pid), python_source)
+    digest_tag, digest = recipe.tag(), recipe.digest()  # each hashes the recipe files: once
     if dry_run:
-        facts = {"tag": recipe.tag(), "digest": recipe.digest(), "arch": arch, "base": base,
+        facts = {"tag": digest_tag, "digest": digest, "arch": arch, "base": base,
                  "pythons": list(recipe.pythons), "native-compilers": native_compilers, "cross-base": cross_base}
         click.echo(_json.dumps(facts, indent=2) if as_json else facts["tag"])
         return
     engine = engine or ("podman" if shutil.which("podman") else "docker")
     tag = tag or image_tag(arch)
-    labels = image_labels(engine, recipe.tag())
+    labels = image_labels(engine, digest_tag)
     if labels is not None and not force:
-        tag_image(engine, recipe.tag(), tag)
-        click.echo(f"{recipe.tag()} exists (same recipe; --force rebuilds it)", err=True)
+        tag_image(engine, digest_tag, tag)
+        click.echo(f"{digest_tag} exists (same recipe; --force rebuilds it)", err=True)
         policy = labels.get("io.ciwheels.policy", "")
-        facts = {"tag": tag, "tags": [recipe.tag(), tag], "digest": recipe.digest(), "arch": arch, "base": base,
+        facts = {"tag": tag, "tags": [digest_tag, tag], "digest": digest, "arch": arch, "base": base,
                  "glibc": ".".join(policy.split("_")[1:3]) if policy.startswith("manylinux_") else None,
                  "policy": policy, "pythons": labels.get("io.ciwheels.pythons", "").split(),
                  "native-compilers": labels.get("io.ciwheels.native-compilers") == "true", "reused": True}
