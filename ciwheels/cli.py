@@ -735,6 +735,10 @@ def image() -> None:
                                    "--base, which must then be a multi-arch reference).")
 @click.option("--native-compilers/--no-native-compilers", default=True, show_default=True,
               help="Put x86_64-hosted cross compilers for ARCH first on the image's PATH (foreign arches).")
+@click.option("--sysroot", metavar="NAME", default="default", show_default=True,
+              help="Compile extensions against this older glibc's sysroot (images.toml: bullseye = glibc 2.31, "
+                   "bookworm = 2.36), or `none` (the base's glibc); it sets the wheels' manylinux policy. "
+                   "Default: the arch's (riscv64: bullseye).")
 @click.option("--engine", type=click.Choice(["docker", "podman"]), envvar="CIWHEELS_ENGINE",
               help="Container engine (default: podman if installed, else docker).")
 @click.option("--tag", help="Also tag the image so (default: localhost/ciwheels-manylinux-ARCH:trixie). It is "
@@ -745,8 +749,8 @@ def image() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print what the image carries as JSON.")
 @click.option("--dry-run", is_flag=True, help="Print the image's digest tag and recipe; build nothing.")
 def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, base: str | None,
-                cross_base: str | None, native_compilers: bool, engine: str | None, tag: str | None, force: bool,
-                timeout: float, as_json: bool, dry_run: bool) -> None:
+                cross_base: str | None, native_compilers: bool, sysroot: str, engine: str | None, tag: str | None,
+                force: bool, timeout: float, as_json: bool, dry_run: bool) -> None:
     """Build the manylinux-style image for ARCH (riscv64, x86_64, aarch64, ppc64le, s390x).
 
     The image carries every CPython asked for in /opt/python/<tag>, each compiled from its
@@ -759,7 +763,9 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
 
     Offline (no --base): debootstraps Debian trixie for ARCH and for amd64 (cached in
     ~/.cache/ciwheels or $CIWHEELS_CACHE) and imports them with `podman import --arch`. The
-    manylinux policy is the base's glibc (trixie: manylinux_2_41). Tarballs are cached too. The
+    manylinux policy is the base's glibc (trixie: manylinux_2_41), or with a sysroot (--sysroot;
+    riscv64's default: Debian bullseye's, glibc 2.31) the sysroot's: manylinux_2_31. Tarballs
+    are cached too. The
     image is tagged by a digest of its recipe: an unchanged recipe reuses the image. The image
     says what it carries (labels io.ciwheels.*, /opt/python/ciwheels.json); see images/README.md.
     """
@@ -770,7 +776,7 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
     from ciwheels.errors import CiwheelsError
     from ciwheels import pysources
     from ciwheels.image import Recipe, build_image, default_pythons, image_catalog, image_labels, image_tag, \
-        tag_image
+        sysroot_glibc, tag_image
 
     cat = load_catalog()
     if arch not in image_catalog()["arches"]:
@@ -787,13 +793,15 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
         if pid not in chosen:
             chosen.append(pid)
     order = list(cat.pythons)
-    recipe = Recipe(arch, base, tuple(sorted(chosen, key=order.index)), native_compilers, cross_base)
+    recipe = Recipe(arch, base, tuple(sorted(chosen, key=order.index)), native_compilers, cross_base, sysroot)
+    sysroot_glibc(arch, recipe.sysroot)  # an unknown sysroot is said before anything is fetched
     for pid in recipe.pythons:  # a source that cannot serve a Python is said before any container starts
         pysources.source_for(pysources.minor_of(pid), python_source)
     digest_tag, digest = recipe.tag(), recipe.digest()  # each hashes the recipe files: once
     if dry_run:
         facts = {"tag": digest_tag, "digest": digest, "arch": arch, "base": base,
-                 "pythons": list(recipe.pythons), "native-compilers": native_compilers, "cross-base": cross_base}
+                 "pythons": list(recipe.pythons), "native-compilers": native_compilers, "cross-base": cross_base,
+                 "sysroot": recipe.sysroot}
         click.echo(_json.dumps(facts, indent=2) if as_json else facts["tag"])
         return
     engine = engine or ("podman" if shutil.which("podman") else "docker")
@@ -806,7 +814,8 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
         facts = {"tag": tag, "tags": [digest_tag, tag], "digest": digest, "arch": arch, "base": base,
                  "glibc": ".".join(policy.split("_")[1:3]) if policy.startswith("manylinux_") else None,
                  "policy": policy, "pythons": labels.get("io.ciwheels.pythons", "").split(),
-                 "native-compilers": labels.get("io.ciwheels.native-compilers") == "true", "reused": True}
+                 "native-compilers": labels.get("io.ciwheels.native-compilers") == "true",
+                 "sysroot": labels.get("io.ciwheels.sysroot", "none"), "reused": True}
     else:
         facts = build_image(recipe, engine, tag, python_source=python_source, timeout=timeout * 60)
     click.echo(_json.dumps(facts, indent=2) if as_json else facts["tag"])
