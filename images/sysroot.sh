@@ -41,11 +41,10 @@ cp "$old/libgcc_s.so" "$root/$lib/libgcc_s.so"   # GROUP ( libgcc_s.so.1 -lgcc )
 for archive in libstdc++.a libsupc++.a libstdc++fs.a; do  # -static-libstdc++ takes these
   [ -f "$old/$archive" ] && cp "$old/$archive" "$root/$lib/"
 done
-# the sysroot really is the glibc it is said to be: the newest version its libc defines
-defined=$(readelf -V -W "$root/$lib/libc.so.6" | grep -o 'Name: GLIBC_2\.[0-9]*' | sed 's/Name: GLIBC_//' \
-  | sort -t. -k2,2n | tail -n 1)
-if [ "$defined" != "$SYSROOT_GLIBC" ]; then
-  echo "ciwheels image: the $SYSROOT sysroot's libc defines GLIBC_$defined, not GLIBC_$SYSROOT_GLIBC" >&2
+# the sysroot really is the glibc it is said to be (libc.so.6 says its release)
+release=$(grep -ao 'release version 2\.[0-9]*' "$root/$lib/libc.so.6" | head -n 1 | sed 's/release version //')
+if [ "$release" != "$SYSROOT_GLIBC" ]; then
+  echo "ciwheels image: the $SYSROOT sysroot's libc is glibc $release, not $SYSROOT_GLIBC" >&2
   exit 1
 fi
 cxx=$root/usr/include/c++/$gcc_old
@@ -76,6 +75,32 @@ exec "\$next" --sysroot=${root#/out} -specs=${top#/out}/cxx.specs "\$@" \\
 EOF
   chmod +x "$top/bin/$name"
 done
+# auditwheel's refusal of a wheel for "too-recent versioned symbols" names no library: when it
+# says so, also show what the wheel links (the libraries before-all installed from the base)
+cat > "$top/bin/auditwheel" <<EOF
+#!/bin/sh
+# auditwheel, explaining a refusal for too-recent symbols (ciwheels image, images/README.md)
+real=/opt/ciwheels-tools/bin/auditwheel
+[ "\$1" = repair ] || exec "\$real" "\$@"
+err=\$(mktemp)
+"\$real" "\$@" 2> "\$err"
+rc=\$?
+cat "\$err" >&2
+if [ \$rc != 0 ] && grep -q "too-recent versioned symbols" "\$err"; then
+  for arg in "\$@"; do
+    case "\$arg" in *.whl) echo "ciwheels image: what the refused wheel links (auditwheel show \$arg):" >&2
+                           "\$real" show "\$arg" >&2 ;; esac
+  done
+  echo "ciwheels image: this image compiles extensions against the glibc $SYSROOT_GLIBC of the $SYSROOT" \\
+    "sysroot, so a library the wheel links was built for a newer glibc: one from the image's own" \\
+    "distribution (apt-get install in before-all) needs its glibc $GLIBC. Build it from source in" \\
+    "before-all with the image's compilers (they use the sysroot) into /usr/local: see" \\
+    "\"Libraries from before-all\" in ciwheels' images/README.md." >&2
+fi
+rm -f "\$err"
+exit \$rc
+EOF
+chmod +x "$top/bin/auditwheel"
 cat > "$top/info" <<EOF
 SYSROOT=$SYSROOT
 SYSROOT_GLIBC=$SYSROOT_GLIBC
