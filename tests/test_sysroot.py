@@ -139,6 +139,33 @@ def test_without_the_sysroot_the_same_sources_need_glibc_2_38(riscv64, tmp_path)
     assert (major, minor) >= (2, 38)
 
 
+def test_a_library_from_the_base_is_refused_with_an_explanation(riscv64, tmp_path):
+    """A wheel linking a library of the image's distribution (trixie's liblzma, glibc 2.34) that
+    before-all would install: `ciwheels build` fails the cell, the image's auditwheel shows what
+    the wheel links, and ciwheels says what auditwheel's "too-recent versioned symbols" means."""
+    import shutil
+
+    from conftest import with_registries
+
+    project = tmp_path / "proj"
+    shutil.copytree(DEMO, project, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    (project / "matrix").mkdir()
+    (project / "matrix" / "wheels.yaml").write_text(with_registries(
+        f"python: [cp313]\narch: [riscv64]\nimages:\n  riscv64-glibc: {{image: \"{riscv64['tag']}\", "
+        "policy: manylinux_2_31}\nenvironment: {SYSROOT_DEMO_LZMA: '1'}\n"))
+    out = tmp_path / "wh"
+    proc = subprocess.run([sys.executable, "-m", "ciwheels", "build", "--project", str(project), "--all",
+                           "--engine", "podman", "--out", str(out)], capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 1, proc.stderr[-4000:]
+    log = next(out.glob("*.log")).read_text()
+    assert "too-recent versioned symbols" in log  # auditwheel's own words
+    assert "what the refused wheel links" in log and "liblzma.so.5" in log  # the image's auditwheel
+    assert "glibc 2.31 of the bullseye" in log
+    # ciwheels' report of the failure explains it
+    assert "a library it links needs a newer glibc" in proc.stderr and "bullseye sysroot" in proc.stderr
+    assert "Libraries from before-all" in proc.stderr
+
+
 # name==version, the test command (run in the image under QEMU), what it needs, and for the
 # packages picked because they call the strtol family, which of their extension modules does
 REAL = {
