@@ -109,7 +109,7 @@ def within_policy(symbols: set[str]) -> None:
 def test_demo_extensions_are_manylinux_2_31(riscv64, tmp_path, compilers):
     env = {"CIWHEELS_NATIVE_COMPILERS": "0"} if compilers == "emulated" else {}
     proc, wheels = cibuildwheel(DEMO, tmp_path / "out", riscv64["tag"], env=env,
-                                test="python {project}/tests/test_demo.py")
+                                test="python {project}/tests/check_demo.py")
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert [w.name for w in wheels] == [f"sysroot_demo-0.1.0-cp313-cp313-{POLICY}.whl"]
