@@ -17,9 +17,9 @@ import pytest
 from servers import HostileServer, PypiServer
 from wheelfactory import make_wheel
 
-from ciwheels.diff import MAX_NOTE_PAGES, post_gitlab_note
-from ciwheels.errors import CiwheelsError
-from ciwheels.registry import RegistryClient, Target, parse_simple_page
+from ciwheels.views.diff import MAX_NOTE_PAGES, post_gitlab_note
+from ciwheels.core.errors import CiwheelsError
+from ciwheels.net.registry import RegistryClient, Target, parse_simple_page
 
 TOKEN = "glpat-SENTINEL-resources"
 

@@ -18,8 +18,8 @@ import pytest
 from conftest import run_ciwheels
 from wheelfactory import compile_so, make_wheel
 
-from ciwheels import verify as verify_mod
-from ciwheels.verify import verify_wheel
+from ciwheels.dist import verify as verify_mod
+from ciwheels.dist.verify import verify_wheel
 
 SOURCE = "int add(int a, int b) { return a + b; }\n"
 STATUSES = {"ok", "below", "too-high", "undetermined", "unreadable"}

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from ciwheels.build import NOT_IN_IMAGE, POLICY_LABEL, PYTHONS_LABEL, carried_pythons, policy_mismatches, refusals
+from ciwheels.build.run import NOT_IN_IMAGE, POLICY_LABEL, PYTHONS_LABEL, carried_pythons, policy_mismatches, refusals
 from ciwheels.catalog import load_catalog
-from ciwheels.cibwopts import cibw_options
-from ciwheels.errors import CiwheelsError
-from ciwheels.load import load_matrix
-from ciwheels.normalise import normalise
-from ciwheels.pipeline import expand_files
+from ciwheels.matrix.cibwopts import cibw_options
+from ciwheels.core.errors import CiwheelsError
+from ciwheels.matrix.load import load_matrix
+from ciwheels.matrix.normalise import normalise
+from ciwheels.project.open import expand_files
 from conftest import EXAMPLE, run_ciwheels
 
 CAT = load_catalog()

@@ -135,7 +135,7 @@ def test_gitlab_job_token_layout_and_duplicate_message(tmp_path, pypi):
         make_wheel(tmp_path / "late", "late-pkg", "1.0")
         late = tmp_path / "late" / "late_pkg-1.0-py3-none-any.whl"
         gitlab.files[late.name] = ("late-pkg", late.read_bytes())
-        import ciwheels.publish as pub
+        import ciwheels.dist.publish as pub
 
         target = pub.Target(f"{gitlab.api}/projects/42/packages/pypi", "gitlab-ci-token", SENTINEL, "test")
         p = pub.Publisher(target)

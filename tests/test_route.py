@@ -10,10 +10,10 @@ import pytest
 from conftest import run_ciwheels
 from wheelfactory import make_wheel
 
-from ciwheels.artifacts import Manifest, ManifestEntry, write_manifest
-from ciwheels.errors import CiwheelsError
-from ciwheels.pipeline import project_registries
-from ciwheels.publish import folder_manifest, route, wheels_in
+from ciwheels.dist.artifacts import Manifest, ManifestEntry, write_manifest
+from ciwheels.core.errors import CiwheelsError
+from ciwheels.project.open import project_registries
+from ciwheels.dist.publish import folder_manifest, route, wheels_in
 
 TAG = "cp312-cp312-manylinux_2_28_x86_64"
 FAST = "http://127.0.0.1:9/fast"
