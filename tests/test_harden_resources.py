@@ -17,7 +17,7 @@ import pytest
 from servers import HostileServer, PypiServer
 from wheelfactory import make_wheel
 
-from ciwheels.views.diff import MAX_NOTE_PAGES, post_gitlab_note
+from ciwheels.net.gitlab import MAX_NOTE_PAGES, post_gitlab_note
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.net.registry import RegistryClient, Target, parse_simple_page
 
@@ -105,6 +105,18 @@ def test_grid_status_with_junk_on_the_index(tmp_path):
 def note_env(url: str, **extra) -> dict:
     return {"CI_API_V4_URL": url + "/api/v4", "CI_PROJECT_ID": "1", "CI_MERGE_REQUEST_IID": "2",
             "CIWHEELS_NOTE_TOKEN": TOKEN, **extra}
+
+
+@pytest.mark.parametrize("hostile", ["trickle", "trickle-headers"], indirect=True)
+def test_a_trickling_gitlab_api_cannot_hold_the_note_past_its_timeout(hostile):
+    """#18: the note poster checked its deadline between 64 KiB reads only, so a server sending a
+    byte every 0.2 s held a `timeout=2` call for as long as it liked. It now goes through the one
+    HTTP client (net/http.py), whose deadline covers the whole call."""
+    start = time.monotonic()
+    with pytest.raises(CiwheelsError, match="within") as e:
+        post_gitlab_note("body", env=note_env(hostile.url), timeout=2)
+    assert time.monotonic() - start < 4, "the deadline is for the whole call"
+    assert TOKEN not in str(e.value)
 
 
 @pytest.mark.parametrize("hostile", ["next-page"], indirect=True)

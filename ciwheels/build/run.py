@@ -32,7 +32,7 @@ from ciwheels.core.log import Progress, get_logger, no_progress
 from ciwheels.matrix.model import Cell, Expansion, wheel_matches
 from ciwheels.pipelines.plan import Plan
 from ciwheels.images.recipe import image_labels
-from ciwheels.net.registry import host_ca_bundle
+from ciwheels.net.http import host_ca_bundle
 from ciwheels.build.sdist import fetch_sdist
 from ciwheels.dist.variants import make_variant
 from ciwheels.dist.verify import verify_wheel

@@ -37,7 +37,7 @@ _INSECURE_OPTION = click.option(
 
 def _seconds(value: float) -> float:
     """--timeout: a finite number of seconds above 0 (else the usual error, exit 2)."""
-    from ciwheels.net.registry import check_timeout
+    from ciwheels.net.http import check_timeout
 
     return check_timeout(value)
 

@@ -223,7 +223,7 @@ def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_s
 
 
 def host_ca_bundle_file() -> Path | None:
-    from ciwheels.net.registry import host_ca_bundle
+    from ciwheels.net.http import host_ca_bundle
 
     found = host_ca_bundle()
     return Path(found) if found else None

@@ -310,7 +310,7 @@ def _tls_context(cafile: str | None) -> ssl.SSLContext:
 def _opener(watchdog: _Watchdog, read_timeout: float) -> urllib.request.OpenerDirector:
     """urllib with connections that open within CONNECT_TIMEOUT, wait at most `read_timeout` for
     each read, are known to the watchdog, and trust the machine's CA bundle."""
-    from ciwheels.net.registry import host_ca_bundle
+    from ciwheels.net.http import host_ca_bundle
 
     def bounded(cls):
         class Conn(cls):
