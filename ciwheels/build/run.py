@@ -130,7 +130,7 @@ def prepare_runs(expansion: Expansion, plan: Plan, project: Path, cell_ids: tupl
     for inv in runs:
         first = inv.cells[0]
         if needs.get(inv.job):
-            inv.index_env = dependency_indexes(first, registries or {})
+            inv.index_env = dependency_indexes(first)
         if first.package or wanted:
             name, version = (first.package, first.version) if first.package else wanted
             inv.package = str(fetch_sdist(name, version)) if fetch else f"{name}-{version}.tar.gz"
@@ -139,15 +139,12 @@ def prepare_runs(expansion: Expansion, plan: Plan, project: Path, cell_ids: tupl
     return cells, runs
 
 
-def dependency_indexes(cell: Cell, registries: dict) -> dict[str, str]:
+def dependency_indexes(cell: Cell) -> dict[str, str]:
     """A package that `needs` others installs its build dependencies from our registry first
     (our riscv64 numpy), then the upstream index: pip and uv settings for the build container."""
-    from ciwheels.net.registry import default_registry_url
     from ciwheels.net.registry import index_url
 
-    reg = registries.get(cell.registry)
-    default = default_registry_url()
-    ours = reg.simple if reg else (default.rstrip("/") + "/simple" if default else "")
+    ours = cell.destination.index if cell.destination else ""
     if not ours:
         log.warning("%s needs other packages but names no registry to install them from", cell.package)
         return {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ciwheels.pipelines.plan import Plan, job_json, keep_cells
-from ciwheels.net.registry import default_registry_url
 from ciwheels.builder.state import CellState, Listings, StateOptions, cell_states
 from ciwheels.builder.upstream import resolved_versions
 
@@ -45,7 +44,7 @@ def make_plan(project, *, missing: bool, listings: Listings | None = None,
     versions = resolved_versions(project.spec)
     if not missing:
         return PlanResult(plan, {}, versions)
-    listings = listings or Listings(project.registries, default_registry_url())
+    listings = listings or Listings.of(project.registries)
     states = cell_states(project, listings, opts)
     keep = [c for c in project.expansion.cells if states[c.id].state == "missing"]
     return PlanResult(keep_cells(plan, keep, project.catalog), states, versions, listings.reads)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -69,32 +68,32 @@ def cell_fingerprint(cell: Cell) -> str:
 
 @dataclass
 class Listings:
-    """Registry index pages, one read per (registry index, package), cached for the run."""
+    """Registry index pages, one read per (registry index, package), cached for the run. Where a
+    cell's wheels are is `cell.destination` (matrix/destination.py); the credentials of each
+    read are net/auth.py's, per host."""
 
-    registries: dict[str, Registry]
-    default_url: str = ""  # for cells that name no registry (CIWHEELS_REPOSITORY_URL, GitLab's project registry)
-    default_index: str = ""
+    registry_urls: tuple[str, ...] = ()  # every registry URL of the matrix (auth's environment host)
+    names: dict[str, str] = field(default_factory=dict)  # registry URL as given -> its name in the matrix
     pages: dict[tuple[str, str], list | None] = field(default_factory=dict)
     errors: dict[tuple[str, str], str] = field(default_factory=dict)
     reads: int = 0
 
+    @classmethod
+    def of(cls, registries: dict[str, Registry]) -> Listings:
+        return cls(tuple(r.url for r in registries.values()), {r.url: name for name, r in registries.items()})
+
     def where(self, cell: Cell) -> tuple[str, str] | None:
-        """(upload URL, simple index URL) of the cell's registry; None when it has none."""
-        if cell.registry and cell.registry in self.registries:
-            reg = self.registries[cell.registry]
-            return reg.url.rstrip("/"), reg.simple
-        if self.default_url:
-            return self.default_url.rstrip("/"), (self.default_index or f"{self.default_url.rstrip('/')}/simple")
-        return None
+        """(upload URL as given, simple index URL) of the cell's destination; None when it has none."""
+        dest = cell.destination
+        return (dest.url_with_credentials or dest.url, dest.index) if dest else None
 
     def _client(self, url: str, index: str):
-        from ciwheels.net.registry import RegistryClient, Target, job_token_for
+        from ciwheels.net.auth import credentials_for
+        from ciwheels.net.registry import RegistryClient, Target
 
-        env = os.environ
-        user, password = env.get("CIWHEELS_USERNAME", ""), env.get("CIWHEELS_PASSWORD", "")
-        if not password and job_token_for(url, env):
-            user, password = job_token_for(url, env)
-        return RegistryClient(Target(url, user, password, "status", index), retries=3, timeout=30, backoff=0.5)
+        creds = credentials_for(url, index=index, registry_urls=self.registry_urls, registry=self.names.get(url, ""))
+        return RegistryClient(Target(url, creds.username, creds.password, creds.source, index),
+                              retries=3, timeout=30, backoff=0.5)
 
     def prefetch(self, wanted: set[tuple[str, str, str]], jobs: int = 16) -> None:
         """Read (url, index, name) pages in parallel."""
@@ -294,9 +293,9 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
 def publish_status(cells: list[Cell], registries: dict[str, Registry], project: Path) -> dict[str, str]:
     """{cell id: "published" | "missing" | "unknown"} for cells that name a registry (the HTML
     grid of `ciwheels matrix --status`)."""
-    listings = Listings(registries)
+    listings = Listings.of(registries)
     own_name, own_version = project_name_version(project)
-    named = [c for c in cells if c.registry and c.registry in registries]
+    named = [c for c in cells if c.destination]
     listings.prefetch({(*listings.where(c), canonicalize_name(c.package or own_name)) for c in named
                        if (c.package or own_name)})
     status = {}

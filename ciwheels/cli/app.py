@@ -130,10 +130,10 @@ def cli(quiet: bool) -> None:
     _configure_logging(quiet)
 
 
-def _open(project: Path, matrix_paths: tuple[Path, ...]):
+def _open(project: Path, matrix_paths: tuple[Path, ...], repository_url: str | None = None):
     from ciwheels.project.open import open_project
 
-    return open_project(project, matrix_paths)
+    return open_project(project, matrix_paths, repository_url=repository_url)
 
 
 def _print_warnings(expansion) -> None:

@@ -53,12 +53,11 @@ def plan_cmd(project: Path, matrix_paths: tuple[Path, ...], missing: bool, as_js
     import json
 
     from ciwheels.builder.schedule import make_plan
-    from ciwheels.net.registry import default_registry_url
     from ciwheels.builder.state import Listings
 
-    opened = _open(project, matrix_paths)
+    opened = _open(project, matrix_paths, repository_url)
     _print_warnings(opened.expansion)
-    listings = Listings(opened.registries, default_registry_url(repository_url))
+    listings = Listings.of(opened.registries)
     result = make_plan(opened, missing=missing, listings=listings,
                        opts=_state_opts(previous, retry_failed, retry_after, no_upstream) if missing else None)
     data = result.to_json(opened.expansion.cells)
@@ -103,11 +102,10 @@ def status_cmd(project: Path, matrix_paths: tuple[Path, ...], fmt: str, artifact
     upstream; and per package the newest upstream release and whether it is built."""
     import json
 
-    from ciwheels.net.registry import default_registry_url
     from ciwheels.builder.state import Listings, cell_states
     from ciwheels.builder.statuspage import copy_logs, failed_builds, html_status, status_document, text_status
 
-    opened = _open(project, matrix_paths)
+    opened = _open(project, matrix_paths, repository_url)
     failed = failed_builds(list(artifact_dirs))
     links = copy_logs(failed, site) if site else {c: str(log) for c, (_, log) in failed.items() if log}
     opts = _state_opts(previous, retry_failed, retry_after, no_upstream, {c: links.get(c, "") for c in failed})
@@ -116,7 +114,7 @@ def status_cmd(project: Path, matrix_paths: tuple[Path, ...], fmt: str, artifact
 
         opened.upstream = opened.upstream or IndexCache()
         opened.upstream.prefetch(p.name for m in opened.spec.matrices for p in m.packages)
-    states = cell_states(opened, Listings(opened.registries, default_registry_url(repository_url)), opts)
+    states = cell_states(opened, Listings.of(opened.registries), opts)
     doc = status_document(opened, states)
     title = f"ciwheels status: {project.resolve().name}"
     short = {lv.name: lv.short for lv in opened.catalog.levels.values()}

@@ -86,6 +86,7 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
     from ciwheels.project.open import project_registries
     from ciwheels.catalog import load_catalog
     from ciwheels.dist.publish import Publisher, folder_manifest, route, target_for, wheels_in
+    from ciwheels.matrix.destination import environment_default
     from ciwheels.views.report import table
     from ciwheels.dist.variants import index_files, publish_index_files
 
@@ -97,19 +98,19 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
         _fail_on_missing(missing)
         return
     registries = {} if repository_url else project_registries(project)
-    groups = route(wheels, manifest, registries, folder=folder, only=registry, repository_url=repository_url)
+    groups = route(wheels, manifest, registries, folder=folder, only=registry, repository_url=repository_url,
+                   default=environment_default())
     if dry_run:
-        for name, items in groups.items():
+        for dest, items in groups.items():
             for path, digest in items:
-                click.echo(scrub(f"would publish {path.name} (sha256 {digest})"
-                                 + (f" to {name} ({registries[name].url})" if name else "")))
+                click.echo(scrub(f"would publish {path.name} (sha256 {digest}) to {dest.url} ({dest.source})"))
             for fname in index_files([p for p, _ in items]):
-                click.echo(scrub(f"would publish {fname} last" + (f" to {name}" if name else "")))
+                click.echo(scrub(f"would publish {fname} last to {dest.url}"))
         return
     results = []
-    for name, items in groups.items():
-        target = target_for(name, registries, repository_url, index_url)
-        click.echo(scrub(f"publishing {len(items)} wheel(s) to {name + ': ' if name else ''}{target}"), err=True)
+    for dest, items in groups.items():
+        target = target_for(dest, registries, index_url)
+        click.echo(scrub(f"publishing {len(items)} wheel(s) to {target}"), err=True)
         publisher = Publisher(target, jobs=jobs, retries=retries, timeout=timeout, progress=_progress(),
                               allow_insecure_http=allow_insecure_http)
         done = publisher.publish(items)

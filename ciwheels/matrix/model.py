@@ -38,6 +38,24 @@ class Registry:
 
 
 @dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a cell's wheels are published, decided once (matrix/destination.py) and read by the
+    clash check, plan, status, build's dependency indexes and publish. No credentials: those are
+    decided per request and per host (net/auth.py)."""
+
+    registry: str  # the matrix's registry name; "" for the environment's default registry
+    url: str  # upload URL, without userinfo
+    index: str  # simple index URL, without userinfo
+    source: str  # why this one, for messages: "registry 'fast' (matrix/wheels.yaml:7)", "CIWHEELS_REPOSITORY_URL"
+    url_with_credentials: str = field(default="", repr=False, compare=False)  # as given, userinfo and all
+
+    @property
+    def key(self) -> str:
+        """What two destinations are the same registry by."""
+        return self.url.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
 class Runner:
     github: str
     gitlab: tuple[str, ...]
@@ -74,6 +92,7 @@ class Cell:
     version: str = ""
     matrix_file: str = ""
     registry: str = ""  # name of the registry the cell's wheels are published to ("" = none named)
+    destination: Destination | None = None  # where its wheels go (matrix/destination.py); None: nowhere known
     origins: dict[str, Origin] = field(default_factory=dict, compare=False)
     notes: tuple[str, ...] = ()
     isa_environment: dict[str, str] = field(default_factory=dict)  # the ISA family's flags for the level

@@ -44,7 +44,7 @@ def post_gitlab_note(markdown: str, env: dict[str, str] | None = None, timeout: 
         kw = {"data": json.dumps(body).encode(), "headers": {"Content-Type": "application/json"}} \
             if body is not None else {}
         try:
-            resp, _ = client.request(method, url, f"{method} {shown}", **kw)
+            resp, _ = client.request(method, url, f"{method} {shown}", answer_server_errors=True, **kw)
         except CiwheelsError as e:
             raise CiwheelsError(f"cannot reach GitLab: {client.scrub(str(e))}") from None
         if resp.status_code in REDIRECTS:  # the token must not follow a redirect elsewhere

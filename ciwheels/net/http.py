@@ -158,7 +158,8 @@ class HttpClient:
             raise box["error"]
         return box["resp"]
 
-    def request(self, method: str, url: str, what: str, *, follow_redirects: bool = False, **kw):
+    def request(self, method: str, url: str, what: str, *, follow_redirects: bool = False,
+                answer_server_errors: bool = False, **kw):
         """One call with retries on connection errors, timeouts, 5xx and 429. Returns
         (response, attempts). Raises CiwheelsError (scrubbed) after the last attempt. Values
         of `kw` may be callables, called for each attempt (a file body must be re-read)."""
@@ -183,7 +184,8 @@ class HttpClient:
                 self._local.session = None  # a broken connection: start a new one
                 delay = self.backoff * 2 ** (attempt - 1)
             else:
-                if resp.status_code == 429 or resp.status_code >= 500:
+                if (resp.status_code == 429 or resp.status_code >= 500) and not (
+                        answer_server_errors and attempt == self.retries):
                     last = f"HTTP {resp.status_code}"
                     retry_after = resp.headers.get("Retry-After", "")
                     delay = float(retry_after) if retry_after.isdigit() else self.backoff * 2 ** (attempt - 1)

@@ -47,35 +47,25 @@ class Target:
         return f"{credentials.redact_url(self.url)} (as {self.username}, from {self.source})"
 
 
-def resolve_target(repository_url: str | None, env: dict[str, str] | None = None, index: str = "") -> Target:
-    """--repository-url or CIWHEELS_REPOSITORY_URL with CIWHEELS_USERNAME/CIWHEELS_PASSWORD (or
-    credentials in the URL, `https://user:TOKEN@host/...`, which never appear in output); in
-    GitLab CI, the project's own registry with the job token."""
+def resolve_target(repository_url: str | None, env: dict[str, str] | None = None, index: str = "", *,
+                   source: str = "", registry_urls: tuple[str, ...] = (), registry: str = "") -> Target:
+    """The registry at `repository_url` (else CIWHEELS_REPOSITORY_URL, else in GitLab CI the
+    project's own registry) with its credentials by net/auth.py's one rule. `source` names where
+    the URL came from, for messages (default: --repository-url or the variable)."""
+    from ciwheels.net.auth import ENV_INDEX, ENV_URL, credentials_for, host_of
+
     env = dict(os.environ) if env is None else env
-    for key in ("CIWHEELS_PASSWORD", "CI_JOB_TOKEN"):
-        credentials.remember(env.get(key, ""), env.get("CIWHEELS_USERNAME", "") if key == "CIWHEELS_PASSWORD"
-                             else "gitlab-ci-token")
-    url = repository_url or env.get("CIWHEELS_REPOSITORY_URL")
-    index = index or env.get("CIWHEELS_INDEX", "")
-    index, index_user, index_password = credentials.split_userinfo(index) if index else ("", "", "")
+    url = repository_url or env.get(ENV_URL)
     if url:
-        url, url_user, url_password = credentials.split_userinfo(url)
-        user, password = env.get("CIWHEELS_USERNAME", ""), env.get("CIWHEELS_PASSWORD", "")
-        source = "--repository-url" if repository_url else "CIWHEELS_REPOSITORY_URL"
-        if url_password or url_user:
-            user, password, source = url_user, url_password, source + " (credentials in the URL)"
-        if not password and job_token_for(url, env):
-            user, password = job_token_for(url, env)
-        if not password and index_password:
-            user, password = index_user, index_password
-        if not password:
-            user, password = _keyring(url, user)
-            source += ", keyring"
-        if not password:
-            raise CiwheelsError("no credentials for the registry: set CIWHEELS_USERNAME and CIWHEELS_PASSWORD, "
-                                "or store them in a keyring for the registry URL")
-        credentials.remember(password, user or "__token__")
-        return Target(url.rstrip("/"), user or "__token__", password, source, index)
+        source = source or ("--repository-url" if repository_url else ENV_URL)
+        if not index and not repository_url:
+            index = env.get(ENV_INDEX, "")
+        creds = credentials_for(url, index=index, env=env, registry_urls=registry_urls, registry=registry,
+                                env_host=host_of(url) if repository_url and source == "--repository-url" else None,
+                                require=True, what=source)
+        bare_index = credentials.split_userinfo(index)[0] if index else ""
+        return Target(credentials.split_userinfo(url)[0].rstrip("/"), creds.username, creds.password,
+                      f"{source}, credentials from {creds.source}", bare_index)
     if gitlab_project_registry(env) and env.get("CI_JOB_TOKEN"):
         return Target(gitlab_project_registry(env), "gitlab-ci-token", env["CI_JOB_TOKEN"], "GitLab CI job token",
                       index)
@@ -94,35 +84,6 @@ def index_url() -> str:
     """The upstream package index: CIWHEELS_INDEX_URL, else PIP_INDEX_URL, else PyPI."""
     return (os.environ.get("CIWHEELS_INDEX_URL") or os.environ.get("PIP_INDEX_URL")
             or "https://pypi.org/simple").rstrip("/")
-
-
-def default_registry_url(repository_url: str | None = None, env: dict[str, str] | None = None) -> str:
-    """Where cells that name no registry are published: --repository-url,
-    CIWHEELS_REPOSITORY_URL, else in GitLab CI the project's own package registry."""
-    env = os.environ if env is None else env
-    return repository_url or env.get("CIWHEELS_REPOSITORY_URL", "") or gitlab_project_registry(env)
-
-
-def job_token_for(url: str, env: Mapping[str, str]) -> tuple[str, str] | None:
-    """In GitLab CI, (user, password) of the job token for a URL of the instance's own API
-    (its package registries), else None."""
-    api = env.get("CI_API_V4_URL")
-    if env.get("CI_JOB_TOKEN") and api and url.startswith(api):
-        return "gitlab-ci-token", env["CI_JOB_TOKEN"]
-    return None
-
-
-def _keyring(url: str, user: str) -> tuple[str, str]:
-    """Credentials from the keyring package, when it is installed (as for twine)."""
-    try:
-        import keyring
-    except ImportError:
-        return user, ""
-    try:
-        cred = keyring.get_credential(url, user or None)
-    except Exception:  # a keyring backend may fail in many ways; treat as "no credentials"
-        return user, ""
-    return (cred.username, cred.password) if cred else (user, "")
 
 
 def _clean(target: Target) -> Target:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ciwheels.catalog import Catalog, load_catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.matrix import destination
 from ciwheels.matrix.expand import expand
 from ciwheels.matrix.load import MatrixDoc, load_files
 from ciwheels.matrix.model import Expansion, Registry
@@ -46,14 +47,16 @@ class Project:
 
 
 def open_docs(root: Path, docs: list[MatrixDoc], catalog: Catalog | None = None,
-              files: list[Path] | None = None) -> Project:
-    """A project from documents already loaded (e.g. from a git revision)."""
+              files: list[Path] | None = None, *, repository_url: str | None = None) -> Project:
+    """A project from documents already loaded (e.g. from a git revision). `repository_url`:
+    the registry of cells the matrix sends nowhere (matrix/destination.py), else the environment's."""
     catalog = catalog or load_catalog()
     spec = normalise(docs, catalog)
     index = None
     if needs_resolving(spec):  # `versions: latest` or a selection: the only reason to read the index here
         index = resolve_versions(spec)
     expansion = expand(spec, catalog)
+    destination.assign(expansion, spec.registries, destination.environment_default(repository_url=repository_url))
     if spec.render.build_images:  # their digests need the cells' Pythons: see builtimages.py
         from ciwheels.pipelines.builtimages import give_built_images
 
@@ -63,13 +66,14 @@ def open_docs(root: Path, docs: list[MatrixDoc], catalog: Catalog | None = None,
     return project
 
 
-def open_project(project: Path, matrix_paths: tuple[Path, ...] = (), *, display_root: Path | None = None) -> Project:
+def open_project(project: Path, matrix_paths: tuple[Path, ...] = (), *, display_root: Path | None = None,
+                 repository_url: str | None = None) -> Project:
     """Find, load, validate and expand the project's matrix files (PROJECT/matrix/*.yaml, or
     the --matrix paths). Files are shown relative to `display_root` (default: the current folder)."""
     catalog = load_catalog()
     files = find_matrix_files(project, matrix_paths)
     docs = load_files(files, catalog, root=display_root or Path.cwd())
-    opened = open_docs(project, docs, catalog, files)
+    opened = open_docs(project, docs, catalog, files, repository_url=repository_url)
     _check_requires_python(opened)
     return opened
 
