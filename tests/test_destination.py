@@ -168,3 +168,37 @@ def test_a_scheduled_builder_with_only_selecting_registries_converges_after_one_
     assert _basic("alice", "TOKEN-A-123456") not in base.authorizations
     assert _basic("alice", "TOKEN-A-123456") in fast.authorizations
     assert _basic("bob", "TOKEN-B-123456") in base.authorizations
+
+
+def test_matrix_status_reads_the_registries_of_the_matrix_given(tmp_path):
+    """#18.4: `matrix --status` re-read PROJECT/matrix/*.yaml and ignored --matrix."""
+    from http.server import BaseHTTPRequestHandler
+
+    from servers import serve
+
+    seen = []
+
+    class Index(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server, url = serve(Index)
+    try:
+        project = _project(tmp_path / "proj", {"wheels.yaml": "python: [cp313]\narch: [x86_64]\nregistries:\n"
+                                                             "  old: {url: 'http://127.0.0.1:9/old'}\n"})
+        (project / "pyproject.toml").write_text('[project]\nname = "demo-pkg"\nversion = "1.0"\n')
+        other = tmp_path / "other.yaml"
+        other.write_text(f"python: [cp313]\narch: [x86_64]\nregistries:\n  new: {{url: '{url}/new'}}\n")
+        proc = run_ciwheels("matrix", "--project", str(project), "--matrix", str(other), "--grid", "--format", "html",
+                            "--status")
+        assert proc.returncode == 0, proc.stderr
+        assert seen == ["/new/simple/demo-pkg/"]
+        assert 'title="x86-64: missing"' in proc.stdout
+    finally:
+        server.shutdown()
