@@ -135,7 +135,7 @@ def render_project(project: Path, matrix_paths: tuple[Path, ...] = ()) -> tuple[
 
     log = get_logger("render")
     opened = open_project(project, matrix_paths)
-    top, project_rel = repository_top(project)
+    top, project_rel = repository_top(project, _recorded_project(project, opened.plan.settings.github))
     matrix_rel = []
     for f in opened.files:
         try:
@@ -166,3 +166,16 @@ def render_project(project: Path, matrix_paths: tuple[Path, ...] = ()) -> tuple[
                                 f"project {project}; give a path inside it, e.g. .github/workflows/ciwheels.yml")
         confined[project / rel] = text
     return opened.plan, confined
+
+
+def _recorded_project(project: Path, github: str | None) -> str | None:
+    """The project path (relative to the repository top) that the committed GitHub workflow
+    records, for rendering outside git the same files as inside it."""
+    import re
+
+    try:
+        text = (project / github).read_text(encoding="utf-8")[:1 << 16] if github else ""
+    except (OSError, UnicodeDecodeError):
+        return None
+    m = re.search(r'^  CIWHEELS_PROJECT: "([^"\n]*)"$', text, re.M)
+    return m.group(1) if m else None
