@@ -35,7 +35,7 @@ from ciwheels.images.recipe import image_labels
 from ciwheels.net.http import host_ca_bundle
 from ciwheels.build.sdist import fetch_sdist
 from ciwheels.dist.variants import make_variant
-from ciwheels.dist.verify import verify_wheel
+from ciwheels.dist.verify import verdict, verify_wheel
 
 log = get_logger("build")
 
@@ -242,22 +242,6 @@ def probe_compiler(inv: Invocation, engine: str, catalog: Catalog) -> Probe:
     return result
 
 
-def level_status(findings, level, can_tell: bool) -> tuple[str, str]:
-    """(status, why) of a wheel's binaries against its cell's level: a binary above the level is
-    a mismatch; above the baseline, where the family can tell, a wheel must show the level."""
-    too_high = [f for f in findings if f.status in ("too-high", "unreadable")]  # unreadable: may hide a level
-    if too_high:
-        return "isa-mismatch", f"{too_high[0].member} {too_high[0].reason}"
-    if level.baseline or not can_tell:
-        return "ok", ""
-    if not findings:
-        return "isa-unproven", f"no binary in the wheel shows {level.name}"
-    weak = [f for f in findings if f.status in ("undetermined", "below")]
-    if weak:
-        return "isa-unproven", f"{weak[0].member}: {weak[0].reason}"
-    return "ok", ""
-
-
 PYTHONS_LABEL = "io.ciwheels.pythons"  # what an image made by `ciwheels image build` carries
 POLICY_LABEL = "io.ciwheels.policy"  # ... and the policy its glibc gives (e.g. manylinux_2_41_riscv64)
 NOT_IN_IMAGE = "python-not-in-image"  # the build-report status of a cell refused for that
@@ -435,7 +419,7 @@ def _place(cell: Cell, attempt: Attempt, out: Path, catalog: Catalog, fam, probe
     for wheel in attempt.wheels[cell.id]:
         shutil.copyfile(wheel, dest / wheel.name)
         findings = verify_wheel(dest / wheel.name, cell.isa, catalog, dropped=probe.dropped)
-        isa_check, why = level_status(findings, level, fam.can_tell)
+        isa_check, why = verdict(findings, level, fam.can_tell)
         path = dest / wheel.name
         if isa_check == "ok" and cell.publish_as == "variant":  # repaired and verified: now labelled
             path = make_variant(path, level, catalog)

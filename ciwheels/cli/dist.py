@@ -154,12 +154,14 @@ def verify(wheels: tuple[Path, ...], isa: str | None, as_json: bool) -> None:
 
     x86_64 is read from the X86_ISA_1_NEEDED note, riscv64 from .riscv.attributes. What cannot
     be determined (aarch64 has no marker; x86 built without -mneeded) is reported, not guessed.
-    Exit 1 when a binary needs more than its level, or cannot be read (truncated, corrupt, for
-    another arch, or a `.so` that is not ELF).
+    Each wheel gets the verdict its build gave it: isa-mismatch when a binary needs more than
+    its level or cannot be read (truncated, corrupt, for another arch, or a `.so` that is not
+    ELF); isa-unproven when the level is above the baseline, the arch can tell, and no binary
+    shows it. Exit 1 unless every wheel is ok.
     """
     from ciwheels.views.report import table
     from ciwheels.dist.verify import as_json as findings_json
-    from ciwheels.dist.verify import verify_wheel
+    from ciwheels.dist.verify import verdicts, verify_wheel
 
     findings = [f for w in wheels for f in verify_wheel(w, isa)]
     if as_json:
@@ -172,5 +174,8 @@ def verify(wheels: tuple[Path, ...], isa: str | None, as_json: bool) -> None:
     unreadable = sum(f.status == "unreadable" for f in findings)
     click.echo(f"{len(findings)} binaries: {len(bad) - unreadable} above their level, {undetermined} undetermined"
                + (f", {unreadable} unreadable" if unreadable else ""), err=True)
-    if bad:
+    failed = {w: v for w, v in verdicts(findings).items() if v[0] != "ok"}
+    for wheel, (status, why) in failed.items():
+        click.echo(f"{wheel}: {status}: {why}", err=True)
+    if failed or bad:
         sys.exit(1)

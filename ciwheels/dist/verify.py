@@ -257,3 +257,34 @@ def _inspect(path: Path, arch: str, fam, level, dropped, finding) -> Finding:
 
 def as_json(findings: list[Finding]) -> str:
     return json.dumps([asdict(f) for f in findings], indent=1)
+
+
+def verdict(findings, level, can_tell: bool) -> tuple[str, str]:
+    """THE verdict on one wheel's binaries against its level, for build (the report's status)
+    and `ciwheels verify` (its exit code) alike: (status, why). A binary above the level, or
+    unreadable (it may hide one), is "isa-mismatch"; above the baseline, where the family can
+    tell, a wheel must show the level, else "isa-unproven"; otherwise "ok"."""
+    too_high = [f for f in findings if f.status in ("too-high", "unreadable")]  # unreadable: may hide a level
+    if too_high:
+        return "isa-mismatch", f"{too_high[0].member} {too_high[0].reason}"
+    if level.baseline or not can_tell:
+        return "ok", ""
+    if not findings:
+        return "isa-unproven", f"no binary in the wheel shows {level.name}"
+    weak = [f for f in findings if f.status in ("undetermined", "below")]
+    if weak:
+        return "isa-unproven", f"{weak[0].member}: {weak[0].reason}"
+    return "ok", ""
+
+
+def verdicts(findings: list[Finding], catalog: Catalog | None = None) -> dict[str, tuple[str, str]]:
+    """{wheel (or binary): verdict} of `verify_wheel`'s findings, wheel by wheel."""
+    catalog = catalog or load_catalog()
+    by_wheel: dict[str, list[Finding]] = {}
+    for f in findings:
+        by_wheel.setdefault(f.wheel, []).append(f)
+    out = {}
+    for wheel, group in by_wheel.items():
+        level = catalog.levels[group[0].level]
+        out[wheel] = verdict(group, level, family(group[0].arch, catalog).can_tell)
+    return out
