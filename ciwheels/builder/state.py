@@ -76,6 +76,7 @@ class Listings:
     names: dict[str, str] = field(default_factory=dict)  # registry URL as given -> its name in the matrix
     pages: dict[tuple[str, str], list | None] = field(default_factory=dict)
     errors: dict[tuple[str, str], str] = field(default_factory=dict)
+    parsed: dict[tuple[str, str], dict] = field(default_factory=dict)
     reads: int = 0
 
     @classmethod
@@ -124,15 +125,21 @@ class Listings:
             self.prefetch({(where[0], where[1], name)})
         return self.pages[key]
 
+    def wheels(self, cell: Cell, name: str) -> dict | None:
+        """`wheels_by_version` of the cell's registry page, parsed once per page for the run
+        (owned by this object: it ends with the run)."""
+        files = self.files(cell, name)
+        if files is None:
+            return None
+        where = self.where(cell)
+        key = (where[1], name)
+        if key not in self.parsed:
+            self.parsed[key] = wheels_by_version(files)
+        return self.parsed[key]
 
-_PARSED: dict[int, tuple[list, dict]] = {}
 
-
-def _wheels_by_version(files: list) -> dict:
-    """{Version: [tags of each wheel]} of a file list, parsed once per list."""
-    hit = _PARSED.get(id(files))
-    if hit is not None and hit[0] is files:
-        return hit[1]
+def wheels_by_version(files: list) -> dict:
+    """{Version: [(file name, tags, variant label)]} of an index page's file list."""
     from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 
     out: dict = {}
@@ -144,15 +151,13 @@ def _wheels_by_version(files: list) -> dict:
             except (InvalidWheelName, ValueError):
                 continue
             out.setdefault(version, []).append((f.filename, n.tags, n.label))
-    _PARSED[id(files)] = (files, out)
     return out
 
 
-def registry_state(cell: Cell, files: list | None, version: str | None) -> CellState:
-    """published or missing from a registry's file list (None: it could not be read)."""
-    if files is None:
+def registry_state(cell: Cell, wheels: dict | None, version: str | None) -> CellState:
+    """published or missing from a registry page's `wheels_by_version` (None: it could not be read)."""
+    if wheels is None:
         return CellState("unknown", "the registry could not be read")
-    wheels = _wheels_by_version(files)
     if version is None:  # dynamic version of a project: the newest on the registry
         if not wheels:
             return CellState("missing")
@@ -240,7 +245,7 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
     for cell in cells:
         name = canonicalize_name(cell.package or own_name)
         if cell.package and packages[cell.package].upstream_wheels == "skip" and (
-                listings.where(cell) is None or registry_state(cell, listings.files(cell, name),
+                listings.where(cell) is None or registry_state(cell, listings.wheels(cell, name),
                                                                cell.version).state == "missing"):
             lacking.add(cell.package)
     if opts.upstream and lacking:
@@ -261,7 +266,7 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
             unnamed += 1
             state = CellState("missing", "no registry to check")
         else:
-            state = registry_state(cell, listings.files(cell, name), cell.version or own_version)
+            state = registry_state(cell, listings.wheels(cell, name), cell.version or own_version)
         if state.state != "missing":
             out[cell.id] = state
             continue
@@ -301,6 +306,6 @@ def publish_status(cells: list[Cell], registries: dict[str, Registry], project: 
     status = {}
     for cell in named:
         name = canonicalize_name(cell.package or own_name)
-        files = listings.files(cell, name) if name else None
-        status[cell.id] = registry_state(cell, files, cell.version or own_version).state
+        wheels = listings.wheels(cell, name) if name else None
+        status[cell.id] = registry_state(cell, wheels, cell.version or own_version).state
     return status
