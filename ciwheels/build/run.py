@@ -36,6 +36,7 @@ from ciwheels.net.http import host_ca_bundle
 from ciwheels.build.sdist import fetch_sdist
 from ciwheels.dist.variants import make_variant
 from ciwheels.dist.verify import verdict, verify_wheel
+from ciwheels.images.engine import container_engine
 
 log = get_logger("build")
 
@@ -173,15 +174,6 @@ def describe(inv: Invocation, output_dir: str, catalog: Catalog) -> str:
     cwd, _ = inv.where()
     lines.append(f"  (cd {shlex.quote(str(cwd))} && {shlex.join(inv.command(output_dir))})")
     return "\n".join(lines)
-
-
-def container_engine(requested: str | None) -> str:
-    if requested:
-        return requested
-    for engine in ("docker", "podman"):
-        if shutil.which(engine):
-            return engine
-    raise CiwheelsError("no container engine found: install docker or podman, or pass --engine")
 
 
 CONTAINER_CA = "/ciwheels/ca-certificates.crt"

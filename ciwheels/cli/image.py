@@ -29,7 +29,7 @@ def image() -> None:
 @click.option("--native-compilers/--no-native-compilers", default=True, show_default=True,
               help="Put x86_64-hosted cross compilers for ARCH first on the image's PATH (foreign arches).")
 @click.option("--engine", type=click.Choice(["docker", "podman"]), envvar="CIWHEELS_ENGINE",
-              help="Container engine (default: podman if installed, else docker).")
+              help="Container engine (default: the first of docker and podman that is installed and answers).")
 @click.option("--tag", help="Also tag the image so (default: localhost/ciwheels-manylinux-ARCH:trixie). It is "
                             "always tagged by its recipe digest too.")
 @click.option("--force", is_flag=True, help="Rebuild even if an image of the same recipe exists.")
@@ -57,7 +57,6 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
     says what it carries (labels io.ciwheels.*, /opt/python/ciwheels.json); see images/README.md.
     """
     import json as _json
-    import shutil
 
     from ciwheels.catalog import load_catalog
     from ciwheels.core.errors import CiwheelsError
@@ -89,7 +88,9 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
                  "pythons": list(recipe.pythons), "native-compilers": native_compilers, "cross-base": cross_base}
         click.echo(_json.dumps(facts, indent=2) if as_json else facts["tag"])
         return
-    engine = engine or ("podman" if shutil.which("podman") else "docker")
+    from ciwheels.images.engine import container_engine
+
+    engine = container_engine(engine)
     tag = tag or image_tag(arch)
     labels = image_labels(engine, digest_tag)
     if labels is not None and not force:

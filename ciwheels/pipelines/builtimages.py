@@ -101,13 +101,3 @@ def give_built_images(spec: ProjectSpec, expansion: Expansion, catalog: Catalog)
     for b in unused:
         log.warning("%s: no glibc cell builds on %s, so the pipelines build no %s image", b.origin, b.arch, b.arch)
     return expand(spec, catalog)
-
-
-def build_command(image: BuiltImage) -> list[str]:
-    """The `ciwheels image build` arguments that make the image (without --engine and --tag)."""
-    args = ["ciwheels", "image", "build", image.arch, "--base", image.spec.base]
-    for python in image.pythons:
-        args += ["--python", python]
-    if not image.spec.native_compilers:
-        args.append("--no-native-compilers")
-    return args
