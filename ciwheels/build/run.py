@@ -22,21 +22,22 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from ciwheels.dist import artifacts
+from ciwheels.build.sdist import fetch_sdist
 from ciwheels.catalog import Catalog
 from ciwheels.cibw.install import ensure_cibuildwheel
-from ciwheels.matrix.cibwopts import cibw_options, config_file, with_isa_flags
 from ciwheels.core.errors import CiwheelsError, did_you_mean
-from ciwheels.isa.families import Probe, family
 from ciwheels.core.log import Progress, get_logger, no_progress
-from ciwheels.matrix.model import Cell, Expansion, wheel_matches
-from ciwheels.pipelines.plan import Plan
-from ciwheels.images.recipe import image_labels
-from ciwheels.net.http import host_ca_bundle
-from ciwheels.build.sdist import fetch_sdist
+from ciwheels.dist import artifacts
 from ciwheels.dist.variants import make_variant
 from ciwheels.dist.verify import verdict, verify_wheel
 from ciwheels.images.engine import container_engine
+from ciwheels.images.recipe import image_labels
+from ciwheels.isa.families import Probe, family
+from ciwheels.matrix.cibwopts import cibw_options, config_file, with_isa_flags
+from ciwheels.matrix.model import Cell, Expansion, wheel_matches
+from ciwheels.net.http import host_ca_bundle
+from ciwheels.net.registry import index_url
+from ciwheels.pipelines.plan import Plan
 
 log = get_logger("build")
 
@@ -143,7 +144,6 @@ def prepare_runs(expansion: Expansion, plan: Plan, project: Path, cell_ids: tupl
 def dependency_indexes(cell: Cell) -> dict[str, str]:
     """A package that `needs` others installs its build dependencies from our registry first
     (our riscv64 numpy), then the upstream index: pip and uv settings for the build container."""
-    from ciwheels.net.registry import index_url
 
     ours = cell.destination.index if cell.destination else ""
     if not ours:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ciwheels.pipelines.plan import Plan, job_json, keep_cells
 from ciwheels.builder.state import CellState, Listings, StateOptions, cell_states
 from ciwheels.builder.upstream import resolved_versions
+from ciwheels.core.log import get_logger
+from ciwheels.pipelines.plan import Plan, job_json, keep_cells
 
 
 @dataclass
@@ -56,7 +57,6 @@ def github_outputs(result: PlanResult, project, max_jobs: int = 256) -> str:
     and `any`. A wave above GitHub's 256 jobs per matrix is cut: the next schedule builds the rest."""
     import json
 
-    from ciwheels.core.log import get_logger
 
     waves = sorted({j.wave for j in project.plan.jobs}) or [0]
     lines = []

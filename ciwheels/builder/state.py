@@ -24,10 +24,14 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from ciwheels.builder.upstream import IndexCache, parse_time, upstream_has_wheel
 from ciwheels.core.errors import CiwheelsError
-from ciwheels.core.log import get_logger
-from ciwheels.matrix.model import Cell, Registry, tags_match
 from ciwheels.core.files import read_pyproject
+from ciwheels.core.log import get_logger
+from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
+from ciwheels.matrix.model import Cell, Registry, tags_match
+from ciwheels.net.auth import credentials_for
+from ciwheels.net.registry import RegistryClient, Target
 
 log = get_logger("status")
 STATUS_FORMAT = 1
@@ -89,9 +93,6 @@ class Listings:
         return (dest.url_with_credentials or dest.url, dest.index) if dest else None
 
     def _client(self, url: str, index: str):
-        from ciwheels.net.auth import credentials_for
-        from ciwheels.net.registry import RegistryClient, Target
-
         creds = credentials_for(url, index=index, registry_urls=self.registry_urls, registry=self.names.get(url, ""))
         return RegistryClient(Target(url, creds.username, creds.password, creds.source, index),
                               retries=3, timeout=30, backoff=0.5)
@@ -140,7 +141,6 @@ class Listings:
 
 def wheels_by_version(files: list) -> dict:
     """{Version: [(file name, tags, variant label)]} of an index page's file list."""
-    from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 
     out: dict = {}
     for f in files:
@@ -178,7 +178,6 @@ def read_previous(source: str | None) -> dict[str, dict]:
     if not source:
         return {}
     if source.startswith(("http://", "https://")):
-        from ciwheels.net.registry import RegistryClient
 
         resp = RegistryClient.anonymous("", retries=3, timeout=30).get(source, follow_redirects=True)
         if resp.status_code == 404:
@@ -222,7 +221,6 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
     order of precedence: known failure (the matrix says so), published (on its registry),
     failed in this run, provided upstream (builder mode, unless `upstream-wheels: build`),
     failed before with the same fingerprint and not due for a retry, else missing."""
-    from ciwheels.builder.upstream import IndexCache, parse_time, upstream_has_wheel
 
     opts = opts or StateOptions()
     now = opts.now or datetime.now(UTC)

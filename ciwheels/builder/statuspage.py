@@ -13,9 +13,10 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from ciwheels.dist.artifacts import OK_STATUSES, REPORT, read_report
-from ciwheels.catalog import LIBC_PLATFORM
 from ciwheels.builder.state import STATES, STATUS_FORMAT, CellState, now_iso
+from ciwheels.builder.upstream import newest_release
+from ciwheels.catalog import LIBC_PLATFORM
+from ciwheels.dist.artifacts import OK_STATUSES, REPORT, read_report
 
 MARKS = {"published": "✓", "missing": "·", "failed": "✗", "known-failure": "⊘", "upstream": "↑", "unknown": "?"}
 
@@ -54,7 +55,6 @@ def copy_logs(failed: dict[str, tuple[str, Path | None]], site: Path) -> dict[st
 def status_document(project, states: dict[str, CellState], now=None) -> dict:
     """The stable JSON: format, generated, counts, packages (versions built, the newest upstream
     release and whether it is built), cells (id, coordinates, state and its details)."""
-    from ciwheels.builder.upstream import newest_release
 
     cells = []
     for c in sorted(project.expansion.cells, key=lambda c: c.id):

@@ -4,21 +4,13 @@ place where errors become a paragraph and an exit code."""
 
 from __future__ import annotations
 
-
 import logging
-
-
 import sys
-
-
 from pathlib import Path
-
 
 import click
 
-
 from ciwheels import __version__
-
 
 _MATRIX_OPTION = click.option(
     "--matrix", "matrix_paths", multiple=True, type=click.Path(path_type=Path),

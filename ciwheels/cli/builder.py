@@ -7,8 +7,13 @@ from pathlib import Path
 
 import click
 
-from ciwheels.cli.app import _MATRIX_OPTION, _PROJECT_OPTION, _open, _print_warnings, cli
-
+from ciwheels.cli.app import (
+    _MATRIX_OPTION,
+    _PROJECT_OPTION,
+    _open,
+    _print_warnings,
+    cli,
+)
 
 _STATE_OPTIONS = [
     click.option("--repository-url", help="The registry of cells that name none (default: CIWHEELS_REPOSITORY_URL, "
@@ -103,7 +108,13 @@ def status_cmd(project: Path, matrix_paths: tuple[Path, ...], fmt: str, artifact
     import json
 
     from ciwheels.builder.state import Listings, cell_states
-    from ciwheels.builder.statuspage import copy_logs, failed_builds, html_status, status_document, text_status
+    from ciwheels.builder.statuspage import (
+        copy_logs,
+        failed_builds,
+        html_status,
+        status_document,
+        text_status,
+    )
 
     opened = _open(project, matrix_paths, repository_url)
     failed = failed_builds(list(artifact_dirs))

@@ -81,14 +81,20 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
     CIWHEELS_PASSWORD, or in GitLab CI the job token. Re-running after any failure finishes
     the job and uploads nothing twice. Exit 1 if anything failed.
     """
-    from ciwheels.core.secrets import scrub
-    from ciwheels.core.errors import PublishFailed
-    from ciwheels.project.open import project_registries
     from ciwheels.catalog import load_catalog
-    from ciwheels.dist.publish import Publisher, folder_manifest, route, target_for, wheels_in
-    from ciwheels.matrix.destination import environment_default
-    from ciwheels.views.report import table
+    from ciwheels.core.errors import PublishFailed
+    from ciwheels.core.secrets import scrub
+    from ciwheels.dist.publish import (
+        Publisher,
+        folder_manifest,
+        route,
+        target_for,
+        wheels_in,
+    )
     from ciwheels.dist.variants import index_files, publish_index_files
+    from ciwheels.matrix.destination import environment_default
+    from ciwheels.project.open import project_registries
+    from ciwheels.views.report import table
 
     manifest = folder_manifest(folder)
     wheels = wheels_in(folder, manifest)
@@ -159,9 +165,9 @@ def verify(wheels: tuple[Path, ...], isa: str | None, as_json: bool) -> None:
     ELF); isa-unproven when the level is above the baseline, the arch can tell, and no binary
     shows it. Exit 1 unless every wheel is ok.
     """
-    from ciwheels.views.report import table
     from ciwheels.dist.verify import as_json as findings_json
     from ciwheels.dist.verify import verdicts, verify_wheel
+    from ciwheels.views.report import table
 
     findings = [f for w in wheels for f in verify_wheel(w, isa)]
     if as_json:

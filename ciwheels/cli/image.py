@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import click
 
 from ciwheels.cli.app import cli
@@ -61,8 +60,15 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
     from ciwheels.catalog import load_catalog
     from ciwheels.core.errors import CiwheelsError
     from ciwheels.images import sources as pysources
-    from ciwheels.images.recipe import Recipe, build_image, default_pythons, image_catalog, image_labels, image_tag, \
-        tag_image
+    from ciwheels.images.recipe import (
+        Recipe,
+        build_image,
+        default_pythons,
+        image_catalog,
+        image_labels,
+        image_tag,
+        tag_image,
+    )
 
     cat = load_catalog()
     if arch not in image_catalog()["arches"]:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from ciwheels.cli.app import _MATRIX_OPTION, _PROJECT_OPTION, _open, _print_warnings, cli
+from ciwheels.cli.app import (
+    _MATRIX_OPTION,
+    _PROJECT_OPTION,
+    _open,
+    _print_warnings,
+    cli,
+)
 
 
 @cli.command()

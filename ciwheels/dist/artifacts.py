@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 
 FORMAT = 1
 REPORT = "build-report.json"
@@ -107,7 +108,6 @@ OK_STATUSES = ("ok", "dry-run")
 def check_wheel_name(name: str, where: str) -> None:
     """A wheel name from an artifact must be a plain, valid wheel file name (never a path); a
     wheel variant's label (PEP 825) is allowed."""
-    from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 
     if "/" in name or "\\" in name or name in (".", "..") or ".." in Path(name).parts or name.startswith("."):
         raise CiwheelsError(f"{where}: refusing the wheel name {name!r}: it must be a plain file name")

@@ -26,6 +26,7 @@ from ciwheels.core.log import Progress, get_logger, no_progress
 from ciwheels.matrix import destination
 from ciwheels.matrix.model import Destination, Registry
 from ciwheels.net.registry import RegistryClient, Target, resolve_target  # noqa: F401 (Target: part of the API)
+from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 
 log = get_logger("publish")
 
@@ -189,7 +190,6 @@ class Publisher:
         """wheels: (path, sha256). Never uploads a file the index already has."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 
         # project names come from the file names (wheel variants' too); METADATA is read only for what gets uploaded
         try:

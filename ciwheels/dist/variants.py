@@ -28,6 +28,7 @@ from pathlib import Path
 from ciwheels.catalog import Catalog, IsaLevel, variant_arches
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.wheel import INDEX_SUFFIX, LABEL, InvalidWheelName, WheelName, index_file_name, parse_wheel_name
+from ciwheels.dist.publish import Result, wheel_metadata
 
 # The schema uv 0.13.x accepts (it also knows .../peps/825/v0.1.1.json); variantlib 0.2.2
 # writes https://variants-schema.wheelnext.dev/v0.2.0.json, which uv rejects.
@@ -253,7 +254,6 @@ def publish_index_files(publisher, wheels: list[tuple[Path, str]], results: list
     uploaded while a wheel of its release failed. Returns publish.Result per file."""
     import tempfile
 
-    from ciwheels.dist.publish import Result, wheel_metadata
 
     paths = [p for p, _ in wheels]
     variant = [p for p in paths if parse_wheel_name(p.name).label]

@@ -17,6 +17,9 @@ from pathlib import Path
 from ciwheels.catalog import Catalog, load_catalog
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.isa.families import family
+from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
+from ciwheels.dist.artifacts import MANIFEST, REPORT, read_manifest, read_report
+from ciwheels.dist.variants import installed_variant, level_of, read_variant_json
 
 @dataclass
 class Finding:
@@ -101,7 +104,6 @@ def _members(z: zipfile.ZipFile, tmp: Path):
 
 
 def _wheel_arch(name: str) -> str:
-    from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 
     try:
         tags = parse_wheel_name(name).tags  # a wheel variant's label is not a tag
@@ -116,7 +118,6 @@ def _wheel_arch(name: str) -> str:
 
 def recorded_level(wheel: Path) -> str | None:
     """The level recorded at build time: a build report or a gather manifest beside the wheel."""
-    from ciwheels.dist.artifacts import MANIFEST, REPORT, read_manifest, read_report
 
     report = wheel.parent / REPORT
     if report.exists():
@@ -139,9 +140,6 @@ def recorded_level(wheel: Path) -> str | None:
 
 def variant_level(wheel: Path, arch: str, catalog: Catalog) -> str | None:
     """A wheel variant's level, read from its variant.json (PEP 825)."""
-    from ciwheels.dist.variants import level_of, read_variant_json
-    from ciwheels.core.wheel import parse_wheel_name
-
     label = parse_wheel_name(wheel.name).label
     data = read_variant_json(wheel) if label else None
     level = level_of(data, label, arch, catalog) if data else None
@@ -157,8 +155,6 @@ def verify_binary(path: Path, level_name: str | None, catalog: Catalog) -> list[
     that of the installed wheel variant whose RECORD lists it (its dist-info's variant.json)."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
-
-    from ciwheels.dist.variants import installed_variant, level_of
 
     if not path.is_file() or path.stat().st_size > MAX_MEMBER:
         raise CiwheelsError(f"{path}: not a regular file within {MAX_MEMBER >> 30} GiB")

@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath
 
+from ciwheels.catalog import load_catalog
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import get_logger
-from ciwheels.core.resources import data_dir
+from ciwheels.core.resources import cache_dir, data_dir
+from ciwheels.net.http import host_ca_bundle
 
 log = get_logger("pysources")
 
@@ -100,7 +102,6 @@ def mirror_names() -> tuple[str, ...]:
 
 def minor_of(python: str) -> str:
     """The X.Y of a catalog CPython: "cp314t" -> "3.14" (also its aliases: "3.14t")."""
-    from ciwheels.catalog import load_catalog
 
     cat = load_catalog()
     cpythons = [p.id for p in cat.pythons.values() if p.implementation == "cpython"]
@@ -196,7 +197,6 @@ def fetch(minor: str, *, mirror: str | None = None, cache: Path | None = None, m
     downloaded (or copied from a folder mirror) unless the cache already has it with the pinned
     sha256. A file with another hash is never kept."""
     if cache is None:
-        from ciwheels.core.resources import cache_dir
 
         cache = cache_dir()
     src = source_for(minor, mirror)
@@ -310,7 +310,6 @@ def _tls_context(cafile: str | None) -> ssl.SSLContext:
 def _opener(watchdog: _Watchdog, read_timeout: float) -> urllib.request.OpenerDirector:
     """urllib with connections that open within CONNECT_TIMEOUT, wait at most `read_timeout` for
     each read, are known to the watchdog, and trust the machine's CA bundle."""
-    from ciwheels.net.http import host_ca_bundle
 
     def bounded(cls):
         class Conn(cls):

@@ -6,7 +6,7 @@ minus `exclude` entries (partial match), minus cells the catalog says cannot exi
 
 from __future__ import annotations
 
-from ciwheels.catalog import LIBC_PLATFORM, Catalog
+from ciwheels.catalog import LIBC_PLATFORM, Catalog, load_catalog, variant_arches
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.matrix.load import describe_path
 from ciwheels.matrix.model import Cell, Dropped, Expansion, Origin
@@ -157,7 +157,5 @@ def check_level_clashes(expansion: Expansion) -> None:
 
 
 def _variant_arches() -> list[str]:
-    from ciwheels.catalog import load_catalog
-    from ciwheels.catalog import variant_arches
 
     return variant_arches(load_catalog())

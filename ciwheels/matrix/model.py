@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
+
 
 @dataclass(frozen=True, slots=True)
 class Origin:
@@ -216,7 +218,6 @@ def wheel_matches(filename: str, cell: Cell) -> bool:
     platform kind and arch must agree (the policy version may be lower: auditwheel tags the
     oldest policy a wheel satisfies). An abi3 wheel (cp36-abi3) serves every CPython from its
     version on, free-threaded ones excepted."""
-    from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 
     try:
         tags = parse_wheel_name(filename).tags  # plain or variant: the tags are those of the plain name

@@ -17,7 +17,8 @@ import bracex
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ciwheels.catalog import Catalog
+from ciwheels.catalog import Catalog, variant_arches
+from ciwheels.catalog.images import base_glibc, image_catalog
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.matrix.load import MatrixDoc, Path_, describe_path, validate_data
 from ciwheels.matrix.model import Origin, Registry, Runner
@@ -304,7 +305,6 @@ def build_image_specs(value: list | dict | None, doc: MatrixDoc | None, catalog:
     one the base's glibc allows (bases.toml)."""
     if not value or doc is None:
         return ()
-    from ciwheels.catalog.images import base_glibc, image_catalog
 
     images = image_catalog()
     glibc_of = base_glibc()
@@ -563,7 +563,6 @@ class _Normaliser:
     def variants(self, value, arches: list[str]) -> frozenset[str]:
         """`variants: true` (every arch an installer has a variant provider for) or a list of arches;
         an arch without a provider is an error: its levels need a registry each."""
-        from ciwheels.catalog import variant_arches
 
         able = variant_arches(self.cat)
         if value is True:

@@ -23,6 +23,13 @@ from packaging.utils import canonicalize_name
 from ciwheels.core import secrets as credentials
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import get_logger
+from ciwheels.core.wheel import (
+    INDEX_SUFFIX,
+    InvalidWheelName,
+    parse_wheel_name,
+    project_of_index_file,
+)
+from ciwheels.net.auth import ENV_INDEX, ENV_URL, credentials_for, host_of
 from ciwheels.net.http import REDIRECTS, HttpClient
 
 _DUPLICATE = re.compile(r"already been taken|already exists|file exists", re.I)
@@ -52,7 +59,6 @@ def resolve_target(repository_url: str | None, env: dict[str, str] | None = None
     """The registry at `repository_url` (else CIWHEELS_REPOSITORY_URL, else in GitLab CI the
     project's own registry) with its credentials by net/auth.py's one rule. `source` names where
     the URL came from, for messages (default: --repository-url or the variable)."""
-    from ciwheels.net.auth import ENV_INDEX, ENV_URL, credentials_for, host_of
 
     env = dict(os.environ) if env is None else env
     url = repository_url or env.get(ENV_URL)
@@ -106,7 +112,6 @@ def parse_simple_page(html: str) -> dict[str, str | None]:
     downstream has to parse them."""
     from packaging.utils import InvalidSdistFilename, parse_sdist_filename
 
-    from ciwheels.core.wheel import INDEX_SUFFIX, InvalidWheelName, parse_wheel_name, project_of_index_file
 
     out = {}
     for f in parse_project_page(html, "text/html"):
@@ -127,8 +132,6 @@ def parse_simple_page(html: str) -> dict[str, str | None]:
 
 def _python_tag(filename: str) -> str:
     """The python tag of a wheel, plain or variant (whose label follows the platform tag)."""
-    from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
-
     try:
         return parse_wheel_name(filename).plain.split("-")[-3]
     except InvalidWheelName:

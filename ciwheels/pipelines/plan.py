@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ciwheels.catalog import Catalog
 from ciwheels.core.errors import CiwheelsError
-from ciwheels.matrix.expand import check_level_clashes
 from ciwheels.core.log import get_logger
+from ciwheels.matrix.expand import check_level_clashes
 from ciwheels.matrix.model import Cell, Expansion
 from ciwheels.matrix.normalise import ProjectSpec, RenderSettings
 

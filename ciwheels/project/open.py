@@ -12,17 +12,29 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from ciwheels.builder.upstream import IndexCache, needs_resolving, resolve_versions
 from ciwheels.catalog import Catalog, load_catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import read_pyproject
+from ciwheels.core.log import get_logger
 from ciwheels.matrix import destination
 from ciwheels.matrix.expand import expand
 from ciwheels.matrix.load import MatrixDoc, load_files
 from ciwheels.matrix.model import Expansion, Registry
 from ciwheels.matrix.normalise import ProjectSpec, normalise
+from ciwheels.pipelines.builtimages import give_built_images
 from ciwheels.pipelines.plan import Plan, plan
-from ciwheels.pipelines.render import install_requirement, render_plan, versioned_from_git
-from ciwheels.project.workspace import find_matrix_files
-from ciwheels.builder.upstream import IndexCache, needs_resolving, resolve_versions
+from ciwheels.pipelines.render import (
+    install_requirement,
+    render_plan,
+    versioned_from_git,
+)
+from ciwheels.project.workspace import (
+    default_branch,
+    find_matrix_files,
+    repository_top,
+    requires_python,
+)
 
 
 @dataclass
@@ -58,7 +70,6 @@ def open_docs(root: Path, docs: list[MatrixDoc], catalog: Catalog | None = None,
     expansion = expand(spec, catalog)
     destination.assign(expansion, spec.registries, destination.environment_default(repository_url=repository_url))
     if spec.render.build_images:  # their digests need the cells' Pythons: see builtimages.py
-        from ciwheels.pipelines.builtimages import give_built_images
 
         expansion = give_built_images(spec, expansion, catalog)
     project = Project(root, catalog, files or [], docs, spec, expansion)
@@ -84,8 +95,6 @@ def _check_requires_python(opened: Project) -> None:
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.version import Version
 
-    from ciwheels.core.files import read_pyproject
-    from ciwheels.project.workspace import requires_python
 
     own = [c for c in opened.expansion.cells if not c.package]
     if not own:
@@ -129,10 +138,6 @@ def expand_files(paths: list[Path], root: Path | None = None) -> Expansion:
 def render_project(project: Path, matrix_paths: tuple[Path, ...] = ()) -> tuple[Plan, dict[Path, str]]:
     """Open, plan and render a project: {absolute output path: text}. Output paths are confined
     to the project: `render: {github: ...}` cannot name a file outside it."""
-    from ciwheels.core.log import get_logger
-    from ciwheels.project.open import open_project
-    from ciwheels.project.workspace import default_branch, repository_top
-
     log = get_logger("render")
     opened = open_project(project, matrix_paths)
     top, project_rel = repository_top(project, _recorded_project(project, opened.plan.settings.github))

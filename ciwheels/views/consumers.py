@@ -10,7 +10,11 @@ from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_name
 
+from ciwheels.core import secrets as credentials
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.secrets import split_userinfo
+from ciwheels.isa.families import family, host_arch, read_host
+from ciwheels.net.registry import RegistryClient
 
 if TYPE_CHECKING:
     from ciwheels.net.registry import RegistryClient
@@ -19,7 +23,6 @@ if TYPE_CHECKING:
 def pip_config(name: str, index: str) -> str:
     """`index`: the registry's simple index URL (credentials in it are left out: they belong in
     ~/.netrc or a keyring, not in a config file printed to a terminal)."""
-    from ciwheels.core.secrets import split_userinfo
 
     index = split_userinfo(index)[0].rstrip("/") + "/"
     return f"""\
@@ -53,7 +56,6 @@ def doctor(index: str, hosted: list[str], unhosted: str, pypi: str, timeout: flo
     manifest, or given); `unhosted`: a pure-Python package we do not host, to test the
     fall-through; `pypi`: the public index names are checked against. `client`: how to read the
     registry (default: without credentials); PyPI is always read without them."""
-    from ciwheels.net.registry import RegistryClient
 
     registry = client or RegistryClient.anonymous(index, retries=2, timeout=timeout,
                                                   allow_insecure_http=allow_insecure_http)
@@ -67,7 +69,6 @@ def doctor(index: str, hosted: list[str], unhosted: str, pypi: str, timeout: flo
         except CiwheelsError as e:
             return e
 
-    from ciwheels.core import secrets as credentials
 
     credentials.check_transport(registry.target.simple + "/", allow_insecure=registry.allow_insecure_http,
                                 has_credentials=bool(registry.target.username or registry.target.password))
@@ -122,7 +123,6 @@ class MachinePlan:
 def machine_level(catalog, level: str | None = None, read=None) -> tuple[str, str, str]:
     """(arch, level, how): `level` (a name or alias of any arch's level) or the detected level of
     this machine (families.host_level: ld.so --help on x86-64, /proc/cpuinfo on aarch64/riscv64)."""
-    from ciwheels.isa.families import family, host_arch, read_host
 
     if level:
         found = next((lv for lv in catalog.levels.values() if level == lv.name or level in lv.aliases), None)
@@ -182,7 +182,6 @@ def level_fallthrough_checks(registries: dict, cells, hosted: list[str], *, clie
     """A level registry that hosts nothing of a name the baseline registry hosts answers with
     GitLab's redirect to PyPI: a machine pointed at the level registry first then gets PyPI's
     package of that name, not ours (dependency confusion). A warning per such name."""
-    from ciwheels.net.registry import RegistryClient
 
     levels = {}
     for c in cells:

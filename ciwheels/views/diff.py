@@ -9,10 +9,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ciwheels.net.gitlab import MARKER
 from ciwheels.catalog import load_catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.matrix.load import load_files, load_matrix
 from ciwheels.matrix.model import Cell
+from ciwheels.net.gitlab import MARKER
+from ciwheels.project.open import open_docs
+from ciwheels.project.workspace import _yaml_in, find_matrix_files, repository_top
 
 # settings compared for a cell present on both sides
 _COMPARED = ("policy", "image", "custom_image", "environment", "cibw", "cibuildwheel", "patches", "runner",
@@ -87,16 +90,12 @@ def default_base(project: Path) -> str:
 
 
 def find_matrix_files_or_none(project: Path) -> list[Path]:
-    from ciwheels.project.workspace import _yaml_in
 
     return _yaml_in(Path(project) / "matrix")
 
 
 def _side(project: Path, spec: str | None, catalog) -> Side:
     """A side: None = the working tree; an existing path = matrix file(s); else a git revision."""
-    from ciwheels.matrix.load import load_files, load_matrix
-    from ciwheels.project.open import open_docs
-    from ciwheels.project.workspace import find_matrix_files
 
     if spec is None:
         if not find_matrix_files_or_none(project):
@@ -107,7 +106,6 @@ def _side(project: Path, spec: str | None, catalog) -> Side:
         docs = load_files(find_matrix_files(project, (Path(spec),)), catalog, root=Path.cwd())
         label = spec
     else:
-        from ciwheels.project.workspace import repository_top
 
         top, rel = repository_top(Path(project))
         prefix = "" if rel == "." else rel + "/"
