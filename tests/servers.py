@@ -342,7 +342,7 @@ class HostileServer:
                             self._answer(400, b"bad request: " + echoed)
                     elif server.mode == "trickle":
                         self.send_response(200)
-                        self.send_header("Content-Length", "100000000")
+                        self.send_header("Content-Length", "1000000")  # plausible: no size cap refuses it
                         self.end_headers()
                         while True:
                             self.wfile.write(b"<")

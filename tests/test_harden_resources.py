@@ -46,7 +46,7 @@ def test_a_trickling_registry_cannot_hold_publish(tmp_path, hostile):
     start = time.monotonic()
     proc = cli("publish", str(dist), "--repository-url", hostile.url, "--timeout", "1", "--retries", "2")
     took = time.monotonic() - start
-    assert proc.returncode == 2 and "no complete answer within --timeout 1s" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "no complete answer within 1 s" in proc.stderr, proc.stderr
     assert took < 15, f"publish took {took:.1f}s against --timeout 1 --retries 2"
     assert "Traceback" not in proc.stderr and TOKEN not in proc.stderr
 
@@ -54,7 +54,7 @@ def test_a_trickling_registry_cannot_hold_publish(tmp_path, hostile):
 @pytest.mark.parametrize("hostile", ["endless"], indirect=True)
 def test_an_endless_answer_is_cut_at_the_size_limit(hostile):
     client = RegistryClient(Target(hostile.url, "user", "a-password", "test"), retries=1, timeout=20, max_response=1 << 20)
-    with pytest.raises(CiwheelsError, match="larger than 1 MiB, the limit for one response"):
+    with pytest.raises(CiwheelsError, match="larger than 1 MiB .*the limit for one response"):
         client.index("x")
 
 

@@ -118,11 +118,13 @@ class HttpClient:
         `user:password` as an echoed Authorization header carries it) or URL userinfo."""
         return credentials.scrub(text, self._secrets)
 
-    def _attempt(self, session, method: str, url: str, follow_redirects: bool, kw: dict):
+    def _attempt(self, session, method: str, url: str, follow_redirects: bool, kw: dict, sink=None):
         """One request with a wall-clock limit of `timeout` seconds for all of it (connecting,
         sending, the answer's headers and body), bounded in size. requests' own timeout is per
         socket operation, which a server trickling one byte at a time never trips: the request
-        runs in a daemon thread that is abandoned (and its session dropped) at the deadline."""
+        runs in a daemon thread that is abandoned (and its session dropped) at the deadline.
+        `sink`: a binary file that receives the body of a 200 answer instead of memory (emptied
+        first; `max_response` still bounds it)."""
         deadline = time.monotonic() + self.timeout
         box: dict = {}
 
@@ -132,14 +134,24 @@ class HttpClient:
                                        allow_redirects=follow_redirects, stream=True, **kw)
                 box["stream"] = resp
                 try:
+                    announced = resp.headers.get("Content-Length", "")
+                    if announced.isdigit() and int(announced) > self.max_response:
+                        raise ResponseTooLarge(f"it announces {int(announced)} bytes")
+                    to_file = sink is not None and resp.status_code == 200
+                    if to_file:
+                        sink.seek(0)
+                        sink.truncate()
                     body, size = [], 0
                     for chunk in resp.iter_content(1 << 16):
                         size += len(chunk)
                         if size > self.max_response:
-                            raise ResponseTooLarge()
+                            raise ResponseTooLarge(f"it sent more than {self.max_response} bytes")
                         if time.monotonic() > deadline:
                             raise _Deadline()
-                        body.append(chunk)
+                        if to_file:
+                            sink.write(chunk)
+                        else:
+                            body.append(chunk)
                     resp._content = b"".join(body)
                     resp._content_consumed = True
                 finally:
@@ -159,7 +171,7 @@ class HttpClient:
         return box["resp"]
 
     def request(self, method: str, url: str, what: str, *, follow_redirects: bool = False,
-                answer_server_errors: bool = False, **kw):
+                answer_server_errors: bool = False, sink=None, **kw):
         """One call with retries on connection errors, timeouts, 5xx and 429. Returns
         (response, attempts). Raises CiwheelsError (scrubbed) after the last attempt. Values
         of `kw` may be callables, called for each attempt (a file body must be re-read)."""
@@ -170,15 +182,17 @@ class HttpClient:
             session = self._session()
             try:
                 resp = self._attempt(session, method, url, follow_redirects,
-                                     {k: (v() if callable(v) else v) for k, v in kw.items()})
+                                     {k: (v() if callable(v) else v) for k, v in kw.items()}, sink)
             except _Deadline:
-                last = f"no complete answer within --timeout {self.timeout:g}s"
+                last = f"no complete answer within {self.timeout:g} s"
                 self._local.session = None  # the abandoned request keeps the old one
                 delay = self.backoff * 2 ** (attempt - 1)
-            except ResponseTooLarge:
+            except ResponseTooLarge as e:
                 self._local.session = None
-                raise CiwheelsError(self.scrub(f"{what}: the answer is larger than {self.max_response >> 20} MiB, "
-                                               "the limit for one response")) from None
+                limit = f"{self.max_response >> 20} MiB" if self.max_response % (1 << 20) == 0 \
+                    else f"{self.max_response} bytes"
+                raise CiwheelsError(self.scrub(f"{what}: the answer is larger than {limit} ({e}), the limit for one "
+                                               "response; not kept")) from None
             except self._requests.RequestException as e:
                 last = self.scrub(f"{type(e).__name__}: {e}")
                 self._local.session = None  # a broken connection: start a new one
