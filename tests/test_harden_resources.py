@@ -6,7 +6,6 @@ behaviour of a broken server, not a stand-in for any product); the real CLI wher
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
