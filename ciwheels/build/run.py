@@ -16,7 +16,6 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,12 @@ from ciwheels.dist import artifacts
 from ciwheels.dist.variants import make_variant
 from ciwheels.dist.verify import verdict, verify_wheel
 from ciwheels.images.engine import container_engine
+from ciwheels.images.labels import (
+    NOT_IN_IMAGE,
+    carried_pythons,
+    policy_mismatches,
+    refusals,
+)
 from ciwheels.images.recipe import image_labels
 from ciwheels.isa.families import Probe, family
 from ciwheels.matrix.cibwopts import cibw_options, config_file, with_isa_flags
@@ -232,50 +237,6 @@ def probe_compiler(inv: Invocation, engine: str, catalog: Catalog) -> Probe:
     if result.note:
         log.info("%s: %s: %s", inv.job, cell.image_ref, result.note)
     return result
-
-
-PYTHONS_LABEL = "io.ciwheels.pythons"  # what an image made by `ciwheels image build` carries
-POLICY_LABEL = "io.ciwheels.policy"  # ... and the policy its glibc gives (e.g. manylinux_2_41_riscv64)
-NOT_IN_IMAGE = "python-not-in-image"  # the build-report status of a cell refused for that
-
-
-def carried_pythons(labels: dict[str, str] | None) -> tuple[str, ...] | None:
-    """The Pythons an image says it carries (its io.ciwheels.pythons label, e.g. "cp311 cp313
-    cp314t"); None when it does not say (not present locally, or not made by ciwheels)."""
-    if labels is None or PYTHONS_LABEL not in labels:
-        return None
-    return tuple(labels[PYTHONS_LABEL].replace(",", " ").split())
-
-
-def refusals(cells: list[Cell], pythons_of: Callable[[str], tuple[str, ...] | None]) -> dict[str, str]:
-    """Cell id -> why it cannot be built, for each cell whose image says it lacks the cell's
-    Python. `pythons_of(image_ref)` is asked once per image."""
-    known: dict[str, tuple[str, ...] | None] = {}
-    out = {}
-    for cell in cells:
-        if cell.image_ref not in known:
-            known[cell.image_ref] = pythons_of(cell.image_ref)
-        carried = known[cell.image_ref]
-        if carried is not None and cell.python not in carried:
-            out[cell.id] = (f"the image {cell.image_ref} carries {', '.join(carried) or 'no Python'} "
-                            f"(label {PYTHONS_LABEL}), not {cell.python}: {cell.id} cannot be built in it, so no "
-                            f"container was started for it; build the image with {cell.python} (ciwheels image "
-                            f"build {cell.arch} --python ...) or exclude the cell")
-    return out
-
-
-def policy_mismatches(cells: list[Cell], labels_of: Callable[[str], dict[str, str] | None]) -> list[str]:
-    """A warning per image whose policy label (what its glibc gives) is not the policy its cells
-    expect: their wheels' tags would not be what plan and status look for."""
-    out = []
-    for cell in {c.image_ref: c for c in cells}.values():
-        said = (labels_of(cell.image_ref) or {}).get(POLICY_LABEL)
-        expected = f"{cell.policy}_{cell.arch}"
-        if said and said != expected:
-            out.append(f"the image {cell.image_ref} says its wheels get {said} (label {POLICY_LABEL}), but the matrix "
-                       f"expects {expected} for {cell.id}: the wheels' tags will not match what plan and status look "
-                       f"for; give the image's policy in the matrix (images: {{{cell.arch}-glibc: {{policy: ...}}}})")
-    return out
 
 
 @dataclass
