@@ -10,9 +10,9 @@ import pytest
 from conftest import EXAMPLE, run_ciwheels
 from wheelfactory import make_wheel
 
-from ciwheels.artifacts import (FORMAT, BuildReport, Manifest, ManifestEntry, ReportStatus, ReportWheel,
+from ciwheels.dist.artifacts import (FORMAT, BuildReport, Manifest, ManifestEntry, ReportStatus, ReportWheel,
                                 read_manifest, read_report, write_manifest, write_report)
-from ciwheels.errors import CiwheelsError
+from ciwheels.core.errors import CiwheelsError
 
 WHEEL = "pkg-1.0-cp312-cp312-manylinux_2_28_x86_64.whl"
 
@@ -116,7 +116,7 @@ def test_build_and_gather_write_format_1(tmp_path):
 
 
 def test_verify_finds_the_level_in_a_manifest_above_a_registry_folder(tmp_path):
-    from ciwheels.verify import recorded_level
+    from ciwheels.dist.verify import recorded_level
 
     fast = make_wheel(tmp_path / "dist" / "fast", "pkg", "1.0", tag="cp312-cp312-manylinux_2_28_x86_64")
     plain = make_wheel(tmp_path / "dist", "pkg", "1.0", tag="cp312-cp312-manylinux_2_28_x86_64")

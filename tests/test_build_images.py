@@ -1,7 +1,7 @@
 """`render: {build-images: ...}` (issue #11): the pipelines build the image of the matrix's recipe,
 tagged by its digest, only when the registry lacks it; the glibc cells of the arch build in it.
 
-The digests expected here are computed with ciwheels.image.Recipe from the inputs the test
+The digests expected here are computed with ciwheels.images.recipe.Recipe from the inputs the test
 names (never copied from an output), so a change of the recipe files keeps these tests true
 while a change of what goes into the recipe fails them."""
 
@@ -18,7 +18,7 @@ from conftest import run_ciwheels, with_registries
 from test_real_projects import actionlint, zizmor_pedantic
 from test_render import GITHUB, GITLAB, check_jsonschema, tool
 
-from ciwheels.image import Recipe
+from ciwheels.images.recipe import Recipe
 
 MATRIX = """\
 python: [cp311, cp313, cp314, cp314t]

@@ -9,16 +9,15 @@ import os
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 
-from ciwheels.cascade import ISA_RULES, RULES, IsaRule, Rule
+from ciwheels.matrix.cascade import ISA_RULES, RULES, IsaRule, Rule
 from ciwheels.catalog import load_catalog
-from ciwheels.errors import CiwheelsError
-from ciwheels.families import Generic, RiscV64, X86_64, family
-from ciwheels.normalise import SETTING_KEYS, defaults_layer
-from ciwheels.pipeline import expand_files
+from ciwheels.core.errors import CiwheelsError
+from ciwheels.isa.families import Generic, RiscV64, X86_64, family
+from ciwheels.matrix.normalise import SETTING_KEYS, defaults_layer
+from ciwheels.project.open import expand_files
 from conftest import EXAMPLE, REPO, run_ciwheels
 
 CAT = load_catalog()
@@ -114,7 +113,7 @@ def test_pinned_image_references_are_catalog_data_equal_to_the_pinned_cibuildwhe
 def test_no_library_module_imports_cibuildwheel():
     """At run time cibuildwheel lives in a venv of its own (cibw.py): importing it in ciwheels'
     process reads the host's copy, or fails."""
-    for path in (REPO / "ciwheels").glob("*.py"):
+    for path in (REPO / "ciwheels").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
@@ -139,7 +138,7 @@ def test_explain_shows_the_full_pinned_reference_without_cibuildwheel(write_matr
 
 
 def test_build_probes_the_cells_image_reference(write_matrix, tmp_path):
-    from ciwheels.build import Invocation, probe_compiler
+    from ciwheels.build.run import Invocation, probe_compiler
 
     write_matrix("python: [cp313]\narch: [riscv64]\nisa: {riscv64: [rva22u64]}\n")
     c = expand_files([tmp_path / "matrix" / "wheels.yaml"]).cells[0]
@@ -183,8 +182,8 @@ def test_riscv_probe_drops_only_what_the_compiler_does_not_know():
 
 
 def test_build_fails_a_level_without_evidence():
-    from ciwheels.build import level_status
-    from ciwheels.verify import Finding
+    from ciwheels.dist.verify import verdict as level_status
+    from ciwheels.dist.verify import Finding
 
     def f(status):
         return Finding("w.whl", "core.so", "x86_64", "x86-64-v3", "", status, f"a {status} binary")
@@ -206,7 +205,7 @@ def test_catalog_defaults_file_is_plain_toml_data():
 
 # -- cibuildwheel-options and identifier selectors ------------------------------------------
 def test_cibuildwheel_options_merge_per_option_and_reach_the_config_file(write_matrix):
-    from ciwheels.cibwopts import config_file
+    from ciwheels.matrix.cibwopts import config_file
 
     e = expand_files([write_matrix(
         "python: [cp312, cp313]\nlibc: [glibc, musl]\n"

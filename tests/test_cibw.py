@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from ciwheels.cibw import ensure_cibuildwheel
-from ciwheels.errors import CiwheelsError
+from ciwheels.cibw.install import ensure_cibuildwheel
+from ciwheels.core.errors import CiwheelsError
 
 pytestmark = pytest.mark.slow  # installs cibuildwheel into new virtual environments
 

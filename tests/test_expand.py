@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from ciwheels.errors import CiwheelsError
-from ciwheels.pipeline import expand_files
+from ciwheels.core.errors import CiwheelsError
+from ciwheels.project.open import expand_files
 from conftest import EXAMPLE, derive_cells
 
 
@@ -165,7 +165,7 @@ def test_output_is_independent_of_key_order(write_matrix):
 
 
 def test_fast_json_equals_plain_json(write_matrix):
-    from ciwheels.model import cells_json
+    from ciwheels.matrix.model import cells_json
 
     path = write_matrix(
         "python: [cp312, cp313, pp311]\narch: [x86_64, riscv64]\nisa: {x86_64: [x86-64, x86-64-v3]}\n"
@@ -177,7 +177,7 @@ def test_fast_json_equals_plain_json(write_matrix):
 
 
 def test_wheel_files_are_matched_to_their_cells():
-    from ciwheels.model import wheel_matches
+    from ciwheels.matrix.model import wheel_matches
 
     cells = {c.id: c for c in expand_files([EXAMPLE / "matrix" / "wheels.yaml"]).cells}
     ft = cells["cp314t-musllinux_x86_64-x86-64"]

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from conftest import run_ciwheels
 from wheelfactory import make_wheel
 
-from ciwheels.artifacts import read_manifest, read_report
-from ciwheels.errors import CiwheelsError
+from ciwheels.dist.artifacts import read_manifest, read_report
+from ciwheels.core.errors import CiwheelsError
 
 V3 = "cp312-manylinux_x86_64-x86-64-v3"
 

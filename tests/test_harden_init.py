@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from ciwheels.errors import CiwheelsError
-from ciwheels.project import init_project
+from ciwheels.core.errors import CiwheelsError
+from ciwheels.project.init import init_project
 
 
 @pytest.mark.parametrize("toml", [

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 
 from conftest import run_ciwheels
 
-from ciwheels import load
+from ciwheels.matrix import load
 from ciwheels.catalog import load_catalog
-from ciwheels.cron import problem
-from ciwheels.errors import CiwheelsError
-from ciwheels.load import load_matrix
-from ciwheels.pipeline import open_docs
+from ciwheels.matrix.cron import problem
+from ciwheels.core.errors import CiwheelsError
+from ciwheels.matrix.load import load_matrix
+from ciwheels.project.open import open_docs
 
 CATALOG = load_catalog()
 

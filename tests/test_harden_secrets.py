@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import urllib.parse
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -19,9 +18,9 @@ from hypothesis import strategies as st
 from servers import HostileServer, PypiServer
 from wheelfactory import make_wheel
 
-from ciwheels import credentials
-from ciwheels.errors import CiwheelsError
-from ciwheels.registry import RegistryClient, Target, resolve_target
+from ciwheels.core import secrets as credentials
+from ciwheels.core.errors import CiwheelsError
+from ciwheels.net.registry import RegistryClient, Target, resolve_target
 
 TOKEN = "tok-SENTINEL/9+x=Zq"  # '/', '+', '=' change under percent-encoding and base64
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ciwheels.image import Recipe, policy_for, python_tag
+from ciwheels.images.recipe import Recipe, policy_for, python_tag
 from conftest import TEST_IMAGE_PYTHONS, build_test_image, run_ciwheels
 
 EM_X86_64, EM_RISCV = 62, 243
@@ -35,8 +35,8 @@ def test_the_digest_names_the_recipe_and_its_inputs():
 
 
 def test_the_digest_follows_the_recipe_files(tmp_path, monkeypatch):
-    from ciwheels import image as image_mod
-    from ciwheels.resources import data_dir
+    from ciwheels.images import recipe as image_mod
+    from ciwheels.core.resources import data_dir
 
     before = Recipe("riscv64", None, ("cp313",)).digest()
     images = tmp_path / "images"
@@ -49,7 +49,7 @@ def test_the_digest_follows_the_recipe_files(tmp_path, monkeypatch):
 
 
 def test_the_sysroot_is_pinned_catalog_data_and_sets_the_policy():
-    from ciwheels.image import image_catalog, sysroot_glibc
+    from ciwheels.images.recipe import image_catalog, sysroot_glibc
 
     cat = image_catalog()
     assert sysroot_glibc("riscv64", "bullseye") == "2.31" and sysroot_glibc("riscv64", "bookworm") == "2.36"
@@ -115,7 +115,7 @@ def riscv64(test_images):
 
 @pytest.mark.slow
 def test_the_image_says_what_it_carries(riscv64):
-    from ciwheels.image import image_labels
+    from ciwheels.images.recipe import image_labels
 
     ref = riscv64["tag"]
     assert riscv64["pythons"] == list(TEST_IMAGE_PYTHONS["riscv64"])
@@ -135,7 +135,7 @@ def test_the_image_says_what_it_carries(riscv64):
 
 @pytest.mark.slow
 def test_every_cpython_is_the_pinned_upstream_release(riscv64):
-    from ciwheels import pysources
+    from ciwheels.images import sources as pysources
 
     script = ";".join(
         f"/opt/python/{python_tag(p)}/bin/python -c 'import sys, sysconfig, ssl, ctypes, sqlite3, lzma, bz2, zlib; "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ciwheels.pipeline import expand_files
+from ciwheels.project.open import expand_files
 from conftest import run_ciwheels
 from wheelfactory import make_wheel
 
@@ -77,7 +77,7 @@ def test_publish_publishes_what_was_built_then_names_the_missing(tmp_path, artif
 
 
 def test_an_abi3_wheel_serves_every_cell_it_covers(write_matrix):
-    from ciwheels.model import wheel_matches
+    from ciwheels.matrix.model import wheel_matches
 
     cells = {c.python: c for c in expand_files([write_matrix("python: [cp311, cp313, cp314, cp314t]\n")]).cells}
     abi3 = "psutil-7.1.0-cp36-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"

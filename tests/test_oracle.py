@@ -15,7 +15,7 @@ import pytest
 from cibuildwheel.environment import parse_environment
 
 from ciwheels.catalog import load_catalog
-from ciwheels.pipeline import expand_files
+from ciwheels.project.open import expand_files
 
 CAT = load_catalog()
 
@@ -83,7 +83,7 @@ def test_the_matrix_owns_the_configuration(tmp_path, write_matrix):
     """Build always hands cibuildwheel a config file it writes: the package's own
     [tool.cibuildwheel] (here: one that would skip everything and names an option cibuildwheel
     rejects) is never read, and the matrix's cibuildwheel-options are ones cibuildwheel accepts."""
-    from ciwheels.build import CONFIG_FILE, Invocation
+    from ciwheels.build.run import CONFIG_FILE, Invocation
 
     write_matrix("python: [cp313]\ncibuildwheel-options:\n  build-frontend: build[uv]\n  build-verbosity: 1\n"
                  "  config-settings: {setup-args: ['-Dfoo=bar', '-Dx=\"y\"']}\n  test-extras: [test]\n"

@@ -72,7 +72,7 @@ def test_wheel_carries_the_data_folders(installed):
 
 def test_installed_wheel_reads_its_own_data(installed, tmp_path):
     _, bin_dir = installed
-    where = _run([bin_dir / "python", "-c", "import ciwheels.resources as r; print(r.data_dir('catalog'))"],
+    where = _run([bin_dir / "python", "-c", "import ciwheels.core.resources as r; print(r.data_dir('catalog'))"],
                  cwd=tmp_path, env=_clean_env()).stdout.strip()
     assert Path(where).is_relative_to(bin_dir.parent) and where.endswith("site-packages/ciwheels/_data/catalog")
 

@@ -20,9 +20,9 @@ import pytest
 
 from servers import HostileServer, free_port, serve
 
-from ciwheels import pysources
+from ciwheels.images import sources as pysources
 from ciwheels.catalog import load_catalog
-from ciwheels.errors import CiwheelsError
+from ciwheels.core.errors import CiwheelsError
 
 GOOD = b"not really a tarball, but the bytes the test catalog pins for 3.13.5\n" * 500
 OTHER = b"what a broken mirror sends instead\n" * 100

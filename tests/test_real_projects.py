@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from ciwheels.errors import CiwheelsError
-from ciwheels.pipeline import open_project
-from ciwheels.project import ENABLE_GROUPS, init_project, requires_python
-from ciwheels.render import install_requirement, render_project
+from ciwheels.core.errors import CiwheelsError
+from ciwheels.project.open import open_project
+from ciwheels.project.init import ENABLE_GROUPS, init_project
+from ciwheels.project.workspace import requires_python
+from ciwheels.pipelines.render import install_requirement
+from ciwheels.project.open import render_project
 from conftest import run_ciwheels
 from test_render import GITHUB, GITLAB, check_jsonschema, tool
 
@@ -269,7 +271,7 @@ def test_default_branch_is_read_from_origin_head(repo, tmp_path):
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(repo), str(clone))
     git(clone, "checkout", "-q", "-b", "feature")
-    from ciwheels.project import default_branch
+    from ciwheels.project.workspace import default_branch
 
     assert default_branch(clone) == "master"  # origin's HEAD, not the current branch
     assert default_branch(repo) == "master"  # no origin: the current branch

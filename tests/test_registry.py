@@ -9,9 +9,9 @@ import pytest
 from servers import FaultProxy, PypiServer, free_port
 from wheelfactory import make_wheel
 
-from ciwheels.errors import CiwheelsError
-from ciwheels.publish import wheel_metadata
-from ciwheels.registry import RegistryClient, Target
+from ciwheels.core.errors import CiwheelsError
+from ciwheels.dist.publish import wheel_metadata
+from ciwheels.net.registry import RegistryClient, Target
 
 SECRET = "SECRET-registry-token-3b9d"
 

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from ciwheels.errors import CiwheelsError
-from ciwheels.render import render_project
+from ciwheels.core.errors import CiwheelsError
+from ciwheels.project.open import render_project
 
 GITHUB = ".github/workflows/ciwheels.yml"
 GITLAB = ".gitlab/ciwheels.gitlab-ci.yml"

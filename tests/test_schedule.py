@@ -16,9 +16,9 @@ from conftest import run_ciwheels
 from servers import PypiServer
 from wheelfactory import make_wheel
 
-from ciwheels.normalise import VersionSelection
-from ciwheels.registry import IndexFile, parse_project_page
-from ciwheels.upstream import select_versions
+from ciwheels.matrix.normalise import VersionSelection
+from ciwheels.net.registry import IndexFile, parse_project_page
+from ciwheels.builder.upstream import select_versions
 
 
 def _project(tmp_path: Path, text: str) -> Path:
@@ -170,7 +170,7 @@ def test_plan_missing_keeps_only_what_the_registry_lacks(tmp_path, indexes):
 
 
 def _failed_artifact(root: Path, cell: str, job: str) -> Path:
-    from ciwheels.artifacts import BuildReport, write_report
+    from ciwheels.dist.artifacts import BuildReport, write_report
 
     out = root / "wheels-job" / "wheelhouse" / job
     write_report(out / cell, BuildReport(cell=cell, job=job, status="failed", log=f"/builds/x/wheelhouse/{job}.log"))
@@ -302,8 +302,8 @@ def test_plan_missing_reads_a_pep691_json_registry(tmp_path):
 
     from servers import DevpiServer
 
-    from ciwheels.publish import wheel_metadata
-    from ciwheels.registry import RegistryClient, Target
+    from ciwheels.dist.publish import wheel_metadata
+    from ciwheels.net.registry import RegistryClient, Target
 
     devpi = DevpiServer(tmp_path, "pw")
     try:
@@ -313,7 +313,7 @@ def test_plan_missing_reads_a_pep691_json_registry(tmp_path):
             == "uploaded"
         files = client.files("demo-pkg")
         assert [f.filename for f in files] == [wheel.name]
-        from ciwheels.registry import SIMPLE_ACCEPT
+        from ciwheels.net.registry import SIMPLE_ACCEPT
 
         resp = client.request("GET", client.project_url("demo-pkg"), "test", headers={"Accept": SIMPLE_ACCEPT})[0]
         assert resp.headers["Content-Type"].startswith("application/vnd.pypi.simple.v1+json")

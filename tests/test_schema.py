@@ -10,7 +10,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from ciwheels.catalog import load_catalog
-from ciwheels.schema import matrix_schema
+from ciwheels.matrix.schema import matrix_schema
 from conftest import BAD, REPO
 
 SCHEMA = matrix_schema(load_catalog())

@@ -41,8 +41,8 @@ def cibuildwheel(source: Path, out: Path, image: str, *, env: dict[str, str] | N
                  repair: str = "auditwheel repair -w {dest_dir} {wheel} && auditwheel show {dest_dir}/*.whl",
                  ) -> tuple[subprocess.CompletedProcess, list[Path]]:
     """One real cibuildwheel run of cp313-manylinux_riscv64 in `image`: (the run, its wheels)."""
-    from ciwheels.build import process_environment, trust_environment
-    from ciwheels.registry import host_ca_bundle
+    from ciwheels.build.run import process_environment, trust_environment
+    from ciwheels.net.http import host_ca_bundle
 
     ca = host_ca_bundle()
     inside = {**trust_environment(ca), **(env or {})}
@@ -182,7 +182,7 @@ REAL = {
 
 @pytest.mark.parametrize("spec", list(REAL))
 def test_real_sdists_are_manylinux_2_31_and_pass_their_tests(riscv64, tmp_path, spec):
-    from ciwheels.sdist import fetch_sdist
+    from ciwheels.build.sdist import fetch_sdist
 
     test, requires, caller = REAL[spec]
     sdist = fetch_sdist(*spec.split("=="))

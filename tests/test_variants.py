@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 
 from ciwheels.catalog import load_catalog
-from ciwheels.errors import CiwheelsError
-from ciwheels.expand import check_level_clashes
-from ciwheels.families import family
-from ciwheels.pipeline import expand_files
-from ciwheels import variants
+from ciwheels.core.errors import CiwheelsError
+from ciwheels.matrix.expand import check_level_clashes
+from ciwheels.isa.families import family
+from ciwheels.project.open import expand_files
+from ciwheels.core import wheel
+from ciwheels.dist import variants
 from conftest import run_ciwheels
 from wheelfactory import compile_so, make_wheel
 
@@ -45,10 +46,10 @@ ACCEPTED = {"$schema": "https://variants-schema.wheelnext.dev/peps/850/v0.2.0.js
     ("numpy-2.3.2-py3-none-any-0abc.whl", "0abc", ()),
 ])
 def test_variant_names_parse(name, label, build):
-    w = variants.parse_wheel_name(name)
+    w = wheel.parse_wheel_name(name)
     assert (w.name, w.version, w.label, w.build) == ("numpy", "2.3.2", label, build)
     assert w.plain == name.replace(f"-{label}.whl", ".whl") if label else w.plain == name
-    assert variants.index_file_name(w) == "numpy-2.3.2-variants.json"
+    assert wheel.index_file_name(w) == "numpy-2.3.2-variants.json"
 
 
 @pytest.mark.parametrize("name", [
@@ -59,12 +60,12 @@ def test_variant_names_parse(name, label, build):
     "numpy-2.3.2-cp313-cp313-manylinux_2_28_x86_64-x86_64_v3.tar.gz",
 ])
 def test_bad_variant_names_are_refused(name):
-    with pytest.raises(variants.InvalidWheelName):
-        variants.parse_wheel_name(name)
+    with pytest.raises(wheel.InvalidWheelName):
+        wheel.parse_wheel_name(name)
 
 
 def test_artifact_names_accept_variants_but_not_paths():
-    from ciwheels.artifacts import check_wheel_name
+    from ciwheels.dist.artifacts import check_wheel_name
 
     check_wheel_name("demo-1.0-cp312-cp312-manylinux_2_28_x86_64-x86_64_v3.whl", "here")
     with pytest.raises(CiwheelsError):

@@ -1,0 +1,186 @@
+"""Opening a project: the one place where the stages are chained.
+
+    find matrix files -> load (validate) -> normalise (typed spec) -> expand -> resolve (cells)
+                                                                   -> plan (jobs)
+
+Every command starts from `open_project`, so no stage is run twice and no command reaches
+back into raw YAML for something an earlier stage already knew."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from ciwheels.builder.upstream import IndexCache, needs_resolving, resolve_versions
+from ciwheels.catalog import Catalog, load_catalog
+from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import read_pyproject
+from ciwheels.core.log import get_logger
+from ciwheels.matrix import destination
+from ciwheels.matrix.expand import expand
+from ciwheels.matrix.load import MatrixDoc, load_files
+from ciwheels.matrix.model import Expansion, Registry
+from ciwheels.matrix.normalise import ProjectSpec, normalise
+from ciwheels.pipelines.builtimages import give_built_images
+from ciwheels.pipelines.plan import Plan, plan
+from ciwheels.pipelines.render import (
+    install_requirement,
+    render_plan,
+    versioned_from_git,
+)
+from ciwheels.project.workspace import (
+    default_branch,
+    find_matrix_files,
+    repository_top,
+    requires_python,
+)
+
+
+@dataclass
+class Project:
+    """A loaded project: its matrix documents, the typed spec, the cells, and (on demand) the plan."""
+
+    root: Path
+    catalog: Catalog
+    files: list[Path]
+    docs: list[MatrixDoc]
+    spec: ProjectSpec
+    expansion: Expansion
+    upstream: IndexCache | None = None  # the upstream index pages read while opening (one read per package)
+
+    @cached_property
+    def plan(self) -> Plan:
+        return plan(self.expansion, self.spec, self.catalog)
+
+    @property
+    def registries(self) -> dict[str, Registry]:
+        return self.spec.registries
+
+
+def open_docs(root: Path, docs: list[MatrixDoc], catalog: Catalog | None = None,
+              files: list[Path] | None = None, *, repository_url: str | None = None) -> Project:
+    """A project from documents already loaded (e.g. from a git revision). `repository_url`:
+    the registry of cells the matrix sends nowhere (matrix/destination.py), else the environment's."""
+    catalog = catalog or load_catalog()
+    spec = normalise(docs, catalog)
+    index = None
+    if needs_resolving(spec):  # `versions: latest` or a selection: the only reason to read the index here
+        index = resolve_versions(spec)
+    expansion = expand(spec, catalog)
+    destination.assign(expansion, spec.registries, destination.environment_default(repository_url=repository_url))
+    if spec.render.build_images:  # their digests need the cells' Pythons: see builtimages.py
+
+        expansion = give_built_images(spec, expansion, catalog)
+    project = Project(root, catalog, files or [], docs, spec, expansion)
+    project.upstream = index
+    return project
+
+
+def open_project(project: Path, matrix_paths: tuple[Path, ...] = (), *, display_root: Path | None = None,
+                 repository_url: str | None = None) -> Project:
+    """Find, load, validate and expand the project's matrix files (PROJECT/matrix/*.yaml, or
+    the --matrix paths). Files are shown relative to `display_root` (default: the current folder)."""
+    catalog = load_catalog()
+    files = find_matrix_files(project, matrix_paths)
+    docs = load_files(files, catalog, root=display_root or Path.cwd())
+    opened = open_docs(project, docs, catalog, files, repository_url=repository_url)
+    _check_requires_python(opened)
+    return opened
+
+
+def _check_requires_python(opened: Project) -> None:
+    """cibuildwheel reads the package's requires-python at build time whatever the matrix says,
+    and skips the Pythons it excludes: say so now, on the cells, instead of a missing wheel later."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import Version
+
+
+    own = [c for c in opened.expansion.cells if not c.package]
+    if not own:
+        return
+    try:
+        value, source = requires_python(opened.root, read_pyproject(opened.root))
+        spec = SpecifierSet(value) if value else None
+    except (OSError, InvalidSpecifier, ValueError):
+        return
+    if spec is None:
+        return
+    outside: dict[str, list] = {}
+    for cell in own:
+        python = opened.catalog.pythons[cell.python]
+        if python.implementation == "cpython" and not spec.contains(Version(f"{python.version}.99"), prereleases=True):
+            outside.setdefault(cell.python, []).append(cell)
+    for py, cells in outside.items():
+        note = (f"the project's requires-python {value!r} ({source}) excludes {py}: cibuildwheel will skip it "
+                "and the cell gets no wheel; exclude it in the matrix or widen requires-python")
+        for cell in cells:
+            cell.notes = (*cell.notes, note)
+        opened.expansion.warnings.append(f"{len(cells)} {py} cell(s): {note}")
+
+
+def project_registries(project: Path) -> dict[str, Registry]:
+    """The registries of a project's matrix; {} for a folder without matrix files (publish and
+    the consumer commands also work from a URL alone)."""
+    try:
+        files = find_matrix_files(project)
+    except CiwheelsError:
+        return {}
+    catalog = load_catalog()
+    return normalise(load_files(files, catalog, root=Path.cwd()), catalog).registries
+
+
+def expand_files(paths: list[Path], root: Path | None = None) -> Expansion:
+    """The cells of some matrix files (for library users and tests that have files, not a project)."""
+    return open_project(Path.cwd(), tuple(paths), display_root=root).expansion
+
+
+def render_project(project: Path, matrix_paths: tuple[Path, ...] = ()) -> tuple[Plan, dict[Path, str]]:
+    """Open, plan and render a project: {absolute output path: text}. Output paths are confined
+    to the project: `render: {github: ...}` cannot name a file outside it."""
+    log = get_logger("render")
+    opened = open_project(project, matrix_paths)
+    top, project_rel = repository_top(project, _recorded_project(project, opened.plan.settings.github))
+    matrix_rel = []
+    for f in opened.files:
+        try:
+            matrix_rel.append(f.resolve().relative_to(top).as_posix())
+        except ValueError:
+            matrix_rel.append(f.resolve().as_posix())
+    s = opened.plan.settings
+    branch = s.default_branch
+    if branch is None:
+        branch = default_branch(project)
+        if branch is None:
+            branch = "main"
+            log.warning("cannot read the default branch (no origin/HEAD, no current branch); the pipelines build "
+                        "pushes to 'main': set render: {default-branch: NAME} in the matrix")
+    spec = None
+    if s.ciwheels is None:
+        spec, warning = install_requirement()
+        if warning:
+            log.warning("%s", warning)
+    outputs = render_plan(opened.plan, project_rel, matrix_rel, default_branch=branch,
+                          fetch_depth=0 if versioned_from_git(project) else 1, ciwheels=spec)
+    root = project.resolve()
+    confined = {}
+    for rel, text in sorted(outputs.items()):
+        target = (project / rel).resolve()
+        if Path(rel).is_absolute() or ".." in Path(rel).parts or not target.is_relative_to(root) or target == root:
+            raise CiwheelsError(f"render: the output path {rel!r} (set in {s.origin or 'defaults'}) leaves the "
+                                f"project {project}; give a path inside it, e.g. .github/workflows/ciwheels.yml")
+        confined[project / rel] = text
+    return opened.plan, confined
+
+
+def _recorded_project(project: Path, github: str | None) -> str | None:
+    """The project path (relative to the repository top) that the committed GitHub workflow
+    records, for rendering outside git the same files as inside it."""
+    import re
+
+    try:
+        text = (project / github).read_text(encoding="utf-8")[:1 << 16] if github else ""
+    except (OSError, UnicodeDecodeError):
+        return None
+    m = re.search(r'^  CIWHEELS_PROJECT: "([^"\n]*)"$', text, re.M)
+    return m.group(1) if m else None
