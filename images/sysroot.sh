@@ -69,6 +69,13 @@ for name in gcc cc g++ c++ cpp "gcc-$v" "g++-$v" "cpp-$v" \
 next=/opt/ciwheels-cross/bin/$name
 [ -x "\$next" ] || next=/usr/bin/$name
 [ "\${CIWHEELS_SYSROOT:-1}" = 0 ] && exec "\$next" "\$@"
+# the base's own system directories named explicitly (-I/usr/include, say from a build's flags)
+# would come before the sysroot's: they stay searched, after it
+for arg do
+  shift
+  case "\$arg" in -I/usr/include|-I/usr/include/$TRIPLET|-L/usr/lib/$TRIPLET|-L/lib/$TRIPLET|-L/usr/lib|-L/lib) continue ;; esac
+  set -- "\$@" "\$arg"
+done
 exec "\$next" --sysroot=${root#/out} -specs=${top#/out}/cxx.specs "\$@" \\
   -idirafter /usr/include/$TRIPLET -idirafter /usr/include \\
   -L/usr/local/lib -L${root#/out}/usr/lib/$TRIPLET -L/usr/lib/$TRIPLET
