@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow  # podman, QEMU, cibuildwheel: minutes
 
 DEMO = Path(__file__).resolve().parent / "sysroot-demo"
 POLICY = "manylinux_2_31_riscv64"
+PYTHON = "cp313"  # one of the test image's
 # what auditwheel's manylinux_2_31 riscv64 policy allows of GCC 10's runtime
 NEWEST = {"GLIBC": (2, 31), "GLIBCXX": (3, 4, 28), "CXXABI": (1, 3, 12), "GCC": (7, 0, 0)}
 
@@ -40,13 +41,13 @@ def cibuildwheel(source: Path, out: Path, image: str, *, env: dict[str, str] | N
                  test: str | None = None, test_requires: str = "",
                  repair: str = "auditwheel repair -w {dest_dir} {wheel} && auditwheel show {dest_dir}/*.whl",
                  ) -> tuple[subprocess.CompletedProcess, list[Path]]:
-    """One real cibuildwheel run of cp313-manylinux_riscv64 in `image`: (the run, its wheels)."""
+    """One real cibuildwheel run of PYTHON-manylinux_riscv64 in `image`: (the run, its wheels)."""
     from ciwheels.build.run import process_environment, trust_environment
     from ciwheels.net.http import host_ca_bundle
 
     ca = host_ca_bundle()
     inside = {**trust_environment(ca), **(env or {})}
-    options = {"CIBW_BUILD": "cp313-manylinux_riscv64", "CIBW_ARCHS_LINUX": "riscv64",
+    options = {"CIBW_BUILD": f"{PYTHON}-manylinux_riscv64", "CIBW_ARCHS_LINUX": "riscv64",
                "CIBW_MANYLINUX_RISCV64_IMAGE": image, "CIBW_BUILD_VERBOSITY": "1",
                "CIBW_ENVIRONMENT_LINUX": " ".join(f"{k}={v}" for k, v in inside.items()),
                "CIBW_REPAIR_WHEEL_COMMAND_LINUX": repair}
@@ -109,10 +110,10 @@ def within_policy(symbols: set[str]) -> None:
 def test_demo_extensions_are_manylinux_2_31(riscv64, tmp_path, compilers):
     env = {"CIWHEELS_NATIVE_COMPILERS": "0"} if compilers == "emulated" else {}
     proc, wheels = cibuildwheel(DEMO, tmp_path / "out", riscv64["tag"], env=env,
-                                test="python {project}/tests/check_demo.py")
+                                test="python {package}/tests/check_demo.py")
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
-    assert [w.name for w in wheels] == [f"sysroot_demo-0.1.0-cp313-cp313-{POLICY}.whl"]
+    assert [w.name for w in wheels] == [f"sysroot_demo-0.1.0-{PYTHON}-{PYTHON}-{POLICY}.whl"]
     assert shown_policy(log) == POLICY  # auditwheel show of the repaired wheel
     assert "sysroot_demo: ok" in log  # C's strtol/sscanf and C++'s exceptions work in the image
     symbols = extension_symbols(wheels[0])
@@ -190,7 +191,7 @@ def test_real_sdists_are_manylinux_2_31_and_pass_their_tests(riscv64, tmp_path, 
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-6000:]
     assert len(wheels) == 1, wheels
-    tags = re.search(r"-cp313-cp313-(.+)\.whl$", wheels[0].name).group(1).split(".")
+    tags = re.search(rf"-{PYTHON}-{PYTHON}-(.+)\.whl$", wheels[0].name).group(1).split(".")
     policies = [tuple(int(x) for x in re.match(r"manylinux_(\d+)_(\d+)_riscv64$", t).groups()) for t in tags]
     assert min(policies) <= (2, 31) and max(policies) <= (2, 31), wheels[0].name
     shown = tuple(int(x) for x in re.match(r"manylinux_(\d+)_(\d+)_riscv64", shown_policy(log)).groups())
