@@ -62,7 +62,7 @@ def cibuildwheel(source: Path, out: Path, image: str, *, env: dict[str, str] | N
 
 def shown_policy(output: str) -> str:
     """The platform tag `auditwheel show` said the wheel is consistent with."""
-    found = re.findall(r'consistent with the following platform tag:\s*"([a-z0-9_]+)"', output)
+    found = re.findall(r'consistent\s+with\s+the\s+following\s+platform\s+tag:\s*"([a-z0-9_]+)"', output)
     assert found, output[-3000:]
     return found[-1]
 
