@@ -176,8 +176,8 @@ REAL = {
                       "-k 'not sensors and not battery'", "pytest", None),
     # parse_c_type.c: strtoul, strtoull
     "cffi==2.1.1": ("pytest {project}/src/c/test_c.py -q", "pytest", ("_cffi_backend", "strtoul")),
-    # src/utils.c: atoi, which glibc's headers inline as strtol at -O2
-    "pyahocorasick==2.3.1": ("pytest {project}/tests -q", "pytest", ("ahocorasick", "strtol")),
+    # the bundled hiredis C library: vendor/hiredis/async.c calls strtol
+    "hiredis==3.5.0": ("pytest {project}/tests -q", "pytest", ("hiredis", "strtol")),
 }
 
 
