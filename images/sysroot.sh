@@ -100,7 +100,7 @@ if [ \$rc != 0 ] && grep -q "too-recent versioned symbols" "\$err"; then
   done
   echo "ciwheels image: this image compiles extensions against the glibc $SYSROOT_GLIBC of the $SYSROOT" \\
     "sysroot, so a library the wheel links was built for a newer glibc: one from the image's own" \\
-    "distribution (apt-get install in before-all) needs its glibc $GLIBC. Build it from source in" \\
+    "distribution (apt-get install in before-all) was built against its glibc $GLIBC. Build it from source in" \\
     "before-all with the image's compilers (they use the sysroot) into /usr/local: see" \\
     "\"Libraries from before-all\" in ciwheels' images/README.md." >&2
 fi
