@@ -252,7 +252,11 @@ def test_triggers_default_branch_and_publishing(repo):
     cond = gh["jobs"]["publish"]["if"]
     assert "refs/tags/" in cond and "'schedule'" in cond and "'workflow_dispatch'" in cond
     assert "refs/heads/" not in cond  # branch publishing is opt-in
+    # a tag publishes all or nothing: no release without an arch (schedules publish what built)
+    step = next(s for s in gh["jobs"]["publish"]["steps"] if s.get("name") == "Publish")
+    assert step["env"]["CIWHEELS_ALL_OR_NOTHING"] == "${{ startsWith(github.ref, 'refs/tags/') }}"
     rules = load_yaml(repo / GITLAB)["ciwheels-publish"]["rules"]
+    assert {"if": "$CI_COMMIT_TAG", "variables": {"CIWHEELS_ALL_OR_NOTHING": "true"}} in rules
     ifs = [r["if"] for r in rules]
     # schedules and manual runs publish from the child pipeline that `ciwheels plan --missing` writes
     assert ifs == ['$CI_PIPELINE_SOURCE == "merge_request_event"',
@@ -265,6 +269,12 @@ def test_triggers_default_branch_and_publishing(repo):
     assert gh["on"]["push"]["branches"] == ["master", "release"]
     assert "github.ref == 'refs/heads/release'" in gh["jobs"]["publish"]["if"]
     assert {"if": '$CI_COMMIT_BRANCH == "release"'} in load_yaml(repo / GITLAB)["ciwheels-publish"]["rules"]
+    # opt out: a tag publishes what built
+    path.write_text(path.read_text() + "  tag-publish: what-built\n")
+    render(repo)
+    step = next(s for s in load_yaml(repo / GITHUB)["jobs"]["publish"]["steps"] if s.get("name") == "Publish")
+    assert "CIWHEELS_ALL_OR_NOTHING" not in step["env"]
+    assert {"if": "$CI_COMMIT_TAG"} in load_yaml(repo / GITLAB)["ciwheels-publish"]["rules"]
 
 
 def test_default_branch_is_read_from_origin_head(repo, tmp_path):
@@ -331,8 +341,13 @@ def test_emulated_cells_get_a_job_each(tmp_path):
     plan = open_project(project).plan
     emulated = [j for j in plan.jobs if j.emulated]
     native = [j for j in plan.jobs if not j.emulated]
-    assert all(len(j.cells) == 1 for j in emulated) and len(emulated) == 72
-    assert {len(j.cells) for j in native} == {9}
+    # aarch64 builds on the hosted arm runners: armv7l, ppc64le and riscv64 under QEMU
+    assert all(len(j.cells) == 1 for j in emulated) and len(emulated) == 54
+    assert {j.arch for j in emulated} == {"armv7l", "ppc64le", "riscv64"}
+    assert {len(j.cells) for j in native} == {9} and len(native) == 4
+    arm = [j for j in native if j.arch == "aarch64"]
+    assert len(arm) == 2 and all(j.github_runner == "ubuntu-24.04-arm" and not j.qemu_platform
+                                 and j.gitlab_tags == ("saas-linux-small-arm64",) for j in arm)
     path = project / "matrix" / "wheels.yaml"
     path.write_text(path.read_text() + "render: {emulated-jobs: grouped}\n")
     assert len(open_project(project).plan.jobs) == 10

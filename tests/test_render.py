@@ -113,7 +113,8 @@ def test_example_shape():
     assert rules[0] == {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"', "when": "never"}
     # schedules and manual runs publish from the child pipeline of `ciwheels plan --missing`
     planned = '$CI_PIPELINE_SOURCE == "schedule" || $CI_PIPELINE_SOURCE == "web"'
-    assert {"if": planned, "when": "never"} in rules and {"if": "$CI_COMMIT_TAG"} in rules
+    assert {"if": planned, "when": "never"} in rules
+    assert {"if": "$CI_COMMIT_TAG", "variables": {"CIWHEELS_ALL_OR_NOTHING": "true"}} in rules
     assert gl[".ciwheels-build"]["rules"][0] == {"if": planned, "when": "never"}
     assert gl["ciwheels-planned"]["trigger"] == {"include": [{"artifact": "ciwheels-child.yml", "job": "ciwheels-plan"}],
                                                   "strategy": "depend"}

@@ -189,6 +189,7 @@ class RenderSettings:
     fetch_depth: int | None = None  # None: 0 for projects versioned from git, else 1
     submodules: bool | str = False
     emulated_jobs: str = "per-cell"
+    tag_publish: str = "all-or-nothing"  # or "what-built": a tag publishes what built
 
 
 @dataclass
@@ -295,6 +296,7 @@ def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
         fetch_depth=chosen.get("fetch-depth"),
         submodules=chosen.get("submodules", False),
         emulated_jobs=chosen.get("emulated-jobs", "per-cell"),
+        tag_publish=chosen.get("tag-publish", "all-or-nothing"),
     )
 
 
@@ -500,8 +502,9 @@ class _Normaliser:
         for arch_name, r in d.get("runners", {}).items():
             arch = self.canon("arch", arch_name, ("runners", arch_name))
             gitlab = r.get("gitlab", [])
+            # emulated: true builds the arch under QEMU on x86_64 runners (also where hosted ones exist)
             runners[arch] = (Runner(r.get("github", str(defaults["render"]["github-runner"])),
-                                    tuple([gitlab] if isinstance(gitlab, str) else gitlab), False),
+                                    tuple([gitlab] if isinstance(gitlab, str) else gitlab), bool(r.get("emulated"))),
                              self.origin(("runners", arch_name)))
 
         excludes = [self.selector(e, ("exclude", i)) for i, e in enumerate(d.get("exclude", []))]
