@@ -19,6 +19,7 @@ from packaging.version import InvalidVersion, Version
 
 from ciwheels.catalog import Catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.installspec import unreachable
 from ciwheels.matrix.load import MatrixDoc, Path_, describe_path, validate_data
 from ciwheels.matrix.model import Origin, Registry, Runner
 from ciwheels.matrix.schema import settings_properties
@@ -278,6 +279,15 @@ def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
     def path(key: str) -> str | None:
         value = chosen.get(key, defaults[key])
         return None if value is False else value
+
+    if chosen.get("ciwheels") is not None:
+        why = unreachable(str(chosen["ciwheels"]))
+        if why:
+            doc = next(d for d in docs if d.file == origin)
+            raise doc.error(("render", "ciwheels"), f"render.ciwheels: the CI jobs pip-install this requirement, "
+                            f"and {why}; name one a hosted runner can install: an index version "
+                            '("ciwheels==X.Y"), "ciwheels @ git+https://HOST/REPO@COMMIT", or a path relative to '
+                            "the repository", value=chosen["ciwheels"])
 
     return RenderSettings(
         github=path("github"),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ciwheels import __version__
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.installspec import https_form
 from ciwheels.pipelines.plan import Job, Plan
 
 
@@ -133,11 +134,12 @@ def _actions(overrides: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def install_requirement() -> tuple[str, str | None]:
-    """(what CI jobs pip-install, a warning or None): exactly the ciwheels running now, read
-    from its PEP 610 direct_url.json. A VCS install pins its full commit, an index install its
-    version, a remote archive its URL and hash. A local folder or file cannot be installed by
-    CI: a git checkout with a remote pins its HEAD commit there (push it), anything else falls
-    back to the version, and both warn and name `render: {ciwheels: ...}`."""
+    """(what CI jobs pip-install, a warning or None): the ciwheels running now, read from its
+    PEP 610 direct_url.json, in a form a hosted runner can install. A VCS install pins its full
+    commit (an ssh or scp-like origin in its https form: runners have no ssh key), an index
+    install its version, a remote archive its URL and hash. A local folder, file or `git+file://`
+    clone cannot be installed by CI: a git checkout with a remote pins its HEAD commit there
+    (push it), anything else falls back to the version; both warn and name `render: {ciwheels: ...}`."""
     from importlib import metadata
 
     hint = ('name what CI installs with `render: {ciwheels: "ciwheels @ git+https://HOST/REPO@COMMIT"}` '
@@ -156,21 +158,27 @@ def install_requirement() -> tuple[str, str | None]:
         return f"ciwheels=={dist.version}", f"ciwheels' install record (direct_url.json) is unreadable; {hint}"
     sub = info.get("subdirectory")
     fragment = f"#subdirectory={sub}" if sub else ""
-    if "vcs_info" in info:
+    if "vcs_info" in info and not url.startswith("file:"):
         vcs = info["vcs_info"]
-        return f"ciwheels @ {vcs['vcs']}+{url}@{vcs['commit_id']}{fragment}", None
+        remote = https_form(url) if vcs.get("vcs") == "git" else url
+        warning = None
+        if remote is None:
+            remote = url
+            warning = (f"ciwheels was installed from {url}, which a hosted runner cannot clone (no ssh key, "
+                       f"no https form known); {hint}")
+        return f"ciwheels @ {vcs['vcs']}+{remote}@{vcs['commit_id']}{fragment}", warning
     if "archive_info" in info and not url.startswith("file:"):
         hashes = info["archive_info"].get("hashes") or {}
         digest = next(iter(sorted(hashes.items())), None)
         return f"ciwheels @ {url}" + (f"#{digest[0]}={digest[1]}" if digest else ""), None
-    kind = "folder" if "dir_info" in info else "file"
-    local = _local_git_pin(url) if kind == "folder" else None
+    kind = "git clone" if "vcs_info" in info else "folder" if "dir_info" in info else "file"
+    local = _local_git_pin(url) if kind != "file" else None
     if local:
-        return local, (f"ciwheels runs from the local folder {url}; CI will install its git checkout at "
-                       f"{local.rsplit('@', 1)[1]} (push that commit), or {hint}")
+        return local, (f"ciwheels runs from the local {kind} {url}, which CI cannot install; CI will install "
+                       f"its origin at {local.rsplit('@', 1)[1]} (push that commit), or {hint}")
     return f"ciwheels=={dist.version}", (f"ciwheels runs from the local {kind} {url}, which CI cannot install; "
                                         f"the pipelines install ciwheels=={dist.version} from the package index "
-                                        f"instead: {hint}")
+                                        f"instead, which fails unless the index has that version: {hint}")
 
 
 def _local_git_pin(url: str) -> str | None:
@@ -187,11 +195,9 @@ def _local_git_pin(url: str) -> str | None:
             return None
 
     remote, commit = git("remote", "get-url", "origin"), git("rev-parse", "HEAD")
-    if not (remote and commit) or not remote.startswith(("https://", "ssh://", "git@")):
+    remote = https_form(remote) if remote else None
+    if not (remote and commit):
         return None
-    if remote.startswith("git@"):
-        host, _, path = remote[4:].partition(":")
-        remote = f"ssh://git@{host}/{path}"
     return f"ciwheels @ git+{remote}@{commit}"
 
 
