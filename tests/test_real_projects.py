@@ -56,6 +56,17 @@ def add_render(path: Path, line: str) -> None:
     path.write_text(text.replace("\nrender:\n", f"\nrender:\n  {line}\n", 1))
 
 
+def add_arches(project: Path, more: list[str]) -> list[str]:
+    """Add arches to the `arch:` line init wrote; the arches afterwards."""
+    path = project / "matrix" / "wheels.yaml"
+    arches = load_yaml(path)["arch"]
+    grown = arches + [a for a in more if a not in arches]
+    text = path.read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("arch: "))
+    path.write_text(text.replace(line, f"arch: [{', '.join(grown)}]", 1))
+    return grown
+
+
 def load_yaml(path: Path):
     return YAML(typ="safe").load(path.read_text())
 
@@ -150,9 +161,11 @@ def test_init_reports_and_carries_every_option(tmp_path):
     (override,) = data["overrides"]
     assert override["select"] == {"identifier": "*-musllinux*"}
     assert override["before-all"].startswith("apk del gettext-dev")
-    assert data["images"] == {"x86_64-glibc": "manylinux_2_28", "x86_64-musl": "musllinux_1_2"}
+    # every arch's image is kept, for the arches added later (i686 is not built now)
+    assert data["images"] == {"x86_64-glibc": "manylinux_2_28", "x86_64-musl": "musllinux_1_2",
+                              "i686-glibc": "manylinux2014"}
     assert "not carried: [tool.cibuildwheel.macos] (not for Linux)" in report
-    assert "not carried: manylinux-i686-image (no i686 cells)" in report
+    assert "manylinux-i686-image" in report and "not carried: manylinux-i686-image" not in report
     assert "overrides[0].before-all" in report
     musl = next(c for c in cells_of(project) if c.libc == "musl")
     glibc = next(c for c in cells_of(project) if c.libc == "glibc")
@@ -168,7 +181,7 @@ def test_init_carries_the_rest_into_cibuildwheel_options(tmp_path):
                                        "build-dir": "build"}
     assert opts["before-test"].startswith("pip install -r")
     assert data["environment"] == {"RUNNER_OS": "Linux", "PKG_CONFIG_PATH": "/project/.openblas"}
-    assert "not carried: overrides[0] (select '*-win32' matches no Linux cell of this matrix)" in report
+    assert "not carried: overrides[0] (select '*-win32' matches no Linux build on any arch)" in report
     assert "not carried: [tool.cibuildwheel.pyodide] (not for Linux)" in report
     # psutil: an override selecting with braces and several globs
     project = copy_project("psutil", tmp_path)
@@ -194,6 +207,9 @@ def test_init_equals_cibuildwheels_selection(name, tmp_path):
     archs = load_yaml(project / "matrix" / "wheels.yaml")["arch"]
     ours = sorted({c.identifier for c in cells_of(project)})
     assert ours == cibuildwheel_identifiers(project, archs)
+    # the README's way to grow: add arches to the matrix; cibuildwheel's selection for them holds
+    grown = add_arches(project, ["aarch64", "riscv64"])
+    assert sorted({c.identifier for c in cells_of(project)}) == cibuildwheel_identifiers(project, grown)
 
 
 # -- render: linters ------------------------------------------------------------------------

@@ -109,9 +109,7 @@ class _Carry:
                 self.not_carried.append(f"{name} (choose it with `ciwheels build --engine`)")
                 continue
             elif key == "inherit":
-                self.not_carried.append(f"{name} = {value!r} (ciwheels overrides replace a setting whole, "
-                                        "environment per variable; write the combined value into the override)")
-                continue
+                continue  # resolved by inherited() before: the combined values are carried
             elif key in NOT_LINUX_OPTIONS:
                 self.not_carried.append(f"{name} (not for Linux)")
                 continue
@@ -124,6 +122,70 @@ class _Carry:
         if options:
             out["cibuildwheel-options"] = options
         return out, images
+
+    def inherited(self, entry: dict, base: dict, where: str, matched: set | None = None,
+                  earlier: list[tuple[set, set]] = ()) -> dict:
+        """`entry` (an override, or the linux table over the top level) with its `inherit`
+        rules applied the way cibuildwheel applies them, so the matrix carries the result:
+        append/prepend combine the value with `base`'s (or cibuildwheel's default); `none`
+        (the default) replaces, which ciwheels does too, but for `environment`, which ciwheels
+        merges per variable. Warns only where the carried result differs from cibuildwheel's."""
+        rules = entry.get("inherit") or {}
+        if not isinstance(rules, dict):
+            raise CiwheelsError(f"[tool.cibuildwheel] {where}inherit must be a table of option = "
+                                '"none" | "append" | "prepend", as cibuildwheel reads it', value=rules)
+        out = {k: v for k, v in entry.items() if k != "inherit"}
+        for key, rule in rules.items():
+            if rule not in ("none", "append", "prepend"):
+                raise CiwheelsError(f"[tool.cibuildwheel] {where}inherit.{key}: unknown rule", value=rule,
+                                    allowed=["none", "append", "prepend"])
+            if rule == "none" or key not in entry:
+                continue
+            before = base.get(key, _INHERIT_DEFAULTS.get(key))
+            merged = _merged(key, *((before, entry[key]) if rule == "append" else (entry[key], before)))
+            if merged is None:
+                raise CiwheelsError(f"[tool.cibuildwheel] {where}inherit.{key} = {rule!r}: cibuildwheel cannot "
+                                    f"merge {key} values (it stops with 'does not support inheritance')")
+            if key == "environment" and rule == "prepend":
+                merged = {**_environment(entry[key]), **_environment(before or {})}
+            out[key] = merged
+            self.carried.append(f"{where}inherit.{key} = {rule!r}")
+            if matched is not None and any(key in keys and ids & matched for ids, keys in earlier):
+                self.not_carried.append(
+                    f"{where}inherit.{key} = {rule!r} (an earlier override also sets {key} for some of these "
+                    "builds: cibuildwheel combines with that value, the matrix with the top-level one)")
+        if matched is not None and "environment" in entry and rules.get("environment", "none") == "none":
+            kept = sorted(set(_environment(base.get("environment") or {})) - set(_environment(entry["environment"])))
+            if kept:
+                self.not_carried.append(
+                    f"{where}environment (cibuildwheel replaces the whole environment for these builds; the "
+                    f"matrix merges per variable, so {', '.join(kept)} stay set: add inherit.environment = "
+                    '"append" in pyproject.toml if that is what you mean)')
+        return out
+
+
+# cibuildwheel's Linux defaults of the options an `inherit` rule can extend (resources/defaults.toml)
+_INHERIT_DEFAULTS = {"repair-wheel-command": "auditwheel repair -w {dest_dir} {wheel}"}
+_COMMAND_OPTIONS = ("before-all", "before-build", "before-test", "test-command", "repair-wheel-command")
+_LIST_OPTIONS = ("test-requires", "test-extras", "test-groups", "test-sources", "environment-pass", "build-requires")
+
+
+def _merged(key: str, before, after):
+    """cibuildwheel's merge of an `inherit = {KEY = "append"}` value `after` onto `before`
+    (OptionFormat.merge_values): commands joined with ' && ', lists concatenated, tables
+    (environment, config-settings) per entry with the later one winning."""
+    if before in (None, "", [], {}):
+        return after
+    if key == "environment":
+        return {**_environment(before), **_environment(after)}
+    if isinstance(before, dict) or isinstance(after, dict):
+        return {**(before if isinstance(before, dict) else {}), **(after if isinstance(after, dict) else {})}
+    if key in _COMMAND_OPTIONS:
+        return f"{_commands(before)} && {_commands(after)}"
+    if key in _LIST_OPTIONS:
+        as_list = lambda v: [str(x) for x in v] if isinstance(v, list) else str(v).split()  # noqa: E731
+        return as_list(before) + as_list(after)
+    return None  # an option cibuildwheel cannot merge (it stops: "does not support inheritance")
 
 
 def _environment(value) -> dict[str, str]:
@@ -176,6 +238,8 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
             report.append(f"not carried: [tool.cibuildwheel.{platform}] (not for Linux)")
     linux = table.pop("linux", None) or {}
     overrides = table.pop("overrides", None) or []
+    carry_linux = _Carry(cat, list(cat.arches), False)
+    linux = carry_linux.inherited(linux, table, "linux.")  # its inherit rules, applied
     cibw = {**table, **linux}  # cibuildwheel: the platform table wins over the top level
     requires, requires_from = requires_python(project, pyproject)
     spec = None
@@ -209,7 +273,10 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
                                         value=name, allowed=list(cat.arches))
                 if canon not in arches:
                     arches.append(canon)
-    chosen: list[tuple[str, str, str]] = []
+    # cibuildwheel's selection over every arch ciwheels knows, not only the ones built now: the
+    # matrix keeps build/skip as identifier selectors, so an arch added later gets what
+    # cibuildwheel would select for it
+    possible: list[tuple[str, str, str]] = []
     for py in cat.pythons.values():
         if py.status == "unavailable":
             continue
@@ -220,39 +287,51 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         if py.status == "prerelease" and "cpython-prerelease" not in enable:
             continue
         for libc in ("glibc", "musl"):
-            for arch in arches:
+            for arch in cat.arches:
                 ident = f"{py.id}-{LIBC_PLATFORM[libc]}_{arch}"
                 if py.available_on(libc, arch) is None and _selects(build, ident) and not _selects(skip, ident):
-                    chosen.append((py.id, libc, arch))
+                    possible.append((py.id, libc, arch))
+    chosen = [c for c in possible if c[2] in arches]
     if not chosen:
         raise CiwheelsError(f"{pyproject_path}: the [tool.cibuildwheel] selection and requires-python leave "
                             "nothing to build on Linux")
-    pythons = [p for p in cat.pythons if any(c[0] == p for c in chosen)]
-    libcs = [lc for lc in ("glibc", "musl") if any(c[1] == lc for c in chosen)]
+    pythons = [p for p in cat.pythons if any(c[0] == p for c in possible)]
+    libcs = [lc for lc in ("glibc", "musl") if any(c[1] == lc for c in possible)]
     arches = [a for a in arches if any(c[2] == a for c in chosen)]
-    exclude = _excludes(cat, pythons, libcs, arches, set(chosen))
     data: dict = {"python": pythons, "libc": libcs, "arch": arches}
+    exclude = []
+    if build.split() != ["*"]:
+        pats = build.split()
+        exclude.append({"not-identifier": pats[0] if len(pats) == 1 else pats})
+    if skip.split():
+        pats = skip.split()
+        exclude.append({"identifier": pats[0] if len(pats) == 1 else pats})
     if exclude:
         data["exclude"] = exclude
-    carry = _Carry(cat, arches, _schema_has(cat, "cibuildwheel-options"))
-    carry.carried += [k for k in SELECTION_OPTIONS if k in cibw]
+    carry = _Carry(cat, list(cat.arches), _schema_has(cat, "cibuildwheel-options"))
+    carry.carried += [k for k in SELECTION_OPTIONS if k in cibw] + carry_linux.carried
+    carry.not_carried += carry_linux.not_carried
     settings, images = carry.settings(cibw, "")
     if images:
         data["images"] = images
     data.update(settings)
-    identifiers = [f"{p}-{LIBC_PLATFORM[lc]}_{a}" for p, lc, a in chosen]
+    identifiers = [f"{p}-{LIBC_PLATFORM[lc]}_{a}" for p, lc, a in possible]
     matrix_overrides = []
     has_identifier = _schema_has(cat, "identifier", where="select")
+    earlier: list[tuple[set, set]] = []  # (identifiers, options) of the overrides carried before
     for n, entry in enumerate(overrides):
         where = f"overrides[{n}]."
         select = _as_str(entry.get("select", ""))
-        if not any(_selects(select, i) for i in identifiers):
-            report.append(f"not carried: {where[:-1]} (select {select!r} matches no Linux cell of this matrix)")
+        matched = {i for i in identifiers if _selects(select, i)}
+        if not matched:
+            report.append(f"not carried: {where[:-1]} (select {select!r} matches no Linux build on any arch)")
             continue
         if not has_identifier:
             report.append(f"not carried: {where[:-1]} (this ciwheels has no `identifier:` selector)")
             continue
+        entry = carry.inherited(entry, cibw, where, matched, earlier)
         values, over_images = carry.settings(entry, where)
+        earlier.append((matched, set(values) | set(values.get("cibuildwheel-options", {}))))
         for key in over_images:
             carry.not_carried.append(f"{where}{key} image (images are per arch and libc, not per override)")
         if not values:
