@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.matrix.normalise import MAX_BRACE_EXPANSION, brace_patterns
-from ciwheels.project.workspace import default_branch, repository_top, requires_python
+from ciwheels.project.workspace import ci_cibuildwheel_env, default_branch, repository_top, requires_python
 
 
 def _selects(patterns: str, identifier: str) -> bool:
@@ -114,6 +114,11 @@ class _Carry:
                 self.not_carried.append(f"{name} (not for Linux)")
                 continue
             elif self.has_options:
+                if key == "build-verbosity" and isinstance(value, str):
+                    try:
+                        value = int(value)  # cibuildwheel reads it with int(): "1" is 1
+                    except ValueError:
+                        pass  # the matrix schema says what is allowed, naming pyproject.toml
                 options[key] = value
             else:
                 self.not_carried.append(f"{name} (this ciwheels has no `cibuildwheel-options:`)")
@@ -188,6 +193,38 @@ def _merged(key: str, before, after):
     return None  # an option cibuildwheel cannot merge (it stops: "does not support inheritance")
 
 
+def _submodules(top: Path) -> list[str]:
+    """The paths of the submodules .gitmodules at the repository's top names (git's own reader
+    when it can, else the file's `path =` lines)."""
+    import re
+    import subprocess
+
+    path = top / ".gitmodules"
+    if not path.is_file():
+        return []
+    try:
+        out = subprocess.run(["git", "config", "--file", str(path), "--get-regexp", r"^submodule\..*\.path$"],
+                             capture_output=True, text=True, timeout=30).stdout
+        paths = [line.split(None, 1)[1] for line in out.splitlines() if " " in line]
+    except (OSError, subprocess.SubprocessError):
+        paths = []
+    if not paths:
+        paths = re.findall(r"^\s*path\s*=\s*(.+?)\s*$", path.read_text(encoding="utf-8", errors="replace"), re.M)
+    return paths
+
+
+def _option_of(var: str) -> str:
+    """The [tool.cibuildwheel] option a CIBW_* variable sets (CIBW_TEST_REQUIRES_LINUX: test-requires,
+    CIBW_MANYLINUX_X86_64_IMAGE: manylinux-x86_64-image)."""
+    import re
+
+    name = var.removeprefix("CIBW_").removesuffix("_LINUX")
+    image = re.fullmatch(r"(MANYLINUX|MUSLLINUX)_(.+)_IMAGE", name)
+    if image:
+        return f"{image.group(1).lower()}-{image.group(2).lower()}-image"
+    return name.lower().replace("_", "-")
+
+
 def _environment(value) -> dict[str, str]:
     if isinstance(value, dict):
         return {str(k): str(v) for k, v in value.items()}
@@ -241,6 +278,18 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     carry_linux = _Carry(cat, list(cat.arches), False)
     linux = carry_linux.inherited(linux, table, "linux.")  # its inherit rules, applied
     cibw = {**table, **linux}  # cibuildwheel: the platform table wins over the top level
+    # CIBW_* the project's CI sets: cibuildwheel reads them over pyproject.toml (and its overrides)
+    top, rel = repository_top(project)
+    ci_env, ci_notes = ci_cibuildwheel_env(top)
+    from_ci: dict[str, str] = {}
+    for var in sorted(ci_env, key=lambda v: v.endswith("_LINUX")):  # the _LINUX form wins
+        value, where = ci_env[var]
+        option = _option_of(var)
+        cibw[option] = int(value) if option == "build-verbosity" and value.lstrip("-").isdigit() else value
+        from_ci[option] = f"{var} ({where})"
+    if from_ci:
+        report.append("carried from the project's CI: " + ", ".join(from_ci.values()))
+    report.extend(f"not carried: {note}" for note in ci_notes)
     requires, requires_from = requires_python(project, pyproject)
     spec = None
     if requires:
@@ -329,6 +378,11 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         if not has_identifier:
             report.append(f"not carried: {where[:-1]} (this ciwheels has no `identifier:` selector)")
             continue
+        shadowed = sorted(k for k in entry if k in from_ci)
+        if shadowed:  # cibuildwheel's environment variables win over every override
+            entry = {k: v for k, v in entry.items() if k not in from_ci}
+            report.append(f"{where[:-1]}: {', '.join(shadowed)} set by the CI ({', '.join(from_ci[k] for k in shadowed)}) "
+                          "instead, as cibuildwheel reads it")
         entry = carry.inherited(entry, cibw, where, matched, earlier)
         values, over_images = carry.settings(entry, where)
         earlier.append((matched, set(values) | set(values.get("cibuildwheel-options", {}))))
@@ -341,7 +395,6 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         matrix_overrides.append(m)
     if matrix_overrides:
         data["overrides"] = matrix_overrides
-    top, rel = repository_top(project)
     branch = default_branch(project)
     github_only = (top / ".github").is_dir() and not (top / ".gitlab-ci.yml").exists() and not gitlab
     render: dict = {}
@@ -354,6 +407,9 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     render["ciwheels"] = ciwheels_spec
     if github_only:
         render["gitlab"] = False
+    submodules = _submodules(top)
+    if submodules:  # vendored sources: without them the build has nothing to compile
+        render["submodules"] = "recursive"
     if render:
         data["render"] = render
 
@@ -390,20 +446,28 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
 
     try:
         expansion = open_project(project, (tmp,)).expansion
-    except CiwheelsError:
+    except CiwheelsError as e:
+        lines = tmp.read_text(encoding="utf-8").splitlines()
         tmp.unlink()
-        raise
+        if not any(target.parent.iterdir()):
+            target.parent.rmdir()  # init made it: leave the project as it was
+        raise _in_pyproject(e, lines, pyproject_path) from None
     tmp.replace(target)
     report.append(f"wrote {target}: {len(expansion.cells)} cells on {', '.join(arches)} "
                   f"(requires-python {requires or 'unset'}" + (f" from {requires_from}" if requires else "") + ")")
     if carry.carried:
-        report.append("carried from [tool.cibuildwheel]: " + ", ".join(carry.carried))
+        report.append("carried from [tool.cibuildwheel]: " + ", ".join(
+            f"{k} (from the CI)" if k in from_ci else k for k in carry.carried))
     elif not table and not linux:
         report.append("no [tool.cibuildwheel] settings")
     report.extend(f"not carried: {what}" for what in carry.not_carried)
     if branch:
         report.append(f"default branch: {branch} (render: {{default-branch: ...}} in the matrix)")
     report.append(f"CI installs {ciwheels_spec} (render: {{ciwheels: ...}} in the matrix)")
+    if submodules:
+        report.append(f".gitmodules names {len(submodules)} submodule(s) ({', '.join(submodules[:5])}"
+                      f"{', ...' if len(submodules) > 5 else ''}): the pipelines check them out "
+                      "(render: {submodules: recursive})")
     if spec_warning:
         report.append(f"WARNING: {spec_warning}")
     if github_only:
@@ -468,6 +532,27 @@ def ensure_gitlab_include(project: Path, rendered: str) -> str:
         yaml.dump(doc, f)
     tmp.replace(path)
     return f"updated {path}: added {' and '.join(changed)}"
+
+
+def _in_pyproject(error: CiwheelsError, matrix_lines: list[str], pyproject: Path) -> CiwheelsError:
+    """An error about the matrix init was writing (a temporary file the user never sees), as an
+    error about the project's configuration: pyproject.toml and the line of the key it came from."""
+    import re
+
+    key = None
+    if error.line and 0 < error.line <= len(matrix_lines):
+        m = re.match(r"\s*-?\s*([\w.-]+)\s*:", matrix_lines[error.line - 1])
+        key = m.group(1) if m else None
+    line = None
+    if key and pyproject.is_file():
+        pattern = re.compile(r"^\s*(?:[\w.-]+\.)?%s\s*=|[{,]\s*%s\s*=" % (re.escape(key), re.escape(key)))
+        text = pyproject.read_text(encoding="utf-8", errors="replace").splitlines()
+        line = next((n for n, ln in enumerate(text, 1) if pattern.search(ln)), None)
+    message = error.message
+    if key:
+        message = f"[tool.cibuildwheel] {key}: {message}"
+    return CiwheelsError(message + " (init carries this option into matrix/wheels.yaml)",
+                         file=str(pyproject), line=line, value=error.value, allowed=error.allowed, hint=error.hint)
 
 
 def _flow_map(d: dict):
