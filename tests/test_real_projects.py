@@ -660,13 +660,15 @@ def test_submodules_are_checked_out(tmp_path):
     'setup(python_requires=">=3.8")\nkw = dict(python_requires=">=3.12")\n',  # the last one wins
     'def main():\n    setup(python_requires=">=3.7")\n',  # nested: not read
     'setup(x=f(python_requires=">=3.6"))\n', 'x = [dict(python_requires=">=3.5")]\n',
-    *[(PROJECTS_DIR / p / "setup.py").read_text() for p in PROJECTS if (PROJECTS_DIR / p / "setup.py").is_file()],
+    *[f"projects/{p}/setup.py" for p in PROJECTS if (PROJECTS_DIR / p / "setup.py").is_file()],
 ])
 def test_setup_py_python_requires_as_cibuildwheel_reads_it(setup_py):
     from cibuildwheel.projectfiles import setup_py_python_requires as theirs
 
     from ciwheels.project.workspace import setup_py_python_requires as ours
 
+    if setup_py.startswith("projects/"):  # a real project's setup.py
+        setup_py = (PROJECTS_DIR.parent / setup_py).read_text()
     assert ours(setup_py) == theirs(setup_py)
 
 
