@@ -104,11 +104,13 @@ EXPECTED = {
     "pywavelets": (["x86_64"], 12, {"cp311"}),
     # scikit-build-core; submodules; PyPy and GraalPy enabled
     "boost-histogram": (["x86_64"], 20, {"cp39"}),
+    # six Linux arches, riscv64 among them; per-arch overrides with inherit.environment = "append"
+    "quicktions": (["x86_64", "aarch64", "i686", "ppc64le", "armv7l", "riscv64"], 99, set()),
 }
 
 
 def test_every_project_has_an_expectation():
-    assert sorted(EXPECTED) == PROJECTS and len(PROJECTS) == 15
+    assert sorted(EXPECTED) == PROJECTS and len(PROJECTS) == 16
 
 
 @pytest.mark.parametrize("name", PROJECTS)
@@ -240,8 +242,9 @@ def _build_options(package_dir: Path, identifier: str, arch: str, env: dict, con
 
 def _differences(theirs, ours, cell) -> list[str]:
     """The BuildOptions fields where ciwheels' build of `cell` differs from the project's own
-    cibuildwheel run. ciwheels adds its ISA flags (CFLAGS, CXXFLAGS, RUSTFLAGS) where the project
-    sets none, and picks the container engine; images are compared for the cell's arch."""
+    cibuildwheel run. ciwheels puts its ISA level's flags before the project's (CFLAGS="-march=x86-64
+    $project_CFLAGS", cascade.combine_isa: a later -march wins) and picks the container engine;
+    images are compared for the cell's arch."""
     out = []
     for name in theirs.__dataclass_fields__:
         if name in ("globals", "container_engine") or name in _NOT_LINUX_FIELDS:
@@ -251,9 +254,11 @@ def _differences(theirs, ours, cell) -> list[str]:
             a, b = (a or {}).get(cell.arch), (b or {}).get(cell.arch)
         if name == "environment":
             a, b = a.as_dictionary(prev_environment={}), b.as_dictionary(prev_environment={})
-            for var in ("CFLAGS", "CXXFLAGS", "RUSTFLAGS"):
-                if var not in a:
-                    b.pop(var, None)
+            for var, isa in cell.isa_environment.items():
+                if var in b and b[var].startswith(isa):
+                    b[var] = b[var][len(isa):].strip()
+                    if not b[var] and var not in a:
+                        del b[var]
         if repr(a) != repr(b):
             out.append(f"{cell.identifier} {name}: cibuildwheel {a!r}, ciwheels {b!r}")
     return out
@@ -687,3 +692,17 @@ def test_build_verbosity_as_a_string_and_errors_name_pyproject(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"{bad / 'pyproject.toml'}:7: [tool.cibuildwheel] build-frontend:" in proc.stderr
     assert ".tmp" not in proc.stderr and not (bad / "matrix").exists()
+
+
+def test_inherit_rules_are_carried_without_warnings_when_exact(tmp_path):
+    """quicktions appends per-arch CFLAGS to its linux environment (inherit.environment =
+    "append"): carried as the combined environment, no warning, since the result is cibuildwheel's
+    (test_every_effective_option_equals_cibuildwheels checks every cell)."""
+    project = copy_project("quicktions", tmp_path)
+    report = "\n".join(init_project(project))
+    assert "overrides[2].inherit.environment = 'append'" in report
+    assert not [line for line in report.splitlines() if line.startswith("not carried") and "inherit" in line]
+    aarch64 = next(o for o in load_yaml(project / "matrix" / "wheels.yaml")["overrides"]
+                   if o["select"] == {"identifier": "*aarch64"})
+    assert aarch64["environment"] == {"CFLAGS": "-O3 -g1 -pipe -fPIC -march=armv8-a -mtune=cortex-a72",
+                                      "AR": "gcc-ar", "NM": "gcc-nm", "RANLIB": "gcc-ranlib"}
