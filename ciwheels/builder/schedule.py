@@ -47,6 +47,14 @@ def make_plan(project, *, missing: bool, listings: Listings | None = None,
         return PlanResult(plan, {}, versions)
     listings = listings or Listings(project.registries, default_registry_url())
     states = cell_states(project, listings, opts)
+    if listings.errors:
+        # an unreadable registry is not "everything published": a scheduled pipeline would build nothing
+        from ciwheels.core.errors import CiwheelsError
+
+        (index, name), error = sorted(listings.errors.items())[0]
+        raise CiwheelsError(f"cannot read the registry index for {len(listings.errors)} package page(s), e.g. "
+                            f"{name}: {error}; refusing to plan, since what is missing cannot be told",
+                            hint="check the registry URL, its credentials and whether it is up, then run again")
     keep = [c for c in project.expansion.cells if states[c.id].state == "missing"]
     return PlanResult(keep_cells(plan, keep, project.catalog), states, versions, listings.reads)
 

@@ -117,6 +117,12 @@ def select_versions(name: str, files: list[IndexFile], sel: VersionSelection,
 
 
 def pinned_versions(env: dict[str, str] | None = None) -> dict[str, list[str]] | None:
+    """CIWHEELS_VERSIONS, read: {canonical name: [versions]}; every version PEP 440
+    (versions.check_version), or a CiwheelsError: a pin names folders, files, job and cell ids."""
+    from packaging.utils import canonicalize_name
+
+    from ciwheels.core.versions import check_version
+
     raw = (os.environ if env is None else env).get(PIN_ENV, "")
     if not raw:
         return None
@@ -124,10 +130,10 @@ def pinned_versions(env: dict[str, str] | None = None) -> dict[str, list[str]] |
         data = json.loads(raw)
         if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
             raise ValueError
-    except ValueError:
+    except (ValueError, RecursionError):
         raise CiwheelsError(f"{PIN_ENV} must be JSON {{name: [versions]}}, as `ciwheels plan --json` prints it "
                             f"under 'versions', not {raw[:80]!r}") from None
-    return {k: [str(x) for x in v] for k, v in data.items()}
+    return {canonicalize_name(k): [check_version(x, f"{PIN_ENV} ({k})") for x in v] for k, v in data.items()}
 
 
 def needs_resolving(spec: ProjectSpec) -> list[Package]:

@@ -15,7 +15,6 @@ from typing import Any
 
 import bracex
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
 from ciwheels.catalog import Catalog
 from ciwheels.core.errors import CiwheelsError
@@ -581,11 +580,12 @@ class _Normaliser:
         return frozenset(out)
 
     def version(self, value: str, path: Path_) -> str:
-        """A package version names a folder and a file: it must be a PEP 440 version."""
-        try:
-            Version(value)
-        except InvalidVersion:
-            raise self.doc.error(path, f"{value!r} is not a valid version (PEP 440)", value=value) from None
+        """A package version names a folder and a file: it must be a PEP 440 version (versions.is_version)."""
+        from ciwheels.core.versions import is_version
+
+        if not is_version(value):
+            raise self.doc.error(path, f"{value!r} is not a valid version (PEP 440), written exactly "
+                                 "(no spaces, no leading v)", value=value)
         return value
 
     def specifier(self, value: str, path: Path_) -> str:
