@@ -440,7 +440,7 @@ _entry = st.fixed_dictionaries({"id": st.one_of(st.text(max_size=30), _scalars),
 
 
 @given(st.lists(st.one_of(_entry, _json), max_size=8))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_the_previous_status_reader_keeps_only_valid_failures(cells):
     from ciwheels.builder.state import parse_previous
     from ciwheels.builder.upstream import parse_time
@@ -459,7 +459,7 @@ def test_the_previous_status_reader_keeps_only_valid_failures(cells):
 
 
 @given(st.lists(_entry, max_size=6), st.text(max_size=30))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 def test_a_status_page_from_a_hostile_memory_is_escaped_and_links_only_http_or_relative(cells, title):
     """The page drawn from whatever a previous status.json held: no markup gets through, no
     link but http(s) and relative, no credential from a URL."""

@@ -25,7 +25,8 @@ from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import get_logger
 from ciwheels.matrix.model import Cell, tags_match
 from ciwheels.matrix.normalise import Package, ProjectSpec, VersionSelection
-from ciwheels.net.registry import IndexFile, RegistryClient, index_url
+from ciwheels.net.index import IndexFile
+from ciwheels.net.registry import RegistryClient, index_url
 
 log = get_logger("upstream")
 PIN_ENV = "CIWHEELS_VERSIONS"
