@@ -27,7 +27,8 @@ def _page(files) -> str:
 
 
 @pytest.mark.parametrize("body", ["<html>not json</html>", "[1, 2]", '{"files": "demo-1.0.tar.gz"}', "null",
-                                  '{"files": {"a": 1}}', "[" * 100_000])
+                                  '{"files": {"a": 1}}', "[" * 100_000],
+                         ids=["html", "array", "files-str", "null", "files-obj", "deep"])
 def test_a_pep691_page_that_is_not_one_is_an_error_naming_the_page(body):
     with pytest.raises(CiwheelsError, match="https://idx.example/simple/demo/"):
         parse_project_page(body, PEP691, "demo", "https://idx.example/simple/demo/")
