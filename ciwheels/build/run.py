@@ -22,20 +22,22 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from ciwheels.dist import artifacts
+from ciwheels.build.sdist import fetch_sdist
 from ciwheels.catalog import Catalog
 from ciwheels.cibw.install import ensure_cibuildwheel
-from ciwheels.matrix.cibwopts import cibw_options, config_file, with_isa_flags
 from ciwheels.core.errors import CiwheelsError, did_you_mean
-from ciwheels.isa.families import Probe, family
 from ciwheels.core.log import Progress, get_logger, no_progress
-from ciwheels.matrix.model import Cell, Expansion, wheel_matches
-from ciwheels.pipelines.plan import Plan
-from ciwheels.images.recipe import image_labels
-from ciwheels.net.registry import host_ca_bundle
-from ciwheels.build.sdist import fetch_sdist
+from ciwheels.dist import artifacts
 from ciwheels.dist.variants import make_variant
-from ciwheels.dist.verify import verify_wheel
+from ciwheels.dist.verify import verdict, verify_wheel
+from ciwheels.images.engine import container_engine
+from ciwheels.images.recipe import image_labels
+from ciwheels.isa.families import Probe, family
+from ciwheels.matrix.cibwopts import cibw_options, config_file, with_isa_flags
+from ciwheels.matrix.model import Cell, Expansion, wheel_matches
+from ciwheels.net.http import host_ca_bundle
+from ciwheels.net.registry import index_url
+from ciwheels.pipelines.plan import Plan
 
 log = get_logger("build")
 
@@ -130,7 +132,7 @@ def prepare_runs(expansion: Expansion, plan: Plan, project: Path, cell_ids: tupl
     for inv in runs:
         first = inv.cells[0]
         if needs.get(inv.job):
-            inv.index_env = dependency_indexes(first, registries or {})
+            inv.index_env = dependency_indexes(first)
         if first.package or wanted:
             name, version = (first.package, first.version) if first.package else wanted
             inv.package = str(fetch_sdist(name, version)) if fetch else f"{name}-{version}.tar.gz"
@@ -139,15 +141,11 @@ def prepare_runs(expansion: Expansion, plan: Plan, project: Path, cell_ids: tupl
     return cells, runs
 
 
-def dependency_indexes(cell: Cell, registries: dict) -> dict[str, str]:
+def dependency_indexes(cell: Cell) -> dict[str, str]:
     """A package that `needs` others installs its build dependencies from our registry first
     (our riscv64 numpy), then the upstream index: pip and uv settings for the build container."""
-    from ciwheels.net.registry import default_registry_url
-    from ciwheels.net.registry import index_url
 
-    reg = registries.get(cell.registry)
-    default = default_registry_url()
-    ours = reg.simple if reg else (default.rstrip("/") + "/simple" if default else "")
+    ours = cell.destination.index if cell.destination else ""
     if not ours:
         log.warning("%s needs other packages but names no registry to install them from", cell.package)
         return {}
@@ -176,15 +174,6 @@ def describe(inv: Invocation, output_dir: str, catalog: Catalog) -> str:
     cwd, _ = inv.where()
     lines.append(f"  (cd {shlex.quote(str(cwd))} && {shlex.join(inv.command(output_dir))})")
     return "\n".join(lines)
-
-
-def container_engine(requested: str | None) -> str:
-    if requested:
-        return requested
-    for engine in ("docker", "podman"):
-        if shutil.which(engine):
-            return engine
-    raise CiwheelsError("no container engine found: install docker or podman, or pass --engine")
 
 
 CONTAINER_CA = "/ciwheels/ca-certificates.crt"
@@ -243,22 +232,6 @@ def probe_compiler(inv: Invocation, engine: str, catalog: Catalog) -> Probe:
     if result.note:
         log.info("%s: %s: %s", inv.job, cell.image_ref, result.note)
     return result
-
-
-def level_status(findings, level, can_tell: bool) -> tuple[str, str]:
-    """(status, why) of a wheel's binaries against its cell's level: a binary above the level is
-    a mismatch; above the baseline, where the family can tell, a wheel must show the level."""
-    too_high = [f for f in findings if f.status in ("too-high", "unreadable")]  # unreadable: may hide a level
-    if too_high:
-        return "isa-mismatch", f"{too_high[0].member} {too_high[0].reason}"
-    if level.baseline or not can_tell:
-        return "ok", ""
-    if not findings:
-        return "isa-unproven", f"no binary in the wheel shows {level.name}"
-    weak = [f for f in findings if f.status in ("undetermined", "below")]
-    if weak:
-        return "isa-unproven", f"{weak[0].member}: {weak[0].reason}"
-    return "ok", ""
 
 
 PYTHONS_LABEL = "io.ciwheels.pythons"  # what an image made by `ciwheels image build` carries
@@ -438,7 +411,7 @@ def _place(cell: Cell, attempt: Attempt, out: Path, catalog: Catalog, fam, probe
     for wheel in attempt.wheels[cell.id]:
         shutil.copyfile(wheel, dest / wheel.name)
         findings = verify_wheel(dest / wheel.name, cell.isa, catalog, dropped=probe.dropped)
-        isa_check, why = level_status(findings, level, fam.can_tell)
+        isa_check, why = verdict(findings, level, fam.can_tell)
         path = dest / wheel.name
         if isa_check == "ok" and cell.publish_as == "variant":  # repaired and verified: now labelled
             path = make_variant(path, level, catalog)

@@ -25,10 +25,16 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from ciwheels.builder.upstream import IndexCache, parse_time, upstream_has_wheel
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import read_pyproject, read_regular
+from ciwheels.core.links import is_relative, safe_link
 from ciwheels.core.log import get_logger
+from ciwheels.core.secrets import redact_url
+from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 from ciwheels.matrix.model import Cell, Registry, tags_match
-from ciwheels.core.files import read_pyproject
+from ciwheels.net.auth import credentials_for
+from ciwheels.net.registry import RegistryClient, Target
 
 log = get_logger("status")
 STATUS_FORMAT = 1
@@ -73,32 +79,30 @@ def cell_fingerprint(cell: Cell) -> str:
 
 @dataclass
 class Listings:
-    """Registry index pages, one read per (registry index, package), cached for the run."""
+    """Registry index pages, one read per (registry index, package), cached for the run. Where a
+    cell's wheels are is `cell.destination` (matrix/destination.py); the credentials of each
+    read are net/auth.py's, per host."""
 
-    registries: dict[str, Registry]
-    default_url: str = ""  # for cells that name no registry (CIWHEELS_REPOSITORY_URL, GitLab's project registry)
-    default_index: str = ""
+    registry_urls: tuple[str, ...] = ()  # every registry URL of the matrix (auth's environment host)
+    names: dict[str, str] = field(default_factory=dict)  # registry URL as given -> its name in the matrix
     pages: dict[tuple[str, str], list | None] = field(default_factory=dict)
     errors: dict[tuple[str, str], str] = field(default_factory=dict)
+    parsed: dict[tuple[str, str], dict] = field(default_factory=dict)
     reads: int = 0
 
+    @classmethod
+    def of(cls, registries: dict[str, Registry]) -> Listings:
+        return cls(tuple(r.url for r in registries.values()), {r.url: name for name, r in registries.items()})
+
     def where(self, cell: Cell) -> tuple[str, str] | None:
-        """(upload URL, simple index URL) of the cell's registry; None when it has none."""
-        if cell.registry and cell.registry in self.registries:
-            reg = self.registries[cell.registry]
-            return reg.url.rstrip("/"), reg.simple
-        if self.default_url:
-            return self.default_url.rstrip("/"), (self.default_index or f"{self.default_url.rstrip('/')}/simple")
-        return None
+        """(upload URL as given, simple index URL) of the cell's destination; None when it has none."""
+        dest = cell.destination
+        return (dest.url_with_credentials or dest.url, dest.index) if dest else None
 
     def _client(self, url: str, index: str):
-        from ciwheels.net.registry import RegistryClient, Target, job_token_for
-
-        env = os.environ
-        user, password = env.get("CIWHEELS_USERNAME", ""), env.get("CIWHEELS_PASSWORD", "")
-        if not password and job_token_for(url, env):
-            user, password = job_token_for(url, env)
-        return RegistryClient(Target(url, user, password, "status", index), retries=3, timeout=30, backoff=0.5)
+        creds = credentials_for(url, index=index, registry_urls=self.registry_urls, registry=self.names.get(url, ""))
+        return RegistryClient(Target(url, creds.username, creds.password, creds.source, index),
+                              retries=3, timeout=30, backoff=0.5)
 
     def prefetch(self, wanted: set[tuple[str, str, str]], jobs: int = 16) -> None:
         """Read (url, index, name) pages in parallel."""
@@ -129,16 +133,21 @@ class Listings:
             self.prefetch({(where[0], where[1], name)})
         return self.pages[key]
 
+    def wheels(self, cell: Cell, name: str) -> dict | None:
+        """`wheels_by_version` of the cell's registry page, parsed once per page for the run
+        (owned by this object: it ends with the run)."""
+        files = self.files(cell, name)
+        if files is None:
+            return None
+        where = self.where(cell)
+        key = (where[1], name)
+        if key not in self.parsed:
+            self.parsed[key] = wheels_by_version(files)
+        return self.parsed[key]
 
-_PARSED: dict[int, tuple[list, dict]] = {}
 
-
-def _wheels_by_version(files: list) -> dict:
-    """{Version: [tags of each wheel]} of a file list, parsed once per list."""
-    hit = _PARSED.get(id(files))
-    if hit is not None and hit[0] is files:
-        return hit[1]
-    from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
+def wheels_by_version(files: list) -> dict:
+    """{Version: [(file name, tags, variant label)]} of an index page's file list."""
 
     out: dict = {}
     for f in files:
@@ -149,15 +158,13 @@ def _wheels_by_version(files: list) -> dict:
             except (InvalidWheelName, ValueError):
                 continue
             out.setdefault(version, []).append((f.filename, n.tags, n.label))
-    _PARSED[id(files)] = (files, out)
     return out
 
 
-def registry_state(cell: Cell, files: list | None, version: str | None) -> CellState:
-    """published or missing from a registry's file list (None: it could not be read)."""
-    if files is None:
+def registry_state(cell: Cell, wheels: dict | None, version: str | None) -> CellState:
+    """published or missing from a registry page's `wheels_by_version` (None: it could not be read)."""
+    if wheels is None:
         return CellState("unknown", "the registry could not be read")
-    wheels = _wheels_by_version(files)
     if version is None:  # dynamic version of a project: the newest on the registry
         if not wheels:
             return CellState("missing")
@@ -189,8 +196,6 @@ def read_previous(source: str | None, now: datetime | None = None) -> dict[str, 
     if source.startswith(("http://", "https://")):
         text = _fetch_previous(source)
     else:
-        from ciwheels.core.files import read_regular
-
         if not os.path.lexists(source):
             log.info("no previous status at %s: no failure is remembered", source)
             return {}
@@ -206,8 +211,6 @@ def read_previous(source: str | None, now: datetime | None = None) -> dict[str, 
     except (ValueError, RecursionError):
         data = None
     if not isinstance(data, dict) or data.get("format") != STATUS_FORMAT or not isinstance(data.get("cells"), list):
-        from ciwheels.core.secrets import redact_url
-
         log.warning("%s is not a ciwheels status JSON (format %d)%s; no failure is remembered, failed cells are "
                     "built again", redact_url(source), STATUS_FORMAT,
                     " (an HTML page: a sign-in page of a private site?)" if text.lstrip()[:1] == "<" else "")
@@ -216,9 +219,6 @@ def read_previous(source: str | None, now: datetime | None = None) -> dict[str, 
 
 
 def _fetch_previous(url: str) -> str | None:
-    from ciwheels.core.secrets import redact_url
-    from ciwheels.net.registry import RegistryClient
-
     shown = redact_url(url)
     try:
         resp = RegistryClient.anonymous("", retries=3, timeout=30).get(url, follow_redirects=True)
@@ -247,9 +247,6 @@ def parse_previous(data: dict, now: datetime | None = None, source: str = "the p
     would never be due for a retry) is dropped with a warning (that cell is built again);
     a `detail` that is not text is left out; `log` and `run` keep only http(s) and relative
     links. Entries of other states are not needed and not kept."""
-    from ciwheels.builder.upstream import parse_time
-    from ciwheels.core.links import safe_link
-
     now = now or datetime.now(UTC)
     out: dict[str, dict] = {}
     dropped: list[str] = []
@@ -273,8 +270,6 @@ def parse_previous(data: dict, now: datetime | None = None, source: str = "the p
                  "log": safe_link(c.get("log")), "run": safe_link(c.get("run"))}
         out[cid] = entry
     if dropped:
-        from ciwheels.core.secrets import redact_url
-
         log.warning("%s: %d remembered failure(s) dropped as malformed (those cells are built again): %s",
                     redact_url(source), len(dropped), "; ".join(dropped[:5]) + (" ..." if len(dropped) > 5 else ""))
     return out
@@ -300,7 +295,6 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
     order of precedence: known failure (the matrix says so), published (on its registry),
     failed in this run, provided upstream (builder mode, unless `upstream-wheels: build`),
     failed before with the same fingerprint and not due for a retry, else missing."""
-    from ciwheels.builder.upstream import IndexCache, parse_time, upstream_has_wheel
 
     opts = opts or StateOptions()
     now = opts.now or datetime.now(UTC)
@@ -323,7 +317,7 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
     for cell in cells:
         name = canonicalize_name(cell.package or own_name)
         if cell.package and packages[cell.package].upstream_wheels == "skip" and (
-                listings.where(cell) is None or registry_state(cell, listings.files(cell, name),
+                listings.where(cell) is None or registry_state(cell, listings.wheels(cell, name),
                                                                cell.version).state == "missing"):
             lacking.add(cell.package)
     if opts.upstream and lacking:
@@ -344,7 +338,7 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
             unnamed += 1
             state = CellState("missing", "no registry to check")
         else:
-            state = registry_state(cell, listings.files(cell, name), cell.version or own_version)
+            state = registry_state(cell, listings.wheels(cell, name), cell.version or own_version)
         if state.state != "missing":
             out[cell.id] = state
             continue
@@ -368,8 +362,6 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
             due = since is None or now - since >= timedelta(days=opts.retry_after_days)
             if not opts.retry_failed and not due:
                 # a log of the earlier site is not in this one: only an absolute link survives
-                from ciwheels.core.links import is_relative
-
                 earlier_log = remembered.get("log", "")
                 out[cell.id] = CellState("failed", remembered.get("detail", "") or "the build failed",
                                          "" if is_relative(earlier_log) else earlier_log, fingerprint,
@@ -385,14 +377,14 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
 def publish_status(cells: list[Cell], registries: dict[str, Registry], project: Path) -> dict[str, str]:
     """{cell id: "published" | "missing" | "unknown"} for cells that name a registry (the HTML
     grid of `ciwheels matrix --status`)."""
-    listings = Listings(registries)
+    listings = Listings.of(registries)
     own_name, own_version = project_name_version(project)
-    named = [c for c in cells if c.registry and c.registry in registries]
+    named = [c for c in cells if c.destination]
     listings.prefetch({(*listings.where(c), canonicalize_name(c.package or own_name)) for c in named
                        if (c.package or own_name)})
     status = {}
     for cell in named:
         name = canonicalize_name(cell.package or own_name)
-        files = listings.files(cell, name) if name else None
-        status[cell.id] = registry_state(cell, files, cell.version or own_version).state
+        wheels = listings.wheels(cell, name) if name else None
+        status[cell.id] = registry_state(cell, wheels, cell.version or own_version).state
     return status

@@ -16,11 +16,16 @@ from pathlib import Path, PurePosixPath
 
 from packaging.utils import canonicalize_name
 
-from ciwheels.dist.artifacts import OK_STATUSES, REPORT, read_report
-from ciwheels.catalog import LIBC_PLATFORM
 from ciwheels.builder.state import STATES, STATUS_FORMAT, CellState, now_iso
-from ciwheels.core.errors import shorten
+from ciwheels.builder.upstream import newest_release
+from ciwheels.catalog import LIBC_PLATFORM
+from ciwheels.core import secrets
+from ciwheels.core.errors import CiwheelsError, shorten
+from ciwheels.core.files import read_regular
+from ciwheels.core.links import safe_link
 from ciwheels.core.log import get_logger
+from ciwheels.core.secrets import scrub
+from ciwheels.dist.artifacts import OK_STATUSES, REPORT, atomic_write, read_report
 
 log = get_logger("status")
 
@@ -81,9 +86,6 @@ def failed_builds(sources: list[Path], cells: set[str] | None = None) -> dict[st
     report's log is looked up next to the report's folder (OUT/<job>.log beside
     OUT/<cell>/build-report.json), by its file name only: the path it records is the build
     machine's."""
-    from ciwheels.core.errors import CiwheelsError
-    from ciwheels.core.files import read_regular
-
     out: dict[str, FailedBuild] = {}
     seen = 0
     for src in sources:
@@ -133,10 +135,6 @@ def copy_logs(failed: dict[str, FailedBuild], site: Path) -> dict[str, str]:
     """Copy failed cells' logs to SITE/logs/<cell>.log, read again through the guarded reader
     and without any remembered credential (core.secrets.scrub: a build may print its
     environment); {cell: relative link}."""
-    from ciwheels.core.files import read_regular
-    from ciwheels.core.secrets import scrub
-    from ciwheels.dist.artifacts import atomic_write
-
     links = {}
     for cell, build in sorted(failed.items()):
         if build.log is None:
@@ -154,8 +152,6 @@ def copy_logs(failed: dict[str, FailedBuild], site: Path) -> dict[str, str]:
 def remember_environment_secrets(env=None) -> None:
     """The credentials a CI job has in its environment are scrubbed from what the status page
     copies (logs), whether or not this run used them."""
-    from ciwheels.core import secrets
-
     env = os.environ if env is None else env
     for key in ("CIWHEELS_PASSWORD", "CI_JOB_TOKEN", "GITHUB_TOKEN", "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
                 "CI_REGISTRY_PASSWORD", "TWINE_PASSWORD", "UV_PUBLISH_TOKEN", "PYPI_TOKEN"):
@@ -165,8 +161,6 @@ def remember_environment_secrets(env=None) -> None:
 
 def pipeline_url(env=None) -> str:
     """This CI pipeline's web page (GitHub Actions run, GitLab pipeline), or ""."""
-    from ciwheels.core.links import safe_link
-
     env = os.environ if env is None else env
     if env.get("CI_PIPELINE_URL"):
         return safe_link(env["CI_PIPELINE_URL"])
@@ -180,8 +174,6 @@ def status_document(project, states: dict[str, CellState], now=None) -> dict:
     """The stable JSON: format, generated, counts, packages (versions selected, versions built:
     with at least one published cell, state counts, the newest upstream release and whether it
     is selected), cells (id, coordinates, state and its details)."""
-    from ciwheels.builder.upstream import newest_release
-
     cells = []
     for c in sorted(project.expansion.cells, key=lambda c: c.id):
         st = states.get(c.id, CellState("unknown"))
@@ -261,8 +253,6 @@ def html_status(doc: dict, title: str, levels_short: dict[str, str] | None = Non
     """A self-contained page (no scripts, no external files): failures first (what, since when,
     why, the log), then each package's state, then a grid per package version. Every text is
     escaped; links are only http(s) or relative ones into the site (core.links.safe_link)."""
-    from ciwheels.core.links import safe_link
-
     e = html.escape
     short = levels_short or {}
     groups: dict[tuple, list] = defaultdict(list)

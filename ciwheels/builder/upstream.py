@@ -18,11 +18,17 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from packaging.specifiers import SpecifierSet
-from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import InvalidVersion, Version
 
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import get_logger
+from ciwheels.core.versions import check_version
 from ciwheels.matrix.model import Cell, tags_match
 from ciwheels.matrix.normalise import Package, ProjectSpec, VersionSelection
 from ciwheels.net.index import IndexFile
@@ -121,8 +127,6 @@ def pinned_versions(env: dict[str, str] | None = None) -> dict[str, list[str]] |
     """CIWHEELS_VERSIONS, read: {canonical name: [versions]}; every version PEP 440
     (versions.check_version), or a CiwheelsError: a pin names folders, files, job and cell ids."""
     from packaging.utils import canonicalize_name
-
-    from ciwheels.core.versions import check_version
 
     raw = (os.environ if env is None else env).get(PIN_ENV, "")
     if not raw:

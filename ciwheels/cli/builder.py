@@ -7,8 +7,13 @@ from pathlib import Path
 
 import click
 
-from ciwheels.cli.app import _MATRIX_OPTION, _PROJECT_OPTION, _open, _print_warnings, cli
-
+from ciwheels.cli.app import (
+    _MATRIX_OPTION,
+    _PROJECT_OPTION,
+    _open,
+    _print_warnings,
+    cli,
+)
 
 _STATE_OPTIONS = [
     click.option("--repository-url", help="The registry of cells that name none (default: CIWHEELS_REPOSITORY_URL, "
@@ -58,12 +63,11 @@ def plan_cmd(project: Path, matrix_paths: tuple[Path, ...], missing: bool, as_js
     import json
 
     from ciwheels.builder.schedule import make_plan
-    from ciwheels.net.registry import default_registry_url
     from ciwheels.builder.state import Listings
 
-    opened = _open(project, matrix_paths)
+    opened = _open(project, matrix_paths, repository_url)
     _print_warnings(opened.expansion)
-    listings = Listings(opened.registries, default_registry_url(repository_url))
+    listings = Listings.of(opened.registries)
     result = make_plan(opened, missing=missing, listings=listings,
                        opts=_state_opts(previous, retry_failed, retry_after, no_upstream) if missing else None)
     data = result.to_json(opened.expansion.cells)
@@ -108,13 +112,19 @@ def status_cmd(project: Path, matrix_paths: tuple[Path, ...], fmt: str, artifact
     upstream; and per package the newest upstream release and whether it is built."""
     import json
 
-    from ciwheels.net.registry import default_registry_url
     from ciwheels.builder.state import Listings, cell_states
-    from ciwheels.builder.statuspage import (copy_logs, failed_builds, html_status, pipeline_url,
-                                             remember_environment_secrets, status_document, text_status)
+    from ciwheels.builder.statuspage import (
+        copy_logs,
+        failed_builds,
+        html_status,
+        pipeline_url,
+        remember_environment_secrets,
+        status_document,
+        text_status,
+    )
 
     remember_environment_secrets()
-    opened = _open(project, matrix_paths)
+    opened = _open(project, matrix_paths, repository_url)
     failed = failed_builds(list(artifact_dirs), {c.id for c in opened.expansion.cells})
     links = copy_logs(failed, site) if site else {}  # without a site there is no log to link to
     now_failed = {c: {"detail": b.reason, "log": links.get(c, "")} for c, b in failed.items()}
@@ -124,7 +134,7 @@ def status_cmd(project: Path, matrix_paths: tuple[Path, ...], fmt: str, artifact
 
         opened.upstream = opened.upstream or IndexCache()
         opened.upstream.prefetch(p.name for m in opened.spec.matrices for p in m.packages)
-    states = cell_states(opened, Listings(opened.registries, default_registry_url(repository_url)), opts)
+    states = cell_states(opened, Listings.of(opened.registries), opts)
     doc = status_document(opened, states)
     title = f"ciwheels status: {project.resolve().name}"
     short = {lv.name: lv.short for lv in opened.catalog.levels.values()}

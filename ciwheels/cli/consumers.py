@@ -74,9 +74,9 @@ def pip_config(registry: str | None, repository_url: str | None, index_url: str 
     """Print the pip and uv settings that install from a registry's index (which falls
     through to PyPI on GitLab), and for this machine's ISA level: the uv setting for wheel
     variants, or the level registries' indexes, its level's first."""
+    from ciwheels.core.errors import CiwheelsError
     from ciwheels.views.consumers import machine_text
     from ciwheels.views.consumers import pip_config as text
-    from ciwheels.core.errors import CiwheelsError
 
     plan = _machine_plan(project, level)
     try:
@@ -93,9 +93,9 @@ def pip_config(registry: str | None, repository_url: str | None, index_url: str 
 
 def _machine_plan(project: Path, level: str | None):
     """This machine's MachinePlan from the project's matrix; None without a matrix."""
-    from ciwheels.views.consumers import machine_level, machine_plan
     from ciwheels.core.errors import CiwheelsError
     from ciwheels.project.open import open_project
+    from ciwheels.views.consumers import machine_level, machine_plan
 
     try:
         proj = open_project(project)

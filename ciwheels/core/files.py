@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ciwheels.core.errors import CiwheelsError
+
 
 def read_pyproject(project: Path) -> dict:
     """PROJECT/pyproject.toml for the commands that only consult it (requires-python, the
@@ -34,8 +36,6 @@ def open_regular(path: Path, what: str, limit: int) -> int:
     import os
     import stat
 
-    from ciwheels.core.errors import CiwheelsError
-
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(path, flags)
@@ -60,8 +60,6 @@ def read_regular(path: Path, what: str, limit: int, *, tail: bool = False) -> by
     """The bytes of an untrusted regular file (open_regular). Larger than `limit`: an error, or
     with `tail` its last `limit` bytes (a long build log ends with the reason it failed)."""
     import os
-
-    from ciwheels.core.errors import CiwheelsError
 
     fd = open_regular(path, what, (1 << 62) if tail else limit)
     with os.fdopen(fd, "rb") as f:

@@ -10,7 +10,7 @@ import re
 
 from packaging.version import InvalidVersion, Version
 
-from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.errors import CiwheelsError, shorten
 
 # PEP 440's alphabet (epoch `!`, local `+`, separators `.`, `-`, `_`); letters for pre/post/dev/local
 _CHARS = re.compile(r"[0-9][0-9A-Za-z.!+_-]{0,127}")
@@ -32,8 +32,6 @@ def check_version(value: object, where: str, **kw) -> str:
     arguments go to the error: file, line, column, hint)."""
     if is_version(value):
         return value  # type: ignore[return-value]
-    from ciwheels.core.errors import shorten
-
     raise CiwheelsError(f"{where}: {shorten(value, 80)!r} is not a valid version (PEP 440, e.g. 1.2.3, "
                         "2.0rc1, 1!1.0.post2+local)" if isinstance(value, str) else
                         f"{where}: a version must be a string such as 1.2.3, not {type(value).__name__}", **kw)

@@ -13,14 +13,27 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import zipfile
 from pathlib import Path
 
-from ciwheels.dist.artifacts import (MANIFEST, OK_STATUSES, REPORT, BuildReport, Manifest, ManifestEntry, ReportStatus,
-                                ReportWheel, atomic_write, check_wheel_name, read_manifest, read_report,
-                                sha256_file, write_manifest)
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import open_regular
+from ciwheels.dist.artifacts import (
+    MANIFEST,
+    OK_STATUSES,
+    REPORT,
+    BuildReport,
+    Manifest,
+    ManifestEntry,
+    ReportStatus,
+    ReportWheel,
+    atomic_write,
+    check_wheel_name,
+    read_manifest,
+    read_report,
+    sha256_file,
+    write_manifest,
+)
 from ciwheels.dist.variants import index_files
 
 MAX_WHEEL = 4 << 30  # bytes of one wheel (PyPI's largest are about 2 GiB)
@@ -105,8 +118,6 @@ def _earlier(manifest_paths: list[Path]) -> tuple[dict[Path, tuple[ManifestEntry
 
 def _open_regular(path: Path) -> int:
     """A file descriptor of a wheel, which must be a regular file, not a link (core.files.open_regular)."""
-    from ciwheels.core.files import open_regular
-
     return open_regular(path, "wheel", MAX_WHEEL)
 
 

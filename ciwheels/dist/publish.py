@@ -7,8 +7,8 @@ same filename, other sha256 = error. Uploads use the legacy multipart API, sever
 through a registry.RegistryClient (which retries); a "duplicate" answer after a retry is
 settled by reading the index again. Afterwards the index must list every file with its hash.
 
-Which wheel goes to which registry is `route`'s decision: the registry its build named (from
-the gather manifest), else the matrix's catch-all, or everything to one --repository-url."""
+Which wheel goes to which registry is matrix/destination.py's rule, applied by `route` to the
+registry each build recorded (the gather manifest), or everything to one --repository-url."""
 
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ from packaging.utils import canonicalize_name
 from ciwheels.dist.artifacts import MANIFEST, Manifest, read_manifest, sha256_file
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import Progress, get_logger, no_progress
-from ciwheels.matrix.model import Registry
+from ciwheels.matrix import destination
+from ciwheels.matrix.model import Destination, Registry
 from ciwheels.net.registry import RegistryClient, Target, resolve_target  # noqa: F401 (Target: part of the API)
+from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 
 log = get_logger("publish")
 
@@ -85,21 +87,21 @@ def _inside(path: Path, folder: Path) -> None:
 
 
 def route(wheels: list[tuple[Path, str]], manifest: Manifest | None, registries: dict[str, Registry], *,
-          folder: Path, only: str | None = None,
-          repository_url: str | None = None) -> dict[str | None, list[tuple[Path, str]]]:
-    """{registry name: its wheels}, in name order. `wheels` lie in `folder` (a gather output
-    described by `manifest`, or loose wheels with manifest None).
+          folder: Path, only: str | None = None, repository_url: str | None = None,
+          default: Destination | None = None) -> dict[Destination, list[tuple[Path, str]]]:
+    """{destination: its wheels}, in registry-name then URL order. `wheels` lie in `folder` (a
+    gather output described by `manifest`, or loose wheels with manifest None).
 
-    With `repository_url`, every wheel goes there (key None). Otherwise a wheel goes to the
-    registry its build named (the manifest records it; one the matrix lacks is an error),
-    else to the matrix's catch-all (its first registry without `select`). Without registries
-    in the matrix and none named, all go to key None (the registry of the environment).
-    `only`: keep just the wheels bound for that registry."""
+    With `repository_url`, every wheel goes there. Otherwise each goes where matrix/destination.py
+    sends its cell: the registry its build recorded (resolve and `destination.assign` decided it,
+    catch-alls across matrix files included; one the matrix lacks is an error), else the
+    environment's registry (`default`: CIWHEELS_REPOSITORY_URL, GitLab's project registry).
+    `only`: keep just the wheels bound for that registry of the matrix."""
     if repository_url:
         if only:
             raise CiwheelsError(f"--registry {only} and --repository-url exclude each other: the URL receives "
                                 "every wheel")
-        return {None: list(wheels)} if wheels else {}
+        return {destination.environment_default({}, repository_url): list(wheels)} if wheels else {}
     if only is not None and not registries:
         raise CiwheelsError(f"--registry {only}: the matrix names no registries",
                             hint="add registries: to a matrix file, or pass --repository-url")
@@ -113,25 +115,26 @@ def route(wheels: list[tuple[Path, str]], manifest: Manifest | None, registries:
                             file=str(folder / MANIFEST), allowed=sorted(registries),
                             hint="pass --project with the matrix the wheels were built from, or --repository-url "
                                  "URL to publish them all to one registry")
-    if not registries:
-        return {None: list(wheels)} if wheels else {}
-    catch_all = next((name for name, reg in registries.items() if reg.catch_all), None)
-    groups: dict[str | None, list[tuple[Path, str]]] = {}
+    project_wide = destination.catch_all(registries)
+    groups: dict[Destination, list[tuple[Path, str]]] = {}
     for path, digest in wheels:
-        name = named.get(path) or catch_all
-        if name is None:
-            raise CiwheelsError(f"{path.name}: its build named no registry and the matrix has none without "
-                                "`select`; pass --registry NAME or --repository-url URL")
-        if only is None or name == only:
-            groups.setdefault(name, []).append((path, digest))
-    return dict(sorted(groups.items()))
+        name = named.get(path) or project_wide
+        dest = destination.of_registry(registries[name]) if name else default
+        if dest is None:
+            raise CiwheelsError(f"{path.name}: its build named no registry, the matrix has none without `select`, "
+                                "and no default registry is set",
+                                hint="pass --registry NAME or --repository-url URL, set CIWHEELS_REPOSITORY_URL, or "
+                                     "add a registry without `select` to the matrix")
+        if only is None or dest.registry == only:
+            groups.setdefault(dest, []).append((path, digest))
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0].registry, kv[0].url)))
 
 
-def target_for(name: str | None, registries: dict[str, Registry], repository_url: str | None = None,
+def target_for(dest: Destination, registries: dict[str, Registry] | None = None,
                index_url: str | None = None) -> Target:
-    """Where one group of `route` goes, with credentials (registry.resolve_target)."""
-    reg = registries.get(name) if name else None
-    return resolve_target(reg.url if reg else repository_url, index=(reg.index if reg else "") or index_url or "")
+    """The registry of one group of `route`, with its credentials (net/auth.py's rule)."""
+    return resolve_target(dest.url_with_credentials or dest.url, index=index_url or dest.index, source=dest.source,
+                          registry_urls=tuple(r.url for r in (registries or {}).values()), registry=dest.registry)
 
 
 # -- publishing ---------------------------------------------------------------------------------
@@ -187,7 +190,6 @@ class Publisher:
         """wheels: (path, sha256). Never uploads a file the index already has."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 
         # project names come from the file names (wheel variants' too); METADATA is read only for what gets uploaded
         try:

@@ -27,7 +27,9 @@ from pathlib import Path
 
 from ciwheels.catalog import Catalog, IsaLevel, variant_arches
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import open_regular, read_regular
 from ciwheels.core.wheel import INDEX_SUFFIX, LABEL, InvalidWheelName, WheelName, index_file_name, parse_wheel_name
+from ciwheels.dist.publish import Result, wheel_metadata
 
 # The schema uv 0.13.x accepts (it also knows .../peps/825/v0.1.1.json); variantlib 0.2.2
 # writes https://variants-schema.wheelnext.dev/v0.2.0.json, which uv rejects.
@@ -203,8 +205,6 @@ def read_variant_json(wheel: Path) -> dict | None:
     None for a plain wheel."""
     import os
 
-    from ciwheels.core.files import open_regular
-
     fd = open_regular(wheel, "wheel", 4 << 30)
     with os.fdopen(fd, "rb") as f:
         try:
@@ -287,8 +287,6 @@ def installed_variant(binary: Path) -> tuple[dict, str] | None:
                 if any(row and row[0] == rel for row in csv.reader(f)):
                     if not variant.is_file():
                         return None
-                    from ciwheels.core.files import read_regular
-
                     raw = read_regular(variant, "variant.json", MAX_VARIANT_JSON)
                     return loads_variant_json(raw, str(variant)), str(info)
         if any(parent.glob("*.dist-info")):
@@ -334,7 +332,6 @@ def publish_index_files(publisher, wheels: list[tuple[Path, str]], results: list
     uploaded while a wheel of its release failed. Returns publish.Result per file."""
     import tempfile
 
-    from ciwheels.dist.publish import Result, wheel_metadata
 
     paths = [p for p, _ in wheels]
     variant = [p for p in paths if parse_wheel_name(p.name).label]

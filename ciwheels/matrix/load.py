@@ -11,6 +11,7 @@ from typing import Any
 
 from ciwheels.catalog import Catalog, load_catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.matrix.cron import problem
 from ciwheels.matrix.schema import matrix_schema
 
 Path_ = tuple[str | int, ...]  # a location inside the document: ("exclude", 0, "arch")
@@ -293,7 +294,6 @@ class _Validator:
             raise self.doc.error(path, self._better(path, value) or f"unknown {what} {value!r} in {describe_path(path)}",
                                  value=value, allowed=allowed)
         if schema.get("x-format") == "cron" and isinstance(value, str):
-            from ciwheels.matrix.cron import problem
 
             wrong = problem(value)
             if wrong:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import cache
 
 from ciwheels.catalog import LIBCS, Catalog
+from ciwheels.catalog.images import image_arches
 
 SCHEMA_ID = "https://ciwheels.invalid/schema/matrix.json"
 
@@ -80,7 +81,6 @@ NOT_LINUX = ("windows", "macos", "pyodide", "android", "ios", "xbuild-tools", "x
 
 def _image_arches(catalog: Catalog) -> list[str]:
     """The arches `ciwheels image build` has a recipe for (images.toml)."""
-    from ciwheels.catalog.images import image_arches
 
     return image_arches(catalog.path)
 

@@ -19,6 +19,7 @@ from packaging.utils import canonicalize_name
 
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import get_logger
+from ciwheels.core.wheel import INDEX_SUFFIX, InvalidWheelName, parse_wheel_name, project_of_index_file
 
 log = get_logger("index")
 SIMPLE_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
@@ -62,8 +63,6 @@ def project_of_file(filename: str) -> str | None:
     """The canonical project name a file name carries (a wheel, plain or variant; an sdist; a
     `-variants.json` file), or None when it is none of those."""
     from packaging.utils import InvalidSdistFilename, parse_sdist_filename
-
-    from ciwheels.core.wheel import INDEX_SUFFIX, InvalidWheelName, parse_wheel_name, project_of_index_file
 
     if not isinstance(filename, str) or not filename or len(filename) > MAX_NAME or "/" in filename:
         return None
