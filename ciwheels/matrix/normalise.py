@@ -15,11 +15,11 @@ from typing import Any
 
 import bracex
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
 from ciwheels.catalog import Catalog, variant_arches
 from ciwheels.catalog.images import base_glibc, image_catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.versions import is_version
 from ciwheels.matrix.load import MatrixDoc, Path_, describe_path, validate_data
 from ciwheels.matrix.model import Origin, Registry, Runner
 from ciwheels.matrix.schema import settings_properties
@@ -580,11 +580,10 @@ class _Normaliser:
         return frozenset(out)
 
     def version(self, value: str, path: Path_) -> str:
-        """A package version names a folder and a file: it must be a PEP 440 version."""
-        try:
-            Version(value)
-        except InvalidVersion:
-            raise self.doc.error(path, f"{value!r} is not a valid version (PEP 440)", value=value) from None
+        """A package version names a folder and a file: it must be a PEP 440 version (versions.is_version)."""
+        if not is_version(value):
+            raise self.doc.error(path, f"{value!r} is not a valid version (PEP 440), written exactly "
+                                 "(no spaces, no leading v)", value=value)
         return value
 
     def specifier(self, value: str, path: Path_) -> str:

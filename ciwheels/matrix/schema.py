@@ -248,7 +248,7 @@ def matrix_schema(catalog: Catalog) -> dict:
                             "spec": _str("A PEP 440 specifier, e.g. '>=2.0,<3'."),
                             "newest": {"type": "integer", "minimum": 1,
                                        "description": "Build at most this many of the newest matching releases."},
-                            "min-age-days": {"type": "number", "minimum": 0,
+                            "min-age-days": {"type": "number", "minimum": 0, "maximum": 36500,
                                              "description": "Skip releases uploaded less than this many days ago."},
                             "pre": {"type": "boolean", "description": "Also pre-releases (default false)."},
                         },
