@@ -131,7 +131,12 @@ def target_for(name: str | None, registries: dict[str, Registry], repository_url
                index_url: str | None = None) -> Target:
     """Where one group of `route` goes, with credentials (registry.resolve_target)."""
     reg = registries.get(name) if name else None
-    return resolve_target(reg.url if reg else repository_url, index=(reg.index if reg else "") or index_url or "")
+    target = resolve_target(reg.url if reg else repository_url, index=(reg.index if reg else "") or index_url or "")
+    if reg and target.source.startswith("--repository-url"):  # the URL came from the matrix, not the option
+        from dataclasses import replace
+
+        target = replace(target, source=f"the matrix's registry {name}" + target.source[len("--repository-url"):])
+    return target
 
 
 # -- publishing ---------------------------------------------------------------------------------
