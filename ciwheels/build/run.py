@@ -217,25 +217,46 @@ def write_report(out: Path, cell: Cell, job: str, status: str, wheels: list[dict
         duration_seconds=duration, log=str(log_file) if log_file else None, cibuildwheel_exit=exit_code))
 
 
+_PROBE_OK = "ciwheels-probe: ran"
+
+
 def probe_compiler(inv: Invocation, engine: str, catalog: Catalog) -> Probe:
     """Ask the image's compiler which spelling of the level's flags it accepts (the ISA family
-    decides whether that is needed: riscv64's profile names are new to GCC)."""
+    decides whether that is needed: riscv64's profile names are new to GCC), and the QEMU that
+    emulates the image which QEMU_CPU properties it knows. An answer counts only with the line
+    the probe prints after it: an engine that loses the exit status (a docker CLI talking to
+    podman's API) must not turn a refusal into a yes."""
     cell = inv.cells[0]
     level = catalog.levels[cell.isa]
     platform = catalog.arches[cell.arch].qemu_platform
 
-    def compiles(flags: str) -> tuple[bool, str]:
-        probe = f"echo 'int x;' | gcc {flags} -x c -c -o /dev/null -"
+    def run(script: str, env: dict[str, str] | None = None) -> tuple[bool, str]:
+        args = [engine, "run", "--rm", "--platform", platform]
+        for key, value in (env or {}).items():
+            args += ["-e", f"{key}={value}"]
         try:
-            proc = subprocess.run([engine, "run", "--rm", "--platform", platform, cell.image_ref, "sh", "-c", probe],
+            proc = subprocess.run([*args, cell.image_ref, "sh", "-c", f"{script} && echo '{_PROBE_OK}'"],
                                   capture_output=True, text=True, timeout=600)
         except subprocess.TimeoutExpired:
-            return False, "the compiler probe timed out after 600 s"
-        return proc.returncode == 0, proc.stderr
+            return False, "the probe timed out after 600 s"
+        return proc.returncode == 0 and _PROBE_OK in proc.stdout.splitlines(), proc.stderr
+
+    def compiles(flags: str) -> tuple[bool, str]:
+        return run(f"echo 'int x;' | gcc {flags} -x c -c -o /dev/null -")
 
     result = family(cell.arch, catalog).probe(level, compiles)
     if result.note:
         log.info("%s: %s: %s", inv.job, cell.image_ref, result.note)
+    qemu_cpu = result.flags.get("QEMU_CPU")
+    if qemu_cpu:
+        from ciwheels.isa.families import fit_qemu_cpu
+
+        fitted, unknown = fit_qemu_cpu(qemu_cpu, lambda value: run("true", {"QEMU_CPU": value}))
+        if unknown:
+            log.warning("%s: this machine's QEMU does not know %s of %s: QEMU_CPU=%s; code that uses them dies "
+                        "with an illegal instruction here (the pipelines install QEMU 9.2.2, which knows them)",
+                        inv.job, ", ".join(unknown), level.name, fitted)
+            result = Probe({**result.flags, "QEMU_CPU": fitted}, result.note, result.dropped)
     return result
 
 
