@@ -37,7 +37,7 @@ from ciwheels.images.labels import (
     refusals,
 )
 from ciwheels.images.recipe import image_labels
-from ciwheels.isa.families import Probe, family
+from ciwheels.isa.families import Probe, family, fit_qemu_cpu
 from ciwheels.matrix.cibwopts import cibw_options, config_file, with_isa_flags
 from ciwheels.matrix.model import Cell, Expansion, wheel_matches
 from ciwheels.net.http import host_ca_bundle
@@ -249,8 +249,6 @@ def probe_compiler(inv: Invocation, engine: str, catalog: Catalog) -> Probe:
         log.info("%s: %s: %s", inv.job, cell.image_ref, result.note)
     qemu_cpu = result.flags.get("QEMU_CPU")
     if qemu_cpu:
-        from ciwheels.isa.families import fit_qemu_cpu
-
         fitted, unknown = fit_qemu_cpu(qemu_cpu, lambda value: run("true", {"QEMU_CPU": value}))
         if unknown:
             log.warning("%s: this machine's QEMU does not know %s of %s: QEMU_CPU=%s; code that uses them dies "
