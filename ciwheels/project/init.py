@@ -268,6 +268,11 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     render: dict = {}
     if branch:
         render["default-branch"] = branch
+    # what CI installs, recorded once: the rendered files then do not depend on who renders them
+    from ciwheels.pipelines.render import install_requirement
+
+    ciwheels_spec, spec_warning = install_requirement()
+    render["ciwheels"] = ciwheels_spec
     if github_only:
         render["gitlab"] = False
     if render:
@@ -282,7 +287,8 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         return s
 
     doc = CommentedMap()
-    for key, value in data.items():
+    # overrides last: an override appended to the file lands in them
+    for key, value in sorted(data.items(), key=lambda kv: kv[0] == "overrides"):
         if key in ("python", "libc", "arch"):
             doc[key] = flow(value)
         elif key == "exclude":
@@ -317,6 +323,9 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     report.extend(f"not carried: {what}" for what in carry.not_carried)
     if branch:
         report.append(f"default branch: {branch} (render: {{default-branch: ...}} in the matrix)")
+    report.append(f"CI installs {ciwheels_spec} (render: {{ciwheels: ...}} in the matrix)")
+    if spec_warning:
+        report.append(f"WARNING: {spec_warning}")
     if github_only:
         report.append("GitHub-only project: no GitLab pipeline (render: {gitlab: false}); "
                       "`ciwheels init --gitlab` adds one")
