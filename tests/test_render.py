@@ -65,6 +65,23 @@ def test_example_outputs_are_committed_and_fresh():
     assert "up to date" in proc.stderr
 
 
+def test_render_check_outside_git_renders_the_committed_files(tmp_path):
+    """#18.5: in a tree that is not a git clone (the unpacked sdist) the project was taken as its
+    own repository top, so the example's committed files looked stale. Outside git the top comes
+    from the project path the committed workflow records."""
+    import shutil
+
+    copy = tmp_path / "unpacked" / "examples" / "cext-demo"
+    shutil.copytree(EXAMPLE, copy)
+    proc = run_ciwheels("render", "--check", "--project", str(copy), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # a folder that does not end with the recorded path is its own top, as before
+    other = tmp_path / "elsewhere"
+    shutil.copytree(EXAMPLE, other)
+    proc = run_ciwheels("render", "--check", "--project", str(other), cwd=tmp_path)
+    assert proc.returncode == 1 and 'CIWHEELS_PROJECT: "."' in proc.stdout
+
+
 @pytest.mark.slow  # check-jsonschema and zizmor: external tools, a second or more per run
 def test_example_validates_and_audits_clean():
     check_jsonschema(EXAMPLE / GITHUB, EXAMPLE / GITLAB)

@@ -15,10 +15,11 @@ from typing import Any
 
 import bracex
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
-from ciwheels.catalog import Catalog
+from ciwheels.catalog import Catalog, variant_arches
+from ciwheels.catalog.images import base_glibc, image_catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.versions import is_version
 from ciwheels.core.installspec import unreachable
 from ciwheels.matrix.load import MatrixDoc, Path_, describe_path, validate_data
 from ciwheels.matrix.model import Origin, Registry, Runner
@@ -319,7 +320,6 @@ def build_image_specs(value: list | dict | None, doc: MatrixDoc | None, catalog:
     one the base's glibc allows (bases.toml)."""
     if not value or doc is None:
         return ()
-    from ciwheels.catalog.images import base_glibc, image_catalog
 
     images = image_catalog()
     glibc_of = base_glibc()
@@ -581,7 +581,6 @@ class _Normaliser:
     def variants(self, value, arches: list[str]) -> frozenset[str]:
         """`variants: true` (every arch an installer has a variant provider for) or a list of arches;
         an arch without a provider is an error: its levels need a registry each."""
-        from ciwheels.catalog import variant_arches
 
         able = variant_arches(self.cat)
         if value is True:
@@ -599,11 +598,10 @@ class _Normaliser:
         return frozenset(out)
 
     def version(self, value: str, path: Path_) -> str:
-        """A package version names a folder and a file: it must be a PEP 440 version."""
-        try:
-            Version(value)
-        except InvalidVersion:
-            raise self.doc.error(path, f"{value!r} is not a valid version (PEP 440)", value=value) from None
+        """A package version names a folder and a file: it must be a PEP 440 version (versions.is_version)."""
+        if not is_version(value):
+            raise self.doc.error(path, f"{value!r} is not a valid version (PEP 440), written exactly "
+                                 "(no spaces, no leading v)", value=value)
         return value
 
     def specifier(self, value: str, path: Path_) -> str:

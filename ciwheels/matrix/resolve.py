@@ -14,11 +14,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ciwheels.matrix.cascade import cascade, combine_isa
 from ciwheels.catalog import Catalog
 from ciwheels.core.errors import CiwheelsError
-from ciwheels.matrix.cibwopts import selection_options, shared_options
 from ciwheels.isa.families import family
+from ciwheels.matrix.cascade import cascade, combine_isa
+from ciwheels.matrix.cibwopts import selection_options, shared_options
 from ciwheels.matrix.model import Cell, Origin, Runner
 from ciwheels.matrix.normalise import Include, MatrixSpec, Package, ProjectSpec
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import cache
 
 from ciwheels.catalog import LIBCS, Catalog
+from ciwheels.catalog.images import image_arches
 
 SCHEMA_ID = "https://ciwheels.invalid/schema/matrix.json"
 
@@ -80,7 +81,6 @@ NOT_LINUX = ("windows", "macos", "pyodide", "android", "ios", "xbuild-tools", "x
 
 def _image_arches(catalog: Catalog) -> list[str]:
     """The arches `ciwheels image build` has a recipe for (images.toml)."""
-    from ciwheels.catalog.images import image_arches
 
     return image_arches(catalog.path)
 
@@ -256,7 +256,7 @@ def matrix_schema(catalog: Catalog) -> dict:
                             "spec": _str("A PEP 440 specifier, e.g. '>=2.0,<3'."),
                             "newest": {"type": "integer", "minimum": 1,
                                        "description": "Build at most this many of the newest matching releases."},
-                            "min-age-days": {"type": "number", "minimum": 0,
+                            "min-age-days": {"type": "number", "minimum": 0, "maximum": 36500,
                                              "description": "Skip releases uploaded less than this many days ago."},
                             "pre": {"type": "boolean", "description": "Also pre-releases (default false)."},
                         },

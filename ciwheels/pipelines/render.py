@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ciwheels import __version__
+from ciwheels.catalog import load_catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import read_pyproject
 from ciwheels.core.installspec import https_form
-from ciwheels.pipelines.plan import Job, Plan
+from ciwheels.core.resources import data_dir
+from ciwheels.pipelines.plan import Job, Plan, job_json
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,6 @@ def _comment(value: object) -> str:
 def _environment():
     import jinja2
 
-    from ciwheels.core.resources import data_dir
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
@@ -122,7 +124,6 @@ def _actions(overrides: dict[str, str] | None = None) -> dict[str, str]:
     `render: {actions: {KEY: "owner/repo@ref # comment"}}` when it names one."""
     import tomllib
 
-    from ciwheels.core.resources import data_dir
 
     with open(data_dir("catalog") / "actions.toml", "rb") as f:
         data = tomllib.load(f)
@@ -212,7 +213,6 @@ def versioned_from_git(project: Path) -> bool:
     requirements, or its tool table (setuptools_scm, hatch's vcs source, pdm's scm source, ...)."""
     from packaging.requirements import InvalidRequirement, Requirement
 
-    from ciwheels.core.files import read_pyproject
 
     data = read_pyproject(project)
 
@@ -248,7 +248,6 @@ def _job_view(job: Job) -> dict:
 def _image_view(image) -> dict:
     """What a build-images job needs (a builtimages.BuiltImage): the name below the registry
     (tagged by the recipe's digest), the `ciwheels image build` inputs and how to emulate the arch."""
-    from ciwheels.catalog import load_catalog
 
     cat = load_catalog().arches[image.arch]
     qemu = cat.qemu_platform if cat.host != "x86_64" else ""
@@ -335,7 +334,6 @@ def render_child(project, result, project_dir: Path) -> str:
     """The GitLab child pipeline of a scheduled or manual run: one job per planned job (known
     only at run time, which parallel:matrix cannot express), a stage per wave of `needs`, then
     gather, publish and the status page. With nothing to build, only the status page."""
-    from ciwheels.pipelines.plan import job_json
 
     s = project.plan.settings
     jobs = [job_json(j) for j in result.plan.jobs]

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ciwheels.core.errors import CiwheelsError
+from ciwheels.catalog import LIBC_PLATFORM, load_catalog
+from ciwheels.core.errors import CiwheelsError, shorten
 from ciwheels.matrix.normalise import MAX_BRACE_EXPANSION, brace_patterns
+from ciwheels.matrix.schema import matrix_schema
+from ciwheels.pipelines.render import install_requirement
+from ciwheels.project.open import open_project
 from ciwheels.project.workspace import ci_cibuildwheel_env, default_branch, repository_top, requires_python
 
 
@@ -22,7 +26,6 @@ def _braces(pattern: str) -> tuple[str, ...]:
     """The expansion of one [tool.cibuildwheel] selector, with the matrix's bound."""
     patterns = brace_patterns(pattern)
     if patterns is None:
-        from ciwheels.core.errors import shorten
 
         raise CiwheelsError(f"[tool.cibuildwheel] selector {shorten(pattern)!r} expands to more than "
                             f"{MAX_BRACE_EXPANSION} patterns, the limit")
@@ -58,7 +61,6 @@ _ARCH_KEYWORDS = {"auto": ["x86_64"], "native": ["x86_64"], "auto64": ["x86_64"]
 
 def _schema_has(catalog, key: str, where: str = "settings") -> bool:
     """Whether this ciwheels' matrix schema has `key` (a setting, or a selector key)."""
-    from ciwheels.matrix.schema import matrix_schema
 
     schema = matrix_schema(catalog)
     if where == "settings":
@@ -241,7 +243,6 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.version import Version
 
-    from ciwheels.catalog import LIBC_PLATFORM, load_catalog
 
     cat = load_catalog()
     target = project / "matrix" / "wheels.yaml"
@@ -401,8 +402,6 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     if branch:
         render["default-branch"] = branch
     # what CI installs, recorded once: the rendered files then do not depend on who renders them
-    from ciwheels.pipelines.render import install_requirement
-
     ciwheels_spec, spec_warning = install_requirement()
     render["ciwheels"] = ciwheels_spec
     if github_only:
@@ -442,7 +441,6 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     yaml.width = 100
     with open(tmp, "w", encoding="utf-8") as f:
         yaml.dump(doc, f)
-    from ciwheels.project.open import open_project
 
     try:
         expansion = open_project(project, (tmp,)).expansion

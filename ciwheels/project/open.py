@@ -13,16 +13,29 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from ciwheels.builder.upstream import IndexCache, needs_resolving, resolve_versions
 from ciwheels.catalog import Catalog, load_catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import read_pyproject
+from ciwheels.core.log import get_logger
+from ciwheels.matrix import destination
 from ciwheels.matrix.expand import expand
 from ciwheels.matrix.load import MatrixDoc, load_files
 from ciwheels.matrix.model import Expansion, Registry
 from ciwheels.matrix.normalise import ProjectSpec, normalise
+from ciwheels.pipelines.builtimages import give_built_images
 from ciwheels.pipelines.plan import Plan, plan
-from ciwheels.pipelines.render import install_requirement, render_plan, versioned_from_git
-from ciwheels.project.workspace import find_matrix_files
-from ciwheels.builder.upstream import IndexCache, needs_resolving, resolve_versions
+from ciwheels.pipelines.render import (
+    install_requirement,
+    render_plan,
+    versioned_from_git,
+)
+from ciwheels.project.workspace import (
+    default_branch,
+    find_matrix_files,
+    repository_top,
+    requires_python,
+)
 
 
 @dataclass
@@ -47,16 +60,17 @@ class Project:
 
 
 def open_docs(root: Path, docs: list[MatrixDoc], catalog: Catalog | None = None,
-              files: list[Path] | None = None) -> Project:
-    """A project from documents already loaded (e.g. from a git revision)."""
+              files: list[Path] | None = None, *, repository_url: str | None = None) -> Project:
+    """A project from documents already loaded (e.g. from a git revision). `repository_url`:
+    the registry of cells the matrix sends nowhere (matrix/destination.py), else the environment's."""
     catalog = catalog or load_catalog()
     spec = normalise(docs, catalog)
     index = None
     if needs_resolving(spec):  # `versions: latest` or a selection: the only reason to read the index here
         index = resolve_versions(spec)
     expansion = expand(spec, catalog)
+    destination.assign(expansion, spec.registries, destination.environment_default(repository_url=repository_url))
     if spec.render.build_images:  # their digests need the cells' Pythons: see builtimages.py
-        from ciwheels.pipelines.builtimages import give_built_images
 
         expansion = give_built_images(spec, expansion, catalog)
     project = Project(root, catalog, files or [], docs, spec, expansion)
@@ -64,13 +78,14 @@ def open_docs(root: Path, docs: list[MatrixDoc], catalog: Catalog | None = None,
     return project
 
 
-def open_project(project: Path, matrix_paths: tuple[Path, ...] = (), *, display_root: Path | None = None) -> Project:
+def open_project(project: Path, matrix_paths: tuple[Path, ...] = (), *, display_root: Path | None = None,
+                 repository_url: str | None = None) -> Project:
     """Find, load, validate and expand the project's matrix files (PROJECT/matrix/*.yaml, or
     the --matrix paths). Files are shown relative to `display_root` (default: the current folder)."""
     catalog = load_catalog()
     files = find_matrix_files(project, matrix_paths)
     docs = load_files(files, catalog, root=display_root or Path.cwd())
-    opened = open_docs(project, docs, catalog, files)
+    opened = open_docs(project, docs, catalog, files, repository_url=repository_url)
     _check_requires_python(opened)
     return opened
 
@@ -81,8 +96,6 @@ def _check_requires_python(opened: Project) -> None:
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.version import Version
 
-    from ciwheels.core.files import read_pyproject
-    from ciwheels.project.workspace import requires_python
 
     own = [c for c in opened.expansion.cells if not c.package]
     if not own:
@@ -126,13 +139,9 @@ def expand_files(paths: list[Path], root: Path | None = None) -> Expansion:
 def render_project(project: Path, matrix_paths: tuple[Path, ...] = ()) -> tuple[Plan, dict[Path, str]]:
     """Open, plan and render a project: {absolute output path: text}. Output paths are confined
     to the project: `render: {github: ...}` cannot name a file outside it."""
-    from ciwheels.core.log import get_logger
-    from ciwheels.project.open import open_project
-    from ciwheels.project.workspace import default_branch, repository_top
-
     log = get_logger("render")
     opened = open_project(project, matrix_paths)
-    top, project_rel = repository_top(project)
+    top, project_rel = repository_top(project, _recorded_project(project, opened.plan.settings.github))
     matrix_rel = []
     for f in opened.files:
         try:
@@ -172,6 +181,19 @@ def render_project(project: Path, matrix_paths: tuple[Path, ...] = ()) -> tuple[
                                 f"project {project}; give a path inside it, e.g. .github/workflows/ciwheels.yml")
         confined[project / rel] = text
     return opened.plan, confined
+
+
+def _recorded_project(project: Path, github: str | None) -> str | None:
+    """The project path (relative to the repository top) that the committed GitHub workflow
+    records, for rendering outside git the same files as inside it."""
+    import re
+
+    try:
+        text = (project / github).read_text(encoding="utf-8")[:1 << 16] if github else ""
+    except (OSError, UnicodeDecodeError):
+        return None
+    m = re.search(r'^  CIWHEELS_PROJECT: "([^"\n]*)"$', text, re.M)
+    return m.group(1) if m else None
 
 
 def _is_relative_path(spec: str) -> bool:
