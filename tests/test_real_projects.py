@@ -151,6 +151,10 @@ def test_unknown_enable_group_is_an_error(name, tmp_path):
         init_project(project)
     text = str(e.value)
     assert "cpython-freethreading" in text and "Unknown enable group" in text and "cpython-prerelease" in text
+    # the error is about the project's file and the line that names the group
+    line = next(n for n, ln in enumerate((project / "pyproject.toml").read_text().splitlines(), 1)
+                if ln.startswith("enable") or ln.lstrip().startswith('"cpython-freethreading"'))
+    assert (e.value.file, e.value.line) == (str(project / "pyproject.toml"), line)
     assert not (project / "matrix" / "wheels.yaml").exists()
 
 

@@ -291,6 +291,15 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     if from_ci:
         report.append("carried from the project's CI: " + ", ".join(from_ci.values()))
     report.extend(f"not carried: {note}" for note in ci_notes)
+    pyproject_text = pyproject_path.read_text(encoding="utf-8", errors="replace") if pyproject_path.is_file() else ""
+
+    def source(option: str) -> dict:
+        """Where an option came from, for an error: the CI variable, or pyproject.toml and its line."""
+        if option in from_ci:
+            return {"message_prefix": f"{from_ci[option]}: ", "file": None, "line": None}
+        return {"message_prefix": "[tool.cibuildwheel] ", "file": str(pyproject_path),
+                "line": _line_of(pyproject_text, option)}
+
     requires, requires_from = requires_python(project, pyproject)
     spec = None
     if requires:
@@ -303,11 +312,12 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     enable = set(_as_str(cibw.get("enable", "")).split())
     unknown = sorted(enable - set(ENABLE_GROUPS) - {"all"})
     if unknown:
+        where = source("enable")
         raise CiwheelsError(
-            f"{pyproject_path}: [tool.cibuildwheel] enable names the group {unknown[0]!r}, which the pinned "
+            f"{where['message_prefix']}enable names the group {unknown[0]!r}, which the pinned "
             f"{cat.defaults['cibuildwheel']} does not know (cibuildwheel stops there with 'Unknown enable group'); remove it"
             + (": free-threaded builds need no group since cibuildwheel 3" if "freethreading" in unknown[0] else ""),
-            value=unknown[0], allowed=[*ENABLE_GROUPS, "all"])
+            file=where["file"], line=where["line"], value=unknown[0], allowed=[*ENABLE_GROUPS, "all"])
     if "all" in enable:
         enable = set(ENABLE_GROUPS)
     archs_opt = [a for a in re.split(r"[\s,]+", _as_str(cibw.get("archs", "auto"))) if a]
@@ -319,8 +329,9 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
             for name in _ARCH_KEYWORDS.get(a.lower(), [a]):
                 canon = cat.arch_alias(name.lower())
                 if canon is None:
-                    raise CiwheelsError(f"{pyproject_path}: [tool.cibuildwheel] archs names an unknown arch",
-                                        value=name, allowed=list(cat.arches))
+                    where = source("archs")
+                    raise CiwheelsError(f"{where['message_prefix']}archs names an unknown arch", file=where["file"],
+                                        line=where["line"], value=name, allowed=list(cat.arches))
                 if canon not in arches:
                     arches.append(canon)
     # cibuildwheel's selection over every arch ciwheels knows, not only the ones built now: the
@@ -532,6 +543,17 @@ def ensure_gitlab_include(project: Path, rendered: str) -> str:
     return f"updated {path}: added {' and '.join(changed)}"
 
 
+def _line_of(pyproject_text: str, key: str) -> int | None:
+    """The first line of pyproject.toml that sets `key` (`key =`, `table.key =`, `{key = ...}`)
+    inside or below [tool.cibuildwheel]; None when it cannot be found."""
+    import re
+
+    pattern = re.compile(r"^\s*(?:[\w.-]+\.)?%s\s*=|[{,]\s*%s\s*=" % (re.escape(key), re.escape(key)))
+    lines = pyproject_text.splitlines()
+    start = next((n for n, ln in enumerate(lines) if re.match(r"\s*\[+\s*tool\.cibuildwheel", ln)), 0)
+    return next((n for n, ln in enumerate(lines[start:], start + 1) if pattern.search(ln)), None)
+
+
 def _in_pyproject(error: CiwheelsError, matrix_lines: list[str], pyproject: Path) -> CiwheelsError:
     """An error about the matrix init was writing (a temporary file the user never sees), as an
     error about the project's configuration: pyproject.toml and the line of the key it came from."""
@@ -543,9 +565,7 @@ def _in_pyproject(error: CiwheelsError, matrix_lines: list[str], pyproject: Path
         key = m.group(1) if m else None
     line = None
     if key and pyproject.is_file():
-        pattern = re.compile(r"^\s*(?:[\w.-]+\.)?%s\s*=|[{,]\s*%s\s*=" % (re.escape(key), re.escape(key)))
-        text = pyproject.read_text(encoding="utf-8", errors="replace").splitlines()
-        line = next((n for n, ln in enumerate(text, 1) if pattern.search(ln)), None)
+        line = _line_of(pyproject.read_text(encoding="utf-8", errors="replace"), key)
     message = error.message
     if key:
         message = f"[tool.cibuildwheel] {key}: {message}"
