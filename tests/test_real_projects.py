@@ -713,3 +713,19 @@ def test_inherit_rules_are_carried_without_warnings_when_exact(tmp_path):
                    if o["select"] == {"identifier": "*aarch64"})
     assert aarch64["environment"] == {"CFLAGS": "-O3 -g1 -pipe -fPIC -march=armv8-a -mtune=cortex-a72",
                                       "AR": "gcc-ar", "NM": "gcc-nm", "RANLIB": "gcc-ranlib"}
+
+
+@pytest.mark.parametrize("entry, github, gitlab, qemu", [
+    (None, "ubuntu-24.04-arm", ("saas-linux-small-arm64",), ""),  # the hosted arm runners
+    ("{github: my-arm}", "my-arm", ("saas-linux-small-arm64",), ""),  # GitLab keeps its hosted one
+    ("{gitlab: [arm64]}", "ubuntu-24.04-arm", ("arm64",), ""),  # and GitHub its own
+    ("{emulated: true}", "ubuntu-24.04", (), "linux/arm64"),  # back to QEMU
+])
+def test_aarch64_runners_hosted_by_default_and_configurable(tmp_path, entry, github, gitlab, qemu):
+    project = copy_project("markupsafe", tmp_path)
+    init_project(project)
+    if entry:
+        path = project / "matrix" / "wheels.yaml"
+        path.write_text(f"runners: {{aarch64: {entry}}}\n" + path.read_text())
+    jobs = [j for j in open_project(project).plan.jobs if j.arch == "aarch64"]
+    assert jobs and {(j.github_runner, j.gitlab_tags, j.qemu_platform) for j in jobs} == {(github, gitlab, qemu)}

@@ -516,10 +516,15 @@ class _Normaliser:
         runners = {}
         for arch_name, r in d.get("runners", {}).items():
             arch = self.canon("arch", arch_name, ("runners", arch_name))
-            gitlab = r.get("gitlab", [])
+            emulated = bool(r.get("emulated"))
+            hosted = cat.arches[arch]
+            # a service the entry does not name keeps its hosted runner of the arch (aarch64: GitHub's
+            # ubuntu-24.04-arm, gitlab.com's saas-linux-small-arm64), never an x86_64 one without QEMU;
             # emulated: true builds the arch under QEMU on x86_64 runners (also where hosted ones exist)
-            runners[arch] = (Runner(r.get("github", str(defaults["render"]["github-runner"])),
-                                    tuple([gitlab] if isinstance(gitlab, str) else gitlab), bool(r.get("emulated"))),
+            github = r.get("github", hosted.hosted_github if hosted.hosted_github and not emulated
+                           else str(defaults["render"]["github-runner"]))
+            gitlab = r.get("gitlab", list(hosted.hosted_gitlab) if not emulated else [])
+            runners[arch] = (Runner(github, tuple([gitlab] if isinstance(gitlab, str) else gitlab), emulated),
                              self.origin(("runners", arch_name)))
 
         excludes = [self.selector(e, ("exclude", i)) for i, e in enumerate(d.get("exclude", []))]
