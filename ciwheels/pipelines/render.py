@@ -94,6 +94,12 @@ def _gl_expr(value: object) -> str:
     text = _checked(value)
     if re.search(r'["$\\\n]', text):
         raise CiwheelsError(f"the value {text!r} cannot appear inside a GitLab rules expression")
+    if re.search(r"[ \t]#|:[ \t]", text):
+        # the rule `- if: $CI_COMMIT_BRANCH == "..."` is a plain YAML scalar: ` #` starts a comment
+        # there (the rule would be cut) and `: ` a mapping (the file would not load)
+        raise CiwheelsError(f"the value {text!r} contains ' #' or ': ', which would cut the GitLab rule it stands "
+                            "in (a plain YAML scalar); ciwheels refuses to write it into a pipeline",
+                            hint="rename the branch, or publish from tags and schedules only (publish-branch: false)")
     return '"' + text + '"'
 
 

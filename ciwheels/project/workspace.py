@@ -46,6 +46,11 @@ def find_matrix_files(project: Path, explicit: tuple[Path, ...] = ()) -> list[Pa
         raise CiwheelsError(f"project folder not found: {project}")
     found = _yaml_in(project / "matrix")
     if not found:
+        folders = sorted(p.name for p in (project / "matrix").glob("*.y*ml") if p.is_dir()) \
+            if (project / "matrix").is_dir() else []
+        if folders:
+            raise CiwheelsError(f"{project / 'matrix' / folders[0]} is a folder, not a matrix file; no matrix files "
+                                f"in {project / 'matrix'}", hint="A matrix file is a YAML file: move the folder away")
         raise CiwheelsError(f"no matrix files in {project / 'matrix'} (looked for *.yaml and *.yml)",
                             hint="run 'ciwheels init' to create one, or pass --matrix PATH")
     return found
