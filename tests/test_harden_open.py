@@ -26,7 +26,7 @@ def test_a_publish_branch_that_would_cut_the_gitlab_rule_is_refused(tmp_path, br
         render(tmp_path, with_value("publish-branch", branch))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(["release", " ", "#", ":", " #", ": ", "/", "-", "1", "é", "x", "\t", "."]), min_size=1,
                 max_size=8).map("".join))
 def test_the_publish_rule_holds_the_branch_exactly_or_is_refused(tmp_path, branch):
@@ -94,3 +94,33 @@ def test_diff_reads_only_files_of_a_revisions_matrix_folder(tmp_path):
     _git(project, "commit", "-qm", "only a folder")
     proc = run_ciwheels("diff", "HEAD", "HEAD", "--project", str(project), cwd=project)
     assert proc.returncode == 2 and "HEAD:matrix/extra.yaml is not a file" in proc.stderr, proc.stderr
+
+
+# -- init: bad input is one paragraph naming pyproject.toml, and nothing is left behind ---------
+def _init_project(tmp_path: Path, cibw: str = "", **files: bytes) -> Path:
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(f'[project]\nname = "x"\nversion = "1"\n[tool.cibuildwheel]\n{cibw}\n')
+    for name, data in files.items():
+        (project / name.replace("_", ".")).write_bytes(data)
+    return project
+
+
+@pytest.mark.parametrize("cibw,files,expect", [
+    ('environment = "A=\\"unbalanced"', {}, "pyproject.toml: [tool.cibuildwheel] environment"),
+    ("", {"setup_cfg": b"[options]\npython_requires = >=3.9 \xff\n"}, "setup.cfg is not UTF-8"),
+    ('build-frontend = "nonsense"', {}, "pyproject.toml: the matrix made from its [tool.cibuildwheel] is not valid"),
+    ("", {"_gitlab-ci_yml": b"a: [\n"}, "cannot read"),
+])
+def test_a_failed_init_is_one_paragraph_and_leaves_nothing_behind(tmp_path, cibw, files, expect):
+    project = _init_project(tmp_path, cibw, **files)
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    before = sorted(p.name for p in project.iterdir())
+    proc = run_ciwheels("init", "--project", str(project))
+    assert proc.returncode == 2 and expect in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert ".tmp" not in proc.stderr  # errors name what the user wrote, not our temporary file
+    assert sorted(p.name for p in project.iterdir()) == before  # no matrix/, no wheels.yaml(.tmp)
+    if files.get("_gitlab-ci_yml"):  # fixed: the re-run works, no "already exists; use --force"
+        (project / ".gitlab-ci.yml").unlink()
+        proc = run_ciwheels("init", "--project", str(project))
+        assert proc.returncode == 0 and (project / "matrix" / "wheels.yaml").is_file(), proc.stderr

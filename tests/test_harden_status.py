@@ -183,7 +183,7 @@ def test_pinned_versions_are_pep440_or_an_error(tmp_path, pin):
 
 
 @given(st.text(max_size=30))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 def test_the_one_version_check_takes_exactly_pep440_versions(text):
     from packaging.version import InvalidVersion, Version
 
@@ -221,7 +221,7 @@ def test_pip_config_never_prints_credentials_and_refuses_line_breaks(tmp_path):
 
 
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20))
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_pip_config_from_any_url_is_one_index_line_or_an_error(junk):
     from ciwheels.core.errors import CiwheelsError
     from ciwheels.views.consumers import pip_config
@@ -440,7 +440,7 @@ _entry = st.fixed_dictionaries({"id": st.one_of(st.text(max_size=30), _scalars),
 
 
 @given(st.lists(st.one_of(_entry, _json), max_size=8))
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 def test_the_previous_status_reader_keeps_only_valid_failures(cells):
     from ciwheels.builder.state import parse_previous
     from ciwheels.builder.upstream import parse_time
@@ -459,7 +459,7 @@ def test_the_previous_status_reader_keeps_only_valid_failures(cells):
 
 
 @given(st.lists(_entry, max_size=6), st.text(max_size=30))
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 def test_a_status_page_from_a_hostile_memory_is_escaped_and_links_only_http_or_relative(cells, title):
     """The page drawn from whatever a previous status.json held: no markup gets through, no
     link but http(s) and relative, no credential from a URL."""

@@ -132,7 +132,12 @@ def _environment(value) -> dict[str, str]:
         return {str(k): str(v) for k, v in value.items()}
     import shlex
 
-    return dict(item.split("=", 1) for item in shlex.split(str(value)) if "=" in item)
+    try:
+        words = shlex.split(str(value))
+    except ValueError as e:  # "No closing quotation", "No escaped character"
+        raise CiwheelsError(f"pyproject.toml: [tool.cibuildwheel] environment {str(value)[:200]!r} cannot be read "
+                            f"as cibuildwheel reads it ({e})", hint="Balance its quotes") from None
+    return dict(item.split("=", 1) for item in words if "=" in item)
 
 
 def init_project(project: Path, *, force: bool = False, gitlab: bool = False) -> list[str]:
@@ -295,19 +300,34 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         "file written from it, never the project's [tool.cibuildwheel].\n"
         "Add ISA levels per arch, e.g.  isa: {x86_64: [x86-64, x86-64-v3]}\n"
         "Run `ciwheels matrix` to see the cells and `ciwheels schema` for every key.")
+    # nothing is left behind by a failed init: the matrix is written to a temporary file, checked,
+    # and only then renamed into place (a folder init made is removed again)
+    made_folder = not target.parent.exists()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".yaml.tmp")
     yaml = YAML()
     yaml.width = 100
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.dump(doc, f)
-
     try:
-        expansion = open_project(project, (tmp,)).expansion
-    except CiwheelsError:
-        tmp.unlink()
+        with open(tmp, "w", encoding="utf-8") as f:
+            yaml.dump(doc, f)
+        try:
+            expansion = open_project(project, (tmp,)).expansion
+        except CiwheelsError as e:
+            # its message names our temporary file: name what it came from instead
+            raise CiwheelsError(f"the matrix made from its [tool.cibuildwheel] is not valid: {e.message}",
+                                file=str(pyproject_path), hint=e.hint) from None
+        # .gitlab-ci.yml first: when it cannot be read, no matrix is left behind for a re-run to trip on
+        included = None if github_only else ensure_gitlab_include(
+            top, cat.defaults["render"]["gitlab"] if rel == "." else f"{rel}/{cat.defaults['render']['gitlab']}")
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        if made_folder:
+            try:
+                target.parent.rmdir()
+            except OSError:
+                pass
         raise
-    tmp.replace(target)
     report.append(f"wrote {target}: {len(expansion.cells)} cells on {', '.join(arches)} "
                   f"(requires-python {requires or 'unset'}" + (f" from {requires_from}" if requires else "") + ")")
     if carry.carried:
@@ -321,8 +341,7 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         report.append("GitHub-only project: no GitLab pipeline (render: {gitlab: false}); "
                       "`ciwheels init --gitlab` adds one")
     else:
-        rendered = cat.defaults["render"]["gitlab"]
-        report.append(ensure_gitlab_include(top, rendered if rel == "." else f"{rel}/{rendered}"))
+        report.append(included)
     report.append("next: 'ciwheels render' writes the CI pipelines")
     return report
 

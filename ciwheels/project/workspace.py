@@ -116,6 +116,9 @@ def requires_python(project: Path, pyproject: dict) -> tuple[str | None, str]:
                 return parser.get("options", "python_requires"), "setup.cfg"
         except configparser.Error:
             pass
+        except UnicodeDecodeError as e:
+            raise CiwheelsError(f"{cfg} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                                "its python_requires cannot be read", hint="Save it as UTF-8") from None
     setup_py = project / "setup.py"
     if setup_py.is_file():
         value = setup_py_python_requires(setup_py.read_text(encoding="utf-8", errors="replace"))
