@@ -63,7 +63,7 @@ def _tree(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
-class _Page(HTMLParser):
+class _PageParser(HTMLParser):
     """Every link, id and script of a page."""
 
     def __init__(self) -> None:
@@ -83,10 +83,10 @@ class _Page(HTMLParser):
         self.handlers += [k for k in a if k.startswith("on")]
 
 
-def check_page(page: str, site: Path | None = None, secrets: tuple[str, ...] = ()) -> _Page:
+def check_page(page: str, site: Path | None = None, secrets: tuple[str, ...] = ()) -> _PageParser:
     """What every status page must be: no script, no event handler, every link http(s) or
     relative, every anchor present, every relative link a file of the site, no secret."""
-    parsed = _Page()
+    parsed = _PageParser()
     parsed.feed(page)
     assert "script" not in parsed.tags and not parsed.handlers and "<script" not in page.lower()
     for href in parsed.hrefs:
@@ -481,3 +481,32 @@ def test_a_status_page_from_a_hostile_memory_is_escaped_and_links_only_http_or_r
     page = html_status(doc, title)
     check_page(page, secrets=("u:p@",))
     text_status(doc)
+
+
+class _Page(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        body = b'<a href="x-1.0-cp313-cp313-manylinux_2_28_x86_64.whl">x</a>'
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.parametrize("version", ['"1.0 beta"', '"../../x"', "3"])
+def test_the_projects_own_version_is_pep440_or_an_error(tmp_path, version):
+    """A project's own static version is compared with the registry's: one that is not a PEP 440
+    version was an InvalidVersion traceback in plan and status."""
+    server, url = serve(_Page)
+    project = _project(tmp_path, f"python: [cp313]\narch: [x86_64]\nregistries:\n  r: {{url: '{url}/pypi'}}\n")
+    (project / "pyproject.toml").write_text(f'[project]\nname = "x"\nversion = {version}\n')
+    try:
+        for args in (("plan", "--missing"), ("status",)):
+            proc = run_ciwheels(*args, "--project", str(project), "--no-upstream", env={"PATH": os.environ["PATH"]})
+            assert proc.returncode == 2, proc.stderr
+            assert "pyproject.toml: [project] version" in proc.stderr and "Traceback" not in proc.stderr
+    finally:
+        server.shutdown()

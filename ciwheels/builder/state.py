@@ -31,6 +31,7 @@ from ciwheels.core.files import read_pyproject, read_regular
 from ciwheels.core.links import is_relative, safe_link
 from ciwheels.core.log import get_logger
 from ciwheels.core.secrets import redact_url
+from ciwheels.core.versions import check_version
 from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 from ciwheels.matrix.model import Cell, Registry, tags_match
 from ciwheels.net.auth import credentials_for
@@ -43,10 +44,15 @@ STATES = ("published", "missing", "failed", "known-failure", "upstream", "unknow
 
 
 def project_name_version(project: Path) -> tuple[str, str | None]:
+    """([project] name, version) of PROJECT/pyproject.toml; the version, when static, must be a
+    PEP 440 version (versions.check_version), since it is compared with the registry's."""
     data = read_pyproject(project).get("project")
     if not isinstance(data, dict):
         return "", None
-    return data.get("name", ""), data.get("version")
+    name, version = data.get("name", ""), data.get("version")
+    if version is not None:
+        check_version(version, "[project] version", file=str(project / "pyproject.toml"))
+    return name if isinstance(name, str) else "", version
 
 
 @dataclass(frozen=True, slots=True)
