@@ -458,16 +458,24 @@ def test_the_previous_status_reader_keeps_only_valid_failures(cells):
             assert not entry[key] or entry[key].startswith(("http://", "https://")) or ":" not in entry[key]
 
 
-@given(st.lists(_entry, max_size=6), st.text(max_size=30))
+_log_lines = st.lists(st.one_of(_hostile_text, st.sampled_from([
+    "cibuildwheel: error: <script>alert(1)</script>", "Building wheel...", "Testing wheel...", "Repairing wheel...",
+    "::error::cibuildwheel: <img src=x onerror=alert(1)>"])), max_size=6).map("\n".join)
+
+
+@given(st.lists(_entry, max_size=6), st.text(max_size=30), _log_lines)
 @settings(max_examples=50, deadline=None)
-def test_a_status_page_from_a_hostile_memory_is_escaped_and_links_only_http_or_relative(cells, title):
-    """The page drawn from whatever a previous status.json held: no markup gets through, no
-    link but http(s) and relative, no credential from a URL."""
+def test_a_status_page_from_a_hostile_memory_is_escaped_and_links_only_http_or_relative(cells, title, log_text):
+    """The page drawn from whatever a previous status.json held and whatever a build log said
+    (the reason is read from it): no markup gets through, no link but http(s) and relative, no
+    credential from a URL."""
     from ciwheels.builder.state import CellState, parse_previous
-    from ciwheels.builder.statuspage import html_status, text_status
+    from ciwheels.builder.statuspage import failure_reason, html_status, text_status
 
     now = datetime(2026, 6, 1, tzinfo=UTC)
     remembered = parse_previous({"format": 1, "cells": cells}, now)
+    remembered["from-a-log"] = {"detail": failure_reason("failed", log_text, 1), "log": "logs/x.log", "run": "",
+                                "fingerprint": "ab", "since": "2026-01-01T00:00:00Z"}
     doc_cells = []
     for i, (cid, entry) in enumerate(sorted(remembered.items())):
         st_ = CellState("failed", entry["detail"], entry["log"], entry["fingerprint"], entry["since"], entry["run"])
