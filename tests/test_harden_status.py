@@ -436,7 +436,8 @@ _entry = st.fixed_dictionaries({"id": st.one_of(st.text(max_size=30), _scalars),
     "since": st.one_of(st.sampled_from(["2026-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "yesterday", "",
                                         "2026-01-01T00:00:00+05:00", "2026-01-01"]), _scalars),
     "detail": st.one_of(_hostile_text, _json), "log": st.one_of(_hostile_text, _json),
-    "run": st.one_of(_hostile_text, _json)})
+    "run": st.one_of(_hostile_text, _json), "tried": st.one_of(st.sampled_from(
+        ["2026-03-01T00:00:00Z", "2025-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "soon"]), _scalars)})
 
 
 @given(st.lists(st.one_of(_entry, _json), max_size=8))
@@ -451,7 +452,7 @@ def test_the_previous_status_reader_keeps_only_valid_failures(cells):
     for cid, entry in out.items():
         assert isinstance(cid, str) and entry["state"] == "failed"
         assert re.fullmatch(r"[0-9a-f]{1,64}", entry["fingerprint"])
-        assert parse_time(entry["since"]) <= now + timedelta(hours=1)
+        assert parse_time(entry["since"]) <= parse_time(entry["tried"]) <= now + timedelta(hours=1)
         assert isinstance(entry["detail"], str) and "\n" not in entry["detail"]
         for key in ("log", "run"):
             assert entry[key] == safe_link(entry[key])
@@ -518,3 +519,28 @@ def test_the_projects_own_version_is_pep440_or_an_error(tmp_path, version):
             assert "pyproject.toml: [project] version" in proc.stderr and "Traceback" not in proc.stderr
     finally:
         server.shutdown()
+
+
+def test_a_retry_that_fails_again_waits_another_period_and_keeps_its_first_since(tmp_path):
+    """Run 1 (40 days after the first failure, due): the cell is rebuilt and fails again. Its
+    memory keeps `since` (failing since then) and records the attempt in `tried`: the next plan
+    does not rebuild it (it counted from `since` and rebuilt it on every schedule)."""
+    project = _project(tmp_path)
+    fp = _fingerprint(project, CELL)
+    first = (datetime.now(UTC) - timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    previous = _previous(tmp_path, [{"id": CELL, "state": "failed", "fingerprint": fp, "since": first,
+                                     "detail": "the tests failed"}])
+    env = {"PATH": os.environ["PATH"]}
+    plan = run_ciwheels("plan", "--project", str(project), "--missing", "--json", "--no-upstream", "--previous",
+                        str(previous), env=env)
+    assert CELL in {c["id"] for c in json.loads(plan.stdout)["cells"]}  # due: rebuilt
+    artifacts = _report(tmp_path / "artifacts", CELL, log_text="Testing wheel...\nFAILED\n")
+    site = tmp_path / "site"
+    proc = _status(project, "--artifacts", str(artifacts), "--previous", str(previous), "--site", str(site),
+                   "--format", "json")
+    cell = next(c for c in json.loads(proc.stdout)["cells"] if c["id"] == CELL)
+    assert cell["since"] == first and cell["tried"] > first and cell["this-run"] is True
+    plan = run_ciwheels("plan", "--project", str(project), "--missing", "--json", "--no-upstream", "--previous",
+                        str(site / "status.json"), env=env)
+    assert CELL not in {c["id"] for c in json.loads(plan.stdout)["cells"]}
+    assert "failing since " + first[:10] in (site / "index.html").read_text()
