@@ -157,7 +157,8 @@ def test_a_build_log_is_published_without_credentials(tmp_path):
     status job knows scrubbed (the registry password, the CI job token)."""
     project = _project(tmp_path)
     artifacts = _report(tmp_path / "artifacts", CELL,
-                        log_text=f"CIWHEELS_PASSWORD={SECRET}\nCI_JOB_TOKEN=glcbt-abcdef123456\nerror: boom\n")
+                        log_text=f"CIWHEELS_PASSWORD={SECRET}\nCI_JOB_TOKEN=glcbt-abcdef123456\nerror: boom\n"
+                                 f"cibuildwheel: error: cannot read https://u:{SECRET}@h.example/ with {SECRET}\n")
     site = tmp_path / "site"
     proc = _status(project, "--artifacts", str(artifacts), "--site", str(site),
                    env={"CIWHEELS_PASSWORD": SECRET, "CI_JOB_TOKEN": "glcbt-abcdef123456"})
@@ -165,6 +166,8 @@ def test_a_build_log_is_published_without_credentials(tmp_path):
     text = (site / "logs" / f"{CELL}.log").read_text()
     assert "error: boom" in text and SECRET not in text and "glcbt-abcdef123456" not in text
     check_page((site / "index.html").read_text(), site, (SECRET, "glcbt-abcdef123456"))
+    assert SECRET not in (site / "status.json").read_text() + proc.stdout + proc.stderr
+    assert "cibuildwheel: cannot read" in (site / "status.json").read_text()  # the reason, without the secret
 
 
 @pytest.mark.parametrize("pin", ["../../../../escaped", "1.0 ; rm -rf ~", "1.0\n", " 1.0", "v1.0", "1.0/..", ""])

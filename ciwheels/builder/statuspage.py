@@ -114,7 +114,9 @@ def failed_builds(sources: list[Path], cells: set[str] | None = None) -> dict[st
                 candidate = path.parent.parent / name
                 if os.path.lexists(candidate):
                     try:
-                        text = read_regular(candidate, "build log", MAX_LOG, tail=True).decode("utf-8", "replace")
+                        # scrubbed before anything is read from it: the reason lands on the page
+                        text = scrub(read_regular(candidate, "build log", MAX_LOG, tail=True).decode("utf-8",
+                                                                                                   "replace"))
                         logfile = candidate
                     except CiwheelsError as e:
                         log.warning("%s: %s; the failure is shown without its log", e.file, e.message)
