@@ -71,10 +71,25 @@ def failure_reason(status: str, log_text: str, exit_code: int | None) -> str:
     errors = [ln.split("error:", 1)[1].strip() for ln in log_text.splitlines()
               if ln.startswith(("cibuildwheel: error:", "::error::cibuildwheel:")) and "error:" in ln]
     if last_step:
-        return last_step
+        line = _error_line(log_text[at:].split("\n", 1)[-1])
+        return f"{last_step}: {line}" if line else last_step
     if errors:
         return f"cibuildwheel: {errors[-1][:300]}"
     return "the build failed" + (f" (cibuildwheel exit {exit_code})" if exit_code is not None else "")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_ERRORISH = re.compile(r"(?i)\b(error|failed|failure|refused|cannot|not found|no such|undefined reference|"
+                       r"illegal instruction|segmentation fault|traceback)\b")
+
+
+def _error_line(text: str) -> str:
+    """The last line of a step's output that says what went wrong (at most 200 characters)."""
+    for line in reversed(text.splitlines()[-400:]):
+        line = _ANSI.sub("", line).strip()
+        if line and _ERRORISH.search(line) and not line.startswith(("cibuildwheel: error:", "::error::")):
+            return line if len(line) <= 200 else line[:197] + "..."
+    return ""
 
 
 def failed_builds(sources: list[Path], cells: set[str] | None = None) -> dict[str, FailedBuild]:
