@@ -358,10 +358,10 @@ def test_plan_missing_refuses_a_registry_that_cannot_be_read(tmp_path):
     assert "cannot read the registry index" in proc.stderr and "HTTP 500" in proc.stderr
 
 
-def test_a_failure_carried_over_says_since_when_and_why_and_links_no_missing_log(tmp_path):
+def test_a_failure_carried_over_says_since_when_and_why_and_links_only_logs_the_site_has(tmp_path):
     """#21.6 across two runs: run 1 records a failure (why: the tests failed; its log in the
     site); run 2 has no artifacts: the failure is remembered, says it was in an earlier pipeline
-    and since when, keeps its reason, and links no log the new site lacks."""
+    and since when, keeps its reason, and links no log the new site lacks (its log is carried)."""
     project = _project(tmp_path)
     log = "Building wheel...\nok\nRepairing wheel...\nok\nTesting wheel...\nFAILED tests/test_x.py::test_y\n"
     artifacts = _report(tmp_path / "artifacts", CELL, log_text=log)
@@ -382,11 +382,47 @@ def test_a_failure_carried_over_says_since_when_and_why_and_links_no_missing_log
     assert proc.returncode == 0, proc.stderr
     again = next(c for c in json.loads(proc.stdout)["cells"] if c["id"] == CELL)
     assert again["state"] == "failed" and again["detail"] == first["detail"] and "this-run" not in again
-    assert "log" not in again and again["run"] == env["CI_PIPELINE_URL"] and again["since"] == first["since"]
+    assert again["run"] == env["CI_PIPELINE_URL"] and again["since"] == first["since"]
+    assert again["log"] == f"logs/{CELL}.log" and (site2 / again["log"]).is_file()  # carried into the new site
     page2 = (site2 / "index.html").read_text()
     check_page(page2, site2)
     assert "failed in this pipeline" not in page2 and "in an earlier pipeline, since" in page2
     assert "pipelines/17" in page2
+
+
+@pytest.mark.parametrize("served", [True, False])
+def test_a_remembered_failure_brings_its_log_into_the_new_site(tmp_path, served):
+    """The new site replaces the old one: the log of a failure remembered from it is copied
+    along (from the previous status' URL, or its folder), so its link works run after run."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler
+
+    project = _project(tmp_path)
+    artifacts = _report(tmp_path / "artifacts", CELL, log_text=f"Testing wheel...\nFAILED test_y {SECRET}\n")
+    site1, site2, site3 = tmp_path / "run1", tmp_path / "run2", tmp_path / "run3"
+    env = {"CIWHEELS_PASSWORD": SECRET}
+    assert _status(project, "--artifacts", str(artifacts), "--site", str(site1), env=env).returncode == 0
+    server = None
+    if served:
+        handler = functools.partial(type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}),
+                                    directory=str(site1))
+        server, url = serve(handler)
+        previous = f"{url}/status.json"
+    else:
+        previous = str(site1 / "status.json")
+    try:
+        proc = _status(project, "--previous", previous, "--site", str(site2), "--format", "json")
+    finally:
+        if server:
+            server.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    cell = next(c for c in json.loads(proc.stdout)["cells"] if c["id"] == CELL)
+    assert cell["log"] == f"logs/{CELL}.log" and "this-run" not in cell
+    assert "FAILED test_y" in (site2 / cell["log"]).read_text() and SECRET not in (site2 / cell["log"]).read_text()
+    check_page((site2 / "index.html").read_text(), site2)
+    # and once more, from the second site (a chain of schedules)
+    proc = _status(project, "--previous", str(site2 / "status.json"), "--site", str(site3), "--format", "json")
+    assert (site3 / "logs" / f"{CELL}.log").read_text() == (site2 / "logs" / f"{CELL}.log").read_text()
 
 
 @pytest.mark.parametrize("status,log,why", [

@@ -65,6 +65,7 @@ class CellState:
     run: str = ""  # failed: the CI pipeline where it last failed (http(s))
     this_run: bool = False  # failed: in this pipeline (else remembered from an earlier one)
     tried: str = ""  # failed: the last attempt (ISO 8601, UTC); --retry-after counts from it
+    earlier_log: str = ""  # remembered failure: its log's link relative to the previous status (not written)
 
     def to_json(self) -> dict:
         out = {"state": self.state}
@@ -377,7 +378,8 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
                 out[cell.id] = CellState("failed", remembered.get("detail", "") or "the build failed",
                                          "" if is_relative(earlier_log) else earlier_log, fingerprint,
                                          remembered.get("since", ""), remembered.get("run", ""),
-                                         tried=remembered.get("tried", ""))
+                                         tried=remembered.get("tried", ""),
+                                         earlier_log=earlier_log if is_relative(earlier_log) else "")
                 continue
         out[cell.id] = state
     if unnamed:

@@ -6,11 +6,14 @@ it next to the page, and the next plan reads it back."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import os
 import re
+import urllib.parse
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -26,6 +29,7 @@ from ciwheels.core.links import safe_link
 from ciwheels.core.log import get_logger
 from ciwheels.core.secrets import scrub
 from ciwheels.dist.artifacts import OK_STATUSES, REPORT, atomic_write, read_report
+from ciwheels.net.registry import RegistryClient
 
 log = get_logger("status")
 
@@ -164,6 +168,47 @@ def copy_logs(failed: dict[str, FailedBuild], site: Path) -> dict[str, str]:
         atomic_write(logs / name, lambda f: f.write(data))
         links[cell] = f"logs/{name}"
     return links
+
+
+MAX_CARRIED = 200  # logs of remembered failures carried into a new site per run
+
+
+def carry_logs(states: dict[str, CellState], previous: str | None, site: Path) -> dict[str, CellState]:
+    """The logs of failures remembered from the previous status, copied into the new site
+    (SITE/logs/, the same guarded way: bounded, scrubbed), since the new site replaces the old
+    one: {cell: its state with the link}. Read relative to the previous status (its URL, only
+    from that site, or its folder); a log that cannot be read leaves the failure without one."""
+    todo = sorted((cid, st) for cid, st in states.items() if st.earlier_log)[:MAX_CARRIED]
+    if not todo or not previous:
+        return {}
+    remote = previous.startswith(("http://", "https://"))
+    client = RegistryClient.anonymous("", retries=2, timeout=30) if remote else None
+
+    def read(item) -> tuple[str, str | None]:
+        cid, st = item
+        try:
+            if remote:
+                resp = client.get(urllib.parse.urljoin(previous, st.earlier_log), follow_redirects=False)
+                if resp.status_code != 200:
+                    return cid, None
+                data = resp.content[-MAX_LOG:]
+            else:
+                data = read_regular(Path(previous).parent / st.earlier_log, "earlier build log", MAX_LOG, tail=True)
+        except CiwheelsError:
+            return cid, None
+        return cid, scrub(data.decode("utf-8", "replace"))
+
+    out = {}
+    with ThreadPoolExecutor(8) as pool:
+        for cid, text in pool.map(read, todo):
+            if text is None:
+                continue
+            (site / "logs").mkdir(parents=True, exist_ok=True)
+            name = log_name(cid)
+            data = text.encode("utf-8", "replace")
+            atomic_write(site / "logs" / name, lambda f: f.write(data))
+            out[cid] = dataclasses.replace(states[cid], log=f"logs/{name}", earlier_log="")
+    return out
 
 
 def remember_environment_secrets(env=None) -> None:
