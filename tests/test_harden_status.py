@@ -584,3 +584,11 @@ def test_a_retry_that_fails_again_waits_another_period_and_keeps_its_first_since
                         str(site / "status.json"), env=env)
     assert CELL not in {c["id"] for c in json.loads(plan.stdout)["cells"]}
     assert "failing since " + first[:10] in (site / "index.html").read_text()
+
+
+@pytest.mark.parametrize("days", ["nan", "inf", "-1"])
+def test_retry_after_must_be_a_finite_number_of_days(tmp_path, days):
+    """nan made every remembered failure never due (nan >= x is false), inf too."""
+    proc = run_ciwheels("plan", "--project", str(_project(tmp_path)), "--missing", "--no-upstream", "--retry-after",
+                        days, env={"PATH": os.environ["PATH"]})
+    assert proc.returncode == 2 and "--retry-after" in proc.stderr and "Traceback" not in proc.stderr
