@@ -15,15 +15,22 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLE, run_ciwheels
 
-from ciwheels.build.run import NOT_IN_IMAGE, POLICY_LABEL, PYTHONS_LABEL, carried_pythons, policy_mismatches, refusals
 from ciwheels.catalog import load_catalog
-from ciwheels.matrix.cibwopts import cibw_options
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.images.labels import (
+    NOT_IN_IMAGE,
+    POLICY_LABEL,
+    PYTHONS_LABEL,
+    carried_pythons,
+    policy_mismatches,
+    refusals,
+)
+from ciwheels.matrix.cibwopts import cibw_options
 from ciwheels.matrix.load import load_matrix
 from ciwheels.matrix.normalise import normalise
 from ciwheels.project.open import expand_files
-from conftest import EXAMPLE, run_ciwheels
 
 CAT = load_catalog()
 RV = "localhost/ciwheels-manylinux-riscv64:test"

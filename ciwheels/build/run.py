@@ -16,7 +16,6 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,8 +30,14 @@ from ciwheels.dist import artifacts
 from ciwheels.dist.variants import make_variant
 from ciwheels.dist.verify import verdict, verify_wheel
 from ciwheels.images.engine import container_engine
+from ciwheels.images.labels import (
+    NOT_IN_IMAGE,
+    carried_pythons,
+    policy_mismatches,
+    refusals,
+)
 from ciwheels.images.recipe import image_labels
-from ciwheels.isa.families import Probe, family
+from ciwheels.isa.families import Probe, family, fit_qemu_cpu
 from ciwheels.matrix.cibwopts import cibw_options, config_file, with_isa_flags
 from ciwheels.matrix.model import Cell, Expansion, wheel_matches
 from ciwheels.net.http import host_ca_bundle
@@ -212,70 +217,45 @@ def write_report(out: Path, cell: Cell, job: str, status: str, wheels: list[dict
         duration_seconds=duration, log=str(log_file) if log_file else None, cibuildwheel_exit=exit_code))
 
 
+_PROBE_OK = "ciwheels-probe: ran"
+
+
 def probe_compiler(inv: Invocation, engine: str, catalog: Catalog) -> Probe:
     """Ask the image's compiler which spelling of the level's flags it accepts (the ISA family
-    decides whether that is needed: riscv64's profile names are new to GCC)."""
+    decides whether that is needed: riscv64's profile names are new to GCC), and the QEMU that
+    emulates the image which QEMU_CPU properties it knows. An answer counts only with the line
+    the probe prints after it: an engine that loses the exit status (a docker CLI talking to
+    podman's API) must not turn a refusal into a yes."""
     cell = inv.cells[0]
     level = catalog.levels[cell.isa]
     platform = catalog.arches[cell.arch].qemu_platform
 
-    def compiles(flags: str) -> tuple[bool, str]:
-        probe = f"echo 'int x;' | gcc {flags} -x c -c -o /dev/null -"
+    def run(script: str, env: dict[str, str] | None = None) -> tuple[bool, str]:
+        args = [engine, "run", "--rm", "--platform", platform]
+        for key, value in (env or {}).items():
+            args += ["-e", f"{key}={value}"]
         try:
-            proc = subprocess.run([engine, "run", "--rm", "--platform", platform, cell.image_ref, "sh", "-c", probe],
+            proc = subprocess.run([*args, cell.image_ref, "sh", "-c", f"{script} && echo '{_PROBE_OK}'"],
                                   capture_output=True, text=True, timeout=600)
         except subprocess.TimeoutExpired:
-            return False, "the compiler probe timed out after 600 s"
-        return proc.returncode == 0, proc.stderr
+            return False, "the probe timed out after 600 s"
+        return proc.returncode == 0 and _PROBE_OK in proc.stdout.splitlines(), proc.stderr
+
+    def compiles(flags: str) -> tuple[bool, str]:
+        return run(f"echo 'int x;' | gcc {flags} -x c -c -o /dev/null -")
 
     result = family(cell.arch, catalog).probe(level, compiles)
     if result.note:
         log.info("%s: %s: %s", inv.job, cell.image_ref, result.note)
+    qemu_cpu = result.flags.get("QEMU_CPU")
+    if qemu_cpu:
+        fitted, unknown = fit_qemu_cpu(qemu_cpu, lambda value: run("true", {"QEMU_CPU": value}))
+        if unknown:
+            log.warning("%s: this machine's QEMU does not know %s of %s: QEMU_CPU=%s; code that uses them dies "
+                        "with an illegal instruction here (the pipelines install QEMU 9.2.2, which knows them)",
+                        inv.job, ", ".join(unknown), level.name, fitted)
+            result = Probe({**result.flags, "QEMU_CPU": fitted}, result.note, result.dropped)
     return result
-
-
-PYTHONS_LABEL = "io.ciwheels.pythons"  # what an image made by `ciwheels image build` carries
-POLICY_LABEL = "io.ciwheels.policy"  # ... and the policy its glibc gives (e.g. manylinux_2_41_riscv64)
-NOT_IN_IMAGE = "python-not-in-image"  # the build-report status of a cell refused for that
-
-
-def carried_pythons(labels: dict[str, str] | None) -> tuple[str, ...] | None:
-    """The Pythons an image says it carries (its io.ciwheels.pythons label, e.g. "cp311 cp313
-    cp314t"); None when it does not say (not present locally, or not made by ciwheels)."""
-    if labels is None or PYTHONS_LABEL not in labels:
-        return None
-    return tuple(labels[PYTHONS_LABEL].replace(",", " ").split())
-
-
-def refusals(cells: list[Cell], pythons_of: Callable[[str], tuple[str, ...] | None]) -> dict[str, str]:
-    """Cell id -> why it cannot be built, for each cell whose image says it lacks the cell's
-    Python. `pythons_of(image_ref)` is asked once per image."""
-    known: dict[str, tuple[str, ...] | None] = {}
-    out = {}
-    for cell in cells:
-        if cell.image_ref not in known:
-            known[cell.image_ref] = pythons_of(cell.image_ref)
-        carried = known[cell.image_ref]
-        if carried is not None and cell.python not in carried:
-            out[cell.id] = (f"the image {cell.image_ref} carries {', '.join(carried) or 'no Python'} "
-                            f"(label {PYTHONS_LABEL}), not {cell.python}: {cell.id} cannot be built in it, so no "
-                            f"container was started for it; build the image with {cell.python} (ciwheels image "
-                            f"build {cell.arch} --python ...) or exclude the cell")
-    return out
-
-
-def policy_mismatches(cells: list[Cell], labels_of: Callable[[str], dict[str, str] | None]) -> list[str]:
-    """A warning per image whose policy label (what its glibc gives) is not the policy its cells
-    expect: their wheels' tags would not be what plan and status look for."""
-    out = []
-    for cell in {c.image_ref: c for c in cells}.values():
-        said = (labels_of(cell.image_ref) or {}).get(POLICY_LABEL)
-        expected = f"{cell.policy}_{cell.arch}"
-        if said and said != expected:
-            out.append(f"the image {cell.image_ref} says its wheels get {said} (label {POLICY_LABEL}), but the matrix "
-                       f"expects {expected} for {cell.id}: the wheels' tags will not match what plan and status look "
-                       f"for; give the image's policy in the matrix (images: {{{cell.arch}-glibc: {{policy: ...}}}})")
-    return out
 
 
 @dataclass

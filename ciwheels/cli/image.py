@@ -95,6 +95,7 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
         click.echo(_json.dumps(facts, indent=2) if as_json else facts["tag"])
         return
     from ciwheels.images.engine import container_engine
+    from ciwheels.images.labels import image_facts
 
     engine = container_engine(engine)
     tag = tag or image_tag(arch)
@@ -102,11 +103,8 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
     if labels is not None and not force:
         tag_image(engine, digest_tag, tag)
         click.echo(f"{digest_tag} exists (same recipe; --force rebuilds it)", err=True)
-        policy = labels.get("io.ciwheels.policy", "")
         facts = {"tag": tag, "tags": [digest_tag, tag], "digest": digest, "arch": arch, "base": base,
-                 "glibc": ".".join(policy.split("_")[1:3]) if policy.startswith("manylinux_") else None,
-                 "policy": policy, "pythons": labels.get("io.ciwheels.pythons", "").split(),
-                 "native-compilers": labels.get("io.ciwheels.native-compilers") == "true", "reused": True}
+                 **image_facts(labels), "reused": True}
     else:
         facts = build_image(recipe, engine, tag, python_source=python_source, timeout=timeout * 60)
     click.echo(_json.dumps(facts, indent=2) if as_json else facts["tag"])

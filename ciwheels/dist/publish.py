@@ -12,6 +12,7 @@ registry each build recorded (the gather manifest), or everything to one --repos
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import zipfile
 from dataclasses import dataclass
@@ -26,7 +27,10 @@ from ciwheels.core.log import Progress, get_logger, no_progress
 from ciwheels.matrix import destination
 from ciwheels.matrix.model import Destination, Registry
 from ciwheels.net.registry import RegistryClient, Target, resolve_target  # noqa: F401 (Target: part of the API)
-from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
+from ciwheels.core.wheel import InvalidWheelName, index_file_name, parse_wheel_name
+from ciwheels.core import secrets
+from ciwheels.catalog import Catalog, load_catalog
+from ciwheels.dist.variants import wanted_index_files
 
 log = get_logger("publish")
 
@@ -275,3 +279,87 @@ class Publisher:
             r = results[path]
             if r.status in ("uploaded", "skipped") and listed.get(path.name) != digest:
                 r.status, r.detail = "failed", "not listed in the index with its sha256 after publishing"
+
+
+# -- a gather output, end to end (what `ciwheels publish` runs) ----------------------------------
+@dataclass
+class FolderPlan:
+    """What a gather output holds and where each wheel goes."""
+
+    groups: dict[Destination, list[tuple[Path, str]]]
+    missing: list[str]  # cells without a wheel (failed or rejected builds)
+    registries: dict[str, Registry]
+
+
+def plan_folder(folder: Path, registries: dict[str, Registry], *, only: str | None = None,
+                repository_url: str | None = None, default: Destination | None = None) -> FolderPlan:
+    manifest = folder_manifest(folder)
+    wheels = wheels_in(folder, manifest)
+    groups = route(wheels, manifest, registries, folder=folder, only=only, repository_url=repository_url,
+                   default=default) if wheels else {}
+    return FolderPlan(groups, manifest.missing if manifest else [], registries)
+
+
+def publish_folder(plan: FolderPlan, *, index_url: str | None = None, jobs: int = 4, retries: int = 6,
+                   timeout: float = 60.0, allow_insecure_http: bool | None = None,
+                   progress: Progress | None = None) -> list[Result]:
+    """Publish every group of `plan` to its destination, each release's `-variants.json` last."""
+    results: list[Result] = []
+    for dest, items in plan.groups.items():
+        target = target_for(dest, plan.registries, index_url)
+        log.info("publishing %d wheel(s) to %s", len(items), secrets.scrub(str(target)))
+        publisher = Publisher(target, jobs=jobs, retries=retries, timeout=timeout, progress=progress,
+                              allow_insecure_http=allow_insecure_http)
+        done = publisher.publish(items)
+        results += done + publish_index_files(publisher, items, done, load_catalog())
+    return results
+
+
+def publish_index_files(publisher, wheels: list[tuple[Path, str]], results: list, catalog: Catalog) -> list:
+    """Upload the `{name}-{version}-variants.json` of the variant wheels just published, last
+    (uv installs the plain wheel until it appears), under the rules of wheels: the same bytes on
+    the registry are skipped, other bytes are an error (registries cannot replace a file). Not
+    uploaded while a wheel of its release failed. Returns publish.Result per file."""
+    import tempfile
+
+
+    paths = [p for p, _ in wheels]
+    variant = [p for p in paths if parse_wheel_name(p.name).label]
+    if not variant:
+        return []
+    status = {r.file: r.status for r in results}
+    from packaging.utils import canonicalize_name
+
+    projects = sorted({canonicalize_name(parse_wheel_name(p.name).name) for p in variant})
+    hosted = {name: publisher.index(name) for name in projects}
+    out = []
+    for fname, (project, data) in wanted_index_files(variant, hosted, catalog).items():
+        digest = hashlib.sha256(data).hexdigest()
+        release = [p for p in paths if index_file_name(parse_wheel_name(p.name)) == fname]
+        failed = [p.name for p in release if status.get(p.name) == "failed"]
+        there = hosted[project].get(fname, "absent") if fname in hosted[project] else "absent"
+        if failed:
+            out.append(Result(fname, "failed", f"not uploaded: {failed[0]} of its release failed"))
+        elif there == digest:
+            out.append(Result(fname, "skipped", "already published"))
+        elif there != "absent":
+            out.append(Result(fname, "failed", f"the registry has another {fname} (sha256 {there}), which it cannot "
+                              "replace: delete that file on the registry (GitLab: Deploy > Package registry, the "
+                              "version, delete the file) and publish again; until then uv sees the old levels"))
+        else:
+            meta = wheel_metadata(release[0])
+            with tempfile.TemporaryDirectory(prefix="ciwheels-variants-") as tmp:
+                path = Path(tmp) / fname
+                path.write_bytes(data)
+                st, detail, attempts = publisher.upload(path, digest, meta)
+            if st == "duplicate":
+                again = publisher.index(project).get(fname)
+                st, detail = ("skipped", "published meanwhile") if again == digest else \
+                    ("failed", f"the registry already has another {fname}")
+            elif st == "failed" and detail.startswith("HTTP 400"):
+                detail += (" (pypiserver and devpi accept only wheels and sdists: without this file uv installs "
+                           "the baseline; serve it from a registry that stores any file, e.g. GitLab's)")
+            out.append(Result(fname, st, detail, attempts))
+            if st == "uploaded" and publisher.index(project).get(fname) != digest:
+                out[-1] = Result(fname, "failed", "not listed in the index with its sha256 after publishing", attempts)
+    return out

@@ -29,7 +29,6 @@ from ciwheels.catalog import Catalog, IsaLevel, variant_arches
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.files import open_regular, read_regular
 from ciwheels.core.wheel import INDEX_SUFFIX, LABEL, InvalidWheelName, WheelName, index_file_name, parse_wheel_name
-from ciwheels.dist.publish import Result, wheel_metadata
 
 # The schema uv 0.13.x accepts (it also knows .../peps/825/v0.1.1.json); variantlib 0.2.2
 # writes https://variants-schema.wheelnext.dev/v0.2.0.json, which uv rejects.
@@ -323,54 +322,3 @@ def wanted_index_files(wheels: list[Path], hosted: dict[str, dict[str, str | Non
                 docs[fname].append((there, variant_json(level, catalog)))
                 labels.add(name.label)
     return {fname: (projects[fname], dumps(merge(d))) for fname, d in docs.items()}
-
-
-def publish_index_files(publisher, wheels: list[tuple[Path, str]], results: list, catalog: Catalog) -> list:
-    """Upload the `{name}-{version}-variants.json` of the variant wheels just published, last
-    (uv installs the plain wheel until it appears), under the rules of wheels: the same bytes on
-    the registry are skipped, other bytes are an error (registries cannot replace a file). Not
-    uploaded while a wheel of its release failed. Returns publish.Result per file."""
-    import tempfile
-
-
-    paths = [p for p, _ in wheels]
-    variant = [p for p in paths if parse_wheel_name(p.name).label]
-    if not variant:
-        return []
-    status = {r.file: r.status for r in results}
-    from packaging.utils import canonicalize_name
-
-    projects = sorted({canonicalize_name(parse_wheel_name(p.name).name) for p in variant})
-    hosted = {name: publisher.index(name) for name in projects}
-    out = []
-    for fname, (project, data) in wanted_index_files(variant, hosted, catalog).items():
-        digest = hashlib.sha256(data).hexdigest()
-        release = [p for p in paths if index_file_name(parse_wheel_name(p.name)) == fname]
-        failed = [p.name for p in release if status.get(p.name) == "failed"]
-        there = hosted[project].get(fname, "absent") if fname in hosted[project] else "absent"
-        if failed:
-            out.append(Result(fname, "failed", f"not uploaded: {failed[0]} of its release failed"))
-        elif there == digest:
-            out.append(Result(fname, "skipped", "already published"))
-        elif there != "absent":
-            out.append(Result(fname, "failed", f"the registry has another {fname} (sha256 {there}), which it cannot "
-                              "replace: delete that file on the registry (GitLab: Deploy > Package registry, the "
-                              "version, delete the file) and publish again; until then uv sees the old levels"))
-        else:
-            meta = wheel_metadata(release[0])
-            with tempfile.TemporaryDirectory(prefix="ciwheels-variants-") as tmp:
-                path = Path(tmp) / fname
-                path.write_bytes(data)
-                st, detail, attempts = publisher.upload(path, digest, meta)
-            if st == "duplicate":
-                again = publisher.index(project).get(fname)
-                st, detail = ("skipped", "published meanwhile") if again == digest else \
-                    ("failed", f"the registry already has another {fname}")
-            elif st == "failed" and detail.startswith("HTTP 400"):
-                detail += (" (pypiserver and devpi accept only wheels and sdists: without this file uv installs "
-                           "the baseline; serve it from a registry that stores any file, e.g. GitLab's)")
-            out.append(Result(fname, st, detail, attempts))
-            if st == "uploaded" and publisher.index(project).get(fname) != digest:
-                out[-1] = Result(fname, "failed", "not listed in the index with its sha256 after publishing", attempts)
-    return out
-

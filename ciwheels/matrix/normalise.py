@@ -20,6 +20,7 @@ from ciwheels.catalog import Catalog, variant_arches
 from ciwheels.catalog.images import base_glibc, image_catalog
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.versions import is_version
+from ciwheels.core.installspec import unreachable
 from ciwheels.matrix.load import MatrixDoc, Path_, describe_path, validate_data
 from ciwheels.matrix.model import Origin, Registry, Runner
 from ciwheels.matrix.schema import settings_properties
@@ -190,6 +191,7 @@ class RenderSettings:
     fetch_depth: int | None = None  # None: 0 for projects versioned from git, else 1
     submodules: bool | str = False
     emulated_jobs: str = "per-cell"
+    tag_publish: str = "all-or-nothing"  # or "what-built": a tag publishes what built
 
 
 @dataclass
@@ -279,6 +281,15 @@ def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
         value = chosen.get(key, defaults[key])
         return None if value is False else value
 
+    if chosen.get("ciwheels") is not None:
+        why = unreachable(str(chosen["ciwheels"]))
+        if why:
+            doc = next(d for d in docs if d.file == origin)
+            raise doc.error(("render", "ciwheels"), f"render.ciwheels: the CI jobs pip-install this requirement, "
+                            f"and {why}; name one a hosted runner can install: an index version "
+                            '("ciwheels==X.Y"), "ciwheels @ git+https://HOST/REPO@COMMIT", or a path relative to '
+                            "the repository", value=chosen["ciwheels"])
+
     return RenderSettings(
         github=path("github"),
         gitlab=path("gitlab"),
@@ -296,6 +307,7 @@ def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
         fetch_depth=chosen.get("fetch-depth"),
         submodules=chosen.get("submodules", False),
         emulated_jobs=chosen.get("emulated-jobs", "per-cell"),
+        tag_publish=chosen.get("tag-publish", "all-or-nothing"),
     )
 
 
@@ -500,8 +512,9 @@ class _Normaliser:
         for arch_name, r in d.get("runners", {}).items():
             arch = self.canon("arch", arch_name, ("runners", arch_name))
             gitlab = r.get("gitlab", [])
+            # emulated: true builds the arch under QEMU on x86_64 runners (also where hosted ones exist)
             runners[arch] = (Runner(r.get("github", str(defaults["render"]["github-runner"])),
-                                    tuple([gitlab] if isinstance(gitlab, str) else gitlab), False),
+                                    tuple([gitlab] if isinstance(gitlab, str) else gitlab), bool(r.get("emulated"))),
                              self.origin(("runners", arch_name)))
 
         excludes = [self.selector(e, ("exclude", i)) for i, e in enumerate(d.get("exclude", []))]

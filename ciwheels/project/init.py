@@ -9,6 +9,7 @@ from ciwheels.catalog import LIBC_PLATFORM, load_catalog
 from ciwheels.core.errors import CiwheelsError, shorten
 from ciwheels.matrix.normalise import MAX_BRACE_EXPANSION, brace_patterns
 from ciwheels.matrix.schema import matrix_schema
+from ciwheels.pipelines.render import install_requirement
 from ciwheels.project.open import open_project
 from ciwheels.project.workspace import default_branch, repository_top, requires_python
 
@@ -273,6 +274,9 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     render: dict = {}
     if branch:
         render["default-branch"] = branch
+    # what CI installs, recorded once: the rendered files then do not depend on who renders them
+    ciwheels_spec, spec_warning = install_requirement()
+    render["ciwheels"] = ciwheels_spec
     if github_only:
         render["gitlab"] = False
     if render:
@@ -287,7 +291,8 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         return s
 
     doc = CommentedMap()
-    for key, value in data.items():
+    # overrides last: an override appended to the file lands in them
+    for key, value in sorted(data.items(), key=lambda kv: kv[0] == "overrides"):
         if key in ("python", "libc", "arch"):
             doc[key] = flow(value)
         elif key == "exclude":
@@ -337,6 +342,9 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     report.extend(f"not carried: {what}" for what in carry.not_carried)
     if branch:
         report.append(f"default branch: {branch} (render: {{default-branch: ...}} in the matrix)")
+    report.append(f"CI installs {ciwheels_spec} (render: {{ciwheels: ...}} in the matrix)")
+    if spec_warning:
+        report.append(f"WARNING: {spec_warning}")
     if github_only:
         report.append("GitHub-only project: no GitLab pipeline (render: {gitlab: false}); "
                       "`ciwheels init --gitlab` adds one")
