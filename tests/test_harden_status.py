@@ -592,3 +592,49 @@ def test_retry_after_must_be_a_finite_number_of_days(tmp_path, days):
     proc = run_ciwheels("plan", "--project", str(_project(tmp_path)), "--missing", "--no-upstream", "--retry-after",
                         days, env={"PATH": os.environ["PATH"]})
     assert proc.returncode == 2 and "--retry-after" in proc.stderr and "Traceback" not in proc.stderr
+
+
+_report_text = st.one_of(st.text(max_size=40), st.sampled_from([
+    "../../../../escaped", "/etc/passwd", "..", ".", "a/../../b", "<script>x</script>", CELL, "x\nlog", "logs",
+    f"{JOB}.log", "../x.log", "..log", "\\\\server\\x.log"]))
+
+
+@given(st.lists(st.tuples(_report_text, _report_text, st.one_of(st.none(), _report_text), st.booleans(),
+                          st.text(max_size=80)), min_size=1, max_size=4))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_hostile_artifacts_never_write_outside_the_site_nor_link_out(tmp_path_factory, reports):
+    """Reports whose cell, status and log name are anything, logs that are links or text with a
+    credential: the site holds index.html, status.json and logs/*.log only, every link works."""
+    from ciwheels.builder.statuspage import copy_logs, failed_builds, html_status
+    from ciwheels.core import secrets
+    from ciwheels.dist.artifacts import BuildReport, write_report
+
+    secrets.remember(SECRET)
+    root = tmp_path_factory.mktemp("hostile")
+    art, site = root / "art" / "wheelhouse", root / "out" / "site"
+    for i, (cell, status, log, link, text) in enumerate(reports):
+        write_report(art / f"r{i}", BuildReport(cell=cell, status=status, log=log))
+        if log and "/" not in log and "\x00" not in log and log not in (".", "..") and len(log) < 200:
+            target = art / log
+            if not target.exists() and not target.is_symlink():
+                try:
+                    target.symlink_to("/proc/self/environ") if link else target.write_text(text + SECRET)
+                except OSError:
+                    pass
+    known = {CELL, "../../../../escaped", "x\nlog", "<script>x</script>"}
+    failed = failed_builds([root / "art"], known)
+    links = copy_logs(failed, site)
+    states = {c: {"id": c, "state": "failed", "python": "cp313", "libc": "glibc", "arch": "x86_64", "isa": "x86-64",
+                  "detail": b.reason, "log": links.get(c, ""), "package": "demo-pkg", "version": "1.0"}
+              for c, b in failed.items()}
+    doc = {"generated": "now", "counts": {"failed": len(states)}, "packages": [], "cells": list(states.values())}
+    page = html_status(doc, "t")
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "index.html").write_text(page)
+    check_page(page, site, (SECRET,))
+    assert set(failed) <= known
+    written = {str(p.relative_to(root / "out")) for p in (root / "out").rglob("*")}
+    assert all(w == "site" or w == "site/index.html" or w == "site/logs" or
+               (w.startswith("site/logs/") and w.endswith(".log") and w.count("/") == 2) for w in written), written
+    for p in (site / "logs").glob("*") if (site / "logs").exists() else []:
+        assert SECRET not in p.read_text() and "PATH=" not in p.read_text()
