@@ -29,6 +29,7 @@ from ciwheels.core.links import safe_link
 from ciwheels.core.log import get_logger
 from ciwheels.core.secrets import scrub
 from ciwheels.dist.artifacts import OK_STATUSES, REPORT, atomic_write, read_report
+from ciwheels.images.labels import NOT_IN_IMAGE
 from ciwheels.net.registry import RegistryClient
 
 log = get_logger("status")
@@ -49,7 +50,7 @@ _STEPS = (("Copying project into container", "the project could not be copied in
           ("Repairing wheel", "auditwheel refused the wheel (repair failed: e.g. a library it cannot bundle, or "
                               "symbols newer than the policy allows)"),
           ("Testing wheel", "the tests failed"))
-_STATUS_REASONS = {"python-not-in-image": "the cell's Python is not in the image",
+_STATUS_REASONS = {NOT_IN_IMAGE: "the cell's Python is not in the image",
                    "isa-mismatch": "a binary needs a higher ISA level than the cell's",
                    "isa-unproven": "the binaries' ISA level could not be proven"}
 
@@ -66,7 +67,7 @@ def failure_reason(status: str, log_text: str, exit_code: int | None) -> str:
     cibuildwheel it stopped in, or cibuildwheel's own error line."""
     if status in _STATUS_REASONS:
         first = next((ln.strip() for ln in log_text.splitlines() if ln.strip()), "")
-        return _STATUS_REASONS[status] + (f": {first[:300]}" if status == "python-not-in-image" and first else "")
+        return _STATUS_REASONS[status] + (f": {first[:300]}" if status == NOT_IN_IMAGE and first else "")
     last_step, at = None, -1
     for words, meaning in _STEPS:
         i = log_text.rfind(words + "...")
