@@ -436,6 +436,7 @@ def test_gitlab_pipeline_event_sequence_under_gitlab_ci_local(world):
     assert run.returncode == 0, _tail(run.output)
     assert run.built() == {BASE: "ok", V3: "ok"} and world.published() == {BASE: set(), V3: set()}
     # tag: built again and published, each level to its registry
+    git(world.repo, "tag", "v0.1.0")
     run = gl.run("push", {"CI_COMMIT_TAG": "v0.1.0", "CI_COMMIT_REF_NAME": "v0.1.0"})
     assert run.returncode == 0, _tail(run.output)
     assert run.built() == {BASE: "ok", V3: "ok"}
