@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ciwheels.build.run import process_environment, trust_environment  # noqa: E402
 from ciwheels.images.recipe import image_labels  # noqa: E402
-from ciwheels.net.registry import host_ca_bundle  # noqa: E402
+from ciwheels.net.http import host_ca_bundle  # noqa: E402
 from ciwheels.build.sdist import fetch_sdist  # noqa: E402  (from the package index, sha256 checked, cached)
 
 PACKAGES = ["msgpack==1.1.2", "Brotli==1.1.0"]

@@ -85,6 +85,7 @@ class FaultProxy:
         self.upstream = upstream
         self.faults = list(faults)
         self.seen: list[str] = []
+        self.authorizations: list[str] = []  # the Authorization header of every request ("" when none)
         lock = threading.Lock()
         proxy = self
 
@@ -129,10 +130,12 @@ class FaultProxy:
                     pass
 
             def do_GET(self):
+                proxy.authorizations.append(self.headers.get("Authorization", ""))
                 time.sleep(latency)
                 self._reply(*self._forward(None))
 
             def do_POST(self):
+                proxy.authorizations.append(self.headers.get("Authorization", ""))
                 time.sleep(latency)
                 length = int(self.headers.get("Content-Length", 0))
                 with lock:
@@ -339,7 +342,7 @@ class HostileServer:
                             self._answer(400, b"bad request: " + echoed)
                     elif server.mode == "trickle":
                         self.send_response(200)
-                        self.send_header("Content-Length", "100000000")
+                        self.send_header("Content-Length", "1000000")  # plausible: no size cap refuses it
                         self.end_headers()
                         while True:
                             self.wfile.write(b"<")

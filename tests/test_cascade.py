@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 
@@ -194,7 +193,7 @@ def test_riscv_probe_drops_only_what_the_compiler_does_not_know():
 
 
 def test_build_fails_a_level_without_evidence():
-    from ciwheels.build.run import level_status
+    from ciwheels.dist.verify import verdict as level_status
     from ciwheels.dist.verify import Finding
 
     def f(status):

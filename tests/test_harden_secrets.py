@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import urllib.parse
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings

@@ -15,15 +15,22 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLE, run_ciwheels
 
-from ciwheels.build.run import NOT_IN_IMAGE, POLICY_LABEL, PYTHONS_LABEL, carried_pythons, policy_mismatches, refusals
 from ciwheels.catalog import load_catalog
-from ciwheels.matrix.cibwopts import cibw_options
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.images.labels import (
+    NOT_IN_IMAGE,
+    POLICY_LABEL,
+    PYTHONS_LABEL,
+    carried_pythons,
+    policy_mismatches,
+    refusals,
+)
+from ciwheels.matrix.cibwopts import cibw_options
 from ciwheels.matrix.load import load_matrix
 from ciwheels.matrix.normalise import normalise
 from ciwheels.project.open import expand_files
-from conftest import EXAMPLE, run_ciwheels
 
 CAT = load_catalog()
 RV = "localhost/ciwheels-manylinux-riscv64:test"
@@ -265,3 +272,33 @@ def test_a_labelled_image_refuses_the_python_it_lacks_before_any_container(label
     assert ["cp312-manylinux_x86_64-x86-64", NOT_IN_IMAGE, "0", "0s"] in summary
     gathered = run_ciwheels("gather", str(out), "--out", str(tmp_path / "dist"))
     assert gathered.returncode == 0 and "cp312-manylinux_x86_64-x86-64" in gathered.stderr
+
+
+@pytest.mark.slow
+def test_build_and_image_build_choose_the_same_engine(tmp_path, monkeypatch):
+    """#18.6: build preferred docker, `image build` podman. One default now: the first of docker
+    and podman that is installed and answers. A docker CLI whose daemon is absent (what this
+    machine's own docker client is) does not answer, so podman is chosen."""
+    import shutil
+
+    from ciwheels.images import engine
+
+    podman = shutil.which("podman")
+    assert podman, "podman is a system dependency of the tests"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "podman").symlink_to(podman)
+    docker = bin_dir / "docker"  # a docker CLI that cannot reach a daemon, as `docker info` then fails
+    docker.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    engine._answers.cache_clear()
+    assert engine.container_engine() == "podman"
+    assert engine.container_engine("docker") == "docker"  # --engine wins
+    (bin_dir / "podman").unlink()
+    engine._answers.cache_clear()
+    assert engine.container_engine() == "docker"  # installed, even if it does not answer: its error says why
+    docker.unlink()
+    with pytest.raises(CiwheelsError, match="no container engine found"):
+        engine.container_engine()
+    engine._answers.cache_clear()

@@ -111,3 +111,23 @@ def test_the_layering_test_sees_function_local_and_upward_imports(tmp_path):
     modules = _modules()
     assert _imports(path, modules) == [("ciwheels.cli", 2)]
     assert LAYERS.index(_layer("ciwheels.cli")) > LAYERS.index(_layer("ciwheels.core.log"))
+
+
+def test_library_modules_import_at_the_top():
+    """Function-local imports hid three import circles. Outside cli/ (whose commands import
+    their library lazily so that `ciwheels --help` starts fast, as its docstring says), a
+    function-local import of ciwheels needs its reason on the line: `# lazy: ...`."""
+    hidden = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.relative_to(PACKAGE).parts[0] == "cli":
+            continue
+        lines = path.read_text(encoding="utf-8").split("\n")
+        for fn in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
+                        (getattr(node, "module", None) or a.name).startswith("ciwheels") for a in node.names) \
+                        and "# lazy:" not in lines[node.lineno - 1]:
+                    hidden.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not hidden, "function-local imports without a reason: " + ", ".join(hidden)

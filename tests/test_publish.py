@@ -128,7 +128,8 @@ def test_gitlab_job_token_layout_and_duplicate_message(tmp_path, pypi):
         env = {"CI_API_V4_URL": gitlab.api, "CI_PROJECT_ID": "42", "CI_JOB_TOKEN": SENTINEL}
         proc = publish(dist, "", env_extra=env, password="")
         assert proc.returncode == 0, proc.stderr
-        assert "packages/pypi (as gitlab-ci-token, from GitLab CI job token)" in proc.stderr
+        assert "packages/pypi (as gitlab-ci-token, from the GitLab project's package registry, credentials from " \
+               "GitLab CI job token)" in proc.stderr
         assert sorted(gitlab.uploads) == sorted(p.name for p in dist.glob("*.whl"))
         assert {n for n, _ in gitlab.files.values()} == {"ours-pkg", "ours-other"}  # normalised names
         # a race: the file arrives between our index read and our upload -> 400 "taken" -> re-check
@@ -180,11 +181,16 @@ def test_registries_per_isa_level_from_the_matrix(tmp_path, pypi):
             ("fast", "fast/lvl-1.0-cp312-cp312-manylinux_2_28_x86_64.whl"),
             ("generic", "generic/lvl-1.0-cp312-cp312-manylinux_2_28_x86_64.whl")]
         dry = publish(out, "", "--project", str(project), "--dry-run")
-        assert f"to fast ({v3.url})" in dry.stdout and f"to generic ({base.url})" in dry.stdout
-        proc = publish(out, "", "--project", str(project))
+        assert f"to {v3.url} (registry 'fast'" in dry.stdout and f"to {base.url} (registry 'generic'" in dry.stdout
+        # two hosts (ports): CIWHEELS_PASSWORD is sent to neither (#18); each registry's own variables are
+        refused = publish(out, "", "--project", str(project))
+        assert refused.returncode != 0 and "CIWHEELS_PASSWORD_FAST" in refused.stderr
+        per_registry = {"CIWHEELS_USERNAME_FAST": "ci", "CIWHEELS_PASSWORD_FAST": SENTINEL,
+                        "CIWHEELS_USERNAME_GENERIC": "ci", "CIWHEELS_PASSWORD_GENERIC": SENTINEL}
+        proc = publish(out, "", "--project", str(project), env_extra=per_registry)
         assert proc.returncode == 0, proc.stderr
         assert set(statuses(proc).values()) == {"uploaded"} and len(json.loads(proc.stdout)) == 2
-        only = publish(out, "", "--project", str(project), "--registry", "fast")
+        only = publish(out, "", "--project", str(project), "--registry", "fast", env_extra=per_registry)
         assert [r["status"] for r in json.loads(only.stdout)] == ["skipped"]
         name = "lvl-1.0-cp312-cp312-manylinux_2_28_x86_64.whl"
         assert b"FAST" in __import__("zipfile").ZipFile(v3.packages / name).read("lvl.py")
@@ -271,7 +277,7 @@ def test_credentials_from_a_keyring(tmp_path, registry):
                                           f"{SENTINEL!r})"], env={**os.environ, **ring}, check=True)
     proc = publish(dist, registry.url, password="", env_extra=ring)
     assert proc.returncode == 0, proc.stderr
-    assert "(as ci, from --repository-url, keyring)" in proc.stderr
+    assert "(as ci, from --repository-url, credentials from keyring)" in proc.stderr
     assert set(statuses(proc).values()) == {"uploaded"}
     empty = {**ring, "XDG_DATA_HOME": str(tmp_path / "none")}
     proc = publish(dist, registry.url, password="", env_extra=empty)

@@ -49,6 +49,13 @@ def copy_project(name: str, dest: Path, *, fix: bool = True) -> Path:
     return target
 
 
+def add_render(path: Path, line: str) -> None:
+    """Add `line` (`key: value`) to the render section init wrote."""
+    text = path.read_text()
+    assert "\nrender:\n" in text
+    path.write_text(text.replace("\nrender:\n", f"\nrender:\n  {line}\n", 1))
+
+
 def load_yaml(path: Path):
     return YAML(typ="safe").load(path.read_text())
 
@@ -252,7 +259,11 @@ def test_triggers_default_branch_and_publishing(repo):
     cond = gh["jobs"]["publish"]["if"]
     assert "refs/tags/" in cond and "'schedule'" in cond and "'workflow_dispatch'" in cond
     assert "refs/heads/" not in cond  # branch publishing is opt-in
+    # a tag publishes all or nothing: no release without an arch (schedules publish what built)
+    step = next(s for s in gh["jobs"]["publish"]["steps"] if s.get("name") == "Publish")
+    assert step["env"]["CIWHEELS_ALL_OR_NOTHING"] == "${{ startsWith(github.ref, 'refs/tags/') }}"
     rules = load_yaml(repo / GITLAB)["ciwheels-publish"]["rules"]
+    assert {"if": "$CI_COMMIT_TAG", "variables": {"CIWHEELS_ALL_OR_NOTHING": "true"}} in rules
     ifs = [r["if"] for r in rules]
     # schedules and manual runs publish from the child pipeline that `ciwheels plan --missing` writes
     assert ifs == ['$CI_PIPELINE_SOURCE == "merge_request_event"',
@@ -265,6 +276,12 @@ def test_triggers_default_branch_and_publishing(repo):
     assert gh["on"]["push"]["branches"] == ["master", "release"]
     assert "github.ref == 'refs/heads/release'" in gh["jobs"]["publish"]["if"]
     assert {"if": '$CI_COMMIT_BRANCH == "release"'} in load_yaml(repo / GITLAB)["ciwheels-publish"]["rules"]
+    # opt out: a tag publishes what built
+    path.write_text(path.read_text() + "  tag-publish: what-built\n")
+    render(repo)
+    step = next(s for s in load_yaml(repo / GITHUB)["jobs"]["publish"]["steps"] if s.get("name") == "Publish")
+    assert "CIWHEELS_ALL_OR_NOTHING" not in step["env"]
+    assert {"if": "$CI_COMMIT_TAG"} in load_yaml(repo / GITLAB)["ciwheels-publish"]["rules"]
 
 
 def test_default_branch_is_read_from_origin_head(repo, tmp_path):
@@ -291,7 +308,7 @@ def test_git_versioned_projects_fetch_the_history(repo, tmp_path):
     checkout = load_yaml(plain / GITHUB)["jobs"]["gather"]["steps"][0]
     assert "fetch-depth" not in checkout["with"] and "GIT_DEPTH" not in load_yaml(plain / GITLAB)["variables"]
     path = plain / "matrix" / "wheels.yaml"
-    path.write_text(path.read_text() + "render: {submodules: recursive}\n")
+    add_render(path, "submodules: recursive")
     render(plain)
     assert load_yaml(plain / GITHUB)["jobs"]["gather"]["steps"][0]["with"]["submodules"] == "recursive"
     assert load_yaml(plain / GITLAB)["variables"]["GIT_SUBMODULE_STRATEGY"] == "recursive"
@@ -331,10 +348,15 @@ def test_emulated_cells_get_a_job_each(tmp_path):
     plan = open_project(project).plan
     emulated = [j for j in plan.jobs if j.emulated]
     native = [j for j in plan.jobs if not j.emulated]
-    assert all(len(j.cells) == 1 for j in emulated) and len(emulated) == 72
-    assert {len(j.cells) for j in native} == {9}
+    # aarch64 builds on the hosted arm runners: armv7l, ppc64le and riscv64 under QEMU
+    assert all(len(j.cells) == 1 for j in emulated) and len(emulated) == 54
+    assert {j.arch for j in emulated} == {"armv7l", "ppc64le", "riscv64"}
+    assert {len(j.cells) for j in native} == {9} and len(native) == 4
+    arm = [j for j in native if j.arch == "aarch64"]
+    assert len(arm) == 2 and all(j.github_runner == "ubuntu-24.04-arm" and not j.qemu_platform
+                                 and j.gitlab_tags == ("saas-linux-small-arm64",) for j in arm)
     path = project / "matrix" / "wheels.yaml"
-    path.write_text(path.read_text() + "render: {emulated-jobs: grouped}\n")
+    add_render(path, "emulated-jobs: grouped")
     assert len(open_project(project).plan.jobs) == 10
 
 
@@ -369,7 +391,8 @@ def test_timeouts_per_arch_and_hosted_limits(tmp_path):
     path.write_text(base + "- select: {arch: riscv64}\n  timeout-minutes: 400\n")
     with pytest.raises(CiwheelsError, match="above the 360 minutes GitHub-hosted runners allow"):
         open_project(project).plan
-    path.write_text("render: {github: false}\n" + base + "- select: {arch: riscv64}\n  timeout-minutes: 400\n")
+    path.write_text(base + "- select: {arch: riscv64}\n  timeout-minutes: 400\n")
+    add_render(path, "github: false")
     open_project(project).plan  # GitLab only: an instance may allow it
 
 
@@ -393,6 +416,13 @@ class _Dist:
      "ciwheels @ https://example.org/ciwheels-0.1.0.tar.gz#sha256=" + "ab" * 32, False),
     ({"url": "file:///nonexistent/ciwheels-0.1.0-py3-none-any.whl", "archive_info": {}}, "ciwheels==0.1.0", True),
     ({"url": "file:///nonexistent/ciwheels", "dir_info": {"editable": True}}, "ciwheels==0.1.0", True),
+    # pip install git+ssh://...: runners have no ssh key; the https form of the same commit
+    ({"url": "ssh://git@gitlab.example.org:2222/g/ciwheels.git",
+      "vcs_info": {"vcs": "git", "commit_id": "0123456789abcdef0123456789abcdef01234567"}},
+     "ciwheels @ git+https://gitlab.example.org/g/ciwheels.git@0123456789abcdef0123456789abcdef01234567", False),
+    # pip install git+file:///...: a clone on this machine, without an origin: the version, loudly
+    ({"url": "file:///nonexistent/ciwheels",
+      "vcs_info": {"vcs": "git", "commit_id": "0123456789abcdef0123456789abcdef01234567"}}, "ciwheels==0.1.0", True),
 ])
 def test_ci_installs_the_ciwheels_that_rendered(monkeypatch, direct_url, expected, warns):
     from importlib import metadata
@@ -405,17 +435,18 @@ def test_ci_installs_the_ciwheels_that_rendered(monkeypatch, direct_url, expecte
         assert "render: {ciwheels:" in warning
 
 
-def test_local_git_checkout_pins_its_commit(monkeypatch, tmp_path):
-    from importlib import metadata
-
+@pytest.mark.parametrize("origin", ["https://github.com/o/ciwheels.git", "git@github.com:o/ciwheels.git",
+                                    "ssh://git@github.com/o/ciwheels.git"])
+@pytest.mark.parametrize("installed", ["dir_info", "vcs_info"])  # pip install -e FOLDER / git+file://FOLDER
+def test_local_git_checkout_pins_its_commit(monkeypatch, tmp_path, origin, installed):
     checkout = tmp_path / "ciwheels"
     checkout.mkdir()
     git(checkout, "init", "-q")
     git(checkout, "commit", "-q", "--allow-empty", "-m", "x")
-    git(checkout, "remote", "add", "origin", "https://github.com/o/ciwheels.git")
+    git(checkout, "remote", "add", "origin", origin)
     head = git(checkout, "rev-parse", "HEAD").strip()
-    monkeypatch.setattr(metadata, "distribution",
-                        lambda name: _Dist({"url": checkout.as_uri(), "dir_info": {"editable": True}}))
+    info = {"editable": True} if installed == "dir_info" else {"vcs": "git", "commit_id": head}
+    _installed(monkeypatch, {"url": checkout.as_uri(), installed: info})
     spec, warning = install_requirement()
     assert spec == f"ciwheels @ git+https://github.com/o/ciwheels.git@{head}"
     assert "push that commit" in warning and "render: {ciwheels:" in warning
@@ -424,12 +455,62 @@ def test_local_git_checkout_pins_its_commit(monkeypatch, tmp_path):
 def test_render_key_overrides_and_the_example_keeps_dot(repo):
     init_project(repo)
     path = repo / "matrix" / "wheels.yaml"
-    path.write_text(path.read_text() + '  ciwheels: "ciwheels==9.9"\n')
+    path.write_text(re.sub(r"\n  ciwheels: .*\n", '\n  ciwheels: "ciwheels==9.9"\n', path.read_text()))
     render(repo)
     assert load_yaml(repo / GITHUB)["env"]["CIWHEELS_SPEC"] == "ciwheels==9.9"
     assert load_yaml(repo / GITLAB)["variables"]["CIWHEELS_SPEC"] == "ciwheels==9.9"
     example = load_yaml(Path(__file__).parent.parent / "examples" / "cext-demo" / GITHUB)
     assert example["env"]["CIWHEELS_SPEC"] == "."
+
+
+def _installed(monkeypatch, direct_url: dict) -> None:
+    from importlib import metadata
+
+    monkeypatch.setattr(metadata, "distribution", lambda name: _Dist(direct_url))
+
+
+def _vcs(commit: str, url: str = "https://github.com/o/ciwheels.git") -> dict:
+    return {"url": url, "vcs_info": {"vcs": "git", "commit_id": commit}}
+
+
+def test_init_records_the_spec_and_renders_do_not_depend_on_who_renders(repo, monkeypatch):
+    """A second maintainer (or pre-commit's isolated environment) with another installation
+    renders the same files: the matrix says what CI installs, render warns about the difference."""
+    first = "1" * 40
+    _installed(monkeypatch, _vcs(first, "ssh://git@github.com/o/ciwheels.git"))
+    report = "\n".join(init_project(repo))
+    spec = f"ciwheels @ git+https://github.com/o/ciwheels.git@{first}"  # ssh origin: its https form
+    assert load_yaml(repo / "matrix" / "wheels.yaml")["render"]["ciwheels"] == spec
+    assert f"CI installs {spec}" in report and "WARNING" not in report
+    outputs = render(repo)
+    assert load_yaml(repo / GITHUB)["env"]["CIWHEELS_SPEC"] == spec
+    _installed(monkeypatch, _vcs("2" * 40))
+    records = _Records()
+    logger = logging.getLogger("ciwheels")
+    logger.addHandler(records)
+    try:
+        _, again = render_project(repo)
+    finally:
+        logger.removeHandler(records)
+    assert again == outputs
+    assert f"the pipelines install {spec} (render.ciwheels in" in records.text
+    assert f"this ciwheels is ciwheels @ git+https://github.com/o/ciwheels.git@{'2' * 40}" in records.text
+    assert run_ciwheels("render", "--check", "--project", str(repo)).returncode == 0
+
+
+@pytest.mark.parametrize("value", ["ciwheels @ git+file:///home/me/ciwheels@" + "1" * 40, "/home/me/ciwheels",
+                                   "ciwheels @ git+ssh://git@github.com/o/ciwheels.git@" + "1" * 40,
+                                   "ciwheels @ file:///home/me/ciwheels-0.1.0-py3-none-any.whl"])
+def test_a_spec_ci_cannot_install_is_refused(repo, value):
+    init_project(repo)
+    path = repo / "matrix" / "wheels.yaml"
+    text = re.sub(r"\n  ciwheels: .*\n", f"\n  ciwheels: {json.dumps(value)}\n", path.read_text())
+    path.write_text(text)
+    line = text.splitlines().index(f"  ciwheels: {json.dumps(value)}") + 1
+    proc = run_ciwheels("render", "--project", str(repo))
+    assert proc.returncode == 2, proc.stderr
+    assert f"wheels.yaml:{line}:" in proc.stderr and "render.ciwheels" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (repo / GITHUB).exists()
 
 
 # -- review and hygiene ------------------------------------------------------------------------

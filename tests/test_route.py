@@ -10,6 +10,7 @@ import pytest
 from conftest import run_ciwheels
 from wheelfactory import make_wheel
 
+from ciwheels.matrix.destination import environment_default
 from ciwheels.dist.artifacts import Manifest, ManifestEntry, write_manifest
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.project.open import project_registries
@@ -47,7 +48,7 @@ def gathered(tmp_path: Path, bound: dict[str, str | None]) -> Path:
 def routed(folder: Path, registries, **kw) -> dict[str | None, list[str]]:
     manifest = folder_manifest(folder)
     groups = route(wheels_in(folder, manifest), manifest, registries, folder=folder, **kw)
-    return {name: [p.relative_to(folder).as_posix() for p, _ in items] for name, items in groups.items()}
+    return {dest.registry or None: [p.relative_to(folder).as_posix() for p, _ in items] for dest, items in groups.items()}
 
 
 def test_named_registry_and_catch_all(tmp_path):
@@ -94,6 +95,19 @@ def test_without_catch_all_an_unnamed_wheel_is_an_error(tmp_path):
         routed(dist, registries)
 
 
+def test_only_selecting_registries_send_the_rest_to_the_environment_registry(tmp_path):
+    """#18: with selecting registries only and CIWHEELS_REPOSITORY_URL (the README's setup for
+    cells that name none), plan and status looked for the baseline there while publish refused it."""
+    registries = project_registries(project(tmp_path, f"  fast: {{url: '{FAST}', select: {{isa: x86-64-v3}}}}\n"))
+    dist = gathered(tmp_path, {"1.0": "fast", "2.0": None})
+    env_default = environment_default({"CIWHEELS_REPOSITORY_URL": "https://user:pw-123456@base.example/simple-up"})
+    groups = route(wheels_in(dist, folder_manifest(dist)), folder_manifest(dist), registries, folder=dist,
+                   default=env_default)
+    where = {dest.url: [p.name for p, _ in items] for dest, items in groups.items()}
+    assert where == {FAST.rstrip("/"): [f"lvl-1.0-{TAG}.whl"], "https://base.example/simple-up": [f"lvl-2.0-{TAG}.whl"]}
+    assert all("pw-123456" not in dest.url and "pw-123456" not in dest.source for dest in groups)
+
+
 def test_repository_url_takes_everything_and_loose_wheels(tmp_path):
     registries = project_registries(project(tmp_path, TWO))
     dist = gathered(tmp_path, {"1.0": "fast", "2.0": None})
@@ -103,5 +117,8 @@ def test_repository_url_takes_everything_and_loose_wheels(tmp_path):
     loose = tmp_path / "loose"
     make_wheel(loose, "lvl", "4.0", tag=TAG)
     assert routed(loose, registries) == {"generic": [f"lvl-4.0-{TAG}.whl"]}
-    assert routed(loose, {}) == {None: [f"lvl-4.0-{TAG}.whl"]}
+    with pytest.raises(CiwheelsError, match="no default registry is set"):
+        routed(loose, {})
+    env_default = environment_default({"CIWHEELS_REPOSITORY_URL": "http://y"})
+    assert routed(loose, {}, default=env_default) == {None: [f"lvl-4.0-{TAG}.whl"]}
     assert project_registries(tmp_path / "nothing-here") == {}

@@ -44,8 +44,13 @@ def test_x86_levels_both_ways(tmp_path, objects):
     assert by["helper.so"]["needs"] == "x86-64-v2"
     proc, findings = verify(str(w), "--isa", "x86-64-v3")
     by = {Path(f["member"]).name: f for f in findings}
-    # within the level; the v2 helper shows nothing of v3 ("below": build fails such a v3 cell)
-    assert proc.returncode == 0 and by["core.so"]["status"] == "ok" and by["helper.so"]["status"] == "below"
+    # within the level, but the v2 helper shows nothing of v3 ("below"): build refuses such a v3
+    # cell as isa-unproven, and verify gives the same verdict (#18: it exited 0 here)
+    assert by["core.so"]["status"] == "ok" and by["helper.so"]["status"] == "below"
+    assert proc.returncode == 1 and f"{w.name}: isa-unproven: " in proc.stderr
+    proven = wheel(tmp_path / "proven", "manylinux_2_28_x86_64", core=objects["x86-v3"])
+    proc, _ = verify(str(proven), "--isa", "x86-64-v3")
+    assert proc.returncode == 0, proc.stderr
     proc, findings = verify(str(w), "--isa", "v2")  # alias
     assert proc.returncode == 1 and [f["status"] for f in findings].count("too-high") == 1
 

@@ -16,26 +16,33 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from ciwheels.dist import artifacts
+from ciwheels.build.sdist import fetch_sdist
 from ciwheels.catalog import Catalog
 from ciwheels.cibw.install import ensure_cibuildwheel
-from ciwheels.matrix.cibwopts import cibw_options, config_file, with_isa_flags
 from ciwheels.core.errors import CiwheelsError, did_you_mean
-from ciwheels.isa.families import Probe, family
 from ciwheels.core.log import Progress, get_logger, no_progress
-from ciwheels.matrix.model import Cell, Expansion, wheel_matches
-from ciwheels.pipelines.plan import Plan
-from ciwheels.images.recipe import image_labels
-from ciwheels.net.registry import host_ca_bundle
-from ciwheels.build.sdist import fetch_sdist
+from ciwheels.dist import artifacts
 from ciwheels.dist.variants import make_variant
-from ciwheels.dist.verify import verify_wheel
+from ciwheels.dist.verify import verdict, verify_wheel
+from ciwheels.images.engine import container_engine
+from ciwheels.images.labels import (
+    NOT_IN_IMAGE,
+    carried_pythons,
+    policy_mismatches,
+    refusals,
+)
+from ciwheels.images.recipe import image_labels
+from ciwheels.isa.families import Probe, family, fit_qemu_cpu
+from ciwheels.matrix.cibwopts import cibw_options, config_file, with_isa_flags
+from ciwheels.matrix.model import Cell, Expansion, wheel_matches
+from ciwheels.net.http import host_ca_bundle
+from ciwheels.net.registry import index_url
+from ciwheels.pipelines.plan import Plan
 
 log = get_logger("build")
 
@@ -130,7 +137,7 @@ def prepare_runs(expansion: Expansion, plan: Plan, project: Path, cell_ids: tupl
     for inv in runs:
         first = inv.cells[0]
         if needs.get(inv.job):
-            inv.index_env = dependency_indexes(first, registries or {})
+            inv.index_env = dependency_indexes(first)
         if first.package or wanted:
             name, version = (first.package, first.version) if first.package else wanted
             inv.package = str(fetch_sdist(name, version)) if fetch else f"{name}-{version}.tar.gz"
@@ -139,15 +146,11 @@ def prepare_runs(expansion: Expansion, plan: Plan, project: Path, cell_ids: tupl
     return cells, runs
 
 
-def dependency_indexes(cell: Cell, registries: dict) -> dict[str, str]:
+def dependency_indexes(cell: Cell) -> dict[str, str]:
     """A package that `needs` others installs its build dependencies from our registry first
     (our riscv64 numpy), then the upstream index: pip and uv settings for the build container."""
-    from ciwheels.net.registry import default_registry_url
-    from ciwheels.net.registry import index_url
 
-    reg = registries.get(cell.registry)
-    default = default_registry_url()
-    ours = reg.simple if reg else (default.rstrip("/") + "/simple" if default else "")
+    ours = cell.destination.index if cell.destination else ""
     if not ours:
         log.warning("%s needs other packages but names no registry to install them from", cell.package)
         return {}
@@ -176,15 +179,6 @@ def describe(inv: Invocation, output_dir: str, catalog: Catalog) -> str:
     cwd, _ = inv.where()
     lines.append(f"  (cd {shlex.quote(str(cwd))} && {shlex.join(inv.command(output_dir))})")
     return "\n".join(lines)
-
-
-def container_engine(requested: str | None) -> str:
-    if requested:
-        return requested
-    for engine in ("docker", "podman"):
-        if shutil.which(engine):
-            return engine
-    raise CiwheelsError("no container engine found: install docker or podman, or pass --engine")
 
 
 CONTAINER_CA = "/ciwheels/ca-certificates.crt"
@@ -255,8 +249,6 @@ def probe_compiler(inv: Invocation, engine: str, catalog: Catalog) -> Probe:
         log.info("%s: %s: %s", inv.job, cell.image_ref, result.note)
     qemu_cpu = result.flags.get("QEMU_CPU")
     if qemu_cpu:
-        from ciwheels.isa.families import fit_qemu_cpu
-
         fitted, unknown = fit_qemu_cpu(qemu_cpu, lambda value: run("true", {"QEMU_CPU": value}))
         if unknown:
             log.warning("%s: this machine's QEMU does not know %s of %s: QEMU_CPU=%s; code that uses them dies "
@@ -264,66 +256,6 @@ def probe_compiler(inv: Invocation, engine: str, catalog: Catalog) -> Probe:
                         inv.job, ", ".join(unknown), level.name, fitted)
             result = Probe({**result.flags, "QEMU_CPU": fitted}, result.note, result.dropped)
     return result
-
-
-def level_status(findings, level, can_tell: bool) -> tuple[str, str]:
-    """(status, why) of a wheel's binaries against its cell's level: a binary above the level is
-    a mismatch; above the baseline, where the family can tell, a wheel must show the level."""
-    too_high = [f for f in findings if f.status in ("too-high", "unreadable")]  # unreadable: may hide a level
-    if too_high:
-        return "isa-mismatch", f"{too_high[0].member} {too_high[0].reason}"
-    if level.baseline or not can_tell:
-        return "ok", ""
-    if not findings:
-        return "isa-unproven", f"no binary in the wheel shows {level.name}"
-    weak = [f for f in findings if f.status in ("undetermined", "below")]
-    if weak:
-        return "isa-unproven", f"{weak[0].member}: {weak[0].reason}"
-    return "ok", ""
-
-
-PYTHONS_LABEL = "io.ciwheels.pythons"  # what an image made by `ciwheels image build` carries
-POLICY_LABEL = "io.ciwheels.policy"  # ... and the policy its glibc gives (e.g. manylinux_2_41_riscv64)
-NOT_IN_IMAGE = "python-not-in-image"  # the build-report status of a cell refused for that
-
-
-def carried_pythons(labels: dict[str, str] | None) -> tuple[str, ...] | None:
-    """The Pythons an image says it carries (its io.ciwheels.pythons label, e.g. "cp311 cp313
-    cp314t"); None when it does not say (not present locally, or not made by ciwheels)."""
-    if labels is None or PYTHONS_LABEL not in labels:
-        return None
-    return tuple(labels[PYTHONS_LABEL].replace(",", " ").split())
-
-
-def refusals(cells: list[Cell], pythons_of: Callable[[str], tuple[str, ...] | None]) -> dict[str, str]:
-    """Cell id -> why it cannot be built, for each cell whose image says it lacks the cell's
-    Python. `pythons_of(image_ref)` is asked once per image."""
-    known: dict[str, tuple[str, ...] | None] = {}
-    out = {}
-    for cell in cells:
-        if cell.image_ref not in known:
-            known[cell.image_ref] = pythons_of(cell.image_ref)
-        carried = known[cell.image_ref]
-        if carried is not None and cell.python not in carried:
-            out[cell.id] = (f"the image {cell.image_ref} carries {', '.join(carried) or 'no Python'} "
-                            f"(label {PYTHONS_LABEL}), not {cell.python}: {cell.id} cannot be built in it, so no "
-                            f"container was started for it; build the image with {cell.python} (ciwheels image "
-                            f"build {cell.arch} --python ...) or exclude the cell")
-    return out
-
-
-def policy_mismatches(cells: list[Cell], labels_of: Callable[[str], dict[str, str] | None]) -> list[str]:
-    """A warning per image whose policy label (what its glibc gives) is not the policy its cells
-    expect: their wheels' tags would not be what plan and status look for."""
-    out = []
-    for cell in {c.image_ref: c for c in cells}.values():
-        said = (labels_of(cell.image_ref) or {}).get(POLICY_LABEL)
-        expected = f"{cell.policy}_{cell.arch}"
-        if said and said != expected:
-            out.append(f"the image {cell.image_ref} says its wheels get {said} (label {POLICY_LABEL}), but the matrix "
-                       f"expects {expected} for {cell.id}: the wheels' tags will not match what plan and status look "
-                       f"for; give the image's policy in the matrix (images: {{{cell.arch}-glibc: {{policy: ...}}}})")
-    return out
 
 
 @dataclass
@@ -459,7 +391,7 @@ def _place(cell: Cell, attempt: Attempt, out: Path, catalog: Catalog, fam, probe
     for wheel in attempt.wheels[cell.id]:
         shutil.copyfile(wheel, dest / wheel.name)
         findings = verify_wheel(dest / wheel.name, cell.isa, catalog, dropped=probe.dropped)
-        isa_check, why = level_status(findings, level, fam.can_tell)
+        isa_check, why = verdict(findings, level, fam.can_tell)
         path = dest / wheel.name
         if isa_check == "ok" and cell.publish_as == "variant":  # repaired and verified: now labelled
             path = make_variant(path, level, catalog)

@@ -8,13 +8,16 @@ import hashlib
 from pathlib import Path
 from urllib.parse import urljoin
 
-from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
+from packaging.utils import (
+    InvalidSdistFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+)
 from packaging.version import Version
 
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.resources import cache_dir
-from ciwheels.net.registry import RegistryClient
-from ciwheels.net.registry import index_url
+from ciwheels.net.registry import RegistryClient, index_url
 
 MAX_SDIST = 1 << 30  # bytes of one sdist (PyPI's largest are a few hundred MiB)
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ciwheels.pipelines.plan import Plan, job_json, keep_cells
-from ciwheels.net.registry import default_registry_url
 from ciwheels.builder.state import CellState, Listings, StateOptions, cell_states
 from ciwheels.builder.upstream import resolved_versions
+from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.log import get_logger
+from ciwheels.pipelines.plan import Plan, job_json, keep_cells
 
 
 @dataclass
@@ -45,8 +46,14 @@ def make_plan(project, *, missing: bool, listings: Listings | None = None,
     versions = resolved_versions(project.spec)
     if not missing:
         return PlanResult(plan, {}, versions)
-    listings = listings or Listings(project.registries, default_registry_url())
+    listings = listings or Listings.of(project.registries)
     states = cell_states(project, listings, opts)
+    if listings.errors:
+        # an unreadable registry is not "everything published": a scheduled pipeline would build nothing
+        (index, name), error = sorted(listings.errors.items())[0]
+        raise CiwheelsError(f"cannot read the registry index for {len(listings.errors)} package page(s), e.g. "
+                            f"{name}: {error}; refusing to plan, since what is missing cannot be told",
+                            hint="check the registry URL, its credentials and whether it is up, then run again")
     keep = [c for c in project.expansion.cells if states[c.id].state == "missing"]
     return PlanResult(keep_cells(plan, keep, project.catalog), states, versions, listings.reads)
 
@@ -57,7 +64,6 @@ def github_outputs(result: PlanResult, project, max_jobs: int = 256) -> str:
     and `any`. A wave above GitHub's 256 jobs per matrix is cut: the next schedule builds the rest."""
     import json
 
-    from ciwheels.core.log import get_logger
 
     waves = sorted({j.wave for j in project.plan.jobs}) or [0]
     lines = []

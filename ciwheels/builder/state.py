@@ -25,10 +25,16 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from ciwheels.builder.upstream import IndexCache, parse_time, upstream_has_wheel
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import read_pyproject, read_regular
+from ciwheels.core.links import is_relative, safe_link
 from ciwheels.core.log import get_logger
+from ciwheels.core.secrets import redact_url
+from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 from ciwheels.matrix.model import Cell, Registry, tags_match
-from ciwheels.core.files import read_pyproject
+from ciwheels.net.auth import credentials_for
+from ciwheels.net.registry import RegistryClient, Target
 
 log = get_logger("status")
 STATUS_FORMAT = 1
@@ -46,16 +52,20 @@ def project_name_version(project: Path) -> tuple[str, str | None]:
 @dataclass(frozen=True, slots=True)
 class CellState:
     state: str  # one of STATES
-    detail: str = ""  # the wheel found, the known failure's reason, the upstream wheel, the error
-    log: str = ""  # failed: link to the build log
+    detail: str = ""  # the wheel found, the known failure's reason, the upstream wheel, why a build failed
+    log: str = ""  # failed: link to the build log (relative: in this site; core.links.safe_link)
     fingerprint: str = ""  # failed: what was built (cell_fingerprint)
-    since: str = ""  # failed: when (ISO 8601, UTC)
+    since: str = ""  # failed: since when (ISO 8601, UTC): the first failure of this fingerprint
+    run: str = ""  # failed: the CI pipeline where it last failed (http(s))
+    this_run: bool = False  # failed: in this pipeline (else remembered from an earlier one)
 
     def to_json(self) -> dict:
         out = {"state": self.state}
-        for key in ("detail", "log", "fingerprint", "since"):
+        for key in ("detail", "log", "fingerprint", "since", "run"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
+        if self.this_run:
+            out["this-run"] = True
         return out
 
 
@@ -69,32 +79,30 @@ def cell_fingerprint(cell: Cell) -> str:
 
 @dataclass
 class Listings:
-    """Registry index pages, one read per (registry index, package), cached for the run."""
+    """Registry index pages, one read per (registry index, package), cached for the run. Where a
+    cell's wheels are is `cell.destination` (matrix/destination.py); the credentials of each
+    read are net/auth.py's, per host."""
 
-    registries: dict[str, Registry]
-    default_url: str = ""  # for cells that name no registry (CIWHEELS_REPOSITORY_URL, GitLab's project registry)
-    default_index: str = ""
+    registry_urls: tuple[str, ...] = ()  # every registry URL of the matrix (auth's environment host)
+    names: dict[str, str] = field(default_factory=dict)  # registry URL as given -> its name in the matrix
     pages: dict[tuple[str, str], list | None] = field(default_factory=dict)
     errors: dict[tuple[str, str], str] = field(default_factory=dict)
+    parsed: dict[tuple[str, str], dict] = field(default_factory=dict)
     reads: int = 0
 
+    @classmethod
+    def of(cls, registries: dict[str, Registry]) -> Listings:
+        return cls(tuple(r.url for r in registries.values()), {r.url: name for name, r in registries.items()})
+
     def where(self, cell: Cell) -> tuple[str, str] | None:
-        """(upload URL, simple index URL) of the cell's registry; None when it has none."""
-        if cell.registry and cell.registry in self.registries:
-            reg = self.registries[cell.registry]
-            return reg.url.rstrip("/"), reg.simple
-        if self.default_url:
-            return self.default_url.rstrip("/"), (self.default_index or f"{self.default_url.rstrip('/')}/simple")
-        return None
+        """(upload URL as given, simple index URL) of the cell's destination; None when it has none."""
+        dest = cell.destination
+        return (dest.url_with_credentials or dest.url, dest.index) if dest else None
 
     def _client(self, url: str, index: str):
-        from ciwheels.net.registry import RegistryClient, Target, job_token_for
-
-        env = os.environ
-        user, password = env.get("CIWHEELS_USERNAME", ""), env.get("CIWHEELS_PASSWORD", "")
-        if not password and job_token_for(url, env):
-            user, password = job_token_for(url, env)
-        return RegistryClient(Target(url, user, password, "status", index), retries=3, timeout=30, backoff=0.5)
+        creds = credentials_for(url, index=index, registry_urls=self.registry_urls, registry=self.names.get(url, ""))
+        return RegistryClient(Target(url, creds.username, creds.password, creds.source, index),
+                              retries=3, timeout=30, backoff=0.5)
 
     def prefetch(self, wanted: set[tuple[str, str, str]], jobs: int = 16) -> None:
         """Read (url, index, name) pages in parallel."""
@@ -125,16 +133,21 @@ class Listings:
             self.prefetch({(where[0], where[1], name)})
         return self.pages[key]
 
+    def wheels(self, cell: Cell, name: str) -> dict | None:
+        """`wheels_by_version` of the cell's registry page, parsed once per page for the run
+        (owned by this object: it ends with the run)."""
+        files = self.files(cell, name)
+        if files is None:
+            return None
+        where = self.where(cell)
+        key = (where[1], name)
+        if key not in self.parsed:
+            self.parsed[key] = wheels_by_version(files)
+        return self.parsed[key]
 
-_PARSED: dict[int, tuple[list, dict]] = {}
 
-
-def _wheels_by_version(files: list) -> dict:
-    """{Version: [tags of each wheel]} of a file list, parsed once per list."""
-    hit = _PARSED.get(id(files))
-    if hit is not None and hit[0] is files:
-        return hit[1]
-    from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
+def wheels_by_version(files: list) -> dict:
+    """{Version: [(file name, tags, variant label)]} of an index page's file list."""
 
     out: dict = {}
     for f in files:
@@ -145,15 +158,13 @@ def _wheels_by_version(files: list) -> dict:
             except (InvalidWheelName, ValueError):
                 continue
             out.setdefault(version, []).append((f.filename, n.tags, n.label))
-    _PARSED[id(files)] = (files, out)
     return out
 
 
-def registry_state(cell: Cell, files: list | None, version: str | None) -> CellState:
-    """published or missing from a registry's file list (None: it could not be read)."""
-    if files is None:
+def registry_state(cell: Cell, wheels: dict | None, version: str | None) -> CellState:
+    """published or missing from a registry page's `wheels_by_version` (None: it could not be read)."""
+    if wheels is None:
         return CellState("unknown", "the registry could not be read")
-    wheels = _wheels_by_version(files)
     if version is None:  # dynamic version of a project: the newest on the registry
         if not wheels:
             return CellState("missing")
@@ -168,35 +179,100 @@ def registry_state(cell: Cell, files: list | None, version: str | None) -> CellS
     return CellState("missing")
 
 
-def read_previous(source: str | None) -> dict[str, dict]:
-    """{cell id: its entry} of a status JSON written before (a path or an http(s) URL; a
-    missing file or a 404 is an empty memory: the first scheduled run)."""
+MAX_STATUS = 64 << 20  # bytes of a previous status JSON
+MAX_DETAIL = 2000  # characters of a remembered failure's reason
+_HEX = "0123456789abcdef"
+CLOCK_SKEW = timedelta(hours=1)  # a `since` later than now by more than this is not believed
+
+
+def read_previous(source: str | None, now: datetime | None = None) -> dict[str, dict]:
+    """{cell id: remembered failure} of a status JSON written before (a path or an http(s) URL).
+    No memory is a warning, never a stop: a missing file or a 404 (the first scheduled run), a
+    status page behind access control (401, 403, a redirect to a sign-in page), a server error
+    or a document that is not a ciwheels status JSON all give an empty memory, with a warning
+    (the failed cells are then built again). Entries are validated (parse_previous)."""
     if not source:
         return {}
     if source.startswith(("http://", "https://")):
-        from ciwheels.net.registry import RegistryClient
-
-        resp = RegistryClient.anonymous("", retries=3, timeout=30).get(source, follow_redirects=True)
-        if resp.status_code == 404:
-            log.info("no previous status at %s: no failure is remembered", source)
-            return {}
-        if resp.status_code != 200:
-            raise CiwheelsError(f"reading the previous status {source}: HTTP {resp.status_code}")
-        text = resp.text
+        text = _fetch_previous(source)
     else:
-        try:
-            text = Path(source).read_text(encoding="utf-8")
-        except FileNotFoundError:
+        if not os.path.lexists(source):
             log.info("no previous status at %s: no failure is remembered", source)
             return {}
+        try:
+            text = read_regular(Path(source), "previous status", MAX_STATUS).decode("utf-8", errors="replace")
+        except CiwheelsError as e:
+            log.warning("%s; no failure is remembered", e.message)
+            return {}
+    if text is None:
+        return {}
     try:
         data = json.loads(text)
-        cells = data["cells"]
-        if data.get("format") != STATUS_FORMAT or not isinstance(cells, list):
-            raise ValueError
-        return {c["id"]: c for c in cells if isinstance(c, dict) and "id" in c}
-    except (ValueError, KeyError, TypeError):
-        raise CiwheelsError(f"{source} is not a ciwheels status JSON (format {STATUS_FORMAT})") from None
+    except (ValueError, RecursionError):
+        data = None
+    if not isinstance(data, dict) or data.get("format") != STATUS_FORMAT or not isinstance(data.get("cells"), list):
+        log.warning("%s is not a ciwheels status JSON (format %d)%s; no failure is remembered, failed cells are "
+                    "built again", redact_url(source), STATUS_FORMAT,
+                    " (an HTML page: a sign-in page of a private site?)" if text.lstrip()[:1] == "<" else "")
+        return {}
+    return parse_previous(data, now, source)
+
+
+def _fetch_previous(url: str) -> str | None:
+    shown = redact_url(url)
+    try:
+        resp = RegistryClient.anonymous("", retries=3, timeout=30).get(url, follow_redirects=True)
+    except CiwheelsError as e:
+        log.warning("cannot read the previous status (%s); no failure is remembered, failed cells are built again",
+                    e.message)
+        return None
+    if resp.status_code == 404:
+        log.info("no previous status at %s: no failure is remembered", shown)
+        return None
+    if resp.status_code in (401, 403):
+        log.warning("the previous status %s is behind access control (HTTP %d); no failure is remembered, failed "
+                    "cells are built again (make the status page readable to the pipeline, or pass --previous a "
+                    "file)", shown, resp.status_code)
+        return None
+    if resp.status_code != 200:
+        log.warning("reading the previous status %s: HTTP %d; no failure is remembered", shown, resp.status_code)
+        return None
+    return resp.text
+
+
+def parse_previous(data: dict, now: datetime | None = None, source: str = "the previous status") -> dict[str, dict]:
+    """The remembered failures of a status document: {cell id: {state, fingerprint, since,
+    detail, log, run}}, each value checked. An entry that is not an object, has no string id,
+    a fingerprint that is not hex, or a `since` that is not a time or lies in the future (it
+    would never be due for a retry) is dropped with a warning (that cell is built again);
+    a `detail` that is not text is left out; `log` and `run` keep only http(s) and relative
+    links. Entries of other states are not needed and not kept."""
+    now = now or datetime.now(UTC)
+    out: dict[str, dict] = {}
+    dropped: list[str] = []
+    for i, c in enumerate(data.get("cells") or []):
+        if not isinstance(c, dict) or c.get("state") != "failed":
+            continue
+        cid, fingerprint, since = c.get("id"), c.get("fingerprint"), c.get("since")
+        if not isinstance(cid, str) or not cid or len(cid) > 500:
+            dropped.append(f"cells[{i}]: no id")
+            continue
+        if not isinstance(fingerprint, str) or not 1 <= len(fingerprint) <= 64 or set(fingerprint) - set(_HEX):
+            dropped.append(f"{cid}: fingerprint {fingerprint!r:.40}")
+            continue
+        when = parse_time(since) if isinstance(since, str) else None
+        if when is None or when > now + CLOCK_SKEW:
+            dropped.append(f"{cid}: since {since!r:.40}" + (" is in the future" if when else " is not a time"))
+            continue
+        detail = c.get("detail")
+        entry = {"state": "failed", "fingerprint": fingerprint, "since": now_iso(when),
+                 "detail": " ".join(detail.split())[:MAX_DETAIL] if isinstance(detail, str) else "",
+                 "log": safe_link(c.get("log")), "run": safe_link(c.get("run"))}
+        out[cid] = entry
+    if dropped:
+        log.warning("%s: %d remembered failure(s) dropped as malformed (those cells are built again): %s",
+                    redact_url(source), len(dropped), "; ".join(dropped[:5]) + (" ..." if len(dropped) > 5 else ""))
+    return out
 
 
 def now_iso(now: datetime | None = None) -> str:
@@ -207,7 +283,8 @@ def now_iso(now: datetime | None = None) -> str:
 class StateOptions:
     upstream: bool = True  # ask the upstream index whether it provides the cell (builder mode)
     previous: dict[str, dict] = field(default_factory=dict)  # the last status JSON's cells
-    failed_now: dict[str, str] = field(default_factory=dict)  # {cell: log link} failed in this run (gather)
+    failed_now: dict[str, dict] = field(default_factory=dict)  # {cell: {"detail": why, "log": link}} failed now
+    run: str = ""  # this pipeline's URL (CI), recorded with the failures of this run
     retry_failed: bool = False
     retry_after_days: float = 30.0
     now: datetime | None = None
@@ -218,7 +295,6 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
     order of precedence: known failure (the matrix says so), published (on its registry),
     failed in this run, provided upstream (builder mode, unless `upstream-wheels: build`),
     failed before with the same fingerprint and not due for a retry, else missing."""
-    from ciwheels.builder.upstream import IndexCache, parse_time, upstream_has_wheel
 
     opts = opts or StateOptions()
     now = opts.now or datetime.now(UTC)
@@ -241,7 +317,7 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
     for cell in cells:
         name = canonicalize_name(cell.package or own_name)
         if cell.package and packages[cell.package].upstream_wheels == "skip" and (
-                listings.where(cell) is None or registry_state(cell, listings.files(cell, name),
+                listings.where(cell) is None or registry_state(cell, listings.wheels(cell, name),
                                                                cell.version).state == "missing"):
             lacking.add(cell.package)
     if opts.upstream and lacking:
@@ -262,27 +338,34 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
             unnamed += 1
             state = CellState("missing", "no registry to check")
         else:
-            state = registry_state(cell, listings.files(cell, name), cell.version or own_version)
+            state = registry_state(cell, listings.wheels(cell, name), cell.version or own_version)
         if state.state != "missing":
             out[cell.id] = state
             continue
         fingerprint = cell_fingerprint(cell)
+        prev = opts.previous.get(cell.id)
+        remembered = prev if prev and prev.get("state") == "failed" and prev.get("fingerprint") == fingerprint \
+            else None
         if cell.id in opts.failed_now:
-            out[cell.id] = CellState("failed", "failed in this pipeline", opts.failed_now[cell.id], fingerprint,
-                                     now_iso(now))
+            now_failed = opts.failed_now[cell.id]
+            out[cell.id] = CellState("failed", now_failed.get("detail") or "the build failed", now_failed.get("log", ""),
+                                     fingerprint, remembered["since"] if remembered else now_iso(now),
+                                     opts.run, True)
             continue
         if upstream is not None and cell.package and packages[cell.package].upstream_wheels == "skip":
             wheel = upstream_has_wheel(upstream.files(cell.package), cell)
             if wheel:
                 out[cell.id] = CellState("upstream", wheel)
                 continue
-        prev = opts.previous.get(cell.id)
-        if prev and prev.get("state") == "failed" and prev.get("fingerprint") == fingerprint:
-            since = parse_time(prev.get("since", ""))
+        if remembered:
+            since = parse_time(remembered.get("since", ""))
             due = since is None or now - since >= timedelta(days=opts.retry_after_days)
             if not opts.retry_failed and not due:
-                out[cell.id] = CellState("failed", prev.get("detail", ""), prev.get("log", ""), fingerprint,
-                                         prev.get("since", ""))
+                # a log of the earlier site is not in this one: only an absolute link survives
+                earlier_log = remembered.get("log", "")
+                out[cell.id] = CellState("failed", remembered.get("detail", "") or "the build failed",
+                                         "" if is_relative(earlier_log) else earlier_log, fingerprint,
+                                         remembered.get("since", ""), remembered.get("run", ""))
                 continue
         out[cell.id] = state
     if unnamed:
@@ -294,14 +377,14 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
 def publish_status(cells: list[Cell], registries: dict[str, Registry], project: Path) -> dict[str, str]:
     """{cell id: "published" | "missing" | "unknown"} for cells that name a registry (the HTML
     grid of `ciwheels matrix --status`)."""
-    listings = Listings(registries)
+    listings = Listings.of(registries)
     own_name, own_version = project_name_version(project)
-    named = [c for c in cells if c.registry and c.registry in registries]
+    named = [c for c in cells if c.destination]
     listings.prefetch({(*listings.where(c), canonicalize_name(c.package or own_name)) for c in named
                        if (c.package or own_name)})
     status = {}
     for cell in named:
         name = canonicalize_name(cell.package or own_name)
-        files = listings.files(cell, name) if name else None
-        status[cell.id] = registry_state(cell, files, cell.version or own_version).state
+        wheels = listings.wheels(cell, name) if name else None
+        status[cell.id] = registry_state(cell, wheels, cell.version or own_version).state
     return status

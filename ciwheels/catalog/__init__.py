@@ -20,7 +20,6 @@ class Python:
     version: str
     implementation: str
     status: str
-    free_threaded: bool
     enable: str
     libc: tuple[str, ...]
     arch: tuple[str, ...] | None  # None: every arch
@@ -43,7 +42,6 @@ class Policy:
     name: str
     libc: str
     version: str  # glibc or musl version
-    distro: str
     aliases: tuple[str, ...]
 
 
@@ -54,7 +52,6 @@ class IsaLevel:
     baseline: bool
     cflags: str
     rustflags: str
-    min_gcc: int
     cflags_expanded: str
     aliases: tuple[str, ...]
     rank: int
@@ -76,6 +73,8 @@ class Arch:
     aliases: tuple[str, ...]
     levels: tuple[IsaLevel, ...]
     variant_provider: str = ""  # the installers' built-in wheel-variant provider; "" = none exists
+    hosted_github: str = ""  # GitHub's hosted runner of this arch ("" = none: emulated on x86_64)
+    hosted_gitlab: tuple[str, ...] = ()  # gitlab.com's hosted runner tags of this arch
 
     @property
     def baseline(self) -> IsaLevel:
@@ -103,16 +102,6 @@ class Catalog:
     def level_alias(self, arch: str, name: str) -> str | None:
         return _alias_lookup(name, {lv.name: lv.aliases for lv in self.arches[arch].levels})
 
-    def identifiers(self) -> list[str]:
-        """Every cibuildwheel Linux identifier the catalog can build."""
-        out = []
-        for py in self.pythons.values():
-            for arch in self.arches:
-                for libc in LIBCS:
-                    if py.available_on(libc, arch) is None:
-                        out.append(f"{py.id}-{LIBC_PLATFORM[libc]}_{arch}")
-        return out
-
 
 def _alias_lookup(name: str, table: dict[str, tuple[str, ...]]) -> str | None:
     if name in table:
@@ -137,7 +126,6 @@ def load_catalog(directory: Path | None = None) -> Catalog:
             version=v["version"],
             implementation=v["implementation"],
             status=v["status"],
-            free_threaded=v.get("free-threaded", False),
             enable=v.get("enable", ""),
             libc=tuple(v.get("libc", LIBCS)),
             arch=tuple(v["arch"]) if "arch" in v else None,
@@ -151,7 +139,6 @@ def load_catalog(directory: Path | None = None) -> Catalog:
             name=key,
             libc=v["libc"],
             version=v.get("glibc") or v.get("musl"),
-            distro=v.get("distro", ""),
             aliases=tuple(v.get("aliases", ())),
         )
         for key, v in _read(directory, "policies.toml").items()
@@ -167,7 +154,6 @@ def load_catalog(directory: Path | None = None) -> Catalog:
                 baseline=lv.get("baseline", False),
                 cflags=lv.get("cflags", ""),
                 rustflags=lv.get("rustflags", ""),
-                min_gcc=lv.get("min-gcc", 0),
                 cflags_expanded=lv.get("cflags-expanded", ""),
                 aliases=tuple(lv.get("aliases", ())),
                 rank=rank,
@@ -193,6 +179,8 @@ def load_catalog(directory: Path | None = None) -> Catalog:
             aliases=tuple(v.get("aliases", ())),
             levels=arch_levels,
             variant_provider=v.get("variant-provider", ""),
+            hosted_github=(v.get("hosted-runners") or {}).get("github", ""),
+            hosted_gitlab=tuple((v.get("hosted-runners") or {}).get("gitlab", ())),
         )
     return Catalog(
         pythons=pythons,

@@ -22,8 +22,8 @@ import venv
 from pathlib import Path
 
 from ciwheels.core.errors import CiwheelsError
-from ciwheels.core.resources import cache_dir
 from ciwheels.core.log import get_logger
+from ciwheels.core.resources import cache_dir
 
 log = get_logger("cibw")
 

@@ -4,21 +4,13 @@ place where errors become a paragraph and an exit code."""
 
 from __future__ import annotations
 
-
 import logging
-
-
 import sys
-
-
 from pathlib import Path
-
 
 import click
 
-
 from ciwheels import __version__
-
 
 _MATRIX_OPTION = click.option(
     "--matrix", "matrix_paths", multiple=True, type=click.Path(path_type=Path),
@@ -37,7 +29,7 @@ _INSECURE_OPTION = click.option(
 
 def _seconds(value: float) -> float:
     """--timeout: a finite number of seconds above 0 (else the usual error, exit 2)."""
-    from ciwheels.net.registry import check_timeout
+    from ciwheels.net.http import check_timeout
 
     return check_timeout(value)
 
@@ -130,10 +122,10 @@ def cli(quiet: bool) -> None:
     _configure_logging(quiet)
 
 
-def _open(project: Path, matrix_paths: tuple[Path, ...]):
+def _open(project: Path, matrix_paths: tuple[Path, ...], repository_url: str | None = None):
     from ciwheels.project.open import open_project
 
-    return open_project(project, matrix_paths)
+    return open_project(project, matrix_paths, repository_url=repository_url)
 
 
 def _print_warnings(expansion) -> None:

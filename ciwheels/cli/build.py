@@ -19,7 +19,7 @@ from ciwheels.cli.app import _MATRIX_OPTION, _PROJECT_OPTION, cli
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default="wheelhouse", show_default=True,
               help="Where wheels go (one folder per cell).")
 @click.option("--engine", type=click.Choice(["docker", "podman"]), envvar="CIWHEELS_ENGINE",
-              help="Container engine (default: docker if installed, else podman).")
+              help="Container engine (default: the first of docker and podman that is installed and answers).")
 @click.option("--dry-run", is_flag=True, envvar="CIWHEELS_DRY_RUN",
               help="Print the cibuildwheel runs instead of running them (env CIWHEELS_DRY_RUN=1).")
 @click.option("--sdist", metavar="NAME==VERSION",

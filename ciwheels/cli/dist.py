@@ -71,9 +71,13 @@ def gather(sources: tuple[Path, ...], out: Path, as_json: bool, project: Path | 
               help="Seconds per request, all of it (a server trickling bytes is cut off).")
 @click.option("--json", "as_json", is_flag=True, help="Print one result per wheel as JSON.")
 @click.option("--dry-run", is_flag=True, envvar="CIWHEELS_DRY_RUN", help="Say what would be published.")
+@click.option("--all-or-nothing", is_flag=True, envvar="CIWHEELS_ALL_OR_NOTHING",
+              help="Publish nothing when a cell has no wheel (a release goes out complete or not at all). "
+                   "The rendered pipelines set it for tags.")
 @_INSECURE_OPTION
 def publish(folder: Path, repository_url: str | None, registry: str | None, index_url: str | None, project: Path,
-            jobs: int, retries: int, timeout: float, as_json: bool, dry_run: bool, allow_insecure_http: bool) -> None:
+            jobs: int, retries: int, timeout: float, as_json: bool, dry_run: bool, all_or_nothing: bool,
+            allow_insecure_http: bool) -> None:
     """Publish the wheels of FOLDER (a `ciwheels gather` output) to a PyPI-compatible registry.
 
     Files the registry already has with the same sha256 are skipped; one it has with other
@@ -81,39 +85,34 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
     CIWHEELS_PASSWORD, or in GitLab CI the job token. Re-running after any failure finishes
     the job and uploads nothing twice. Exit 1 if anything failed.
     """
-    from ciwheels.core.secrets import scrub
     from ciwheels.core.errors import PublishFailed
+    from ciwheels.core.secrets import scrub
+    from ciwheels.dist.publish import plan_folder, publish_folder
+    from ciwheels.dist.variants import index_files
+    from ciwheels.matrix.destination import environment_default
     from ciwheels.project.open import project_registries
-    from ciwheels.catalog import load_catalog
-    from ciwheels.dist.publish import Publisher, folder_manifest, route, target_for, wheels_in
     from ciwheels.views.report import table
-    from ciwheels.dist.variants import index_files, publish_index_files
 
-    manifest = folder_manifest(folder)
-    wheels = wheels_in(folder, manifest)
-    missing = manifest.missing if manifest else []
-    if not wheels:
+    plan = plan_folder(folder, {} if repository_url else project_registries(project), only=registry,
+                       repository_url=repository_url, default=environment_default())
+    if not plan.groups:
         click.echo(f"nothing to publish in {folder}", err=True)
-        _fail_on_missing(missing)
+        _fail_on_missing(plan.missing)
         return
-    registries = {} if repository_url else project_registries(project)
-    groups = route(wheels, manifest, registries, folder=folder, only=registry, repository_url=repository_url)
+    if all_or_nothing and plan.missing:
+        count = sum(len(items) for items in plan.groups.values())
+        click.echo(f"--all-or-nothing: publishing none of the {count} wheel(s), as {len(plan.missing)} cell(s) "
+                   "have none", err=True)
+        _fail_on_missing(plan.missing)
     if dry_run:
-        for name, items in groups.items():
+        for dest, items in plan.groups.items():
             for path, digest in items:
-                click.echo(scrub(f"would publish {path.name} (sha256 {digest})"
-                                 + (f" to {name} ({registries[name].url})" if name else "")))
+                click.echo(scrub(f"would publish {path.name} (sha256 {digest}) to {dest.url} ({dest.source})"))
             for fname in index_files([p for p, _ in items]):
-                click.echo(scrub(f"would publish {fname} last" + (f" to {name}" if name else "")))
+                click.echo(scrub(f"would publish {fname} last to {dest.url}"))
         return
-    results = []
-    for name, items in groups.items():
-        target = target_for(name, registries, repository_url, index_url)
-        click.echo(scrub(f"publishing {len(items)} wheel(s) to {name + ': ' if name else ''}{target}"), err=True)
-        publisher = Publisher(target, jobs=jobs, retries=retries, timeout=timeout, progress=_progress(),
-                              allow_insecure_http=allow_insecure_http)
-        done = publisher.publish(items)
-        results += done + publish_index_files(publisher, items, done, load_catalog())  # -variants.json last
+    results = publish_folder(plan, index_url=index_url, jobs=jobs, retries=retries, timeout=timeout,
+                             allow_insecure_http=allow_insecure_http, progress=_progress())
     if as_json:
         import json
 
@@ -127,7 +126,7 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
     if counts["failed"]:
         raise PublishFailed(f"{counts['failed']} of {len(results)} wheel(s) were not published; "
                             "run the same command again to finish (nothing is uploaded twice)")
-    _fail_on_missing(missing)
+    _fail_on_missing(plan.missing)
 
 
 def _fail_on_missing(missing: list[str]) -> None:
@@ -153,12 +152,14 @@ def verify(wheels: tuple[Path, ...], isa: str | None, as_json: bool) -> None:
 
     x86_64 is read from the X86_ISA_1_NEEDED note, riscv64 from .riscv.attributes. What cannot
     be determined (aarch64 has no marker; x86 built without -mneeded) is reported, not guessed.
-    Exit 1 when a binary needs more than its level, or cannot be read (truncated, corrupt, for
-    another arch, or a `.so` that is not ELF).
+    Each wheel gets the verdict its build gave it: isa-mismatch when a binary needs more than
+    its level or cannot be read (truncated, corrupt, for another arch, or a `.so` that is not
+    ELF); isa-unproven when the level is above the baseline, the arch can tell, and no binary
+    shows it. Exit 1 unless every wheel is ok.
     """
-    from ciwheels.views.report import table
     from ciwheels.dist.verify import as_json as findings_json
-    from ciwheels.dist.verify import verify_wheel
+    from ciwheels.dist.verify import verdicts, verify_wheel
+    from ciwheels.views.report import table
 
     findings = [f for w in wheels for f in verify_wheel(w, isa)]
     if as_json:
@@ -171,5 +172,8 @@ def verify(wheels: tuple[Path, ...], isa: str | None, as_json: bool) -> None:
     unreadable = sum(f.status == "unreadable" for f in findings)
     click.echo(f"{len(findings)} binaries: {len(bad) - unreadable} above their level, {undetermined} undetermined"
                + (f", {unreadable} unreadable" if unreadable else ""), err=True)
-    if bad:
+    failed = {w: v for w, v in verdicts(findings).items() if v[0] != "ok"}
+    for wheel, (status, why) in failed.items():
+        click.echo(f"{wheel}: {status}: {why}", err=True)
+    if failed or bad:
         sys.exit(1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import click
 
 from ciwheels.cli.app import cli
@@ -29,7 +28,7 @@ def image() -> None:
 @click.option("--native-compilers/--no-native-compilers", default=True, show_default=True,
               help="Put x86_64-hosted cross compilers for ARCH first on the image's PATH (foreign arches).")
 @click.option("--engine", type=click.Choice(["docker", "podman"]), envvar="CIWHEELS_ENGINE",
-              help="Container engine (default: podman if installed, else docker).")
+              help="Container engine (default: the first of docker and podman that is installed and answers).")
 @click.option("--tag", help="Also tag the image so (default: localhost/ciwheels-manylinux-ARCH:trixie). It is "
                             "always tagged by its recipe digest too.")
 @click.option("--force", is_flag=True, help="Rebuild even if an image of the same recipe exists.")
@@ -57,13 +56,19 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
     says what it carries (labels io.ciwheels.*, /opt/python/ciwheels.json); see images/README.md.
     """
     import json as _json
-    import shutil
 
     from ciwheels.catalog import load_catalog
     from ciwheels.core.errors import CiwheelsError
     from ciwheels.images import sources as pysources
-    from ciwheels.images.recipe import Recipe, build_image, default_pythons, image_catalog, image_labels, image_tag, \
-        tag_image
+    from ciwheels.images.recipe import (
+        Recipe,
+        build_image,
+        default_pythons,
+        image_catalog,
+        image_labels,
+        image_tag,
+        tag_image,
+    )
 
     cat = load_catalog()
     if arch not in image_catalog()["arches"]:
@@ -89,17 +94,17 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
                  "pythons": list(recipe.pythons), "native-compilers": native_compilers, "cross-base": cross_base}
         click.echo(_json.dumps(facts, indent=2) if as_json else facts["tag"])
         return
-    engine = engine or ("podman" if shutil.which("podman") else "docker")
+    from ciwheels.images.engine import container_engine
+    from ciwheels.images.labels import image_facts
+
+    engine = container_engine(engine)
     tag = tag or image_tag(arch)
     labels = image_labels(engine, digest_tag)
     if labels is not None and not force:
         tag_image(engine, digest_tag, tag)
         click.echo(f"{digest_tag} exists (same recipe; --force rebuilds it)", err=True)
-        policy = labels.get("io.ciwheels.policy", "")
         facts = {"tag": tag, "tags": [digest_tag, tag], "digest": digest, "arch": arch, "base": base,
-                 "glibc": ".".join(policy.split("_")[1:3]) if policy.startswith("manylinux_") else None,
-                 "policy": policy, "pythons": labels.get("io.ciwheels.pythons", "").split(),
-                 "native-compilers": labels.get("io.ciwheels.native-compilers") == "true", "reused": True}
+                 **image_facts(labels), "reused": True}
     else:
         facts = build_image(recipe, engine, tag, python_source=python_source, timeout=timeout * 60)
     click.echo(_json.dumps(facts, indent=2) if as_json else facts["tag"])

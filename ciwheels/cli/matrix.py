@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from ciwheels.cli.app import _MATRIX_OPTION, _PROJECT_OPTION, _open, _print_warnings, cli
+from ciwheels.cli.app import (
+    _MATRIX_OPTION,
+    _PROJECT_OPTION,
+    _open,
+    _print_warnings,
+    cli,
+)
 
 
 @cli.command()
@@ -37,10 +43,9 @@ def matrix(project: Path, matrix_paths: tuple[Path, ...], as_json: bool, grid: b
             name = project.resolve().name
             marks = None
             if status:
-                from ciwheels.project.open import project_registries
                 from ciwheels.builder.state import publish_status
 
-                marks = publish_status(expansion.cells, project_registries(project), project)
+                marks = publish_status(expansion.cells, opened.registries, project)
             sys.stdout.write(html_grid(expansion.cells, load_catalog(), f"ciwheels build matrix: {name}", marks))
         else:
             click.echo(text_grid(expansion.cells, load_catalog()))

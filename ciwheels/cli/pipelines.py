@@ -80,8 +80,8 @@ def diff(base: str | None, head: str | None, project: Path, fmt: str, post_gitla
     else:
         click.echo(format_text(d, color=sys.stdout.isatty()))
     if post_gitlab_note:
-        from ciwheels.views.diff import post_gitlab_note as post
         from ciwheels.core.errors import CiwheelsError
+        from ciwheels.net.gitlab import post_gitlab_note as post
 
         try:
             click.echo(post(format_markdown(d)), err=True)

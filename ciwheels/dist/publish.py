@@ -7,11 +7,12 @@ same filename, other sha256 = error. Uploads use the legacy multipart API, sever
 through a registry.RegistryClient (which retries); a "duplicate" answer after a retry is
 settled by reading the index again. Afterwards the index must list every file with its hash.
 
-Which wheel goes to which registry is `route`'s decision: the registry its build named (from
-the gather manifest), else the matrix's catch-all, or everything to one --repository-url."""
+Which wheel goes to which registry is matrix/destination.py's rule, applied by `route` to the
+registry each build recorded (the gather manifest), or everything to one --repository-url."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import zipfile
 from dataclasses import dataclass
@@ -23,8 +24,13 @@ from packaging.utils import canonicalize_name
 from ciwheels.dist.artifacts import MANIFEST, Manifest, read_manifest, sha256_file
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import Progress, get_logger, no_progress
-from ciwheels.matrix.model import Registry
+from ciwheels.matrix import destination
+from ciwheels.matrix.model import Destination, Registry
 from ciwheels.net.registry import RegistryClient, Target, resolve_target  # noqa: F401 (Target: part of the API)
+from ciwheels.core.wheel import InvalidWheelName, index_file_name, parse_wheel_name
+from ciwheels.core import secrets
+from ciwheels.catalog import Catalog, load_catalog
+from ciwheels.dist.variants import wanted_index_files
 
 log = get_logger("publish")
 
@@ -85,21 +91,21 @@ def _inside(path: Path, folder: Path) -> None:
 
 
 def route(wheels: list[tuple[Path, str]], manifest: Manifest | None, registries: dict[str, Registry], *,
-          folder: Path, only: str | None = None,
-          repository_url: str | None = None) -> dict[str | None, list[tuple[Path, str]]]:
-    """{registry name: its wheels}, in name order. `wheels` lie in `folder` (a gather output
-    described by `manifest`, or loose wheels with manifest None).
+          folder: Path, only: str | None = None, repository_url: str | None = None,
+          default: Destination | None = None) -> dict[Destination, list[tuple[Path, str]]]:
+    """{destination: its wheels}, in registry-name then URL order. `wheels` lie in `folder` (a
+    gather output described by `manifest`, or loose wheels with manifest None).
 
-    With `repository_url`, every wheel goes there (key None). Otherwise a wheel goes to the
-    registry its build named (the manifest records it; one the matrix lacks is an error),
-    else to the matrix's catch-all (its first registry without `select`). Without registries
-    in the matrix and none named, all go to key None (the registry of the environment).
-    `only`: keep just the wheels bound for that registry."""
+    With `repository_url`, every wheel goes there. Otherwise each goes where matrix/destination.py
+    sends its cell: the registry its build recorded (resolve and `destination.assign` decided it,
+    catch-alls across matrix files included; one the matrix lacks is an error), else the
+    environment's registry (`default`: CIWHEELS_REPOSITORY_URL, GitLab's project registry).
+    `only`: keep just the wheels bound for that registry of the matrix."""
     if repository_url:
         if only:
             raise CiwheelsError(f"--registry {only} and --repository-url exclude each other: the URL receives "
                                 "every wheel")
-        return {None: list(wheels)} if wheels else {}
+        return {destination.environment_default({}, repository_url): list(wheels)} if wheels else {}
     if only is not None and not registries:
         raise CiwheelsError(f"--registry {only}: the matrix names no registries",
                             hint="add registries: to a matrix file, or pass --repository-url")
@@ -113,30 +119,26 @@ def route(wheels: list[tuple[Path, str]], manifest: Manifest | None, registries:
                             file=str(folder / MANIFEST), allowed=sorted(registries),
                             hint="pass --project with the matrix the wheels were built from, or --repository-url "
                                  "URL to publish them all to one registry")
-    if not registries:
-        return {None: list(wheels)} if wheels else {}
-    catch_all = next((name for name, reg in registries.items() if reg.catch_all), None)
-    groups: dict[str | None, list[tuple[Path, str]]] = {}
+    project_wide = destination.catch_all(registries)
+    groups: dict[Destination, list[tuple[Path, str]]] = {}
     for path, digest in wheels:
-        name = named.get(path) or catch_all
-        if name is None:
-            raise CiwheelsError(f"{path.name}: its build named no registry and the matrix has none without "
-                                "`select`; pass --registry NAME or --repository-url URL")
-        if only is None or name == only:
-            groups.setdefault(name, []).append((path, digest))
-    return dict(sorted(groups.items()))
+        name = named.get(path) or project_wide
+        dest = destination.of_registry(registries[name]) if name else default
+        if dest is None:
+            raise CiwheelsError(f"{path.name}: its build named no registry, the matrix has none without `select`, "
+                                "and no default registry is set",
+                                hint="pass --registry NAME or --repository-url URL, set CIWHEELS_REPOSITORY_URL, or "
+                                     "add a registry without `select` to the matrix")
+        if only is None or dest.registry == only:
+            groups.setdefault(dest, []).append((path, digest))
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0].registry, kv[0].url)))
 
 
-def target_for(name: str | None, registries: dict[str, Registry], repository_url: str | None = None,
+def target_for(dest: Destination, registries: dict[str, Registry] | None = None,
                index_url: str | None = None) -> Target:
-    """Where one group of `route` goes, with credentials (registry.resolve_target)."""
-    reg = registries.get(name) if name else None
-    target = resolve_target(reg.url if reg else repository_url, index=(reg.index if reg else "") or index_url or "")
-    if reg and target.source.startswith("--repository-url"):  # the URL came from the matrix, not the option
-        from dataclasses import replace
-
-        target = replace(target, source=f"the matrix's registry {name}" + target.source[len("--repository-url"):])
-    return target
+    """The registry of one group of `route`, with its credentials (net/auth.py's rule)."""
+    return resolve_target(dest.url_with_credentials or dest.url, index=index_url or dest.index, source=dest.source,
+                          registry_urls=tuple(r.url for r in (registries or {}).values()), registry=dest.registry)
 
 
 # -- publishing ---------------------------------------------------------------------------------
@@ -192,7 +194,6 @@ class Publisher:
         """wheels: (path, sha256). Never uploads a file the index already has."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 
         # project names come from the file names (wheel variants' too); METADATA is read only for what gets uploaded
         try:
@@ -278,3 +279,87 @@ class Publisher:
             r = results[path]
             if r.status in ("uploaded", "skipped") and listed.get(path.name) != digest:
                 r.status, r.detail = "failed", "not listed in the index with its sha256 after publishing"
+
+
+# -- a gather output, end to end (what `ciwheels publish` runs) ----------------------------------
+@dataclass
+class FolderPlan:
+    """What a gather output holds and where each wheel goes."""
+
+    groups: dict[Destination, list[tuple[Path, str]]]
+    missing: list[str]  # cells without a wheel (failed or rejected builds)
+    registries: dict[str, Registry]
+
+
+def plan_folder(folder: Path, registries: dict[str, Registry], *, only: str | None = None,
+                repository_url: str | None = None, default: Destination | None = None) -> FolderPlan:
+    manifest = folder_manifest(folder)
+    wheels = wheels_in(folder, manifest)
+    groups = route(wheels, manifest, registries, folder=folder, only=only, repository_url=repository_url,
+                   default=default) if wheels else {}
+    return FolderPlan(groups, manifest.missing if manifest else [], registries)
+
+
+def publish_folder(plan: FolderPlan, *, index_url: str | None = None, jobs: int = 4, retries: int = 6,
+                   timeout: float = 60.0, allow_insecure_http: bool | None = None,
+                   progress: Progress | None = None) -> list[Result]:
+    """Publish every group of `plan` to its destination, each release's `-variants.json` last."""
+    results: list[Result] = []
+    for dest, items in plan.groups.items():
+        target = target_for(dest, plan.registries, index_url)
+        log.info("publishing %d wheel(s) to %s", len(items), secrets.scrub(str(target)))
+        publisher = Publisher(target, jobs=jobs, retries=retries, timeout=timeout, progress=progress,
+                              allow_insecure_http=allow_insecure_http)
+        done = publisher.publish(items)
+        results += done + publish_index_files(publisher, items, done, load_catalog())
+    return results
+
+
+def publish_index_files(publisher, wheels: list[tuple[Path, str]], results: list, catalog: Catalog) -> list:
+    """Upload the `{name}-{version}-variants.json` of the variant wheels just published, last
+    (uv installs the plain wheel until it appears), under the rules of wheels: the same bytes on
+    the registry are skipped, other bytes are an error (registries cannot replace a file). Not
+    uploaded while a wheel of its release failed. Returns publish.Result per file."""
+    import tempfile
+
+
+    paths = [p for p, _ in wheels]
+    variant = [p for p in paths if parse_wheel_name(p.name).label]
+    if not variant:
+        return []
+    status = {r.file: r.status for r in results}
+    from packaging.utils import canonicalize_name
+
+    projects = sorted({canonicalize_name(parse_wheel_name(p.name).name) for p in variant})
+    hosted = {name: publisher.index(name) for name in projects}
+    out = []
+    for fname, (project, data) in wanted_index_files(variant, hosted, catalog).items():
+        digest = hashlib.sha256(data).hexdigest()
+        release = [p for p in paths if index_file_name(parse_wheel_name(p.name)) == fname]
+        failed = [p.name for p in release if status.get(p.name) == "failed"]
+        there = hosted[project].get(fname, "absent") if fname in hosted[project] else "absent"
+        if failed:
+            out.append(Result(fname, "failed", f"not uploaded: {failed[0]} of its release failed"))
+        elif there == digest:
+            out.append(Result(fname, "skipped", "already published"))
+        elif there != "absent":
+            out.append(Result(fname, "failed", f"the registry has another {fname} (sha256 {there}), which it cannot "
+                              "replace: delete that file on the registry (GitLab: Deploy > Package registry, the "
+                              "version, delete the file) and publish again; until then uv sees the old levels"))
+        else:
+            meta = wheel_metadata(release[0])
+            with tempfile.TemporaryDirectory(prefix="ciwheels-variants-") as tmp:
+                path = Path(tmp) / fname
+                path.write_bytes(data)
+                st, detail, attempts = publisher.upload(path, digest, meta)
+            if st == "duplicate":
+                again = publisher.index(project).get(fname)
+                st, detail = ("skipped", "published meanwhile") if again == digest else \
+                    ("failed", f"the registry already has another {fname}")
+            elif st == "failed" and detail.startswith("HTTP 400"):
+                detail += (" (pypiserver and devpi accept only wheels and sdists: without this file uv installs "
+                           "the baseline; serve it from a registry that stores any file, e.g. GitLab's)")
+            out.append(Result(fname, st, detail, attempts))
+            if st == "uploaded" and publisher.index(project).get(fname) != digest:
+                out[-1] = Result(fname, "failed", "not listed in the index with its sha256 after publishing", attempts)
+    return out

@@ -16,7 +16,17 @@ from pathlib import Path
 
 from ciwheels.catalog import Catalog, load_catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import open_regular
+from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
+from ciwheels.dist.artifacts import MANIFEST, REPORT, read_manifest, read_report
+from ciwheels.dist.variants import (
+    installed_variant,
+    level_of,
+    read_variant_json,
+    variant_json_in,
+)
 from ciwheels.isa.families import family
+
 
 @dataclass
 class Finding:
@@ -101,7 +111,6 @@ def _members(z: zipfile.ZipFile, tmp: Path):
 
 
 def _wheel_arch(name: str) -> str:
-    from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 
     try:
         tags = parse_wheel_name(name).tags  # a wheel variant's label is not a tag
@@ -116,7 +125,6 @@ def _wheel_arch(name: str) -> str:
 
 def recorded_level(wheel: Path) -> str | None:
     """The level recorded at build time: a build report or a gather manifest beside the wheel."""
-    from ciwheels.dist.artifacts import MANIFEST, REPORT, read_manifest, read_report
 
     report = wheel.parent / REPORT
     if report.exists():
@@ -137,13 +145,12 @@ def recorded_level(wheel: Path) -> str | None:
     return None
 
 
-def variant_level(wheel: Path, arch: str, catalog: Catalog) -> str | None:
-    """A wheel variant's level, read from its variant.json (PEP 825)."""
-    from ciwheels.dist.variants import level_of, read_variant_json
-    from ciwheels.core.wheel import parse_wheel_name
-
+def variant_level(wheel: Path, arch: str, catalog: Catalog, z: zipfile.ZipFile | None = None) -> str | None:
+    """A wheel variant's level, read from its variant.json (PEP 825); `z`: the wheel, opened."""
     label = parse_wheel_name(wheel.name).label
-    data = read_variant_json(wheel) if label else None
+    if not label:
+        return None
+    data = variant_json_in(z, wheel.name) if z is not None else read_variant_json(wheel)
     level = level_of(data, label, arch, catalog) if data else None
     return level.name if level else None
 
@@ -157,8 +164,6 @@ def verify_binary(path: Path, level_name: str | None, catalog: Catalog) -> list[
     that of the installed wheel variant whose RECORD lists it (its dist-info's variant.json)."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
-
-    from ciwheels.dist.variants import installed_variant, level_of
 
     if not path.is_file() or path.stat().st_size > MAX_MEMBER:
         raise CiwheelsError(f"{path}: not a regular file within {MAX_MEMBER >> 30} GiB")
@@ -196,27 +201,36 @@ def verify_wheel(wheel: Path, level_name: str | None = None, catalog: Catalog | 
     catalog = catalog or load_catalog()
     if wheel.suffix != ".whl":
         return verify_binary(wheel, level_name, catalog)
+    import os
+
     arch = _wheel_arch(wheel.name)
-    level_name = level_name or recorded_level(wheel) or variant_level(wheel, arch, catalog)
-    if arch not in catalog.arches:
-        raise CiwheelsError(f"{wheel.name}: no ISA levels for platform {arch!r}")
-    if level_name is None:
-        raise CiwheelsError(f"{wheel.name}: no ISA level recorded beside it (build-report.json or manifest.json)",
-                            hint="pass --isa LEVEL")
-    canon = catalog.level_alias(arch, level_name)
-    if canon is None:
-        raise CiwheelsError(f"{wheel.name}: {level_name!r} is not an ISA level of {arch}", value=level_name,
-                            allowed=[lv.name for lv in catalog.arches[arch].levels])
+    # the wheel is opened once, as an untrusted file: not a link, FIFO or device (a FIFO named
+    # like a wheel would block), then read as a zip (a file that is not one is an error)
+    f = os.fdopen(open_regular(wheel, "wheel", 64 << 30), "rb")
+    try:
+        z = zipfile.ZipFile(f)
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as e:
+        f.close()
+        raise CiwheelsError(f"{wheel}: cannot open the wheel ({e})") from None
+    try:
+        level_name = level_name or recorded_level(wheel) or variant_level(wheel, arch, catalog, z)
+        if arch not in catalog.arches:
+            raise CiwheelsError(f"{wheel.name}: no ISA levels for platform {arch!r}")
+        if level_name is None:
+            raise CiwheelsError(f"{wheel.name}: no ISA level recorded beside it (build-report.json or manifest.json)",
+                                hint="pass --isa LEVEL")
+        canon = catalog.level_alias(arch, level_name)
+        if canon is None:
+            raise CiwheelsError(f"{wheel.name}: {level_name!r} is not an ISA level of {arch}", value=level_name,
+                                allowed=[lv.name for lv in catalog.arches[arch].levels])
+    except BaseException:
+        z.close()
+        f.close()
+        raise
     level = catalog.levels[canon]
     fam = family(arch, catalog)
-    if not wheel.is_file():  # a FIFO or device named like a wheel would block or never end
-        raise CiwheelsError(f"{wheel} is not a regular file")
-    try:
-        z = zipfile.ZipFile(wheel)
-    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as e:
-        raise CiwheelsError(f"{wheel}: cannot open the wheel ({e})") from None
     findings = []
-    with z, tempfile.TemporaryDirectory(prefix="ciwheels-verify-") as tmp:
+    with f, z, tempfile.TemporaryDirectory(prefix="ciwheels-verify-") as tmp:
         for member in _members(z, Path(tmp)):
             def finding(needs: str, status: str, reason: str) -> Finding:
                 return Finding(wheel.name, member.name, arch, level.name, needs, status, reason)
@@ -257,3 +271,34 @@ def _inspect(path: Path, arch: str, fam, level, dropped, finding) -> Finding:
 
 def as_json(findings: list[Finding]) -> str:
     return json.dumps([asdict(f) for f in findings], indent=1)
+
+
+def verdict(findings, level, can_tell: bool) -> tuple[str, str]:
+    """THE verdict on one wheel's binaries against its level, for build (the report's status)
+    and `ciwheels verify` (its exit code) alike: (status, why). A binary above the level, or
+    unreadable (it may hide one), is "isa-mismatch"; above the baseline, where the family can
+    tell, a wheel must show the level, else "isa-unproven"; otherwise "ok"."""
+    too_high = [f for f in findings if f.status in ("too-high", "unreadable")]  # unreadable: may hide a level
+    if too_high:
+        return "isa-mismatch", f"{too_high[0].member} {too_high[0].reason}"
+    if level.baseline or not can_tell:
+        return "ok", ""
+    if not findings:
+        return "isa-unproven", f"no binary in the wheel shows {level.name}"
+    weak = [f for f in findings if f.status in ("undetermined", "below")]
+    if weak:
+        return "isa-unproven", f"{weak[0].member}: {weak[0].reason}"
+    return "ok", ""
+
+
+def verdicts(findings: list[Finding], catalog: Catalog | None = None) -> dict[str, tuple[str, str]]:
+    """{wheel (or binary): verdict} of `verify_wheel`'s findings, wheel by wheel."""
+    catalog = catalog or load_catalog()
+    by_wheel: dict[str, list[Finding]] = {}
+    for f in findings:
+        by_wheel.setdefault(f.wheel, []).append(f)
+    out = {}
+    for wheel, group in by_wheel.items():
+        level = catalog.levels[group[0].level]
+        out[wheel] = verdict(group, level, family(group[0].arch, catalog).can_tell)
+    return out

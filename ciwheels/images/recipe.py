@@ -7,25 +7,28 @@ manylinux policy. The CPython tarballs come from `pysources` (sha256-checked, ca
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import tempfile
 import collections
 import contextlib
 import hashlib
 import json
+import os
 import re
+import shutil
+import signal
+import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ciwheels.catalog import load_catalog
+from ciwheels.catalog.images import image_catalog
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import get_logger
-from ciwheels.catalog.images import image_catalog
 from ciwheels.core.resources import cache_dir, data_dir
+from ciwheels.images import sources as pysources
+from ciwheels.net.http import host_ca_bundle
 
 log = get_logger("image")
 
@@ -110,7 +113,6 @@ def debootstrap(arch: str) -> Path:
 
 def default_pythons(arch: str) -> tuple[str, ...]:
     """Every CPython the catalog builds for `arch` on glibc (free-threaded ones included)."""
-    from ciwheels.catalog import load_catalog
 
     return tuple(p.id for p in load_catalog().pythons.values()
                  if p.implementation == "cpython" and p.status in ("supported", "eol")
@@ -167,7 +169,6 @@ def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_s
     """Build the image of `recipe`; returns what it carries (the facts of ciwheels.json and the
     tags). The image is tagged by the recipe's digest too, and an image of that digest is
     reused unless the caller removed it."""
-    from ciwheels.images import sources as pysources
 
     cat = image_catalog()
     arch = recipe.arch
@@ -223,7 +224,6 @@ def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_s
 
 
 def host_ca_bundle_file() -> Path | None:
-    from ciwheels.net.registry import host_ca_bundle
 
     found = host_ca_bundle()
     return Path(found) if found else None

@@ -10,14 +10,9 @@ the right hash is used without any network."""
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
-import socket
-import ssl
 import string
 import tempfile
-import threading
-import time
 import tomllib
 import urllib.error
 import urllib.parse
@@ -26,16 +21,16 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath
 
+from ciwheels.catalog import load_catalog
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import get_logger
-from ciwheels.core.resources import data_dir
+from ciwheels.core.resources import cache_dir, data_dir
+from ciwheels.net.http import HttpClient
 
 log = get_logger("pysources")
 
 CATALOG = "matrix/catalog/cpython.toml"  # as errors name it
 MAX_BYTES = 200 << 20  # a CPython tarball is 20-40 MB; anything past this is not one
-CONNECT_TIMEOUT = 30.0  # seconds to open a connection
-READ_TIMEOUT = 60.0  # seconds without a byte, once connected
 DEADLINE = 1800.0  # seconds for a whole download, however the server trickles
 ATTEMPTS = 3  # tries of one URL on connection errors, timeouts, 5xx and 429
 BACKOFF = 2.0  # seconds before the second try, doubled for each further one
@@ -100,7 +95,6 @@ def mirror_names() -> tuple[str, ...]:
 
 def minor_of(python: str) -> str:
     """The X.Y of a catalog CPython: "cp314t" -> "3.14" (also its aliases: "3.14t")."""
-    from ciwheels.catalog import load_catalog
 
     cat = load_catalog()
     cpythons = [p.id for p in cat.pythons.values() if p.implementation == "cpython"]
@@ -191,12 +185,11 @@ def sha256_of(path: Path) -> str:
 
 
 def fetch(minor: str, *, mirror: str | None = None, cache: Path | None = None, max_bytes: int = MAX_BYTES,
-          deadline: float = DEADLINE, read_timeout: float = READ_TIMEOUT, attempts: int = ATTEMPTS) -> Path:
+          deadline: float = DEADLINE, attempts: int = ATTEMPTS) -> Path:
     """The verified tarball of `minor` in `<cache>/sources/` (default cache: ciwheels.image's),
     downloaded (or copied from a folder mirror) unless the cache already has it with the pinned
     sha256. A file with another hash is never kept."""
     if cache is None:
-        from ciwheels.core.resources import cache_dir
 
         cache = cache_dir()
     src = source_for(minor, mirror)
@@ -219,13 +212,12 @@ def fetch(minor: str, *, mirror: str | None = None, cache: Path | None = None, m
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users of the cache
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "w+b") as out:
             if src.url.startswith("file:"):
                 actual, size = _copy(Path(urllib.request.url2pathname(urllib.parse.urlsplit(src.url).path)), out,
                                      max_bytes)
             else:
-                actual, size = _download(src.url, out, max_bytes=max_bytes, deadline=deadline,
-                                         read_timeout=read_timeout, attempts=attempts)
+                actual, size = _download(src.url, out, max_bytes=max_bytes, deadline=deadline, attempts=attempts)
         if actual != src.sha256:
             raise CiwheelsError(f"{src.url} has sha256 {actual}, but {CATALOG} pins {src.sha256} for Python "
                                 f"{src.version}; the file was not kept",
@@ -253,155 +245,24 @@ def _copy(path: Path, out, max_bytes: int) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-class _Retry(Exception):
-    """A failure worth another attempt (connection trouble, a timeout, 5xx, 429)."""
-
-
-class _Watchdog:
-    """Shuts the connections of one download down at its deadline, so that no server makes a
-    read (of headers or body) last longer, whatever it trickles. It holds a duplicate of each
-    connection's socket (shutting one down ends the connection for all its descriptors, and a
-    TLS socket object is left alone) and closes them at `finish`, after which it cuts nothing."""
-
-    def __init__(self, seconds: float) -> None:
-        self.expired = False
-        self._socks: list[socket.socket] = []
-        self._done = False
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._cut)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def add(self, sock: socket.socket) -> None:
-        with self._lock:
-            dup = socket.socket(fileno=os.dup(sock.fileno()))
-            self._socks.append(dup)
-            if self.expired and not self._done:  # connected (a redirect's target) after the deadline
-                try:
-                    dup.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def _cut(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self.expired = True
-            for dup in self._socks:
-                try:
-                    dup.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def finish(self) -> None:
-        self._timer.cancel()
-        with self._lock:
-            self._done = True
-            for dup in self._socks:
-                dup.close()
-            self._socks.clear()
-
-
-@cache
-def _tls_context(cafile: str | None) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=cafile)
-
-
-def _opener(watchdog: _Watchdog, read_timeout: float) -> urllib.request.OpenerDirector:
-    """urllib with connections that open within CONNECT_TIMEOUT, wait at most `read_timeout` for
-    each read, are known to the watchdog, and trust the machine's CA bundle."""
-    from ciwheels.net.registry import host_ca_bundle
-
-    def bounded(cls):
-        class Conn(cls):
-            def connect(self) -> None:
-                def create(address, timeout=None, source_address=None):
-                    sock = socket.create_connection(address, min(CONNECT_TIMEOUT, read_timeout), source_address)
-                    sock.settimeout(read_timeout)
-                    watchdog.add(sock)
-                    return sock
-
-                self._create_connection = create
-                super().connect()
-
-        return Conn
-
-    http_conn, https_conn = bounded(http.client.HTTPConnection), bounded(http.client.HTTPSConnection)
-    context = _tls_context(host_ca_bundle())
-
-    class Http(urllib.request.HTTPHandler):
-        def http_open(self, req):
-            return self.do_open(http_conn, req)
-
-    class Https(urllib.request.HTTPSHandler):
-        def https_open(self, req):
-            return self.do_open(https_conn, req, context=context)
-
-    return urllib.request.build_opener(Http(), Https(context=context))
-
-
-def _download(url: str, out, *, max_bytes: int, deadline: float, read_timeout: float, attempts: int) -> tuple[str, int]:
-    """Download `url` into `out` (truncated first on each attempt): (sha256, size)."""
-    last = ""
-    for attempt in range(1, max(1, attempts) + 1):
-        if attempt > 1:
-            delay = BACKOFF * 2 ** (attempt - 2)
-            log.info(f"{url}: {last}; trying again in {delay:g} s (attempt {attempt} of {attempts})")
-            time.sleep(delay)
-        out.seek(0)
-        out.truncate()
-        try:
-            return _attempt(url, out, max_bytes=max_bytes, deadline=deadline, read_timeout=read_timeout)
-        except _Retry as e:
-            last = str(e)
-    tries = f"{attempts} attempt" + ("s" if attempts != 1 else "")
-    raise CiwheelsError(f"cannot download {url}: {last} (gave up after {tries})", hint=_SOURCE_HINT)
-
-
-def _attempt(url: str, out, *, max_bytes: int, deadline: float, read_timeout: float) -> tuple[str, int]:
-    watchdog = _Watchdog(deadline)
-    opener = _opener(watchdog, read_timeout)
-    h, size = hashlib.sha256(), 0
-    request = urllib.request.Request(url, headers={"User-Agent": "ciwheels (CPython source fetch)"})
+def _download(url: str, out, *, max_bytes: int, deadline: float, attempts: int) -> tuple[str, int]:
+    """Download `url` into `out` through net/http.py's client (each attempt within `deadline`
+    seconds in all, at most `max_bytes`, retried on connection errors, timeouts, 5xx and 429):
+    (sha256, size)."""
+    client = HttpClient(retries=attempts, timeout=deadline, backoff=BACKOFF, max_response=max_bytes)
+    log.info(f"downloading {url}")
     try:
-        log.info(f"downloading {url}")
-        with opener.open(request) as resp:
-            length = resp.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes:
-                raise CiwheelsError(f"{url} announces {int(length)} bytes, more than the {max_bytes} a CPython "
-                                    "tarball may have; not downloaded")
-            started, reported = time.monotonic(), time.monotonic()
-            while chunk := resp.read1(1 << 16):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise CiwheelsError(f"{url} sent more than {max_bytes} bytes, more than a CPython tarball has; "
-                                        "the download was stopped and not kept")
-                h.update(chunk)
-                out.write(chunk)
-                if time.monotonic() - reported > 5:
-                    reported = time.monotonic()
-                    total = f" of {int(length) / 1e6:.1f}" if length and length.isdigit() else ""
-                    log.info(f"{url}: {size / 1e6:.1f}{total} MB in {reported - started:.0f} s")
-            if watchdog.expired:  # the cut ends the body as if the server had closed it
-                raise CiwheelsError(f"cannot download {url}: no complete answer within {deadline:g} s",
-                                    hint=_SOURCE_HINT)
-            if length and length.isdigit() and size != int(length):
-                raise _Retry(f"the answer ended after {size} of {int(length)} bytes")
-    except urllib.error.HTTPError as e:
-        e.close()
-        if e.code >= 500 or e.code == 429:
-            raise _Retry(f"HTTP {e.code} {e.reason}") from None
-        raise CiwheelsError(f"cannot download {url}: HTTP {e.code} {e.reason}", hint=_SOURCE_HINT) from None
-    except (OSError, http.client.HTTPException) as e:
-        if watchdog.expired:
-            raise CiwheelsError(f"cannot download {url}: no complete answer within {deadline:g} s",
-                                hint=_SOURCE_HINT) from None
-        if isinstance(e, urllib.error.URLError) and isinstance(e.reason, ssl.SSLCertVerificationError):
-            raise CiwheelsError(f"cannot download {url}: {e.reason}", hint=_SOURCE_HINT) from None
-        reason = e.reason if isinstance(e, urllib.error.URLError) else e
-        raise _Retry(str(reason) or type(reason).__name__) from None
-    finally:
-        watchdog.finish()
+        resp, _ = client.request("GET", url, f"cannot download {url}", follow_redirects=True, sink=out)
+    except CiwheelsError as e:
+        raise CiwheelsError(str(e), hint=_SOURCE_HINT) from None
+    if resp.status_code != 200:
+        raise CiwheelsError(f"cannot download {url}: HTTP {resp.status_code} {resp.reason}", hint=_SOURCE_HINT)
+    out.flush()
+    out.seek(0)
+    h, size = hashlib.sha256(), 0
+    while chunk := out.read(1 << 20):
+        h.update(chunk)
+        size += len(chunk)
     return h.hexdigest(), size
 
 

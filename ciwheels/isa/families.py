@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
-from ciwheels.catalog import Catalog, IsaLevel
+from ciwheels.catalog import Catalog, IsaLevel, load_catalog
 from ciwheels.core.errors import CiwheelsError
 
 Compiles = Callable[[str], tuple[bool, str]]  # flags -> (accepted, compiler's stderr)
@@ -46,7 +46,6 @@ def read_host(source: str) -> str:
 def host_arch() -> str:
     import platform
 
-    from ciwheels.catalog import load_catalog
 
     machine = platform.machine()
     return load_catalog().arch_alias(machine) or machine

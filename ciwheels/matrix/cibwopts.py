@@ -11,9 +11,9 @@ import shlex
 from dataclasses import replace
 from typing import Any
 
-from ciwheels.matrix.cascade import combine_isa
 from ciwheels.catalog import LIBC_PLATFORM, Catalog, Python
 from ciwheels.isa.families import family
+from ciwheels.matrix.cascade import combine_isa
 from ciwheels.matrix.model import Cell, Origin
 
 CONSTRAINTS_FILE = "/tmp/ciwheels-build-constraints.txt"

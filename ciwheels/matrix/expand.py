@@ -6,7 +6,7 @@ minus `exclude` entries (partial match), minus cells the catalog says cannot exi
 
 from __future__ import annotations
 
-from ciwheels.catalog import LIBC_PLATFORM, Catalog
+from ciwheels.catalog import LIBC_PLATFORM, Catalog, load_catalog, variant_arches
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.matrix.load import describe_path
 from ciwheels.matrix.model import Cell, Dropped, Expansion, Origin
@@ -138,13 +138,13 @@ def check_level_clashes(expansion: Expansion) -> None:
     keep levels apart in one registry: a variant's label is part of its file name."""
     seen: dict[tuple, Cell] = {}
     for cell in expansion.cells:
-        key = (cell.package, cell.version, cell.python, cell.libc, cell.arch, cell.policy, cell.registry,
-               cell.variant)
+        key = (cell.package, cell.version, cell.python, cell.libc, cell.arch, cell.policy,
+               cell.destination.key if cell.destination else "", cell.variant)
         other = seen.setdefault(key, cell)
         if other is cell or other.isa == cell.isa:
             continue
         where = cell.origins.get("isa")
-        dest = f"registry {cell.registry!r}" if cell.registry else "the default registry (none is named)"
+        dest = cell.destination.source if cell.destination else "the default registry (none is named)"
         raise CiwheelsError(
             f"cells {other.id} and {cell.id} would publish two different wheels with one file name to {dest}: "
             f"wheel tags cannot tell ISA levels apart",
@@ -157,7 +157,5 @@ def check_level_clashes(expansion: Expansion) -> None:
 
 
 def _variant_arches() -> list[str]:
-    from ciwheels.catalog import load_catalog
-    from ciwheels.catalog import variant_arches
 
     return variant_arches(load_catalog())

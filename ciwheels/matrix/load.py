@@ -3,6 +3,7 @@ every value came from (file, line, column) for errors and for `ciwheels explain`
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from ciwheels.catalog import Catalog, load_catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.matrix.cron import problem
 from ciwheels.matrix.schema import matrix_schema
 
 Path_ = tuple[str | int, ...]  # a location inside the document: ("exclude", 0, "arch")
@@ -274,18 +276,24 @@ class _Validator:
             raise self.doc.error(
                 path, f"{describe_path(path)} must be {_shape(schema)}, not {_TYPE_NAMES.get(actual, actual)}{shown}",
                 hint=hint)
+        if "const" in schema and (actual in ("object", "array") or _plain(node) != schema["const"]):
+            shown = f" {_plain(node)!r}" if actual not in ("object", "array", "tagged") else ""
+            raise self.doc.error(path, f"{describe_path(path)} must be {schema['const']!r}, not "
+                                 f"{_TYPE_NAMES.get(actual, actual)}{shown}")
         if actual == "object":
             return self._object(node, schema, path)
         if actual == "array":
             return self._array(node, schema, path)
         value = _plain(node)
+        if actual == "number" and not math.isfinite(value):
+            raise self.doc.error(path, f"{describe_path(path)} must be a finite number, not {value}",
+                                 hint="YAML reads .nan, .inf and numbers too large for a float (1e400) as such")
         if "enum" in schema and value not in schema["enum"]:
             what = schema.get("title") or next((p for p in reversed(path) if isinstance(p, str)), "value")
             allowed = [v for v in schema.get("x-names", schema["enum"]) if v in schema["enum"]]
             raise self.doc.error(path, self._better(path, value) or f"unknown {what} {value!r} in {describe_path(path)}",
                                  value=value, allowed=allowed)
         if schema.get("x-format") == "cron" and isinstance(value, str):
-            from ciwheels.matrix.cron import problem
 
             wrong = problem(value)
             if wrong:
@@ -310,7 +318,8 @@ class _Validator:
             try:
                 return self.walk(node, option, path)
             except CiwheelsError as e:
-                if _type_ok(actual, option.get("type", actual)) or "enum" in option and "type" not in option:
+                kind = option.get("type", _type_of(option["const"]) if "const" in option else actual)
+                if _type_ok(actual, kind) or "enum" in option and "type" not in option:
                     errors.append(e)
         if len(errors) == 1:
             raise errors[0]

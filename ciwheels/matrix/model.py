@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
+
 
 @dataclass(frozen=True, slots=True)
 class Origin:
@@ -35,6 +37,24 @@ class Registry:
     @property
     def simple(self) -> str:
         return (self.index or f"{self.url.rstrip('/')}/simple").rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a cell's wheels are published, decided once (matrix/destination.py) and read by the
+    clash check, plan, status, build's dependency indexes and publish. No credentials: those are
+    decided per request and per host (net/auth.py)."""
+
+    registry: str  # the matrix's registry name; "" for the environment's default registry
+    url: str  # upload URL, without userinfo
+    index: str  # simple index URL, without userinfo
+    source: str  # why this one, for messages: "registry 'fast' (matrix/wheels.yaml:7)", "CIWHEELS_REPOSITORY_URL"
+    url_with_credentials: str = field(default="", repr=False, compare=False)  # as given, userinfo and all
+
+    @property
+    def key(self) -> str:
+        """What two destinations are the same registry by."""
+        return self.url.rstrip("/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +94,7 @@ class Cell:
     version: str = ""
     matrix_file: str = ""
     registry: str = ""  # name of the registry the cell's wheels are published to ("" = none named)
+    destination: Destination | None = None  # where its wheels go (matrix/destination.py); None: nowhere known
     origins: dict[str, Origin] = field(default_factory=dict, compare=False)
     notes: tuple[str, ...] = ()
     isa_environment: dict[str, str] = field(default_factory=dict)  # the ISA family's flags for the level
@@ -197,7 +218,6 @@ def wheel_matches(filename: str, cell: Cell) -> bool:
     platform kind and arch must agree (the policy version may be lower: auditwheel tags the
     oldest policy a wheel satisfies). An abi3 wheel (cp36-abi3) serves every CPython from its
     version on, free-threaded ones excepted."""
-    from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 
     try:
         tags = parse_wheel_name(filename).tags  # plain or variant: the tags are those of the plain name

@@ -15,10 +15,12 @@ from typing import Any
 
 import bracex
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
-from ciwheels.catalog import Catalog
+from ciwheels.catalog import Catalog, variant_arches
+from ciwheels.catalog.images import base_glibc, image_catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.versions import is_version
+from ciwheels.core.installspec import unreachable
 from ciwheels.matrix.load import MatrixDoc, Path_, describe_path, validate_data
 from ciwheels.matrix.model import Origin, Registry, Runner
 from ciwheels.matrix.schema import settings_properties
@@ -189,6 +191,7 @@ class RenderSettings:
     fetch_depth: int | None = None  # None: 0 for projects versioned from git, else 1
     submodules: bool | str = False
     emulated_jobs: str = "per-cell"
+    tag_publish: str = "all-or-nothing"  # or "what-built": a tag publishes what built
 
 
 @dataclass
@@ -278,6 +281,15 @@ def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
         value = chosen.get(key, defaults[key])
         return None if value is False else value
 
+    if chosen.get("ciwheels") is not None:
+        why = unreachable(str(chosen["ciwheels"]))
+        if why:
+            doc = next(d for d in docs if d.file == origin)
+            raise doc.error(("render", "ciwheels"), f"render.ciwheels: the CI jobs pip-install this requirement, "
+                            f"and {why}; name one a hosted runner can install: an index version "
+                            '("ciwheels==X.Y"), "ciwheels @ git+https://HOST/REPO@COMMIT", or a path relative to '
+                            "the repository", value=chosen["ciwheels"])
+
     return RenderSettings(
         github=path("github"),
         gitlab=path("gitlab"),
@@ -295,6 +307,7 @@ def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
         fetch_depth=chosen.get("fetch-depth"),
         submodules=chosen.get("submodules", False),
         emulated_jobs=chosen.get("emulated-jobs", "per-cell"),
+        tag_publish=chosen.get("tag-publish", "all-or-nothing"),
     )
 
 
@@ -304,7 +317,6 @@ def build_image_specs(value: list | dict | None, doc: MatrixDoc | None, catalog:
     one the base's glibc allows (bases.toml)."""
     if not value or doc is None:
         return ()
-    from ciwheels.catalog.images import base_glibc, image_catalog
 
     images = image_catalog()
     glibc_of = base_glibc()
@@ -500,8 +512,9 @@ class _Normaliser:
         for arch_name, r in d.get("runners", {}).items():
             arch = self.canon("arch", arch_name, ("runners", arch_name))
             gitlab = r.get("gitlab", [])
+            # emulated: true builds the arch under QEMU on x86_64 runners (also where hosted ones exist)
             runners[arch] = (Runner(r.get("github", str(defaults["render"]["github-runner"])),
-                                    tuple([gitlab] if isinstance(gitlab, str) else gitlab), False),
+                                    tuple([gitlab] if isinstance(gitlab, str) else gitlab), bool(r.get("emulated"))),
                              self.origin(("runners", arch_name)))
 
         excludes = [self.selector(e, ("exclude", i)) for i, e in enumerate(d.get("exclude", []))]
@@ -563,7 +576,6 @@ class _Normaliser:
     def variants(self, value, arches: list[str]) -> frozenset[str]:
         """`variants: true` (every arch an installer has a variant provider for) or a list of arches;
         an arch without a provider is an error: its levels need a registry each."""
-        from ciwheels.catalog import variant_arches
 
         able = variant_arches(self.cat)
         if value is True:
@@ -581,11 +593,10 @@ class _Normaliser:
         return frozenset(out)
 
     def version(self, value: str, path: Path_) -> str:
-        """A package version names a folder and a file: it must be a PEP 440 version."""
-        try:
-            Version(value)
-        except InvalidVersion:
-            raise self.doc.error(path, f"{value!r} is not a valid version (PEP 440)", value=value) from None
+        """A package version names a folder and a file: it must be a PEP 440 version (versions.is_version)."""
+        if not is_version(value):
+            raise self.doc.error(path, f"{value!r} is not a valid version (PEP 440), written exactly "
+                                 "(no spaces, no leading v)", value=value)
         return value
 
     def specifier(self, value: str, path: Path_) -> str:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ciwheels.matrix.cascade import cascade, combine_isa
 from ciwheels.catalog import Catalog
 from ciwheels.core.errors import CiwheelsError
-from ciwheels.matrix.cibwopts import selection_options, shared_options
 from ciwheels.isa.families import family
+from ciwheels.matrix.cascade import cascade, combine_isa
+from ciwheels.matrix.cibwopts import selection_options, shared_options
 from ciwheels.matrix.model import Cell, Origin, Runner
 from ciwheels.matrix.normalise import Include, MatrixSpec, Package, ProjectSpec
 
@@ -229,6 +229,11 @@ class Resolver:
             origins["publish_as"] = self.m.variants_origin
         if arch in self.m.runners:
             runner, origins["runner"] = self.m.runners[arch]
+        elif self.cat.arches[arch].hosted_github:
+            a = self.cat.arches[arch]
+            runner = Runner(a.hosted_github, a.hosted_gitlab, False)
+            origins["runner"] = self.catalog_origin(
+                f"arches.toml {arch}: hosted runners (GitHub {a.hosted_github}, gitlab.com {', '.join(a.hosted_gitlab)})")
         else:
             emulated = self.cat.arches[arch].host != "x86_64"
             runner = Runner(self.project.github_runner, (), emulated)

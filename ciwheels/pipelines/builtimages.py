@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 from ciwheels.catalog import Catalog
 from ciwheels.core.errors import CiwheelsError
-from ciwheels.images.recipe import image_repository
 from ciwheels.core.log import get_logger
+from ciwheels.images.recipe import Recipe, image_repository
+from ciwheels.matrix.expand import expand
 from ciwheels.matrix.model import Expansion
 from ciwheels.matrix.normalise import BuildImageSpec, ImageSpec, ProjectSpec
 
@@ -82,8 +83,6 @@ def recipe_of(built: BuildImageSpec, expansion: Expansion, catalog: Catalog) -> 
 def give_built_images(spec: ProjectSpec, expansion: Expansion, catalog: Catalog) -> Expansion:
     """The expansion again, its glibc cells on each `build-images` arch in the image of their
     recipe; `spec.built_images` records the images (for plan and render)."""
-    from ciwheels.matrix.expand import expand
-    from ciwheels.images.recipe import Recipe
 
     where = registry()
     images: dict[str, BuiltImage] = {}
@@ -101,13 +100,3 @@ def give_built_images(spec: ProjectSpec, expansion: Expansion, catalog: Catalog)
     for b in unused:
         log.warning("%s: no glibc cell builds on %s, so the pipelines build no %s image", b.origin, b.arch, b.arch)
     return expand(spec, catalog)
-
-
-def build_command(image: BuiltImage) -> list[str]:
-    """The `ciwheels image build` arguments that make the image (without --engine and --tag)."""
-    args = ["ciwheels", "image", "build", image.arch, "--base", image.spec.base]
-    for python in image.pythons:
-        args += ["--python", python]
-    if not image.spec.native_compilers:
-        args.append("--no-native-compilers")
-    return args

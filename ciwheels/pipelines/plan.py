@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ciwheels.catalog import Catalog
 from ciwheels.core.errors import CiwheelsError
-from ciwheels.matrix.expand import check_level_clashes
 from ciwheels.core.log import get_logger
+from ciwheels.matrix.expand import check_level_clashes
 from ciwheels.matrix.model import Cell, Expansion
 from ciwheels.matrix.normalise import ProjectSpec, RenderSettings
 
@@ -43,7 +43,6 @@ class Job:
 class Plan:
     jobs: tuple[Job, ...]
     settings: RenderSettings
-    matrix_files: tuple[str, ...]
     images: tuple = ()  # builtimages.BuiltImage: the images the pipelines build, by arch
 
 
@@ -99,7 +98,7 @@ def plan(expansion: Expansion, spec: ProjectSpec, catalog: Catalog) -> Plan:
         seen[job.id] = job
     _check_timeouts(jobs, spec, expansion)
     images = tuple(spec.built_images[a] for a in sorted(spec.built_images))
-    return Plan(tuple(jobs), spec.render, tuple(expansion.files), images)
+    return Plan(tuple(jobs), spec.render, images)
 
 
 def _check_timeouts(jobs: list[Job], spec: ProjectSpec, expansion: Expansion) -> None:
@@ -127,6 +126,13 @@ def _check_timeouts(jobs: list[Job], spec: ProjectSpec, expansion: Expansion) ->
             "%d job(s) have timeout-minutes above gitlab.com's default limit of %d minutes (%s: %d): raise the "
             "project's limit (Settings > CI/CD > General pipelines > Timeout) or the runner's, or lower it",
             len(long), gitlab_max, worst.id, worst.timeout_minutes)
+    if s.gitlab and spec.built_images and github_max > gitlab_max:  # the image jobs' timeout (gitlab.yml.j2)
+        names = ", ".join(f"ciwheels-image-{arch}" for arch in sorted(spec.built_images))
+        get_logger("plan").warning(
+            "the GitLab image job(s) %s have a timeout of %d minutes (building an image under QEMU takes hours), "
+            "above gitlab.com's default limit of %d minutes: raise the project's limit (Settings > CI/CD > "
+            "General pipelines > Timeout) or the runner's, or the job stops before the image is pushed",
+            names, github_max, gitlab_max)
 
 
 def _python_order(catalog: Catalog):
@@ -166,7 +172,7 @@ def keep_cells(plan_: Plan, keep: list[Cell], catalog: Catalog) -> Plan:
             pythons = tuple(sorted({python[c] for c in cells}, key=_python_order(catalog)))
             job = dataclasses.replace(job, cells=cells, pythons=pythons)
         jobs.append(job)
-    return Plan(tuple(jobs), plan_.settings, plan_.matrix_files, plan_.images)
+    return Plan(tuple(jobs), plan_.settings, plan_.images)
 
 
 def job_json(job: Job) -> dict:

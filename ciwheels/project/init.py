@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ciwheels.core.errors import CiwheelsError
+from ciwheels.catalog import LIBC_PLATFORM, load_catalog
+from ciwheels.core.errors import CiwheelsError, shorten
 from ciwheels.matrix.normalise import MAX_BRACE_EXPANSION, brace_patterns
+from ciwheels.matrix.schema import matrix_schema
+from ciwheels.project.open import open_project
 from ciwheels.project.workspace import default_branch, repository_top, requires_python
 
 
@@ -22,7 +25,6 @@ def _braces(pattern: str) -> tuple[str, ...]:
     """The expansion of one [tool.cibuildwheel] selector, with the matrix's bound."""
     patterns = brace_patterns(pattern)
     if patterns is None:
-        from ciwheels.core.errors import shorten
 
         raise CiwheelsError(f"[tool.cibuildwheel] selector {shorten(pattern)!r} expands to more than "
                             f"{MAX_BRACE_EXPANSION} patterns, the limit")
@@ -58,7 +60,6 @@ _ARCH_KEYWORDS = {"auto": ["x86_64"], "native": ["x86_64"], "auto64": ["x86_64"]
 
 def _schema_has(catalog, key: str, where: str = "settings") -> bool:
     """Whether this ciwheels' matrix schema has `key` (a setting, or a selector key)."""
-    from ciwheels.matrix.schema import matrix_schema
 
     schema = matrix_schema(catalog)
     if where == "settings":
@@ -142,7 +143,6 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.version import Version
 
-    from ciwheels.catalog import LIBC_PLATFORM, load_catalog
 
     cat = load_catalog()
     target = project / "matrix" / "wheels.yaml"
@@ -268,6 +268,11 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     render: dict = {}
     if branch:
         render["default-branch"] = branch
+    # what CI installs, recorded once: the rendered files then do not depend on who renders them
+    from ciwheels.pipelines.render import install_requirement
+
+    ciwheels_spec, spec_warning = install_requirement()
+    render["ciwheels"] = ciwheels_spec
     if github_only:
         render["gitlab"] = False
     if render:
@@ -282,7 +287,8 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         return s
 
     doc = CommentedMap()
-    for key, value in data.items():
+    # overrides last: an override appended to the file lands in them
+    for key, value in sorted(data.items(), key=lambda kv: kv[0] == "overrides"):
         if key in ("python", "libc", "arch"):
             doc[key] = flow(value)
         elif key == "exclude":
@@ -301,7 +307,6 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     yaml.width = 100
     with open(tmp, "w", encoding="utf-8") as f:
         yaml.dump(doc, f)
-    from ciwheels.project.open import open_project
 
     try:
         expansion = open_project(project, (tmp,)).expansion
@@ -318,6 +323,9 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     report.extend(f"not carried: {what}" for what in carry.not_carried)
     if branch:
         report.append(f"default branch: {branch} (render: {{default-branch: ...}} in the matrix)")
+    report.append(f"CI installs {ciwheels_spec} (render: {{ciwheels: ...}} in the matrix)")
+    if spec_warning:
+        report.append(f"WARNING: {spec_warning}")
     if github_only:
         report.append("GitHub-only project: no GitLab pipeline (render: {gitlab: false}); "
                       "`ciwheels init --gitlab` adds one")

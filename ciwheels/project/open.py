@@ -8,20 +8,34 @@ back into raw YAML for something an earlier stage already knew."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from ciwheels.builder.upstream import IndexCache, needs_resolving, resolve_versions
 from ciwheels.catalog import Catalog, load_catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import read_pyproject
+from ciwheels.core.log import get_logger
+from ciwheels.matrix import destination
 from ciwheels.matrix.expand import expand
 from ciwheels.matrix.load import MatrixDoc, load_files
 from ciwheels.matrix.model import Expansion, Registry
 from ciwheels.matrix.normalise import ProjectSpec, normalise
+from ciwheels.pipelines.builtimages import give_built_images
 from ciwheels.pipelines.plan import Plan, plan
-from ciwheels.pipelines.render import install_requirement, render_plan, versioned_from_git
-from ciwheels.project.workspace import find_matrix_files
-from ciwheels.builder.upstream import IndexCache, needs_resolving, resolve_versions
+from ciwheels.pipelines.render import (
+    install_requirement,
+    render_plan,
+    versioned_from_git,
+)
+from ciwheels.project.workspace import (
+    default_branch,
+    find_matrix_files,
+    repository_top,
+    requires_python,
+)
 
 
 @dataclass
@@ -46,16 +60,17 @@ class Project:
 
 
 def open_docs(root: Path, docs: list[MatrixDoc], catalog: Catalog | None = None,
-              files: list[Path] | None = None) -> Project:
-    """A project from documents already loaded (e.g. from a git revision)."""
+              files: list[Path] | None = None, *, repository_url: str | None = None) -> Project:
+    """A project from documents already loaded (e.g. from a git revision). `repository_url`:
+    the registry of cells the matrix sends nowhere (matrix/destination.py), else the environment's."""
     catalog = catalog or load_catalog()
     spec = normalise(docs, catalog)
     index = None
     if needs_resolving(spec):  # `versions: latest` or a selection: the only reason to read the index here
         index = resolve_versions(spec)
     expansion = expand(spec, catalog)
+    destination.assign(expansion, spec.registries, destination.environment_default(repository_url=repository_url))
     if spec.render.build_images:  # their digests need the cells' Pythons: see builtimages.py
-        from ciwheels.pipelines.builtimages import give_built_images
 
         expansion = give_built_images(spec, expansion, catalog)
     project = Project(root, catalog, files or [], docs, spec, expansion)
@@ -63,13 +78,14 @@ def open_docs(root: Path, docs: list[MatrixDoc], catalog: Catalog | None = None,
     return project
 
 
-def open_project(project: Path, matrix_paths: tuple[Path, ...] = (), *, display_root: Path | None = None) -> Project:
+def open_project(project: Path, matrix_paths: tuple[Path, ...] = (), *, display_root: Path | None = None,
+                 repository_url: str | None = None) -> Project:
     """Find, load, validate and expand the project's matrix files (PROJECT/matrix/*.yaml, or
     the --matrix paths). Files are shown relative to `display_root` (default: the current folder)."""
     catalog = load_catalog()
     files = find_matrix_files(project, matrix_paths)
     docs = load_files(files, catalog, root=display_root or Path.cwd())
-    opened = open_docs(project, docs, catalog, files)
+    opened = open_docs(project, docs, catalog, files, repository_url=repository_url)
     _check_requires_python(opened)
     return opened
 
@@ -80,8 +96,6 @@ def _check_requires_python(opened: Project) -> None:
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.version import Version
 
-    from ciwheels.core.files import read_pyproject
-    from ciwheels.project.workspace import requires_python
 
     own = [c for c in opened.expansion.cells if not c.package]
     if not own:
@@ -125,13 +139,9 @@ def expand_files(paths: list[Path], root: Path | None = None) -> Expansion:
 def render_project(project: Path, matrix_paths: tuple[Path, ...] = ()) -> tuple[Plan, dict[Path, str]]:
     """Open, plan and render a project: {absolute output path: text}. Output paths are confined
     to the project: `render: {github: ...}` cannot name a file outside it."""
-    from ciwheels.core.log import get_logger
-    from ciwheels.project.open import open_project
-    from ciwheels.project.workspace import default_branch, repository_top
-
     log = get_logger("render")
     opened = open_project(project, matrix_paths)
-    top, project_rel = repository_top(project)
+    top, project_rel = repository_top(project, _recorded_project(project, opened.plan.settings.github))
     matrix_rel = []
     for f in opened.files:
         try:
@@ -147,10 +157,19 @@ def render_project(project: Path, matrix_paths: tuple[Path, ...] = ()) -> tuple[
             log.warning("cannot read the default branch (no origin/HEAD, no current branch); the pipelines build "
                         "pushes to 'main': set render: {default-branch: NAME} in the matrix")
     spec = None
+    own, warning = install_requirement()
     if s.ciwheels is None:
-        spec, warning = install_requirement()
+        # a matrix from before init recorded it: the pipelines depend on who renders them
+        spec = own
         if warning:
             log.warning("%s", warning)
+        log.warning("the matrix does not say which ciwheels CI installs; the pipelines install %s, the one "
+                    "rendering now, so a render by another installation differs: record it with "
+                    "render: {ciwheels: %s} (ciwheels init does)", own, json.dumps(own))
+    elif s.ciwheels != own and not _is_relative_path(s.ciwheels):
+        # the matrix decides (a render is the same whoever runs it); say so when this one differs
+        log.warning("the pipelines install %s (render.ciwheels in %s); this ciwheels is %s: they render "
+                    "unchanged, update render.ciwheels to move CI to it", s.ciwheels, s.origin, own)
     outputs = render_plan(opened.plan, project_rel, matrix_rel, default_branch=branch,
                           fetch_depth=0 if versioned_from_git(project) else 1, ciwheels=spec)
     root = project.resolve()
@@ -162,3 +181,21 @@ def render_project(project: Path, matrix_paths: tuple[Path, ...] = ()) -> tuple[
                                 f"project {project}; give a path inside it, e.g. .github/workflows/ciwheels.yml")
         confined[project / rel] = text
     return opened.plan, confined
+
+
+def _recorded_project(project: Path, github: str | None) -> str | None:
+    """The project path (relative to the repository top) that the committed GitHub workflow
+    records, for rendering outside git the same files as inside it."""
+    import re
+
+    try:
+        text = (project / github).read_text(encoding="utf-8")[:1 << 16] if github else ""
+    except (OSError, UnicodeDecodeError):
+        return None
+    m = re.search(r'^  CIWHEELS_PROJECT: "([^"\n]*)"$', text, re.M)
+    return m.group(1) if m else None
+
+
+def _is_relative_path(spec: str) -> bool:
+    """A requirement that is a path inside the CI checkout ("." in the example)."""
+    return spec.startswith((".", "./", "../")) and "@" not in spec

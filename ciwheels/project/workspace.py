@@ -7,16 +7,22 @@ from pathlib import Path
 from ciwheels.core.errors import CiwheelsError
 
 
-def repository_top(project: Path) -> tuple[Path, str]:
-    """(the git repository's top, the project's folder relative to it); outside git, the
-    project itself and ".". CI jobs start at that top."""
+def repository_top(project: Path, recorded: str | None = None) -> tuple[Path, str]:
+    """(the git repository's top, the project's folder relative to it). CI jobs start at that
+    top. Outside git (an unpacked sdist, an exported tree): the folder `recorded` says (the
+    project path a previous render wrote into its files) when the project's path ends with it,
+    else the project itself and "."."""
     import subprocess
 
     try:
         top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=project, capture_output=True,
-                             text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return project.resolve(), "."
+                             text=True, check=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        here = project.resolve()
+        parts = Path(recorded).parts if recorded and recorded != "." else ()
+        if parts and ".." not in parts and not Path(recorded).is_absolute() and here.parts[-len(parts):] == parts:
+            return here.parents[len(parts) - 1], Path(*parts).as_posix()
+        return here, "."
     top_path = Path(top).resolve()
     return top_path, project.resolve().relative_to(top_path).as_posix() or "."
 

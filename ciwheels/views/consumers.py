@@ -4,24 +4,44 @@ our names could be taken on PyPI)."""
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_name
 
+from ciwheels.core import secrets as credentials
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.secrets import redact_url, split_userinfo
+from ciwheels.isa.families import family, host_arch, read_host
+from ciwheels.net.registry import RegistryClient
 
 if TYPE_CHECKING:
     from ciwheels.net.registry import RegistryClient
 
 
-def pip_config(name: str, index: str) -> str:
-    """`index`: the registry's simple index URL (credentials in it are left out: they belong in
-    ~/.netrc or a keyring, not in a config file printed to a terminal)."""
-    from ciwheels.core.secrets import split_userinfo
+def config_url(url: str, what: str = "the registry's index URL") -> str:
+    """A URL as it may be written into a pip or uv configuration: http(s), without credentials
+    (they belong in ~/.netrc or a keyring, not in a config file printed to a terminal), and
+    nothing that could end the line or the quoted string it stands in (a newline would add an
+    `index-url` line of its own). Anything else is a CiwheelsError."""
+    clean = split_userinfo(url)[0]
+    if re.search(r"[\x00-\x20\x7f-\x9f\"'\\<>`]", clean):
+        raise CiwheelsError(f"{what} {redact_url(url)!r} contains a space, a control character or a quote; "
+                            "it cannot be written into a pip or uv configuration")
+    parts = urllib.parse.urlsplit(clean)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CiwheelsError(f"{what} {redact_url(url)!r} is not an http(s) URL")
+    return clean.rstrip("/") + "/"
 
-    index = split_userinfo(index)[0].rstrip("/") + "/"
+
+def pip_config(name: str, index: str) -> str:
+    """`index`: the registry's simple index URL (config_url: credentials in it are left out)."""
+    index = config_url(index)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise CiwheelsError(f"the registry name {name!r} is not a plain name (letters, digits, . _ -)")
     return f"""\
 # pip: ~/.config/pip/pip.conf (or PIP_INDEX_URL={index})
 # Private GitLab projects also need credentials: a ~/.netrc entry for the host, or
@@ -53,7 +73,6 @@ def doctor(index: str, hosted: list[str], unhosted: str, pypi: str, timeout: flo
     manifest, or given); `unhosted`: a pure-Python package we do not host, to test the
     fall-through; `pypi`: the public index names are checked against. `client`: how to read the
     registry (default: without credentials); PyPI is always read without them."""
-    from ciwheels.net.registry import RegistryClient
 
     registry = client or RegistryClient.anonymous(index, retries=2, timeout=timeout,
                                                   allow_insecure_http=allow_insecure_http)
@@ -67,7 +86,6 @@ def doctor(index: str, hosted: list[str], unhosted: str, pypi: str, timeout: flo
         except CiwheelsError as e:
             return e
 
-    from ciwheels.core import secrets as credentials
 
     credentials.check_transport(registry.target.simple + "/", allow_insecure=registry.allow_insecure_http,
                                 has_credentials=bool(registry.target.username or registry.target.password))
@@ -122,7 +140,6 @@ class MachinePlan:
 def machine_level(catalog, level: str | None = None, read=None) -> tuple[str, str, str]:
     """(arch, level, how): `level` (a name or alias of any arch's level) or the detected level of
     this machine (families.host_level: ld.so --help on x86-64, /proc/cpuinfo on aarch64/riscv64)."""
-    from ciwheels.isa.families import family, host_arch, read_host
 
     if level:
         found = next((lv for lv in catalog.levels.values() if level == lv.name or level in lv.aliases), None)
@@ -152,7 +169,7 @@ def machine_plan(cells, registries: dict, catalog, arch: str, level: str, how: s
             if publish_as != "plain":
                 mechanism = publish_as if mechanism == "plain" else mechanism
             if reg and reg in registries and all(reg != r for r, _, _ in indexes):
-                indexes.append((reg, lv.name, registries[reg].simple + "/"))
+                indexes.append((reg, lv.name, config_url(registries[reg].simple, f"the index of registry {reg}")))
     return MachinePlan(arch, level, how, mechanism, indexes)
 
 
@@ -182,7 +199,6 @@ def level_fallthrough_checks(registries: dict, cells, hosted: list[str], *, clie
     """A level registry that hosts nothing of a name the baseline registry hosts answers with
     GitLab's redirect to PyPI: a machine pointed at the level registry first then gets PyPI's
     package of that name, not ours (dependency confusion). A warning per such name."""
-    from ciwheels.net.registry import RegistryClient
 
     levels = {}
     for c in cells:

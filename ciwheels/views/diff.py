@@ -11,7 +11,11 @@ from pathlib import Path
 
 from ciwheels.catalog import load_catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.matrix.load import load_files, load_matrix
 from ciwheels.matrix.model import Cell
+from ciwheels.net.gitlab import MARKER
+from ciwheels.project.open import open_docs
+from ciwheels.project.workspace import _yaml_in, find_matrix_files, repository_top
 
 # settings compared for a cell present on both sides
 _COMPARED = ("policy", "image", "custom_image", "environment", "cibw", "cibuildwheel", "patches", "runner",
@@ -86,16 +90,12 @@ def default_base(project: Path) -> str:
 
 
 def find_matrix_files_or_none(project: Path) -> list[Path]:
-    from ciwheels.project.workspace import _yaml_in
 
     return _yaml_in(Path(project) / "matrix")
 
 
 def _side(project: Path, spec: str | None, catalog) -> Side:
     """A side: None = the working tree; an existing path = matrix file(s); else a git revision."""
-    from ciwheels.matrix.load import load_files, load_matrix
-    from ciwheels.project.open import open_docs
-    from ciwheels.project.workspace import find_matrix_files
 
     if spec is None:
         if not find_matrix_files_or_none(project):
@@ -106,7 +106,6 @@ def _side(project: Path, spec: str | None, catalog) -> Side:
         docs = load_files(find_matrix_files(project, (Path(spec),)), catalog, root=Path.cwd())
         label = spec
     else:
-        from ciwheels.project.workspace import repository_top
 
         top, rel = repository_top(Path(project))
         prefix = "" if rel == "." else rel + "/"
@@ -209,9 +208,6 @@ def _short(value: object) -> str:
     return text if len(text) <= 100 else text[:97] + "..."
 
 
-MARKER = "<!-- ciwheels-matrix-diff -->"
-
-
 def format_markdown(d: Diff) -> str:
     lines = [MARKER, f"### ciwheels: matrix changes `{d.base}` → `{d.head}`", ""]
     if d.empty:
@@ -241,98 +237,3 @@ def _md(value: object) -> str:
     return _short(value).replace("|", "\\|").replace("`", "'")
 
 
-MAX_NOTE_PAGES = 50  # pages of 100 notes read to find ours; a server that always has a next page stops here
-MAX_API_RESPONSE = 16 << 20  # bytes of one GitLab API answer
-
-
-def post_gitlab_note(markdown: str, env: dict[str, str] | None = None, timeout: float = 30) -> str:
-    """Create or update the one merge-request note that carries the matrix diff (found by its
-    marker). Needs CI_API_V4_URL, CI_PROJECT_ID, CI_MERGE_REQUEST_IID and a project access token
-    in CIWHEELS_NOTE_TOKEN (job tokens cannot post notes). Returns what it did; raises
-    CiwheelsError (never with the token in it) when it could not. Bounded: at most
-    MAX_NOTE_PAGES pages, answers of at most MAX_API_RESPONSE bytes, each call within `timeout`
-    seconds in all; the token never goes over plain http to a host that is not loopback."""
-    import json
-    import os
-    import time
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    from ciwheels.core import secrets as credentials
-
-    env = dict(os.environ) if env is None else env
-    missing = [k for k in ("CI_API_V4_URL", "CI_PROJECT_ID", "CI_MERGE_REQUEST_IID", "CIWHEELS_NOTE_TOKEN")
-               if not env.get(k)]
-    if missing:
-        raise CiwheelsError(f"cannot post the merge-request note: {', '.join(missing)} not set")
-    token = env["CIWHEELS_NOTE_TOKEN"]
-    credentials.remember(token)
-    api, _, _ = credentials.split_userinfo(env["CI_API_V4_URL"].rstrip("/"))
-    credentials.check_transport(api, has_credentials=True, allow_insecure=credentials.insecure_allowed(env))
-    project = urllib.parse.quote(env["CI_PROJECT_ID"], safe="")
-    mr = urllib.parse.quote(env["CI_MERGE_REQUEST_IID"], safe="")
-    base = f"{api}/projects/{project}/merge_requests/{mr}/notes"
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):  # the token must not follow a redirect elsewhere
-            return None
-
-    opener = urllib.request.build_opener(NoRedirect)
-
-    def call(method: str, url: str, body: dict | None = None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, method=method,
-                                     headers={"PRIVATE-TOKEN": token, "Content-Type": "application/json"})
-        shown = credentials.scrub(url.split("?")[0])
-        deadline = time.monotonic() + timeout
-        try:
-            with opener.open(req, timeout=timeout) as resp:
-                chunks, size = [], 0
-                while True:
-                    chunk = resp.read(1 << 16)
-                    if not chunk:
-                        break
-                    size += len(chunk)
-                    if size > MAX_API_RESPONSE:
-                        raise CiwheelsError(f"GitLab's answer to {method} {shown} is larger than "
-                                            f"{MAX_API_RESPONSE >> 20} MiB, the limit")
-                    if time.monotonic() > deadline:
-                        raise CiwheelsError(f"GitLab did not finish answering {method} {shown} within {timeout:g}s")
-                    chunks.append(chunk)
-                raw = b"".join(chunks)
-                try:
-                    return json.loads(raw or b"null"), resp.headers
-                except (ValueError, RecursionError):
-                    raise CiwheelsError(f"GitLab answered {method} {shown} with something that is not JSON") \
-                        from None
-        except urllib.error.HTTPError as e:
-            raise CiwheelsError(f"GitLab answered {e.code} to {method} {shown}") from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = credentials.scrub(str(getattr(e, "reason", e)), {token})
-            raise CiwheelsError(f"cannot reach GitLab at {shown}: {reason}") from None
-
-    page, seen = "1", set()
-    for _ in range(MAX_NOTE_PAGES):
-        seen.add(page)
-        notes, headers = call("GET", f"{base}?per_page=100&page={urllib.parse.quote(page, safe='')}&sort=asc")
-        if not isinstance(notes, list):
-            raise CiwheelsError(f"GitLab answered the list of notes with {type(notes).__name__}, not a list "
-                                f"({credentials.scrub(json.dumps(notes)[:200])})")
-        for note in notes:
-            if isinstance(note, dict) and str(note.get("body", "")).startswith(MARKER):
-                note_id = note.get("id")
-                if not isinstance(note_id, int) or isinstance(note_id, bool):
-                    raise CiwheelsError(f"GitLab listed our note with the id {note_id!r}, not a number")
-                call("PUT", f"{base}/{note_id}", {"body": markdown})
-                return f"updated merge-request note {note_id}"
-        page = (headers.get("X-Next-Page") or "").strip()
-        if not page:
-            break
-        if not page.isdigit() or page in seen:
-            raise CiwheelsError(f"GitLab's X-Next-Page {page[:20]!r} is not a new page number; stopping")
-    else:
-        raise CiwheelsError(f"more than {MAX_NOTE_PAGES} pages of merge-request notes, the limit; not posting a "
-                            "second note")
-    created, _ = call("POST", base, {"body": markdown})
-    return f"created merge-request note {created.get('id') if isinstance(created, dict) else ''}".rstrip()

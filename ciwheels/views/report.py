@@ -44,6 +44,10 @@ def explain_cell(cell: Cell, catalog: Catalog, as_json: bool = False) -> str:
     ]
     if cell.registry:
         rows.append(("registry", cell.registry))
+    elif cell.destination:  # the environment's registry (matrix/destination.py, step 4)
+        rows.append(("registry", f"{cell.destination.url} (from {cell.destination.source})"))
+    else:
+        rows.append(("registry", "none: no registry selects it and none is set (CIWHEELS_REPOSITORY_URL)"))
     rows.append(("publish_as", publish_as_text(cell, catalog)))
     rows += [(f"environment.{k}", v) for k, v in cell.environment.items()]
     rows += [(f"cibuildwheel-options.{k}", json.dumps(v) if not isinstance(v, str) else v)
