@@ -4,7 +4,6 @@ an sdist, a checkout without tags and a tree without git still build."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil

@@ -9,6 +9,7 @@ from ciwheels.catalog import LIBC_PLATFORM, load_catalog
 from ciwheels.core.errors import CiwheelsError, shorten
 from ciwheels.matrix.normalise import MAX_BRACE_EXPANSION, brace_patterns
 from ciwheels.matrix.schema import matrix_schema
+from ciwheels.pipelines.render import install_requirement
 from ciwheels.project.open import open_project
 from ciwheels.project.workspace import default_branch, repository_top, requires_python
 
@@ -269,8 +270,6 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     if branch:
         render["default-branch"] = branch
     # what CI installs, recorded once: the rendered files then do not depend on who renders them
-    from ciwheels.pipelines.render import install_requirement
-
     ciwheels_spec, spec_warning = install_requirement()
     render["ciwheels"] = ciwheels_spec
     if github_only:
