@@ -43,7 +43,8 @@ open, never by changing the rendered files):
   repository variable would not reach the job: the workflow does not map one).
 
 Real builds need the x86_64 build image (the `test_images` session fixture; building it cold
-takes most of an hour)."""
+takes most of an hour). The failure memory alone needs none: the last test runs its sequence
+with cells that name an image this machine does not have, so every build really fails."""
 
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ render:
   schedule: "17 3 * * 1"
   default-branch: main
   matrix-diff: false
-  ciwheels: "ciwheels @ {spec}"
+  ciwheels: "{spec}"
 """
 # what makes the x86-64-v3 cell fail (and only it): its -march defines __AVX2__
 BREAK_V3 = '\n#if defined(__AVX2__)\n#error "made to fail at x86-64-v3 (tests/test_sequences.py)"\n#endif\n'
@@ -180,8 +181,12 @@ def make_world(tmp_path: Path, image: str) -> World:
     pages = Pages(tmp_path / "pages")
     repo = tmp_path / "repo"
     shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns(".github", ".gitlab", "build", "*.egg-info"))
+    # the ciwheels under test, committed to the project: CI installs it from the checkout (a path
+    # relative to the repository, as `render: {ciwheels: ...}` allows)
+    (repo / "ci").mkdir()
+    shutil.copy2(wheel, repo / "ci" / wheel.name)
     (repo / "matrix" / "wheels.yaml").write_text(MATRIX.format(image=image, v3=v3.url, base=base.url,
-                                                                spec=wheel.resolve().as_uri()))
+                                                                spec=f"ci/{wheel.name}"))
     (repo / ".gitlab-ci.yml").write_text("include:\n  - local: .gitlab/ciwheels.gitlab-ci.yml\n")
     proc = subprocess.run([sys.executable, "-m", "ciwheels", "render", "--project", "."], cwd=repo,
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
@@ -304,7 +309,7 @@ class GitLabLocal:
         exclude = world.repo / ".git" / "info" / "exclude"
         exclude.write_text(exclude.read_text() + ".gitlab-ci-local/\n.gitlab-ci-local-variables.yml\n")
 
-    def run(self, source: str, variables: dict[str, str] | None = None) -> Run:
+    def run(self, source: str, variables: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> Run:
         w = self.world
         w.runs += 1
         state = w.repo / ".gitlab-ci-local"
@@ -316,6 +321,8 @@ class GitLabLocal:
             args += ["--variable", f"CI_PIPELINE_SOURCE={source}"]
         for key, value in (variables or {}).items():
             args += ["--variable", f"{key}={value}"]
+        for key in unset:
+            args += ["--unset-variable", key]
         # the runner machine's own environment: its cibuildwheel cache outlives a job (as a
         # shell runner's does); a value in the variables file that names an existing folder
         # becomes a file variable in gitlab-ci-local
@@ -437,7 +444,8 @@ def test_gitlab_pipeline_event_sequence_under_gitlab_ci_local(world):
     assert run.built() == {BASE: "ok", V3: "ok"} and world.published() == {BASE: set(), V3: set()}
     # tag: built again and published, each level to its registry
     git(world.repo, "tag", "v0.1.0")
-    run = gl.run("push", {"CI_COMMIT_TAG": "v0.1.0", "CI_COMMIT_REF_NAME": "v0.1.0"})
+    # (gitlab-ci-local takes the branch from the work tree: a tag pipeline on GitLab has none)
+    run = gl.run("push", {"CI_COMMIT_TAG": "v0.1.0", "CI_COMMIT_REF_NAME": "v0.1.0"}, unset=("CI_COMMIT_BRANCH",))
     assert run.returncode == 0, _tail(run.output)
     assert run.built() == {BASE: "ok", V3: "ok"}
     assert {c: len(f) for c, f in world.published().items()} == {BASE: 1, V3: 1}
@@ -454,3 +462,40 @@ def test_gitlab_pipeline_event_sequence_under_gitlab_ci_local(world):
                    published={BASE: 1, V3: 1})
     fail_and_remember(world, lambda: gl.run("schedule"),
                       lambda: gl.run("schedule", {"CIWHEELS_RETRY_AFTER": "0"}))
+
+
+# -- without build images: the failure memory alone ------------------------------------------
+
+@pytest.fixture
+def world_without_image(tmp_path):
+    """The same project, its cells naming a build image this machine does not have: every build
+    fails for real (cibuildwheel cannot create its container), which is all the failure memory
+    needs, and no image has to be built first."""
+    w = make_world(tmp_path, "localhost/ciwheels-test-no-such-image:absent")
+    yield w
+    for server in (w.base, w.v3):
+        server.close()
+    w.pages.close()
+
+
+@pytest.mark.parametrize("service", ["github", "gitlab"])
+def test_failure_memory_survives_schedules_on_both_runners(world_without_image, service):
+    """Issue #21 defect 1 on runner software: schedule 1 builds both cells and both fail; the
+    next two schedules build nothing and every page they publish keeps both failed, since
+    schedule 1; the retry builds them again."""
+    w = world_without_image
+    if service == "github":
+        gh = GitHubAct(w)
+        schedule = functools.partial(gh.run, "schedule", {"schedule": "17 3 * * 1"})
+        retry = functools.partial(gh.run, "schedule", {"schedule": "17 3 * * 1"}, env={"CIWHEELS_RETRY_AFTER": "0"})
+    else:
+        gl = GitLabLocal(w)
+        schedule = functools.partial(gl.run, "schedule")
+        retry = functools.partial(gl.run, "schedule", {"CIWHEELS_RETRY_AFTER": "0"})
+    failed = {BASE: "failed", V3: "failed"}
+    page = check_schedule(w, schedule(), built=failed, states=failed, published={BASE: 0, V3: 0})
+    since = {c: page[c]["since"] for c in (BASE, V3)}
+    for _ in range(2):
+        check_schedule(w, schedule(), built={}, states=failed, published={BASE: 0, V3: 0}, since=since)
+    page = check_schedule(w, retry(), built=failed, states=failed, published={BASE: 0, V3: 0})
+    assert all(page[c]["since"] >= since[c] for c in since)
