@@ -109,7 +109,7 @@ def _init_project(tmp_path: Path, cibw: str = "", **files: bytes) -> Path:
 @pytest.mark.parametrize("cibw,files,expect", [
     ('environment = "A=\\"unbalanced"', {}, "pyproject.toml: [tool.cibuildwheel] environment"),
     ("", {"setup_cfg": b"[options]\npython_requires = >=3.9 \xff\n"}, "setup.cfg is not UTF-8"),
-    ('build-frontend = "nonsense"', {}, "pyproject.toml:5: [tool.cibuildwheel] build-frontend: "),
+    ('build-frontend = "nonsense"', {}, "pyproject.toml:5: [tool.cibuildwheel] build-frontend"),
     ("", {"_gitlab-ci_yml": b"a: [\n"}, "cannot read"),
 ])
 def test_a_failed_init_is_one_paragraph_and_leaves_nothing_behind(tmp_path, cibw, files, expect):
