@@ -95,13 +95,17 @@ def _gl_expr(value: object) -> str:
     text = _checked(value)
     if re.search(r'["$\\\n]', text):
         raise CiwheelsError(f"the value {text!r} cannot appear inside a GitLab rules expression")
-    if re.search(r"[ \t]#|:[ \t]", text):
-        # the rule `- if: $CI_COMMIT_BRANCH == "..."` is a plain YAML scalar: ` #` starts a comment
-        # there (the rule would be cut) and `: ` a mapping (the file would not load)
-        raise CiwheelsError(f"the value {text!r} contains ' #' or ': ', which would cut the GitLab rule it stands "
-                            "in (a plain YAML scalar); ciwheels refuses to write it into a pipeline",
-                            hint="rename the branch, or publish from tags and schedules only (publish-branch: false)")
     return '"' + text + '"'
+
+
+def _gl_branch_rule(value: object) -> str:
+    """The rule `$CI_COMMIT_BRANCH == "BRANCH"` as a YAML scalar. Plain where the branch allows
+    it; single-quoted when it holds what a plain scalar cannot (` #` starts a comment, `: ` a
+    mapping: `release #1` would cut the rule to `$CI_COMMIT_BRANCH == "release`)."""
+    rule = f"$CI_COMMIT_BRANCH == {_gl_expr(value)}"
+    if re.search(r"[ \t]#|:[ \t]|:$|[\t]", rule):
+        return "'" + rule.replace("'", "''") + "'"
+    return rule
 
 
 def _comment(value: object) -> str:
@@ -121,7 +125,7 @@ def _environment():
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters.update(gh=_gh, ghexpr=_gh_expr, gl=_gl, glvar=_gl_var, glexpr=_gl_expr, comment=_comment)
+    env.filters.update(gh=_gh, ghexpr=_gh_expr, gl=_gl, glvar=_gl_var, glexpr=_gl_expr, glbranch=_gl_branch_rule, comment=_comment)
     return env
 
 
