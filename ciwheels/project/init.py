@@ -232,7 +232,12 @@ def _environment(value) -> dict[str, str]:
         return {str(k): str(v) for k, v in value.items()}
     import shlex
 
-    return dict(item.split("=", 1) for item in shlex.split(str(value)) if "=" in item)
+    try:
+        words = shlex.split(str(value))
+    except ValueError as e:  # "No closing quotation", "No escaped character"
+        raise CiwheelsError(f"pyproject.toml: [tool.cibuildwheel] environment {str(value)[:200]!r} cannot be read "
+                            f"as cibuildwheel reads it ({e})", hint="Balance its quotes") from None
+    return dict(item.split("=", 1) for item in words if "=" in item)
 
 
 def init_project(project: Path, *, force: bool = False, gitlab: bool = False) -> list[str]:
@@ -446,22 +451,33 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         "file written from it, never the project's [tool.cibuildwheel].\n"
         "Add ISA levels per arch, e.g.  isa: {x86_64: [x86-64, x86-64-v3]}\n"
         "Run `ciwheels matrix` to see the cells and `ciwheels schema` for every key.")
+    # nothing is left behind by a failed init: the matrix is written to a temporary file, checked,
+    # and only then renamed into place (a folder init made is removed again)
+    made_folder = not target.parent.exists()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".yaml.tmp")
     yaml = YAML()
     yaml.width = 100
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.dump(doc, f)
-
     try:
-        expansion = open_project(project, (tmp,)).expansion
-    except CiwheelsError as e:
-        lines = tmp.read_text(encoding="utf-8").splitlines()
-        tmp.unlink()
-        if not any(target.parent.iterdir()):
-            target.parent.rmdir()  # init made it: leave the project as it was
-        raise _in_pyproject(e, lines, pyproject_path) from None
-    tmp.replace(target)
+        with open(tmp, "w", encoding="utf-8") as f:
+            yaml.dump(doc, f)
+        try:
+            expansion = open_project(project, (tmp,)).expansion
+        except CiwheelsError as e:
+            # its message names our temporary file: name pyproject.toml and the key's line instead
+            raise _in_pyproject(e, tmp.read_text(encoding="utf-8").splitlines(), pyproject_path) from None
+        # .gitlab-ci.yml first: when it cannot be read, no matrix is left behind for a re-run to trip on
+        included = None if github_only else ensure_gitlab_include(
+            top, cat.defaults["render"]["gitlab"] if rel == "." else f"{rel}/{cat.defaults['render']['gitlab']}")
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        if made_folder:
+            try:
+                target.parent.rmdir()
+            except OSError:
+                pass
+        raise
     report.append(f"wrote {target}: {len(expansion.cells)} cells on {', '.join(arches)} "
                   f"(requires-python {requires or 'unset'}" + (f" from {requires_from}" if requires else "") + ")")
     if carry.carried:
@@ -483,8 +499,7 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         report.append("GitHub-only project: no GitLab pipeline (render: {gitlab: false}); "
                       "`ciwheels init --gitlab` adds one")
     else:
-        rendered = cat.defaults["render"]["gitlab"]
-        report.append(ensure_gitlab_include(top, rendered if rel == "." else f"{rel}/{rendered}"))
+        report.append(included)
     report.append("next: 'ciwheels render' writes the CI pipelines")
     return report
 

@@ -46,6 +46,11 @@ def find_matrix_files(project: Path, explicit: tuple[Path, ...] = ()) -> list[Pa
         raise CiwheelsError(f"project folder not found: {project}")
     found = _yaml_in(project / "matrix")
     if not found:
+        folders = sorted(p.name for p in (project / "matrix").glob("*.y*ml") if p.is_dir()) \
+            if (project / "matrix").is_dir() else []
+        if folders:
+            raise CiwheelsError(f"{project / 'matrix' / folders[0]} is a folder, not a matrix file; no matrix files "
+                                f"in {project / 'matrix'}", hint="A matrix file is a YAML file: move the folder away")
         raise CiwheelsError(f"no matrix files in {project / 'matrix'} (looked for *.yaml and *.yml)",
                             hint="run 'ciwheels init' to create one, or pass --matrix PATH")
     return found
@@ -121,6 +126,9 @@ def requires_python(project: Path, pyproject: dict) -> tuple[str | None, str]:
                 return parser.get("options", "python_requires"), "setup.cfg"
         except configparser.Error:
             pass
+        except UnicodeDecodeError as e:
+            raise CiwheelsError(f"{cfg} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                                "its python_requires cannot be read", hint="Save it as UTF-8") from None
     setup_py = project / "setup.py"
     if setup_py.is_file():
         value = setup_py_python_requires(setup_py.read_text(encoding="utf-8", errors="replace"))
