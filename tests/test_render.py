@@ -344,6 +344,13 @@ def init_into_own_gitlab_ci(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def test_init_says_when_the_projects_own_workflow_replaces_the_rendered_one(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "1"\n')
+    (tmp_path / ".gitlab-ci.yml").write_text("workflow:\n  rules:\n    - when: always\n\nunit:\n  script: [pytest]\n")
+    proc = run_ciwheels("init", "--project", str(tmp_path), check=True)
+    assert "has its own `workflow:`, which replaces the rendered pipeline's workflow rules" in proc.stderr
+
+
 def test_init_includes_the_rendered_pipeline(tmp_path):
     init_into_own_gitlab_ci(tmp_path)
     top = load_yaml(tmp_path / ".gitlab-ci.yml")

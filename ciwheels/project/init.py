@@ -549,13 +549,17 @@ def ensure_gitlab_include(project: Path, rendered: str) -> str:
         if missing:
             stages.extend(missing)
             changed.append(f"the stages {', '.join(missing)}")
+    # GitLab merges an included file's keys under the including file's: its own `workflow:`
+    # replaces the rendered one (one pipeline per push, the branches GitHub builds)
+    note = (f"; note: {path} has its own `workflow:`, which replaces the rendered pipeline's workflow "
+            "rules: give it the same ones (see the rendered file)") if "workflow" in doc else ""
     if not changed:
-        return f"{path} already includes {rendered}"
+        return f"{path} already includes {rendered}{note}"
     tmp = path.with_name(path.name + ".ciwheels-tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         yaml.dump(doc, f)
     tmp.replace(path)
-    return f"updated {path}: added {' and '.join(changed)}"
+    return f"updated {path}: added {' and '.join(changed)}{note}"
 
 
 def _line_of(pyproject_text: str, key: str) -> int | None:
