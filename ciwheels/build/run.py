@@ -3,7 +3,7 @@
 Cells are grouped into invocations (one per job and set of shared options), so one
 cibuildwheel container session builds several Pythons. Before a run, build-time facts change
 the cells' data (the ISA flags the image's compiler accepts, the CA bundle the container must
-trust); the options are then rendered by the one adapter (cibwopts.py). After it, every wheel
+trust); the options are then rendered by the one adapter (matrix/cibwopts.py). After it, every wheel
 is verified against its cell's ISA level. `--dry-run` prints what would run."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from ciwheels.catalog import Catalog
 from ciwheels.cibw.install import ensure_cibuildwheel
 from ciwheels.core.errors import CiwheelsError, did_you_mean
 from ciwheels.core.log import Progress, get_logger, no_progress
+from ciwheels.core.secrets import split_userinfo
 from ciwheels.dist import artifacts
 from ciwheels.dist.variants import make_variant
 from ciwheels.dist.verify import verdict, verify_wheel
@@ -148,13 +149,17 @@ def prepare_runs(expansion: Expansion, plan: Plan, project: Path, cell_ids: tupl
 
 def dependency_indexes(cell: Cell) -> dict[str, str]:
     """A package that `needs` others installs its build dependencies from our registry first
-    (our riscv64 numpy), then the upstream index: pip and uv settings for the build container."""
-
+    (our riscv64 numpy), then the upstream index: pip and uv settings for the build container.
+    Without credentials: cibuildwheel writes the container's environment into the build log, so a
+    token there would be published with it; both indexes are read anonymously."""
     ours = cell.destination.index if cell.destination else ""
     if not ours:
         log.warning("%s needs other packages but names no registry to install them from", cell.package)
         return {}
-    upstream = index_url()
+    upstream, user, _ = split_userinfo(index_url())
+    if user:
+        log.warning("%s: the upstream index is given with credentials; build containers read it without them "
+                    "(the build log would show them)", cell.package)
     return {"PIP_INDEX_URL": ours, "PIP_EXTRA_INDEX_URL": upstream, "UV_INDEX": ours, "UV_DEFAULT_INDEX": upstream}
 
 

@@ -1,5 +1,5 @@
 """`ciwheels plan`: the jobs and cells a pipeline builds. Without `--missing`, every cell (what
-pushes and tags build); with it, only the cells whose state (status.cell_states) is `missing`:
+pushes and tags build); with it, only the cells whose state (builder/state.py's cell_states) is `missing`:
 not on their registry, not a known failure, not provided upstream, not a remembered failure.
 Scheduled and manual pipelines build exactly this plan (GitHub reads it with fromJSON, GitLab
 runs it as a child pipeline)."""

@@ -31,6 +31,7 @@ from ciwheels.core.files import read_pyproject, read_regular
 from ciwheels.core.links import is_relative, safe_link
 from ciwheels.core.log import get_logger
 from ciwheels.core.secrets import redact_url
+from ciwheels.core.urls import host_of
 from ciwheels.core.versions import check_version
 from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 from ciwheels.matrix.model import Cell, Registry, tags_match
@@ -92,6 +93,7 @@ class Listings:
     read are net/auth.py's, per host."""
 
     registry_urls: tuple[str, ...] = ()  # every registry URL of the matrix (auth's environment host)
+    option_host: str | None = None  # the host of --repository-url: CIWHEELS_PASSWORD is for it, as in publish
     names: dict[str, str] = field(default_factory=dict)  # registry URL as given -> its name in the matrix
     pages: dict[tuple[str, str], list | None] = field(default_factory=dict)
     errors: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -99,16 +101,18 @@ class Listings:
     reads: int = 0
 
     @classmethod
-    def of(cls, registries: dict[str, Registry]) -> Listings:
-        return cls(tuple(r.url for r in registries.values()), {r.url: name for name, r in registries.items()})
+    def of(cls, registries: dict[str, Registry], repository_url: str | None = None) -> Listings:
+        return cls(tuple(r.url for r in registries.values()), repository_url and host_of(repository_url) or None,
+                   {r.url: name for name, r in registries.items()})
 
     def where(self, cell: Cell) -> tuple[str, str] | None:
         """(upload URL as given, simple index URL) of the cell's destination; None when it has none."""
         dest = cell.destination
-        return (dest.url_with_credentials or dest.url, dest.index) if dest else None
+        return (dest.url_with_credentials or dest.url, dest.index_with_credentials or dest.index) if dest else None
 
     def _client(self, url: str, index: str):
-        creds = credentials_for(url, index=index, registry_urls=self.registry_urls, registry=self.names.get(url, ""))
+        creds = credentials_for(url, index=index, registry_urls=self.registry_urls, registry=self.names.get(url, ""),
+                                env_host=self.option_host)
         return RegistryClient(Target(url, creds.username, creds.password, creds.source, index),
                               retries=3, timeout=30, backoff=0.5)
 
@@ -302,7 +306,7 @@ class StateOptions:
 
 
 def cell_states(project, listings: Listings, opts: StateOptions | None = None) -> dict[str, CellState]:
-    """{cell id: CellState} for every cell of an opened project (pipeline.Project), in this
+    """{cell id: CellState} for every cell of an opened project (project/open.py's Project), in this
     order of precedence: known failure (the matrix says so), published (on its registry),
     failed in this run, provided upstream (builder mode, unless `upstream-wheels: build`),
     failed before with the same fingerprint and not due for a retry, else missing."""

@@ -1,7 +1,7 @@
 """`ciwheels status`: every cell's state as a grid (package x version x Python x platform x
 ISA level), as text, a stable JSON document (format 1) or a self-contained HTML page.
 
-The JSON is also the failure memory of scheduled pipelines (status.py): the pipeline publishes
+The JSON is also the failure memory of scheduled pipelines (builder/state.py): the pipeline publishes
 it next to the page, and the next plan reads it back."""
 
 from __future__ import annotations

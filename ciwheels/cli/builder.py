@@ -67,7 +67,7 @@ def plan_cmd(project: Path, matrix_paths: tuple[Path, ...], missing: bool, as_js
 
     opened = _open(project, matrix_paths, repository_url)
     _print_warnings(opened.expansion)
-    listings = Listings.of(opened.registries)
+    listings = Listings.of(opened.registries, repository_url)
     result = make_plan(opened, missing=missing, listings=listings,
                        opts=_state_opts(previous, retry_failed, retry_after, no_upstream) if missing else None)
     data = result.to_json(opened.expansion.cells)
@@ -135,7 +135,7 @@ def status_cmd(project: Path, matrix_paths: tuple[Path, ...], fmt: str, artifact
 
         opened.upstream = opened.upstream or IndexCache()
         opened.upstream.prefetch(p.name for m in opened.spec.matrices for p in m.packages)
-    states = cell_states(opened, Listings.of(opened.registries), opts)
+    states = cell_states(opened, Listings.of(opened.registries, repository_url), opts)
     if site:  # the new site replaces the old one: remembered failures bring their logs along
         states.update(carry_logs(states, previous, site))
     doc = status_document(opened, states)

@@ -27,11 +27,9 @@ def _opened(project: Path):
 def _registry_index(opened, registry: str | None, repository_url: str | None,
                     index_url: str | None) -> tuple[str, str]:
     """(name, simple index URL) of the registry a consumer command is about."""
-    import os
-
     from ciwheels.core.errors import CiwheelsError
+    from ciwheels.matrix.destination import environment_default
     from ciwheels.matrix.model import Registry
-    from ciwheels.net.registry import gitlab_project_registry
 
     if repository_url or index_url:
         name = registry or "ciwheels"
@@ -47,9 +45,11 @@ def _registry_index(opened, registry: str | None, repository_url: str | None,
         return name, reg.simple
     if registries:
         raise CiwheelsError("the matrix names several registries: pass --registry NAME", allowed=sorted(registries))
-    if gitlab_project_registry(os.environ):
-        return "gitlab", gitlab_project_registry(os.environ) + "/simple"
-    raise CiwheelsError("no registry: pass --registry NAME (from the matrix), --repository-url or --index-url")
+    default = environment_default()  # CIWHEELS_REPOSITORY_URL, else GitLab's project registry
+    if default is not None:
+        return ("gitlab" if default.source.startswith("the GitLab") else "ciwheels"), default.index
+    raise CiwheelsError("no registry: pass --registry NAME (from the matrix), --repository-url or --index-url, "
+                        "or set CIWHEELS_REPOSITORY_URL")
 
 
 _LEVEL_OPTION = click.option(

@@ -81,9 +81,13 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
     """Publish the wheels of FOLDER (a `ciwheels gather` output) to a PyPI-compatible registry.
 
     Files the registry already has with the same sha256 are skipped; one it has with other
-    contents is an error (registries cannot overwrite). Credentials: CIWHEELS_USERNAME and
-    CIWHEELS_PASSWORD, or in GitLab CI the job token. Re-running after any failure finishes
-    the job and uploads nothing twice. Exit 1 if anything failed.
+    contents is an error (registries cannot overwrite). Credentials, per host and never sent to
+    another: the URL's own user:token@; CIWHEELS_USERNAME_<NAME>/CIWHEELS_PASSWORD_<NAME> for
+    the matrix's registry NAME; CIWHEELS_USERNAME/CIWHEELS_PASSWORD for the host of
+    --repository-url or CIWHEELS_REPOSITORY_URL (else the one host of all the matrix's
+    registries); in GitLab CI the job token for the instance's own API; a keyring entry.
+    Re-running after any failure finishes the job and uploads nothing twice. Exit 1 if
+    anything failed.
     """
     from ciwheels.core.errors import PublishFailed
     from ciwheels.core.secrets import scrub

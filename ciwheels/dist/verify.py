@@ -1,6 +1,6 @@
 """`ciwheels verify`: does every binary in a wheel stay within the wheel's ISA level?
 
-The reading of a binary belongs to its arch's ISA family (families.py): x86_64's
+The reading of a binary belongs to its arch's ISA family (isa/families.py): x86_64's
 X86_ISA_1_NEEDED note, riscv64's .riscv.attributes. What a family cannot tell (aarch64 carries
 no ISA marker, x86 objects built without -mneeded) is reported as undetermined, never guessed.
 A binary within its level but showing nothing of it is "below" (build fails such cells above

@@ -19,8 +19,8 @@ from packaging.utils import canonicalize_name
 from ciwheels.catalog import Catalog, variant_arches
 from ciwheels.catalog.images import base_glibc, image_catalog
 from ciwheels.core.errors import CiwheelsError
-from ciwheels.core.versions import is_version
 from ciwheels.core.installspec import unreachable
+from ciwheels.core.versions import is_version
 from ciwheels.matrix.load import MatrixDoc, Path_, describe_path, validate_data
 from ciwheels.matrix.model import Origin, Registry, Runner
 from ciwheels.matrix.schema import settings_properties
@@ -107,7 +107,7 @@ class Include:
 @dataclass(frozen=True)
 class VersionSelection:
     """`versions: latest` or `{spec, newest, min-age-days, pre}`: resolved against the package
-    index (upstream.py) before expansion."""
+    index (builder/upstream.py) before expansion."""
 
     spec: str = ""
     newest: int | None = None

@@ -4,7 +4,7 @@
 - settings: the declared cascade of layers (cascade.py), then the ISA family's flags, always
   combined with its result;
 - runner and registry;
-- cibuildwheel options, from the one adapter (cibwopts.py).
+- cibuildwheel options, from the one adapter (matrix/cibwopts.py).
 
 What many cells share (everything but the Python) is resolved once per combination and the
 same objects are reused: a builder matrix of 5,000 cells has a few hundred combinations."""

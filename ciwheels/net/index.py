@@ -19,7 +19,12 @@ from packaging.utils import canonicalize_name
 
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import get_logger
-from ciwheels.core.wheel import INDEX_SUFFIX, InvalidWheelName, parse_wheel_name, project_of_index_file
+from ciwheels.core.wheel import (
+    INDEX_SUFFIX,
+    InvalidWheelName,
+    parse_wheel_name,
+    project_of_index_file,
+)
 
 log = get_logger("index")
 SIMPLE_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,13 @@ from ciwheels.core import secrets as credentials
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import get_logger
 from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
-from ciwheels.net.auth import ENV_INDEX, ENV_URL, credentials_for, host_of
+from ciwheels.net.auth import (
+    ENV_INDEX,
+    ENV_URL,
+    credentials_for,
+    gitlab_project_registry,
+    host_of,
+)
 from ciwheels.net.http import REDIRECTS, HttpClient
 from ciwheels.net.index import (  # noqa: F401
     SIMPLE_ACCEPT,
@@ -79,13 +84,6 @@ def resolve_target(repository_url: str | None, env: dict[str, str] | None = None
                         "or run in GitLab CI (CI_API_V4_URL, CI_PROJECT_ID, CI_JOB_TOKEN)")
 
 
-def gitlab_project_registry(env: Mapping[str, str]) -> str:
-    """In GitLab CI, the upload URL of the project's own PyPI registry; else ""."""
-    if env.get("CI_API_V4_URL") and env.get("CI_PROJECT_ID"):
-        return f"{env['CI_API_V4_URL'].rstrip('/')}/projects/{env['CI_PROJECT_ID']}/packages/pypi"
-    return ""
-
-
 def index_url() -> str:
     """The upstream package index: CIWHEELS_INDEX_URL, else PIP_INDEX_URL, else PyPI."""
     return (os.environ.get("CIWHEELS_INDEX_URL") or os.environ.get("PIP_INDEX_URL")
@@ -120,7 +118,10 @@ class RegistryClient(HttpClient):
 
     def __init__(self, target: Target, **kw) -> None:
         self.target = _clean(target)
-        super().__init__(auth=(self.target.username, self.target.password), **kw)
+        # the credentials were chosen for the upload URL's host (an anonymous client's: its index's);
+        # an index on another host is read without them
+        super().__init__(auth=(self.target.username, self.target.password),
+                         auth_host=host_of(self.target.url or self.target.index), **kw)
 
     @classmethod
     def anonymous(cls, index: str, **kw) -> RegistryClient:

@@ -11,7 +11,12 @@ from ciwheels.matrix.normalise import MAX_BRACE_EXPANSION, brace_patterns
 from ciwheels.matrix.schema import matrix_schema
 from ciwheels.pipelines.render import install_requirement
 from ciwheels.project.open import open_project
-from ciwheels.project.workspace import ci_cibuildwheel_env, default_branch, repository_top, requires_python
+from ciwheels.project.workspace import (
+    ci_cibuildwheel_env,
+    default_branch,
+    repository_top,
+    requires_python,
+)
 
 
 def _selects(patterns: str, identifier: str) -> bool:
