@@ -73,7 +73,7 @@ _entry = st.fixed_dictionaries({"filename": st.one_of(_names, _scalar)}, optiona
 
 @given(st.one_of(_json, st.fixed_dictionaries({"files": st.one_of(st.lists(st.one_of(_entry, _json), max_size=8),
                                                                      _json)})))
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=80, deadline=None)
 def test_the_pep691_reader_returns_the_projects_files_or_one_error(data):
     try:
         files = parse_project_page(json.dumps(data), PEP691, "demo", "the page")
@@ -89,7 +89,7 @@ def test_the_pep691_reader_returns_the_projects_files_or_one_error(data):
 
 
 @given(st.text(max_size=300))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_the_pep503_reader_never_fails(text):
     for f in parse_project_page(text, "text/html", "demo"):
         assert isinstance(f.filename, str)

@@ -63,7 +63,7 @@ def _tree(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
-class _Page(HTMLParser):
+class _PageParser(HTMLParser):
     """Every link, id and script of a page."""
 
     def __init__(self) -> None:
@@ -83,10 +83,10 @@ class _Page(HTMLParser):
         self.handlers += [k for k in a if k.startswith("on")]
 
 
-def check_page(page: str, site: Path | None = None, secrets: tuple[str, ...] = ()) -> _Page:
+def check_page(page: str, site: Path | None = None, secrets: tuple[str, ...] = ()) -> _PageParser:
     """What every status page must be: no script, no event handler, every link http(s) or
     relative, every anchor present, every relative link a file of the site, no secret."""
-    parsed = _Page()
+    parsed = _PageParser()
     parsed.feed(page)
     assert "script" not in parsed.tags and not parsed.handlers and "<script" not in page.lower()
     for href in parsed.hrefs:
@@ -157,7 +157,8 @@ def test_a_build_log_is_published_without_credentials(tmp_path):
     status job knows scrubbed (the registry password, the CI job token)."""
     project = _project(tmp_path)
     artifacts = _report(tmp_path / "artifacts", CELL,
-                        log_text=f"CIWHEELS_PASSWORD={SECRET}\nCI_JOB_TOKEN=glcbt-abcdef123456\nerror: boom\n")
+                        log_text=f"CIWHEELS_PASSWORD={SECRET}\nCI_JOB_TOKEN=glcbt-abcdef123456\nerror: boom\n"
+                                 f"cibuildwheel: error: cannot read https://u:{SECRET}@h.example/ with {SECRET}\n")
     site = tmp_path / "site"
     proc = _status(project, "--artifacts", str(artifacts), "--site", str(site),
                    env={"CIWHEELS_PASSWORD": SECRET, "CI_JOB_TOKEN": "glcbt-abcdef123456"})
@@ -165,6 +166,8 @@ def test_a_build_log_is_published_without_credentials(tmp_path):
     text = (site / "logs" / f"{CELL}.log").read_text()
     assert "error: boom" in text and SECRET not in text and "glcbt-abcdef123456" not in text
     check_page((site / "index.html").read_text(), site, (SECRET, "glcbt-abcdef123456"))
+    assert SECRET not in (site / "status.json").read_text() + proc.stdout + proc.stderr
+    assert "cibuildwheel: cannot read" in (site / "status.json").read_text()  # the reason, without the secret
 
 
 @pytest.mark.parametrize("pin", ["../../../../escaped", "1.0 ; rm -rf ~", "1.0\n", " 1.0", "v1.0", "1.0/..", ""])
@@ -183,7 +186,7 @@ def test_pinned_versions_are_pep440_or_an_error(tmp_path, pin):
 
 
 @given(st.text(max_size=30))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 def test_the_one_version_check_takes_exactly_pep440_versions(text):
     from packaging.version import InvalidVersion, Version
 
@@ -221,7 +224,7 @@ def test_pip_config_never_prints_credentials_and_refuses_line_breaks(tmp_path):
 
 
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20))
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_pip_config_from_any_url_is_one_index_line_or_an_error(junk):
     from ciwheels.core.errors import CiwheelsError
     from ciwheels.views.consumers import pip_config
@@ -355,10 +358,10 @@ def test_plan_missing_refuses_a_registry_that_cannot_be_read(tmp_path):
     assert "cannot read the registry index" in proc.stderr and "HTTP 500" in proc.stderr
 
 
-def test_a_failure_carried_over_says_since_when_and_why_and_links_no_missing_log(tmp_path):
+def test_a_failure_carried_over_says_since_when_and_why_and_links_only_logs_the_site_has(tmp_path):
     """#21.6 across two runs: run 1 records a failure (why: the tests failed; its log in the
     site); run 2 has no artifacts: the failure is remembered, says it was in an earlier pipeline
-    and since when, keeps its reason, and links no log the new site lacks."""
+    and since when, keeps its reason, and links no log the new site lacks (its log is carried)."""
     project = _project(tmp_path)
     log = "Building wheel...\nok\nRepairing wheel...\nok\nTesting wheel...\nFAILED tests/test_x.py::test_y\n"
     artifacts = _report(tmp_path / "artifacts", CELL, log_text=log)
@@ -367,7 +370,7 @@ def test_a_failure_carried_over_says_since_when_and_why_and_links_no_missing_log
     proc = _status(project, "--artifacts", str(artifacts), "--site", str(site1), "--format", "json", env=env)
     assert proc.returncode == 0, proc.stderr
     first = next(c for c in json.loads(proc.stdout)["cells"] if c["id"] == CELL)
-    assert first["detail"] == "the tests failed" and first["this-run"] is True
+    assert first["detail"] == "the tests failed: FAILED tests/test_x.py::test_y" and first["this-run"] is True
     assert first["log"] == f"logs/{CELL}.log" and first["run"] == env["CI_PIPELINE_URL"]
     page1 = (site1 / "index.html").read_text()
     check_page(page1, site1)
@@ -378,18 +381,55 @@ def test_a_failure_carried_over_says_since_when_and_why_and_links_no_missing_log
                    env={"CI_PIPELINE_URL": "https://gitlab.example/g/p/-/pipelines/18"})
     assert proc.returncode == 0, proc.stderr
     again = next(c for c in json.loads(proc.stdout)["cells"] if c["id"] == CELL)
-    assert again["state"] == "failed" and again["detail"] == "the tests failed" and "this-run" not in again
-    assert "log" not in again and again["run"] == env["CI_PIPELINE_URL"] and again["since"] == first["since"]
+    assert again["state"] == "failed" and again["detail"] == first["detail"] and "this-run" not in again
+    assert again["run"] == env["CI_PIPELINE_URL"] and again["since"] == first["since"]
+    assert again["log"] == f"logs/{CELL}.log" and (site2 / again["log"]).is_file()  # carried into the new site
     page2 = (site2 / "index.html").read_text()
     check_page(page2, site2)
     assert "failed in this pipeline" not in page2 and "in an earlier pipeline, since" in page2
     assert "pipelines/17" in page2
 
 
+@pytest.mark.parametrize("served", [True, False])
+def test_a_remembered_failure_brings_its_log_into_the_new_site(tmp_path, served):
+    """The new site replaces the old one: the log of a failure remembered from it is copied
+    along (from the previous status' URL, or its folder), so its link works run after run."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler
+
+    project = _project(tmp_path)
+    artifacts = _report(tmp_path / "artifacts", CELL, log_text=f"Testing wheel...\nFAILED test_y {SECRET}\n")
+    site1, site2, site3 = tmp_path / "run1", tmp_path / "run2", tmp_path / "run3"
+    env = {"CIWHEELS_PASSWORD": SECRET}
+    assert _status(project, "--artifacts", str(artifacts), "--site", str(site1), env=env).returncode == 0
+    server = None
+    if served:
+        handler = functools.partial(type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}),
+                                    directory=str(site1))
+        server, url = serve(handler)
+        previous = f"{url}/status.json"
+    else:
+        previous = str(site1 / "status.json")
+    try:
+        proc = _status(project, "--previous", previous, "--site", str(site2), "--format", "json")
+    finally:
+        if server:
+            server.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    cell = next(c for c in json.loads(proc.stdout)["cells"] if c["id"] == CELL)
+    assert cell["log"] == f"logs/{CELL}.log" and "this-run" not in cell
+    assert "FAILED test_y" in (site2 / cell["log"]).read_text() and SECRET not in (site2 / cell["log"]).read_text()
+    check_page((site2 / "index.html").read_text(), site2)
+    # and once more, from the second site (a chain of schedules)
+    proc = _status(project, "--previous", str(site2 / "status.json"), "--site", str(site3), "--format", "json")
+    assert (site3 / "logs" / f"{CELL}.log").read_text() == (site2 / "logs" / f"{CELL}.log").read_text()
+
+
 @pytest.mark.parametrize("status,log,why", [
     ("python-not-in-image", "the image x carries cp312, not cp313\n", "Python is not in the image"),
     ("failed", "Building wheel...\nRepairing wheel...\nauditwheel: error: cannot repair\n", "auditwheel refused"),
-    ("failed", "Building wheel...\nerror: command 'gcc' failed\n", "the build failed"),
+    ("failed", "Building wheel...\nerror: command 'gcc' failed\n", "the build failed (compiling or packaging the "
+                                                                    "wheel): error: command 'gcc' failed"),
     ("failed", "Testing wheel...\n1 failed\n", "the tests failed"),
     ("failed", "cibuildwheel: error: No build identifiers selected\n", "No build identifiers selected"),
     ("isa-mismatch", "", "higher ISA level"),
@@ -436,11 +476,12 @@ _entry = st.fixed_dictionaries({"id": st.one_of(st.text(max_size=30), _scalars),
     "since": st.one_of(st.sampled_from(["2026-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "yesterday", "",
                                         "2026-01-01T00:00:00+05:00", "2026-01-01"]), _scalars),
     "detail": st.one_of(_hostile_text, _json), "log": st.one_of(_hostile_text, _json),
-    "run": st.one_of(_hostile_text, _json)})
+    "run": st.one_of(_hostile_text, _json), "tried": st.one_of(st.sampled_from(
+        ["2026-03-01T00:00:00Z", "2025-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "soon"]), _scalars)})
 
 
 @given(st.lists(st.one_of(_entry, _json), max_size=8))
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 def test_the_previous_status_reader_keeps_only_valid_failures(cells):
     from ciwheels.builder.state import parse_previous
     from ciwheels.builder.upstream import parse_time
@@ -451,23 +492,31 @@ def test_the_previous_status_reader_keeps_only_valid_failures(cells):
     for cid, entry in out.items():
         assert isinstance(cid, str) and entry["state"] == "failed"
         assert re.fullmatch(r"[0-9a-f]{1,64}", entry["fingerprint"])
-        assert parse_time(entry["since"]) <= now + timedelta(hours=1)
+        assert parse_time(entry["since"]) <= parse_time(entry["tried"]) <= now + timedelta(hours=1)
         assert isinstance(entry["detail"], str) and "\n" not in entry["detail"]
         for key in ("log", "run"):
             assert entry[key] == safe_link(entry[key])
             assert not entry[key] or entry[key].startswith(("http://", "https://")) or ":" not in entry[key]
 
 
-@given(st.lists(_entry, max_size=6), st.text(max_size=30))
-@settings(max_examples=80, deadline=None)
-def test_a_status_page_from_a_hostile_memory_is_escaped_and_links_only_http_or_relative(cells, title):
-    """The page drawn from whatever a previous status.json held: no markup gets through, no
-    link but http(s) and relative, no credential from a URL."""
+_log_lines = st.lists(st.one_of(_hostile_text, st.sampled_from([
+    "cibuildwheel: error: <script>alert(1)</script>", "Building wheel...", "Testing wheel...", "Repairing wheel...",
+    "::error::cibuildwheel: <img src=x onerror=alert(1)>"])), max_size=6).map("\n".join)
+
+
+@given(st.lists(_entry, max_size=6), st.text(max_size=30), _log_lines)
+@settings(max_examples=50, deadline=None)
+def test_a_status_page_from_a_hostile_memory_is_escaped_and_links_only_http_or_relative(cells, title, log_text):
+    """The page drawn from whatever a previous status.json held and whatever a build log said
+    (the reason is read from it): no markup gets through, no link but http(s) and relative, no
+    credential from a URL."""
     from ciwheels.builder.state import CellState, parse_previous
-    from ciwheels.builder.statuspage import html_status, text_status
+    from ciwheels.builder.statuspage import failure_reason, html_status, text_status
 
     now = datetime(2026, 6, 1, tzinfo=UTC)
     remembered = parse_previous({"format": 1, "cells": cells}, now)
+    remembered["from-a-log"] = {"detail": failure_reason("failed", log_text, 1), "log": "logs/x.log", "run": "",
+                                "fingerprint": "ab", "since": "2026-01-01T00:00:00Z"}
     doc_cells = []
     for i, (cid, entry) in enumerate(sorted(remembered.items())):
         st_ = CellState("failed", entry["detail"], entry["log"], entry["fingerprint"], entry["since"], entry["run"])
@@ -481,3 +530,111 @@ def test_a_status_page_from_a_hostile_memory_is_escaped_and_links_only_http_or_r
     page = html_status(doc, title)
     check_page(page, secrets=("u:p@",))
     text_status(doc)
+
+
+class _Page(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        body = b'<a href="x-1.0-cp313-cp313-manylinux_2_28_x86_64.whl">x</a>'
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.parametrize("version", ['"1.0 beta"', '"../../x"', "3"])
+def test_the_projects_own_version_is_pep440_or_an_error(tmp_path, version):
+    """A project's own static version is compared with the registry's: one that is not a PEP 440
+    version was an InvalidVersion traceback in plan and status."""
+    server, url = serve(_Page)
+    project = _project(tmp_path, f"python: [cp313]\narch: [x86_64]\nregistries:\n  r: {{url: '{url}/pypi'}}\n")
+    (project / "pyproject.toml").write_text(f'[project]\nname = "x"\nversion = {version}\n')
+    try:
+        for args in (("plan", "--missing"), ("status",)):
+            proc = run_ciwheels(*args, "--project", str(project), "--no-upstream", env={"PATH": os.environ["PATH"]})
+            assert proc.returncode == 2, proc.stderr
+            assert "pyproject.toml: [project] version" in proc.stderr and "Traceback" not in proc.stderr
+    finally:
+        server.shutdown()
+
+
+def test_a_retry_that_fails_again_waits_another_period_and_keeps_its_first_since(tmp_path):
+    """Run 1 (40 days after the first failure, due): the cell is rebuilt and fails again. Its
+    memory keeps `since` (failing since then) and records the attempt in `tried`: the next plan
+    does not rebuild it (it counted from `since` and rebuilt it on every schedule)."""
+    project = _project(tmp_path)
+    fp = _fingerprint(project, CELL)
+    first = (datetime.now(UTC) - timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    previous = _previous(tmp_path, [{"id": CELL, "state": "failed", "fingerprint": fp, "since": first,
+                                     "detail": "the tests failed"}])
+    env = {"PATH": os.environ["PATH"]}
+    plan = run_ciwheels("plan", "--project", str(project), "--missing", "--json", "--no-upstream", "--previous",
+                        str(previous), env=env)
+    assert CELL in {c["id"] for c in json.loads(plan.stdout)["cells"]}  # due: rebuilt
+    artifacts = _report(tmp_path / "artifacts", CELL, log_text="Testing wheel...\nFAILED\n")
+    site = tmp_path / "site"
+    proc = _status(project, "--artifacts", str(artifacts), "--previous", str(previous), "--site", str(site),
+                   "--format", "json")
+    cell = next(c for c in json.loads(proc.stdout)["cells"] if c["id"] == CELL)
+    assert cell["since"] == first and cell["tried"] > first and cell["this-run"] is True
+    plan = run_ciwheels("plan", "--project", str(project), "--missing", "--json", "--no-upstream", "--previous",
+                        str(site / "status.json"), env=env)
+    assert CELL not in {c["id"] for c in json.loads(plan.stdout)["cells"]}
+    assert "failing since " + first[:10] in (site / "index.html").read_text()
+
+
+@pytest.mark.parametrize("days", ["nan", "inf", "-1"])
+def test_retry_after_must_be_a_finite_number_of_days(tmp_path, days):
+    """nan made every remembered failure never due (nan >= x is false), inf too."""
+    proc = run_ciwheels("plan", "--project", str(_project(tmp_path)), "--missing", "--no-upstream", "--retry-after",
+                        days, env={"PATH": os.environ["PATH"]})
+    assert proc.returncode == 2 and "--retry-after" in proc.stderr and "Traceback" not in proc.stderr
+
+
+_report_text = st.one_of(st.text(max_size=40), st.sampled_from([
+    "../../../../escaped", "/etc/passwd", "..", ".", "a/../../b", "<script>x</script>", CELL, "x\nlog", "logs",
+    f"{JOB}.log", "../x.log", "..log", "\\\\server\\x.log"]))
+
+
+@given(st.lists(st.tuples(_report_text, _report_text, st.one_of(st.none(), _report_text), st.booleans(),
+                          st.text(max_size=80)), min_size=1, max_size=4))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_hostile_artifacts_never_write_outside_the_site_nor_link_out(tmp_path_factory, reports):
+    """Reports whose cell, status and log name are anything, logs that are links or text with a
+    credential: the site holds index.html, status.json and logs/*.log only, every link works."""
+    from ciwheels.builder.statuspage import copy_logs, failed_builds, html_status
+    from ciwheels.core import secrets
+    from ciwheels.dist.artifacts import BuildReport, write_report
+
+    secrets.remember(SECRET)
+    root = tmp_path_factory.mktemp("hostile")
+    art, site = root / "art" / "wheelhouse", root / "out" / "site"
+    for i, (cell, status, log, link, text) in enumerate(reports):
+        write_report(art / f"r{i}", BuildReport(cell=cell, status=status, log=log))
+        if log and "/" not in log and "\x00" not in log and log not in (".", "..") and len(log) < 200:
+            target = art / log
+            if not target.exists() and not target.is_symlink():
+                try:
+                    target.symlink_to("/proc/self/environ") if link else target.write_text(text + SECRET)
+                except OSError:
+                    pass
+    known = {CELL, "../../../../escaped", "x\nlog", "<script>x</script>"}
+    failed = failed_builds([root / "art"], known)
+    links = copy_logs(failed, site)
+    states = {c: {"id": c, "state": "failed", "python": "cp313", "libc": "glibc", "arch": "x86_64", "isa": "x86-64",
+                  "detail": b.reason, "log": links.get(c, ""), "package": "demo-pkg", "version": "1.0"}
+              for c, b in failed.items()}
+    doc = {"generated": "now", "counts": {"failed": len(states)}, "packages": [], "cells": list(states.values())}
+    page = html_status(doc, "t")
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "index.html").write_text(page)
+    check_page(page, site, (SECRET,))
+    assert set(failed) <= known
+    written = {str(p.relative_to(root / "out")) for p in (root / "out").rglob("*")}
+    assert all(w == "site" or w == "site/index.html" or w == "site/logs" or
+               (w.startswith("site/logs/") and w.endswith(".log") and w.count("/") == 2) for w in written), written
+    for p in (site / "logs").glob("*") if (site / "logs").exists() else []:
+        assert SECRET not in p.read_text() and "PATH=" not in p.read_text()

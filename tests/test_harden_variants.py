@@ -96,7 +96,7 @@ _parts = st.fixed_dictionaries({}, optional={
 
 
 @given(st.one_of(_json, _parts))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 def test_the_variant_json_reader_returns_the_shape_or_one_error(data):
     try:
         clean = variants.loads_variant_json(json.dumps(data).encode(), "w.whl: variant.json")

@@ -56,6 +56,17 @@ def add_render(path: Path, line: str) -> None:
     path.write_text(text.replace("\nrender:\n", f"\nrender:\n  {line}\n", 1))
 
 
+def add_arches(project: Path, more: list[str]) -> list[str]:
+    """Add arches to the `arch:` line init wrote; the arches afterwards."""
+    path = project / "matrix" / "wheels.yaml"
+    arches = load_yaml(path)["arch"]
+    grown = arches + [a for a in more if a not in arches]
+    text = path.read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("arch: "))
+    path.write_text(text.replace(line, f"arch: [{', '.join(grown)}]", 1))
+    return grown
+
+
 def load_yaml(path: Path):
     return YAML(typ="safe").load(path.read_text())
 
@@ -64,8 +75,8 @@ def cells_of(project: Path) -> list:
     return open_project(project).expansion.cells
 
 
-def cibuildwheel_identifiers(project: Path, archs: list[str]) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
+def cibuildwheel_identifiers(project: Path, archs: list[str], env: dict | None = None) -> list[str]:
+    env = env if env is not None else {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
     proc = subprocess.run([tool("cibuildwheel"), "--platform", "linux", "--print-build-identifiers",
                            "--archs", ",".join(archs), str(project)], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -89,11 +100,17 @@ EXPECTED = {
     "ujson": (["x86_64"], 16, {"cp39"}),
     "yarl": (["x86_64"], 16, {"cp39"}),
     "zstandard": (["x86_64"], 18, set()),
+    # meson-python; its settings live in its CI's workflow
+    "pywavelets": (["x86_64"], 12, {"cp311"}),
+    # scikit-build-core; submodules; PyPy and GraalPy enabled
+    "boost-histogram": (["x86_64"], 20, {"cp39"}),
+    # six Linux arches, riscv64 among them; per-arch overrides with inherit.environment = "append"
+    "quicktions": (["x86_64", "aarch64", "i686", "ppc64le", "armv7l", "riscv64"], 99, set()),
 }
 
 
 def test_every_project_has_an_expectation():
-    assert sorted(EXPECTED) == PROJECTS and len(PROJECTS) == 13
+    assert sorted(EXPECTED) == PROJECTS and len(PROJECTS) == 16
 
 
 @pytest.mark.parametrize("name", PROJECTS)
@@ -105,9 +122,12 @@ def test_init_selection(name, tmp_path):
     data = load_yaml(project / "matrix" / "wheels.yaml")
     arches, count, absent = EXPECTED[name]
     assert data["arch"] == arches
-    cells = cells_of(project)
+    expansion = open_project(project).expansion
+    cells = expansion.cells
     assert len(cells) == count
     assert not absent & {c.python for c in cells}
+    # build/skip patterns kept for arches not built yet are no mistake to warn about
+    assert not [w for w in expansion.warnings if "matches no cell" in w]
 
 
 def test_requires_python_sources_in_cibuildwheel_order():
@@ -150,9 +170,11 @@ def test_init_reports_and_carries_every_option(tmp_path):
     (override,) = data["overrides"]
     assert override["select"] == {"identifier": "*-musllinux*"}
     assert override["before-all"].startswith("apk del gettext-dev")
-    assert data["images"] == {"x86_64-glibc": "manylinux_2_28", "x86_64-musl": "musllinux_1_2"}
+    # every arch's image is kept, for the arches added later (i686 is not built now)
+    assert data["images"] == {"x86_64-glibc": "manylinux_2_28", "x86_64-musl": "musllinux_1_2",
+                              "i686-glibc": "manylinux2014"}
     assert "not carried: [tool.cibuildwheel.macos] (not for Linux)" in report
-    assert "not carried: manylinux-i686-image (no i686 cells)" in report
+    assert "manylinux-i686-image" in report and "not carried: manylinux-i686-image" not in report
     assert "overrides[0].before-all" in report
     musl = next(c for c in cells_of(project) if c.libc == "musl")
     glibc = next(c for c in cells_of(project) if c.libc == "glibc")
@@ -168,7 +190,7 @@ def test_init_carries_the_rest_into_cibuildwheel_options(tmp_path):
                                        "build-dir": "build"}
     assert opts["before-test"].startswith("pip install -r")
     assert data["environment"] == {"RUNNER_OS": "Linux", "PKG_CONFIG_PATH": "/project/.openblas"}
-    assert "not carried: overrides[0] (select '*-win32' matches no Linux cell of this matrix)" in report
+    assert "not carried: overrides[0] (select '*-win32' matches no Linux build on any arch)" in report
     assert "not carried: [tool.cibuildwheel.pyodide] (not for Linux)" in report
     # psutil: an override selecting with braces and several globs
     project = copy_project("psutil", tmp_path)
@@ -194,6 +216,87 @@ def test_init_equals_cibuildwheels_selection(name, tmp_path):
     archs = load_yaml(project / "matrix" / "wheels.yaml")["arch"]
     ours = sorted({c.identifier for c in cells_of(project)})
     assert ours == cibuildwheel_identifiers(project, archs)
+    # the README's way to grow: add arches to the matrix; cibuildwheel's selection for them holds
+    grown = add_arches(project, ["aarch64", "riscv64"])
+    assert sorted({c.identifier for c in cells_of(project)}) == cibuildwheel_identifiers(project, grown)
+
+
+# -- init: every effective option, also for arches added later ------------------------------------
+
+# Options cibuildwheel never applies to a Linux build (init reports them as not for Linux)
+_NOT_LINUX_FIELDS = {"xbuild_tools", "xbuild_files", "pyodide_version", "test_runtime"}
+
+
+def _ci_env(project: Path) -> dict[str, str]:
+    """The CIBW_* a project's CI gives every cibuildwheel run: its workflows' top-level `env:`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
+    for wf in sorted((project / ".github" / "workflows").glob("*.yml")):
+        env.update({k: str(v) for k, v in ((load_yaml(wf) or {}).get("env") or {}).items() if k.startswith("CIBW_")})
+    return env
+
+
+def _build_options(package_dir: Path, identifier: str, arch: str, env: dict, config_file: str = ""):
+    from cibuildwheel.options import CommandLineArguments, compute_options
+
+    args = CommandLineArguments.defaults()
+    args.platform, args.package_dir, args.config_file, args.archs = "linux", package_dir, config_file, arch
+    return compute_options("linux", args, env).build_options(identifier)
+
+
+def _differences(theirs, ours, cell) -> list[str]:
+    """The BuildOptions fields where ciwheels' build of `cell` differs from the project's own
+    cibuildwheel run. ciwheels puts its ISA level's flags before the project's (CFLAGS="-march=x86-64
+    $project_CFLAGS", cascade.combine_isa: a later -march wins) and picks the container engine;
+    images are compared for the cell's arch."""
+    out = []
+    for name in theirs.__dataclass_fields__:
+        if name in ("globals", "container_engine") or name in _NOT_LINUX_FIELDS:
+            continue
+        a, b = getattr(theirs, name), getattr(ours, name)
+        if name in ("manylinux_images", "musllinux_images"):
+            a, b = (a or {}).get(cell.arch), (b or {}).get(cell.arch)
+        if name == "environment":
+            a, b = a.as_dictionary(prev_environment={}), b.as_dictionary(prev_environment={})
+            for var, isa in cell.isa_environment.items():
+                if var in b and b[var].startswith(isa):
+                    b[var] = b[var][len(isa):].strip()
+                    if not b[var] and var not in a:
+                        del b[var]
+        if repr(a) != repr(b):
+            out.append(f"{cell.identifier} {name}: cibuildwheel {a!r}, ciwheels {b!r}")
+    return out
+
+
+@pytest.mark.slow  # cibuildwheel's option reader for every cell: seconds per project
+@pytest.mark.parametrize("name", PROJECTS)
+def test_every_effective_option_equals_cibuildwheels(name, tmp_path):
+    """For each cell, after init and after adding aarch64 and riscv64: cibuildwheel's own
+    BuildOptions for the project (its pyproject.toml and its CI's CIBW_* variables) equal the
+    ones cibuildwheel computes from what `ciwheels build` hands it (the config file and CIBW_*
+    of the cell's invocation), selection and every option."""
+    from ciwheels.build.run import CONFIG_FILE, Invocation
+    from ciwheels.catalog import load_catalog
+
+    catalog = load_catalog()
+    project = copy_project(name, tmp_path)
+    init_project(project)
+    out = tmp_path / "out"
+    out.mkdir()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
+    for grow in (False, True):
+        arches = add_arches(project, ["aarch64", "riscv64"] if grow else [])
+        cells = cells_of(project)
+        assert sorted({c.identifier for c in cells}) == sorted(
+            i for i in cibuildwheel_identifiers(project, arches, _ci_env(project)))
+        differences = []
+        for cell in cells:
+            inv = Invocation("job", [cell], str(project))
+            (out / CONFIG_FILE).write_text(inv.config)
+            theirs = _build_options(project, cell.identifier, cell.arch, _ci_env(project))
+            ours = _build_options(project, cell.identifier, cell.arch, {**clean, **inv.options(catalog)},
+                                  str(out / CONFIG_FILE))
+            differences += _differences(theirs, ours, cell)
+        assert differences == [], "\n".join(differences[:20])
 
 
 # -- render: linters ------------------------------------------------------------------------
@@ -222,7 +325,7 @@ def zizmor_pedantic(workflow: Path) -> None:
 @pytest.mark.parametrize("name", PROJECTS)
 def test_rendered_pipelines_pass_the_linters(name, tmp_path):
     project = copy_project(name, tmp_path)
-    init_project(project)
+    init_project(project, gitlab=True)  # both pipelines, also for projects with a .github folder
     render(project)
     check_jsonschema(project / GITHUB, project / GITLAB)
     actionlint(project / GITHUB)
@@ -525,3 +628,84 @@ def test_init_writes_no_gitlab_ci_into_a_github_only_project(repo):
     init_project(repo, force=True, gitlab=True)
     assert (repo / ".gitlab-ci.yml").exists()
     assert "gitlab" not in load_yaml(repo / "matrix" / "wheels.yaml")["render"]
+
+
+# -- inputs init reads as cibuildwheel does ------------------------------------------------------
+
+def test_settings_kept_in_the_ci_are_carried_and_located(tmp_path):
+    """pywavelets keeps its Linux wheel settings in its workflow's env: carried, and the report
+    says where; values of the workflow's own matrix are named, not carried."""
+    project = copy_project("pywavelets", tmp_path)
+    report = "\n".join(init_project(project))
+    data = load_yaml(project / "matrix" / "wheels.yaml")
+    assert data["test-command"] == 'pytest --pyargs pywt -m "not slow"' and data["test-requires"] == ["pytest"]
+    assert data["environment"] == {"PIP_PREFER_BINARY": "1"}
+    assert data["cibuildwheel-options"] == {"build-verbosity": 2}
+    where = ".github/workflows/wheel_tests_and_release.yml"
+    assert f"carried from the project's CI: CIBW_BUILD_VERBOSITY ({where})" in report
+    assert f"not carried: CIBW_BUILD in {where} is set from an expression" in report
+    assert "CIBW_ARCHS_MACOS" not in report  # another platform's
+    assert "test-command (from the CI)" in report
+
+
+def test_submodules_are_checked_out(tmp_path):
+    project = copy_project("boost-histogram", tmp_path)
+    report = "\n".join(init_project(project))
+    assert ".gitmodules names 7 submodule(s) (extern/histogram, extern/core" in report
+    assert load_yaml(project / "matrix" / "wheels.yaml")["render"]["submodules"] == "recursive"
+    render(project)
+    for job in load_yaml(project / GITHUB)["jobs"].values():
+        checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
+        assert checkout["with"]["submodules"] == "recursive"
+    plain = copy_project("msgpack", tmp_path)
+    init_project(plain)
+    assert "submodules" not in load_yaml(plain / "matrix" / "wheels.yaml")["render"]
+
+
+@pytest.mark.parametrize("setup_py", [
+    'setup_args = dict(python_requires=">=3.11")\nsetup(**setup_args)\n',  # read by cibuildwheel
+    'if __name__ == "__main__":\n    args = dict(python_requires=">=3.10")\n    setup(**args)\n',
+    'setup(python_requires=">=3.8")\nkw = dict(python_requires=">=3.12")\n',  # the last one wins
+    'def main():\n    setup(python_requires=">=3.7")\n',  # nested: not read
+    'setup(x=f(python_requires=">=3.6"))\n', 'x = [dict(python_requires=">=3.5")]\n',
+    *[f"projects/{p}/setup.py" for p in PROJECTS if (PROJECTS_DIR / p / "setup.py").is_file()],
+])
+def test_setup_py_python_requires_as_cibuildwheel_reads_it(setup_py):
+    from cibuildwheel.projectfiles import setup_py_python_requires as theirs
+
+    from ciwheels.project.workspace import setup_py_python_requires as ours
+
+    if setup_py.startswith("projects/"):  # a real project's setup.py
+        setup_py = (PROJECTS_DIR.parent / setup_py).read_text()
+    assert ours(setup_py) == theirs(setup_py)
+
+
+def test_build_verbosity_as_a_string_and_errors_name_pyproject(tmp_path):
+    """cibuildwheel reads build-verbosity = "1" (int()); an option the matrix cannot hold is an
+    error about pyproject.toml and its line, never about init's temporary file."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "1"\nrequires-python = ">=3.13"\n\n'
+                                             '[tool.cibuildwheel]\ntest-command = "pytest"\nbuild-verbosity = "1"\n')
+    init_project(tmp_path)
+    assert load_yaml(tmp_path / "matrix" / "wheels.yaml")["cibuildwheel-options"] == {"build-verbosity": 1}
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "1"\n\n[tool.cibuildwheel]\n'
+                                        'test-command = "pytest"\nbuild-frontend = 3\n')
+    proc = run_ciwheels("init", "--project", str(bad))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{bad / 'pyproject.toml'}:7: [tool.cibuildwheel] build-frontend:" in proc.stderr
+    assert ".tmp" not in proc.stderr and not (bad / "matrix").exists()
+
+
+def test_inherit_rules_are_carried_without_warnings_when_exact(tmp_path):
+    """quicktions appends per-arch CFLAGS to its linux environment (inherit.environment =
+    "append"): carried as the combined environment, no warning, since the result is cibuildwheel's
+    (test_every_effective_option_equals_cibuildwheels checks every cell)."""
+    project = copy_project("quicktions", tmp_path)
+    report = "\n".join(init_project(project))
+    assert "overrides[2].inherit.environment = 'append'" in report
+    assert not [line for line in report.splitlines() if line.startswith("not carried") and "inherit" in line]
+    aarch64 = next(o for o in load_yaml(project / "matrix" / "wheels.yaml")["overrides"]
+                   if o["select"] == {"identifier": "*aarch64"})
+    assert aarch64["environment"] == {"CFLAGS": "-O3 -g1 -pipe -fPIC -march=armv8-a -mtune=cortex-a72",
+                                      "AR": "gcc-ar", "NM": "gcc-nm", "RANLIB": "gcc-ranlib"}

@@ -52,8 +52,8 @@ def make_plan(project, *, missing: bool, listings: Listings | None = None,
         # an unreadable registry is not "everything published": a scheduled pipeline would build nothing
         (index, name), error = sorted(listings.errors.items())[0]
         raise CiwheelsError(f"cannot read the registry index for {len(listings.errors)} package page(s), e.g. "
-                            f"{name}: {error}; refusing to plan, since what is missing cannot be told",
-                            hint="check the registry URL, its credentials and whether it is up, then run again")
+                            f"{name}: {error.rstrip('.')}; refusing to plan, since what is missing cannot be told",
+                            hint="Check the registry URL, its credentials and whether it is up, then run again")
     keep = [c for c in project.expansion.cells if states[c.id].state == "missing"]
     return PlanResult(keep_cells(plan, keep, project.catalog), states, versions, listings.reads)
 

@@ -31,6 +31,7 @@ from ciwheels.core.files import read_pyproject, read_regular
 from ciwheels.core.links import is_relative, safe_link
 from ciwheels.core.log import get_logger
 from ciwheels.core.secrets import redact_url
+from ciwheels.core.versions import check_version
 from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 from ciwheels.matrix.model import Cell, Registry, tags_match
 from ciwheels.net.auth import credentials_for
@@ -43,10 +44,15 @@ STATES = ("published", "missing", "failed", "known-failure", "upstream", "unknow
 
 
 def project_name_version(project: Path) -> tuple[str, str | None]:
+    """([project] name, version) of PROJECT/pyproject.toml; the version, when static, must be a
+    PEP 440 version (versions.check_version), since it is compared with the registry's."""
     data = read_pyproject(project).get("project")
     if not isinstance(data, dict):
         return "", None
-    return data.get("name", ""), data.get("version")
+    name, version = data.get("name", ""), data.get("version")
+    if version is not None:
+        check_version(version, "[project] version", file=str(project / "pyproject.toml"))
+    return name if isinstance(name, str) else "", version
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +64,12 @@ class CellState:
     since: str = ""  # failed: since when (ISO 8601, UTC): the first failure of this fingerprint
     run: str = ""  # failed: the CI pipeline where it last failed (http(s))
     this_run: bool = False  # failed: in this pipeline (else remembered from an earlier one)
+    tried: str = ""  # failed: the last attempt (ISO 8601, UTC); --retry-after counts from it
+    earlier_log: str = ""  # remembered failure: its log's link relative to the previous status (not written)
 
     def to_json(self) -> dict:
         out = {"state": self.state}
-        for key in ("detail", "log", "fingerprint", "since", "run"):
+        for key in ("detail", "log", "fingerprint", "since", "tried", "run"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
         if self.this_run:
@@ -242,9 +250,10 @@ def _fetch_previous(url: str) -> str | None:
 
 def parse_previous(data: dict, now: datetime | None = None, source: str = "the previous status") -> dict[str, dict]:
     """The remembered failures of a status document: {cell id: {state, fingerprint, since,
-    detail, log, run}}, each value checked. An entry that is not an object, has no string id,
+    tried, detail, log, run}}, each value checked. An entry that is not an object, has no string id,
     a fingerprint that is not hex, or a `since` that is not a time or lies in the future (it
     would never be due for a retry) is dropped with a warning (that cell is built again);
+    a `tried` (the last attempt) that is not a time between `since` and now is taken as `since`;
     a `detail` that is not text is left out; `log` and `run` keep only http(s) and relative
     links. Entries of other states are not needed and not kept."""
     now = now or datetime.now(UTC)
@@ -265,7 +274,9 @@ def parse_previous(data: dict, now: datetime | None = None, source: str = "the p
             dropped.append(f"{cid}: since {since!r:.40}" + (" is in the future" if when else " is not a time"))
             continue
         detail = c.get("detail")
-        entry = {"state": "failed", "fingerprint": fingerprint, "since": now_iso(when),
+        tried = parse_time(c.get("tried")) if isinstance(c.get("tried"), str) else None
+        tried = tried if tried is not None and when <= tried <= now + CLOCK_SKEW else when
+        entry = {"state": "failed", "fingerprint": fingerprint, "since": now_iso(when), "tried": now_iso(tried),
                  "detail": " ".join(detail.split())[:MAX_DETAIL] if isinstance(detail, str) else "",
                  "log": safe_link(c.get("log")), "run": safe_link(c.get("run"))}
         out[cid] = entry
@@ -350,7 +361,7 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
             now_failed = opts.failed_now[cell.id]
             out[cell.id] = CellState("failed", now_failed.get("detail") or "the build failed", now_failed.get("log", ""),
                                      fingerprint, remembered["since"] if remembered else now_iso(now),
-                                     opts.run, True)
+                                     opts.run, True, now_iso(now))
             continue
         if upstream is not None and cell.package and packages[cell.package].upstream_wheels == "skip":
             wheel = upstream_has_wheel(upstream.files(cell.package), cell)
@@ -358,14 +369,17 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
                 out[cell.id] = CellState("upstream", wheel)
                 continue
         if remembered:
-            since = parse_time(remembered.get("since", ""))
-            due = since is None or now - since >= timedelta(days=opts.retry_after_days)
+            # counted from the last attempt: a retry that failed again waits another period
+            tried = parse_time(remembered.get("tried") or remembered.get("since", ""))
+            due = tried is None or now - tried >= timedelta(days=opts.retry_after_days)
             if not opts.retry_failed and not due:
                 # a log of the earlier site is not in this one: only an absolute link survives
                 earlier_log = remembered.get("log", "")
                 out[cell.id] = CellState("failed", remembered.get("detail", "") or "the build failed",
                                          "" if is_relative(earlier_log) else earlier_log, fingerprint,
-                                         remembered.get("since", ""), remembered.get("run", ""))
+                                         remembered.get("since", ""), remembered.get("run", ""),
+                                         tried=remembered.get("tried", ""),
+                                         earlier_log=earlier_log if is_relative(earlier_log) else "")
                 continue
         out[cell.id] = state
     if unnamed:

@@ -6,11 +6,14 @@ it next to the page, and the next plan reads it back."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import os
 import re
+import urllib.parse
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -26,6 +29,8 @@ from ciwheels.core.links import safe_link
 from ciwheels.core.log import get_logger
 from ciwheels.core.secrets import scrub
 from ciwheels.dist.artifacts import OK_STATUSES, REPORT, atomic_write, read_report
+from ciwheels.images.labels import NOT_IN_IMAGE
+from ciwheels.net.registry import RegistryClient
 
 log = get_logger("status")
 
@@ -45,7 +50,7 @@ _STEPS = (("Copying project into container", "the project could not be copied in
           ("Repairing wheel", "auditwheel refused the wheel (repair failed: e.g. a library it cannot bundle, or "
                               "symbols newer than the policy allows)"),
           ("Testing wheel", "the tests failed"))
-_STATUS_REASONS = {"python-not-in-image": "the cell's Python is not in the image",
+_STATUS_REASONS = {NOT_IN_IMAGE: "the cell's Python is not in the image",
                    "isa-mismatch": "a binary needs a higher ISA level than the cell's",
                    "isa-unproven": "the binaries' ISA level could not be proven"}
 
@@ -62,7 +67,7 @@ def failure_reason(status: str, log_text: str, exit_code: int | None) -> str:
     cibuildwheel it stopped in, or cibuildwheel's own error line."""
     if status in _STATUS_REASONS:
         first = next((ln.strip() for ln in log_text.splitlines() if ln.strip()), "")
-        return _STATUS_REASONS[status] + (f": {first[:300]}" if status == "python-not-in-image" and first else "")
+        return _STATUS_REASONS[status] + (f": {first[:300]}" if status == NOT_IN_IMAGE and first else "")
     last_step, at = None, -1
     for words, meaning in _STEPS:
         i = log_text.rfind(words + "...")
@@ -71,10 +76,25 @@ def failure_reason(status: str, log_text: str, exit_code: int | None) -> str:
     errors = [ln.split("error:", 1)[1].strip() for ln in log_text.splitlines()
               if ln.startswith(("cibuildwheel: error:", "::error::cibuildwheel:")) and "error:" in ln]
     if last_step:
-        return last_step
+        line = _error_line(log_text[at:].split("\n", 1)[-1])
+        return f"{last_step}: {line}" if line else last_step
     if errors:
         return f"cibuildwheel: {errors[-1][:300]}"
     return "the build failed" + (f" (cibuildwheel exit {exit_code})" if exit_code is not None else "")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_ERRORISH = re.compile(r"(?i)\b(error|failed|failure|refused|cannot|not found|no such|undefined reference|"
+                       r"illegal instruction|segmentation fault|traceback)\b")
+
+
+def _error_line(text: str) -> str:
+    """The last line of a step's output that says what went wrong (at most 200 characters)."""
+    for line in reversed(text.splitlines()[-400:]):
+        line = _ANSI.sub("", line).strip()
+        if line and _ERRORISH.search(line) and not line.startswith(("cibuildwheel: error:", "::error::")):
+            return line if len(line) <= 200 else line[:197] + "..."
+    return ""
 
 
 def failed_builds(sources: list[Path], cells: set[str] | None = None) -> dict[str, FailedBuild]:
@@ -114,7 +134,9 @@ def failed_builds(sources: list[Path], cells: set[str] | None = None) -> dict[st
                 candidate = path.parent.parent / name
                 if os.path.lexists(candidate):
                     try:
-                        text = read_regular(candidate, "build log", MAX_LOG, tail=True).decode("utf-8", "replace")
+                        # scrubbed before anything is read from it: the reason lands on the page
+                        text = scrub(read_regular(candidate, "build log", MAX_LOG, tail=True).decode("utf-8",
+                                                                                                   "replace"))
                         logfile = candidate
                     except CiwheelsError as e:
                         log.warning("%s: %s; the failure is shown without its log", e.file, e.message)
@@ -147,6 +169,47 @@ def copy_logs(failed: dict[str, FailedBuild], site: Path) -> dict[str, str]:
         atomic_write(logs / name, lambda f: f.write(data))
         links[cell] = f"logs/{name}"
     return links
+
+
+MAX_CARRIED = 200  # logs of remembered failures carried into a new site per run
+
+
+def carry_logs(states: dict[str, CellState], previous: str | None, site: Path) -> dict[str, CellState]:
+    """The logs of failures remembered from the previous status, copied into the new site
+    (SITE/logs/, the same guarded way: bounded, scrubbed), since the new site replaces the old
+    one: {cell: its state with the link}. Read relative to the previous status (its URL, only
+    from that site, or its folder); a log that cannot be read leaves the failure without one."""
+    todo = sorted((cid, st) for cid, st in states.items() if st.earlier_log)[:MAX_CARRIED]
+    if not todo or not previous:
+        return {}
+    remote = previous.startswith(("http://", "https://"))
+    client = RegistryClient.anonymous("", retries=2, timeout=30) if remote else None
+
+    def read(item) -> tuple[str, str | None]:
+        cid, st = item
+        try:
+            if remote:
+                resp = client.get(urllib.parse.urljoin(previous, st.earlier_log), follow_redirects=False)
+                if resp.status_code != 200:
+                    return cid, None
+                data = resp.content[-MAX_LOG:]
+            else:
+                data = read_regular(Path(previous).parent / st.earlier_log, "earlier build log", MAX_LOG, tail=True)
+        except CiwheelsError:
+            return cid, None
+        return cid, scrub(data.decode("utf-8", "replace"))
+
+    out = {}
+    with ThreadPoolExecutor(8) as pool:
+        for cid, text in pool.map(read, todo):
+            if text is None:
+                continue
+            (site / "logs").mkdir(parents=True, exist_ok=True)
+            name = log_name(cid)
+            data = text.encode("utf-8", "replace")
+            atomic_write(site / "logs" / name, lambda f: f.write(data))
+            out[cid] = dataclasses.replace(states[cid], log=f"logs/{name}", earlier_log="")
+    return out
 
 
 def remember_environment_secrets(env=None) -> None:

@@ -114,6 +114,7 @@ def status_cmd(project: Path, matrix_paths: tuple[Path, ...], fmt: str, artifact
 
     from ciwheels.builder.state import Listings, cell_states
     from ciwheels.builder.statuspage import (
+        carry_logs,
         copy_logs,
         failed_builds,
         html_status,
@@ -135,6 +136,8 @@ def status_cmd(project: Path, matrix_paths: tuple[Path, ...], fmt: str, artifact
         opened.upstream = opened.upstream or IndexCache()
         opened.upstream.prefetch(p.name for m in opened.spec.matrices for p in m.packages)
     states = cell_states(opened, Listings.of(opened.registries), opts)
+    if site:  # the new site replaces the old one: remembered failures bring their logs along
+        states.update(carry_logs(states, previous, site))
     doc = status_document(opened, states)
     title = f"ciwheels status: {project.resolve().name}"
     short = {lv.name: lv.short for lv in opened.catalog.levels.values()}

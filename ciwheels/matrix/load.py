@@ -164,6 +164,19 @@ def _prescan(text: str, display: str) -> None:
                                     file=display, line=line)
         else:
             depth = max(0, depth - 1)
+    bad = _UNPRINTABLE.search(text)
+    if bad is not None:
+        ch = bad.group()
+        line = text.count("\n", 0, bad.start()) + 1
+        column = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
+        name = {"\x00": " (NUL)", "\x1b": " (ESC)", "\x7f": " (DEL)", "\ufeff": " (a byte order mark)"}.get(ch, "")
+        raise CiwheelsError(f"the character U+{ord(ch):04X}{name} is not allowed in YAML", file=display, line=line,
+                            column=column, hint="Remove it (a file that is not text, or a copy-paste accident?)")
+
+
+# what YAML refuses in a file (YAML 1.2, 5.1: the printable characters, tab, line breaks, NEL;
+# a byte order mark only at the very start); lone surrogates are found by the validator, with the key
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ufffe\uffff]|(?<!^)\ufeff")
 
 
 def validate_data(data: Any, schema: dict, file: str, path: Path_, catalog: Catalog) -> Any:
@@ -225,6 +238,9 @@ def _shape(schema: dict) -> str:
     return _TYPE_NAMES.get(t, "a value")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class _Validator:
     def __init__(self, doc: MatrixDoc, catalog: Catalog) -> None:
         self.doc = doc
@@ -255,8 +271,19 @@ class _Validator:
                 return f"policy {value!r} is for {self.cat.policies[canon].libc}, not {path[1]}"
         return None
 
+    def _encodable(self, text: str, path: Path_) -> None:
+        """A lone surrogate (YAML's "\\ud800") cannot be written as UTF-8 anywhere: not into a
+        pipeline, an environment, a report or a terminal."""
+        bad = _SURROGATE.search(text)
+        if bad is not None:
+            raise self.doc.error(path, f"{describe_path(path)} contains the lone surrogate U+{ord(bad.group()):04X}, "
+                                 "which is not a character and cannot be written as UTF-8",
+                                 hint="Remove the \\u escape")
+
     def walk(self, node: Any, schema: dict, path: Path_) -> Any:
         self._count(node, path)
+        if isinstance(node, str):
+            self._encodable(node, path)
         if "anyOf" in schema or "oneOf" in schema:
             return self._any_of(node, schema, path)
         if "not" in schema:
@@ -351,6 +378,7 @@ class _Validator:
             self._mark(node, key, sub)
             if not isinstance(key, str):
                 raise self.doc.error(sub, f"keys in {describe_path(path)} must be strings, not {key!r}")
+            self._encodable(key, sub)
             if names:
                 if "enum" in names and key not in names["enum"]:
                     raise self._key_error(sub, key, names["enum"], path)

@@ -51,11 +51,14 @@ class Selector:
     values: dict[str, frozenset[str]]
     path: Path_
     identifier: tuple[str, ...] = ()  # globs over the cibuildwheel identifier, braces expanded
+    not_identifier: tuple[str, ...] = ()  # globs the identifier must match none of (cibuildwheel's `build`)
 
     def matches(self, attrs: dict[str, str]) -> bool:
         for key, wanted in self.values.items():
             if attrs.get(key) not in wanted:
                 return False
+        if self.not_identifier and any(fnmatchcase(attrs["identifier"], g) for g in self.not_identifier):
+            return False
         if self.identifier:
             return any(fnmatchcase(attrs["identifier"], g) for g in self.identifier)
         return True
@@ -417,18 +420,20 @@ class _Normaliser:
     def selector(self, entry: dict, path: Path_) -> Selector:
         out = {}
         globs: list[str] = []
+        not_globs: list[str] = []
         for key, value in entry.items():
             values = value if isinstance(value, list) else [value]
             sub = [path + (key, i) if isinstance(value, list) else path + (key,) for i in range(len(values))]
-            if key == "identifier":
-                globs += [g for v, p in zip(values, sub) for g in self.expand_braces(v, p)]
+            if key in ("identifier", "not-identifier"):
+                (globs if key == "identifier" else not_globs).extend(
+                    g for v, p in zip(values, sub) for g in self.expand_braces(v, p))
                 continue
             if key in ("python", "arch", "policy", "libc", "isa"):
                 values = [self.canon(key, v, p) for v, p in zip(values, sub)]
             elif key == "package":
                 values = [canonicalize_name(v) for v in values]
             out[key] = frozenset(values)
-        return Selector(out, path, tuple(globs))
+        return Selector(out, path, tuple(globs), tuple(not_globs))
 
     def expand_braces(self, pattern: str, path: Path_) -> tuple[str, ...]:
         patterns = brace_patterns(pattern)

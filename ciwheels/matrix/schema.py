@@ -182,6 +182,9 @@ def _selector_properties(catalog: Catalog) -> dict[str, dict]:
         "isa": _str_or_list("ISA level(s).", names["isa"], "ISA level"),
         "identifier": _str_or_list("cibuildwheel build identifier glob(s), braces allowed, e.g. '*-musllinux*' "
                                    "or 'cp3{12,13}-*'."),
+        "not-identifier": _str_or_list("cibuildwheel build identifier glob(s) the cell must match none of: "
+                                       "`exclude: [{not-identifier: 'cp3{11,12}-*'}]` keeps only what "
+                                       "cibuildwheel's `build` selects."),
         "package": _str_or_list("Builder mode: package name(s)."),
         "version": _str_or_list("Builder mode: package version(s)."),
     }

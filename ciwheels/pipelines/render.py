@@ -98,6 +98,16 @@ def _gl_expr(value: object) -> str:
     return '"' + text + '"'
 
 
+def _gl_branch_rule(value: object) -> str:
+    """The rule `$CI_COMMIT_BRANCH == "BRANCH"` as a YAML scalar. Plain where the branch allows
+    it; single-quoted when it holds what a plain scalar cannot (` #` starts a comment, `: ` a
+    mapping: `release #1` would cut the rule to `$CI_COMMIT_BRANCH == "release`)."""
+    rule = f"$CI_COMMIT_BRANCH == {_gl_expr(value)}"
+    if re.search(r"[ \t]#|:[ \t]|:$|[\t]", rule):
+        return "'" + rule.replace("'", "''") + "'"
+    return rule
+
+
 def _comment(value: object) -> str:
     """Text for a `#` comment line."""
     return _checked(value, "a pipeline comment")
@@ -115,7 +125,7 @@ def _environment():
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters.update(gh=_gh, ghexpr=_gh_expr, gl=_gl, glvar=_gl_var, glexpr=_gl_expr, comment=_comment)
+    env.filters.update(gh=_gh, ghexpr=_gh_expr, gl=_gl, glvar=_gl_var, glexpr=_gl_expr, glbranch=_gl_branch_rule, comment=_comment)
     return env
 
 
