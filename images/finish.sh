@@ -39,10 +39,16 @@ for so in /opt/python/*/lib/python3*/lib-dynload/_ctypes.*.so; do
   [ -f "$so" ] || continue
   patchelf --print-needed "$so" | grep -q '^libffi' || patchelf --add-needed "$ffi" "$so"
 done
+# an older glibc's sysroot (sysroot.sh), if the recipe has one: its compilers come first on PATH
+sysroot=null
+if [ -f /opt/ciwheels-sysroot/info ]; then
+  . /opt/ciwheels-sysroot/info
+  sysroot="{\"name\": \"$SYSROOT\", \"glibc\": \"$SYSROOT_GLIBC\", \"libstdc++\": \"$SYSROOT_GCC\"}"
+fi
 pythons_json=$(for p in $PYTHONS; do printf '"%s", ' "$p"; done | sed 's/, $//')
 cat > /opt/python/ciwheels.json <<JSON
 {"format": 1, "arch": "$ARCH", "pythons": [$pythons_json], "policy": "$AUDITWHEEL_PLAT", "glibc": "$GLIBC",
- "gcc": "$GCC_MAJOR", "native-compilers": $native, "recipe": "$RECIPE"}
+ "gcc": "$GCC_MAJOR", "native-compilers": $native, "sysroot": $sysroot, "recipe": "$RECIPE"}
 JSON
 # every interpreter starts and has the modules pip and builds need
 for p in $PYTHONS; do
@@ -51,10 +57,35 @@ for p in $PYTHONS; do
   "/opt/python/$tag/bin/pip" --version >/dev/null
 done
 auditwheel --version
-# the compilers on PATH build C and C++ programs that run here
+# the compilers on PATH build C and C++ programs that run here; with a sysroot, programs that
+# call what glibc 2.38 redirected (strtol, sscanf) and throw C++ exceptions need no newer glibc
+# and libstdc++ than the sysroot's (the emulated compiler is checked with C only: it is slow)
 mkdir -p /tmp/ciwheels-check && cd /tmp/ciwheels-check
-printf '#include <stdio.h>\nint main(void){puts("c ok");return 0;}\n' > c.c
-printf '#include <iostream>\nint main(){std::cout << "c++ ok" << std::endl;return 0;}\n' > cc.cc
-PATH=/opt/ciwheels-cross/bin:$PATH gcc -O2 -o c c.c && ./c
-PATH=/opt/ciwheels-cross/bin:$PATH g++ -O2 -o cc cc.cc && ./cc
+printf '#include <stdio.h>\n#include <stdlib.h>\nint main(int c, char **v){int n = 0; sscanf("7", "%%d", &n);\n'\
+'printf("c ok %%ld\\n", strtol(c > 5 ? v[1] : "35", NULL, 10) + n); return 0;}\n' > c.c
+printf '#include <iostream>\n#include <stdexcept>\n#include <string>\nint main(){try {throw std::runtime_error("c++");}\n'\
+'catch (const std::exception &e) {std::cout << std::string(e.what()) + " ok" << std::endl;} return 0;}\n' > cc.cc
+newest() {  # the newest GLIBC_/GLIBCXX_ version a program needs
+  readelf -V -W "$2" | grep -o "Name: $1_[0-9.]*" | sed "s/Name: $1_//" | sort -V | tail -n 1
+}
+check() {
+  "$@"
+  prog=$(basename "$2" | cut -d. -f1)
+  [ "$prog" != cc ] || ./cc
+  [ "$prog" != c ] || ./c
+  if [ -n "${SYSROOT_GLIBC:-}" ]; then
+    need=$(newest GLIBC "$prog")
+    if [ "$(printf '%s\n%s\n' "$need" "$SYSROOT_GLIBC" | sort -V | tail -n 1)" != "$SYSROOT_GLIBC" ]; then
+      echo "ciwheels image: '$*' against the sysroot needs GLIBC_$need, newer than its glibc $SYSROOT_GLIBC" >&2
+      exit 1
+    fi
+  fi
+}
+export PATH=/opt/ciwheels-sysroot/bin:/opt/ciwheels-cross/bin:$PATH
+check gcc -O2 -o c c.c
+check g++ -O2 -o cc cc.cc
+if [ -n "${SYSROOT_GLIBC:-}" ] && [ "$native" = true ]; then
+  rm -f c && (export CIWHEELS_NATIVE_COMPILERS=0; check gcc -O2 -o c c.c)
+fi
+[ -z "${SYSROOT_GLIBC:-}" ] || echo "ciwheels image: compilers build against the glibc $SYSROOT_GLIBC sysroot ($SYSROOT)"
 cd / && rm -rf /tmp/ciwheels-check /ciwheels-setup/sources

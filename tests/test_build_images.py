@@ -70,7 +70,8 @@ def test_glibc_cells_of_the_arch_build_in_the_digest_reference(tmp_path):
     assert sorted(glibc_riscv) == [f"{py}-manylinux_riscv64-rv64gc" for py in PYTHONS]
     for c in glibc_riscv.values():
         assert c["image_ref"] == c["image"] == ref and c["custom_image"]
-        assert c["policy"] == "manylinux_2_41"  # Debian trixie's glibc, not pypa's manylinux_2_39
+        # the glibc of the recipe's default sysroot (Debian bullseye's, issue #22), not trixie's 2.41
+        assert c["policy"] == "manylinux_2_31"
         assert c["cibw"]["CIBW_MANYLINUX_RISCV64_IMAGE"] == ref
     # musllinux keeps pypa's images, and so does every other arch
     assert got["cp312-musllinux_riscv64-rv64gc"]["image"] == "musllinux_1_2"
@@ -78,7 +79,7 @@ def test_glibc_cells_of_the_arch_build_in_the_digest_reference(tmp_path):
     explained = run_ciwheels("explain", "cp313-manylinux_riscv64-rv64gc", "--project", str(p), cwd=p,
                              check=True).stdout
     assert f"{ref} (custom)" in explained and "matrix/wheels.yaml:11 (render.build-images[0])" in explained
-    assert "glibc 2.41 of debian:trixie" in explained
+    assert "glibc 2.31 of the bullseye sysroot" in explained
 
 
 def test_the_registry_comes_from_the_environment_lowercased(tmp_path):
@@ -119,11 +120,11 @@ def test_github_image_job_builds_by_digest_unless_the_registry_has_it(tmp_path):
     # only the jobs in that image wait for it, and log in to pull it
     assert gh["jobs"]["build-riscv64-image"]["needs"] == ["image-riscv64"]
     image_jobs = [e["job"] for e in gh["jobs"]["build-riscv64-image"]["strategy"]["matrix"]["include"]]
-    assert image_jobs == [f"manylinux_2_41_riscv64-rv64gc-{py}" for py in PYTHONS]
+    assert image_jobs == [f"manylinux_2_31_riscv64-rv64gc-{py}" for py in PYTHONS]
     assert gh["jobs"]["build-riscv64-image"]["permissions"] == {"contents": "read", "packages": "read"}
     assert any(s.get("name") == "Log in to the image registry" for s in gh["jobs"]["build-riscv64-image"]["steps"])
     assert "needs" not in gh["jobs"]["build"]
-    assert not any("manylinux_riscv64" in e["job"] or "manylinux_2_41" in e["job"]
+    assert not any("manylinux_riscv64" in e["job"] or "manylinux_2_31" in e["job"]
                    for e in gh["jobs"]["build"]["strategy"]["matrix"]["include"])
     # scheduled runs: the planned builds wait for it too
     assert gh["jobs"]["build-planned-0"]["needs"] == ["plan", "image-riscv64"]
@@ -165,7 +166,7 @@ def test_gitlab_image_job_builds_by_digest_unless_the_registry_has_it(tmp_path):
     chunk = gl["ciwheels-build-riscv64-image"]
     assert chunk["needs"] == ["ciwheels-image-riscv64"] and chunk["variables"] == {"CIWHEELS_BUILT_IMAGE": "riscv64"}
     assert [e["CIWHEELS_JOB"] for e in chunk["parallel"]["matrix"]] == \
-        [f"manylinux_2_41_riscv64-rv64gc-{py}" for py in PYTHONS]
+        [f"manylinux_2_31_riscv64-rv64gc-{py}" for py in PYTHONS]
     assert gl["ciwheels-build"]["needs"] == []  # the other builds do not wait for the image
     assert any("docker login" in line and "CIWHEELS_BUILT_IMAGE" in line for line in gl[".ciwheels-build"]["script"])
     assert gl["ciwheels-planned"]["needs"] == ["ciwheels-plan", "ciwheels-image-riscv64"]
@@ -177,7 +178,7 @@ def test_gitlab_child_pipeline_pulls_the_built_image(tmp_path):
     run_ciwheels("plan", "--project", str(p), "--gitlab-child", str(child), check=True)
     gl = load(child)
     assert gl["variables"]["CIWHEELS_IMAGE_REGISTRY"] == "$CI_REGISTRY_IMAGE"
-    assert gl["build manylinux_2_41_riscv64-rv64gc-cp313"]["variables"]["CIWHEELS_BUILT_IMAGE"] == "riscv64"
+    assert gl["build manylinux_2_31_riscv64-rv64gc-cp313"]["variables"]["CIWHEELS_BUILT_IMAGE"] == "riscv64"
     assert "CIWHEELS_BUILT_IMAGE" not in gl["build manylinux_2_28_x86_64-x86-64"]["variables"]
     assert any("docker login" in line for line in gl[".ciwheels-build"]["script"])
 
@@ -233,14 +234,21 @@ def test_digest_follows_the_recipe_inputs_and_render_check_notices(tmp_path):
 
 
 def test_the_base_decides_the_policy_of_the_cells(tmp_path):
-    p = project(tmp_path, MATRIX.replace("build-images: [riscv64]", "build-images: {riscv64: {base: 'ubuntu:22.04'}}"))
+    """Without a sysroot (x86_64's recipe has none) the base's glibc decides the policy; riscv64's
+    recipe compiles against the bullseye sysroot, whose glibc 2.31 decides it whatever the base."""
+    p = project(tmp_path, MATRIX.replace("build-images: [riscv64]", "build-images: {riscv64: {base: 'ubuntu:22.04'}, "
+                                         "x86_64: {base: 'ubuntu:22.04'}}"))
     got = cells(p)
-    assert got["cp313-manylinux_riscv64-rv64gc"]["policy"] == "manylinux_2_35"
+    assert got["cp313-manylinux_x86_64-x86-64"]["policy"] == "manylinux_2_35"
+    assert got["cp313-manylinux_riscv64-rv64gc"]["policy"] == "manylinux_2_31"
     assert render(p).returncode == 0
-    assert "manylinux_2_35_riscv64-rv64gc-cp313" in (p / GITHUB).read_text()
-    # a base ciwheels does not know needs its policy
+    assert "manylinux_2_31_riscv64-rv64gc-cp313" in (p / GITHUB).read_text()
     p = project(tmp_path, MATRIX.replace("build-images: [riscv64]",
                                          "build-images:\n    riscv64: {base: 'registry.example/rv:1'}"))
+    assert cells(p)["cp313-manylinux_riscv64-rv64gc"]["policy"] == "manylinux_2_31"
+    # a base ciwheels does not know needs its policy when no sysroot decides it
+    p = project(tmp_path, MATRIX.replace("build-images: [riscv64]",
+                                         "build-images:\n    x86_64: {base: 'registry.example/rv:1'}"))
     proc = render(p)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert proc.stderr.startswith("error: matrix/wheels.yaml:12") and "'registry.example/rv:1'" in proc.stderr

@@ -23,8 +23,14 @@ def test_the_digest_names_the_recipe_and_its_inputs():
     others = {Recipe("riscv64", None, ("cp311", "cp313", "cp314")), Recipe("riscv64", "ubuntu:22.04", ("cp311", "cp313")),
               Recipe("riscv64", None, ("cp311", "cp313"), native_compilers=False), Recipe("aarch64", None, ("cp311", "cp313"))}
     others.add(Recipe("riscv64", None, ("cp311", "cp313"), cross_base="localhost/other-amd64:1"))
+    others |= {Recipe("riscv64", None, ("cp311", "cp313"), sysroot="bookworm"),
+               Recipe("riscv64", None, ("cp311", "cp313"), sysroot="none")}
     digests = {r.digest() for r in others}
-    assert len(digests) == 5 and plain.digest() not in digests
+    assert len(digests) == 7 and plain.digest() not in digests
+    # riscv64's default sysroot is Debian bullseye's (glibc 2.31): naming it is the same recipe
+    assert plain.sysroot == "bullseye" and Recipe("riscv64", None, ("cp311",), sysroot="bullseye").digest() == \
+        Recipe("riscv64", None, ("cp311",)).digest()
+    assert Recipe("x86_64", None, ("cp313",)).sysroot == "none"
     assert len(plain.digest()) == 16 and int(plain.digest(), 16) >= 0
 
 
@@ -40,6 +46,27 @@ def test_the_digest_follows_the_recipe_files(tmp_path, monkeypatch):
     assert Recipe("riscv64", None, ("cp313",)).digest() == before
     (images / "python.sh").write_text((images / "python.sh").read_text() + "# changed\n")
     assert Recipe("riscv64", None, ("cp313",)).digest() != before
+
+
+def test_the_sysroot_is_pinned_catalog_data_and_sets_the_policy():
+    from ciwheels.images.recipe import image_catalog, sysroot_glibc
+
+    cat = image_catalog()
+    assert sysroot_glibc("riscv64", "bullseye") == "2.31" and sysroot_glibc("riscv64", "bookworm") == "2.36"
+    assert sysroot_glibc("riscv64", "none") is None
+    for name, sysroot in cat["sysroots"].items():
+        debs = sysroot["debs"]["riscv64"]
+        # glibc, kernel headers, libgcc, libstdc++ (headers and library) of the release's own GCC
+        for package in ("libc6-dev", "libc6", "linux-libc-dev", "libgcc-s1", f"libgcc-{sysroot['gcc']}-dev",
+                        "libstdc++6", f"libstdc++-{sysroot['gcc']}-dev"):
+            assert any(p.split("/")[-1].startswith(f"{package}-riscv64-cross_") for p in debs), (name, package)
+        assert all(len(sha) == 64 and int(sha, 16) >= 0 for sha in debs.values())
+    dry = json.loads(run_ciwheels("image", "build", "riscv64", "--python", "cp313", "--dry-run", "--json",
+                                  check=True).stdout)
+    assert dry["sysroot"] == "bullseye"
+    none = json.loads(run_ciwheels("image", "build", "riscv64", "--python", "cp313", "--sysroot", "none", "--dry-run",
+                                   "--json", check=True).stdout)
+    assert none["sysroot"] == "none" and none["digest"] != dry["digest"]
 
 
 def test_policy_and_tags():
@@ -62,6 +89,8 @@ def test_the_tag_is_the_repository_and_the_digest():
     (["riscv64", "--python", "pp311"], ["--python 'pp311' is not a CPython", "cp311"]),
     (["riscv64", "--python", "cp313t"], ["cp313t", "cibuildwheel 4 dropped"]),
     (["riscv64", "--timeout", "0"], ["--timeout"]),
+    (["riscv64", "--sysroot", "buster"], ["no sysroot 'buster' for riscv64", "bullseye, bookworm, none"]),
+    (["x86_64", "--sysroot", "bullseye"], ["no sysroot 'bullseye' for x86_64", "none"]),
 ])
 def test_bad_image_requests_are_refused_before_any_work(args, words):
     proc = run_ciwheels("image", "build", *args, "--engine", "podman")
@@ -90,14 +119,18 @@ def test_the_image_says_what_it_carries(riscv64):
 
     ref = riscv64["tag"]
     assert riscv64["pythons"] == list(TEST_IMAGE_PYTHONS["riscv64"])
-    assert riscv64["policy"] == "manylinux_2_41_riscv64"  # Debian trixie's glibc, read from the base
+    # the glibc of Debian bullseye's sysroot, which extensions compile against (issue #22); the
+    # base (Debian trixie) has 2.41
+    assert riscv64["policy"] == "manylinux_2_31_riscv64"
     labels = image_labels("podman", ref)
     assert labels["io.ciwheels.pythons"].split() == list(TEST_IMAGE_PYTHONS["riscv64"])
     assert labels["io.ciwheels.recipe"] == riscv64["digest"]
+    assert labels["io.ciwheels.sysroot"] == "bullseye" and labels["io.ciwheels.policy"] == "manylinux_2_31_riscv64"
     facts = json.loads(in_image(ref, "cat /opt/python/ciwheels.json"))
     assert facts["pythons"] == list(TEST_IMAGE_PYTHONS["riscv64"]) and facts["glibc"] == "2.41"
-    assert facts["native-compilers"] is True and facts["policy"] == "manylinux_2_41_riscv64"
-    assert in_image(ref, "echo $AUDITWHEEL_PLAT").strip() == "manylinux_2_41_riscv64"
+    assert facts["native-compilers"] is True and facts["policy"] == "manylinux_2_31_riscv64"
+    assert facts["sysroot"] == {"name": "bullseye", "glibc": "2.31", "libstdc++": "10"}
+    assert in_image(ref, "echo $AUDITWHEEL_PLAT").strip() == "manylinux_2_31_riscv64"
 
 
 @pytest.mark.slow

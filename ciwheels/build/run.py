@@ -33,6 +33,8 @@ from ciwheels.dist.verify import verdict, verify_wheel
 from ciwheels.images.engine import container_engine
 from ciwheels.images.labels import (
     NOT_IN_IMAGE,
+    POLICY_LABEL,
+    SYSROOT_LABEL,
     carried_pythons,
     policy_mismatches,
     refusals,
@@ -263,6 +265,29 @@ def probe_compiler(inv: Invocation, engine: str, catalog: Catalog) -> Probe:
     return result
 
 
+def failure_hint(log_text: str, labels: dict[str, str] | None) -> str | None:
+    """What a failed build's log means when ciwheels can tell, or None. auditwheel's "too-recent
+    versioned symbols" names neither the library nor the symbols; in an image whose compilers
+    use an older glibc's sysroot the extension itself fits, so a library the wheel links does not."""
+    if "too-recent versioned symbols" not in log_text:
+        return None
+    labels = labels or {}
+    policy = labels.get(POLICY_LABEL, "the image's policy")
+    sysroot = labels.get(SYSROOT_LABEL, "none")
+    if sysroot == "none":
+        return (f"auditwheel refused the wheel: something in it needs a newer glibc or libstdc++ than {policy} "
+                "allows. Build on an image with an older glibc, or give the cell that image's policy.")
+    return (f"auditwheel refused the wheel for {policy}: a library it links needs a newer glibc or libstdc++ "
+            f"than that. The image compiles extensions against the glibc of the {sysroot} sysroot, so the "
+            "extension fits; a library from the image's own distribution (installed by before-all, e.g. "
+            "apt-get install libfoo-dev) was built for its newer glibc. Build that library from source in "
+            "before-all with the image's compilers (they use the sysroot) into /usr/local, as with pypa's "
+            "manylinux images; `auditwheel show` of the unrepaired wheel names the libraries "
+            "(images/README.md, \"Libraries from before-all\"). Or build without the sysroot "
+            "(environment CIWHEELS_SYSROOT=0 and AUDITWHEEL_PLAT=manylinux_<base glibc>_<arch>) and give the "
+            "cell that policy.")
+
+
 @dataclass
 class Attempt:
     """One cibuildwheel run of some cells, and what it left."""
@@ -380,9 +405,13 @@ def run_all(runs: list[Invocation], out: Path, engine: str | None, catalog: Cata
                 progress(len(summary), total, status, cell.id)
             shutil.rmtree(attempt.staging, ignore_errors=True)  # placed: nothing is gathered twice
             if attempt.exit_code != 0:
-                tail = attempt.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
+                text = attempt.log_path.read_text(encoding="utf-8", errors="replace")
+                tail = text.splitlines()[-25:]
                 log.error("%s failed (cibuildwheel exit %d); last lines of %s:\n%s", inv.job, attempt.exit_code,
                           attempt.log_path, "\n".join("  " + line for line in tail))
+                hint = failure_hint(text, labels_of(first.image_ref))
+                if hint:
+                    log.error("%s: %s", inv.job, hint)
     return (1 if failed else 0), summary
 
 

@@ -27,6 +27,10 @@ def image() -> None:
                                    "--base, which must then be a multi-arch reference).")
 @click.option("--native-compilers/--no-native-compilers", default=True, show_default=True,
               help="Put x86_64-hosted cross compilers for ARCH first on the image's PATH (foreign arches).")
+@click.option("--sysroot", metavar="NAME", default="default", show_default=True,
+              help="Compile extensions against this older glibc's sysroot (images.toml: bullseye = glibc 2.31, "
+                   "bookworm = 2.36), or `none` (the base's glibc); it sets the wheels' manylinux policy. "
+                   "Default: the arch's (riscv64: bullseye).")
 @click.option("--engine", type=click.Choice(["docker", "podman"]), envvar="CIWHEELS_ENGINE",
               help="Container engine (default: the first of docker and podman that is installed and answers).")
 @click.option("--tag", help="Also tag the image so (default: localhost/ciwheels-manylinux-ARCH:trixie). It is "
@@ -37,8 +41,8 @@ def image() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print what the image carries as JSON.")
 @click.option("--dry-run", is_flag=True, help="Print the image's digest tag and recipe; build nothing.")
 def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, base: str | None,
-                cross_base: str | None, native_compilers: bool, engine: str | None, tag: str | None, force: bool,
-                timeout: float, as_json: bool, dry_run: bool) -> None:
+                cross_base: str | None, native_compilers: bool, sysroot: str, engine: str | None, tag: str | None,
+                force: bool, timeout: float, as_json: bool, dry_run: bool) -> None:
     """Build the manylinux-style image for ARCH (riscv64, x86_64, aarch64, ppc64le, s390x).
 
     The image carries every CPython asked for in /opt/python/<tag>, each compiled from its
@@ -51,7 +55,9 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
 
     Offline (no --base): debootstraps Debian trixie for ARCH and for amd64 (cached in
     ~/.cache/ciwheels or $CIWHEELS_CACHE) and imports them with `podman import --arch`. The
-    manylinux policy is the base's glibc (trixie: manylinux_2_41). Tarballs are cached too. The
+    manylinux policy is the base's glibc (trixie: manylinux_2_41), or with a sysroot (--sysroot;
+    riscv64's default: Debian bullseye's, glibc 2.31) the sysroot's: manylinux_2_31. Tarballs
+    are cached too. The
     image is tagged by a digest of its recipe: an unchanged recipe reuses the image. The image
     says what it carries (labels io.ciwheels.*, /opt/python/ciwheels.json); see images/README.md.
     """
@@ -67,6 +73,7 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
         image_catalog,
         image_labels,
         image_tag,
+        sysroot_glibc,
         tag_image,
     )
 
@@ -85,13 +92,15 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
         if pid not in chosen:
             chosen.append(pid)
     order = list(cat.pythons)
-    recipe = Recipe(arch, base, tuple(sorted(chosen, key=order.index)), native_compilers, cross_base)
+    recipe = Recipe(arch, base, tuple(sorted(chosen, key=order.index)), native_compilers, cross_base, sysroot)
+    sysroot_glibc(arch, recipe.sysroot)  # an unknown sysroot is said before anything is fetched
     for pid in recipe.pythons:  # a source that cannot serve a Python is said before any container starts
         pysources.source_for(pysources.minor_of(pid), python_source)
     digest_tag, digest = recipe.tag(), recipe.digest()  # each hashes the recipe files: once
     if dry_run:
         facts = {"tag": digest_tag, "digest": digest, "arch": arch, "base": base,
-                 "pythons": list(recipe.pythons), "native-compilers": native_compilers, "cross-base": cross_base}
+                 "pythons": list(recipe.pythons), "native-compilers": native_compilers, "cross-base": cross_base,
+                 "sysroot": recipe.sysroot}
         click.echo(_json.dumps(facts, indent=2) if as_json else facts["tag"])
         return
     from ciwheels.images.engine import container_engine

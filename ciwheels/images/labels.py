@@ -9,10 +9,11 @@ from collections.abc import Callable
 from ciwheels.matrix.model import Cell
 
 PYTHONS_LABEL = "io.ciwheels.pythons"  # the Pythons it carries: "cp311 cp313 cp314t"
-POLICY_LABEL = "io.ciwheels.policy"  # the policy its glibc gives (e.g. manylinux_2_41_riscv64)
+POLICY_LABEL = "io.ciwheels.policy"  # the policy its (sysroot's) glibc gives (e.g. manylinux_2_31_riscv64)
 RECIPE_LABEL = "io.ciwheels.recipe"  # the digest of its recipe
 ARCH_LABEL = "io.ciwheels.arch"
 NATIVE_COMPILERS_LABEL = "io.ciwheels.native-compilers"  # "true" when x86_64-hosted compilers come first
+SYSROOT_LABEL = "io.ciwheels.sysroot"  # the older glibc's sysroot its compilers use (bullseye), or "none"
 
 
 NOT_IN_IMAGE = "python-not-in-image"  # the build-report status of a cell refused for that
@@ -62,4 +63,5 @@ def image_facts(labels: dict[str, str]) -> dict:
     policy = labels.get(POLICY_LABEL, "")
     return {"glibc": ".".join(policy.split("_")[1:3]) if policy.startswith("manylinux_") else None,
             "policy": policy, "pythons": labels.get(PYTHONS_LABEL, "").split(),
-            "native-compilers": labels.get(NATIVE_COMPILERS_LABEL) == "true"}
+            "native-compilers": labels.get(NATIVE_COMPILERS_LABEL) == "true",
+            "sysroot": labels.get(SYSROOT_LABEL, "none")}

@@ -1,9 +1,11 @@
 """`ciwheels image build ARCH`: the manylinux-style build image for arches with no pypa image
 (riscv64) or for machines that reach no image registry (images/README.md). A `Recipe` (arch,
-base, Pythons, native compilers, cross base) decides the image, and its digest tags it. The base
+base, Pythons, native compilers, cross base, sysroot) decides the image, and its digest tags it. The base
 is an image reference (`--base`) or, offline, a Debian root filesystem debootstrapped here
 (cached) and imported with `podman import --arch`; its glibc, read from the base, is the
-manylinux policy. The CPython tarballs come from `pysources` (sha256-checked, cached)."""
+manylinux policy, unless extensions compile against an older glibc's sysroot (Debian's cross
+packages of an older release, pinned in images.toml; riscv64's default), whose glibc it then
+is. The CPython tarballs come from `pysources` (sha256-checked, cached)."""
 
 from __future__ import annotations
 
@@ -48,6 +50,13 @@ class Recipe:
     pythons: tuple[str, ...]  # catalog Pythons (cp311, cp314t, ...), sorted
     native_compilers: bool = True
     cross_base: str | None = None  # the amd64 image the cross compilers come from; None: as the base
+    # an older glibc's sysroot to compile extensions against (images.toml [sysroots]), "none", or
+    # "default": the arch's default there (riscv64: bullseye, glibc 2.31)
+    sysroot: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.sysroot == "default":
+            object.__setattr__(self, "sysroot", default_sysroot(self.arch))
 
     def digest(self) -> str:
         """sha256 (16 hex digits) of the recipe files, the catalog data they read (image
@@ -59,12 +68,58 @@ class Recipe:
             if path.is_file() and path.suffix != ".md":
                 h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
         h.update(repr((self.arch, self.base, tuple(sorted(self.pythons)), self.native_compilers,
-                       self.cross_base)).encode())
+                       self.cross_base, self.sysroot)).encode())
         return h.hexdigest()[:16]
 
     def tag(self, registry: str = "localhost") -> str:
         """`<registry>/ciwheels-manylinux-<arch>:<digest>`: the name an image of this recipe has."""
         return f"{registry}/{image_repository(self.arch)}:{self.digest()}"
+
+
+def default_sysroot(arch: str) -> str:
+    """The sysroot an image of `arch` compiles extensions against unless told (images.toml)."""
+    return image_catalog()["arches"].get(arch, {}).get("sysroot", "none")
+
+
+def sysroot_names(arch: str) -> list[str]:
+    """The sysroots the catalog pins for `arch`, and "none"."""
+    return [name for name, s in image_catalog().get("sysroots", {}).items() if arch in s.get("debs", {})] + ["none"]
+
+
+def sysroot_glibc(arch: str, sysroot: str) -> str | None:
+    """The glibc of a sysroot ("2.31"); None for "none". An unknown name is an error."""
+    if sysroot == "none":
+        return None
+    if sysroot not in sysroot_names(arch):
+        raise CiwheelsError(f"no sysroot {sysroot!r} for {arch} in the image catalog", value=sysroot,
+                            allowed=sysroot_names(arch))
+    return image_catalog()["sysroots"][sysroot]["glibc"]
+
+
+def fetch_sysroot(arch: str, sysroot: str) -> list[Path]:
+    """The sysroot's .deb files from Debian's archive (the catalog's mirror), each checked against
+    its pinned sha256 and cached in <cache>/sources."""
+    cat = image_catalog()
+    sysroot_glibc(arch, sysroot)
+    folder = cache_dir() / "sources"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for pool_path, sha256 in cat["sysroots"][sysroot]["debs"][arch].items():
+        dest = folder / Path(pool_path).name
+        if not (dest.is_file() and pysources.sha256_of(dest) == sha256):
+            url = f"{cat['mirror'].rstrip('/')}/{pool_path}"
+            tmp = dest.with_name(f".{dest.name}.part")
+            try:
+                with open(tmp, "w+b") as f:
+                    actual, _ = pysources._download(url, f, max_bytes=64 << 20, deadline=600, attempts=3)
+                if actual != sha256:
+                    raise CiwheelsError(f"{url} has sha256 {actual}, but the image catalog pins {sha256}; "
+                                        "the file was not kept")
+                tmp.replace(dest)
+            finally:
+                tmp.unlink(missing_ok=True)
+        out.append(dest)
+    return out
 
 
 def image_repository(arch: str) -> str:
@@ -179,7 +234,9 @@ def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_s
     cross_base = recipe.cross_base or (import_rootfs("x86_64", engine) if local else base)
     glibc = detect_glibc(engine, base, arch, local=local)
     native = recipe.native_compilers and arch != "x86_64"  # the cross compilers run on x86_64
-    policy = policy_for(glibc, arch)
+    old_glibc = sysroot_glibc(arch, recipe.sysroot)
+    # the wheels' policy is the sysroot's glibc when extensions compile against one
+    policy = policy_for(old_glibc or glibc, arch)
     digest = recipe.digest()
     digest_tag = recipe.tag()
     tags = [digest_tag] + ([tag] if tag and tag != digest_tag else [])
@@ -192,6 +249,11 @@ def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_s
         (context / "ca-certificates.crt").write_bytes(bundle.read_bytes() if bundle else b"")
         sources = context / "sources"
         sources.mkdir()
+        (context / "sysroot").mkdir()
+        (context / "sysroot" / "debs.txt").write_text(f"sysroot {recipe.sysroot}\n")
+        if old_glibc:
+            for deb in fetch_sysroot(arch, recipe.sysroot):
+                shutil.copy(deb, context / "sysroot" / deb.name)
         # the interpreters of a foreign arch are cross-compiled against the target root; those of
         # the building machine's own arch are plain native builds (python-native.sh)
         script = "python-native.sh" if arch == "x86_64" else "python.sh"
@@ -209,18 +271,20 @@ def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_s
         marker = next(line for line in text.splitlines(keepends=True) if line.startswith("# @PYTHONS@"))
         containerfile.write_text(text.replace(marker, "".join(steps) + marker))
         log.info(f"building {digest_tag} for {arch} on {base} ({policy}; "
-                 f"{' '.join(recipe.pythons)}; native compilers {'on' if native else 'off'})")
+                 f"{' '.join(recipe.pythons)}; native compilers {'on' if native else 'off'}; "
+                 f"sysroot {recipe.sysroot}{f' (glibc {old_glibc})' if old_glibc else ''})")
         pull = (["--pull=never"] if local else ["--pull=missing"]) if engine == "podman" else []
         args = {"BASE": base, "CROSS_BASE": cross_base, "TRIPLET": triplet(arch), "ARCH": arch,
                 "DEBIAN_ARCH": cat["arches"][arch]["debian"],
                 "PYTHONS": " ".join(recipe.pythons), "AUDITWHEEL_PLAT": policy, "EXPECT_GLIBC": glibc,
-                "RECIPE": digest, "NATIVE_COMPILERS": "1" if native else "0", "NATIVE": str(native).lower()}
+                "RECIPE": digest, "NATIVE_COMPILERS": "1" if native else "0", "NATIVE": str(native).lower(),
+                "SYSROOT": recipe.sysroot, "SYSROOT_GLIBC": old_glibc or ""}
         cmd = [engine, "build", *pull, "--platform", f"linux/{oci_arch(arch)}",
                *(x for k, v in args.items() for x in ("--build-arg", f"{k}={v}")),
                *(x for t in tags for x in ("-t", t)), "-f", str(context / "Containerfile"), str(context)]
         _stream(cmd, f"{engine} build", timeout)
-    return {"tag": tags[-1], "tags": tags, "digest": digest, "arch": arch, "base": base, "glibc": glibc,
-            "policy": policy, "pythons": list(recipe.pythons), "native-compilers": native}
+    return {"tag": tags[-1], "tags": tags, "digest": digest, "arch": arch, "base": base, "glibc": old_glibc or glibc,
+            "policy": policy, "pythons": list(recipe.pythons), "native-compilers": native, "sysroot": recipe.sysroot}
 
 
 def host_ca_bundle_file() -> Path | None:

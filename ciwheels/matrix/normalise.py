@@ -172,7 +172,7 @@ class BuildImageSpec:
     arch: str
     base: str  # an image reference
     native_compilers: bool
-    policy: str  # the manylinux policy of the base's glibc
+    policy: str  # the manylinux policy of the sysroot's glibc, or without one the base's
     origin: Origin
     policy_origin: Origin
 
@@ -330,10 +330,17 @@ def build_image_specs(value: list | dict | None, doc: MatrixDoc | None, catalog:
         _, line, _ = doc.where(path)
         origin = Origin("matrix", doc.file, line, describe_path(path))
         base = entry.get("base", f"debian:{images['suite']}")
+        # the recipe's default sysroot for the arch (images.toml), whose glibc the wheels then need
+        sysroot = images["arches"].get(arch, {}).get("sysroot", "none")
         if "policy" in entry:
             policy = catalog.policy_alias(entry["policy"])
             _, pline, _ = doc.where(path + ("policy",))
             policy_origin = Origin("matrix", doc.file, pline, describe_path(path + ("policy",)))
+        elif sysroot != "none" and sysroot in images.get("sysroots", {}):  # extensions compile against it
+            glibc = images["sysroots"][sysroot]["glibc"]
+            policy = _glibc_policy(catalog, glibc)
+            policy_origin = Origin("matrix", doc.file, line, f"{describe_path(path)}: glibc {glibc} of the "
+                                   f"{sysroot} sysroot")
         else:
             glibc = glibc_of.get(base)
             if glibc is None:
