@@ -114,3 +114,7 @@ def test_a_remembered_failure_survives_any_number_of_schedules(tmp_path):
     proc = run_ciwheels("plan", "--project", str(project), "--missing", "--no-upstream", "--json", "--retry-failed",
                         env=_job_env(parent, "ciwheels-plan", pre), check=True)
     assert bad in {c["id"] for c in json.loads(proc.stdout)["cells"]}
+    # a pipeline variable does the same, for a manual run (GitLab: Run pipeline > variables)
+    proc = run_ciwheels("plan", "--project", str(project), "--missing", "--no-upstream", "--json",
+                        env={**_job_env(parent, "ciwheels-plan", pre), "CIWHEELS_RETRY_FAILED": "1"}, check=True)
+    assert bad in {c["id"] for c in json.loads(proc.stdout)["cells"]}
