@@ -145,8 +145,15 @@ def test_the_image_job_builds_the_tag_it_renders(tmp_path):
 
 def test_gitlab_image_job_builds_by_digest_unless_the_registry_has_it(tmp_path):
     p = project(tmp_path)
-    assert render(p).returncode == 0
+    proc = render(p)
+    assert proc.returncode == 0
     gl = load(p / GITLAB)
+    # the image job's 360 minutes are above gitlab.com's 180: said when rendering, as for build jobs
+    assert gl["ciwheels-image-riscv64"]["timeout"] == "360 minutes"
+    assert ("the GitLab image job(s) ciwheels-image-riscv64 have a timeout of 360 minutes" in proc.stderr
+            and "above gitlab.com's default limit of 180 minutes" in proc.stderr)
+    (p / "matrix" / "wheels.yaml").write_text(with_registries(MATRIX.replace("render:\n", "render:\n  gitlab: false\n")))
+    assert "GitLab image job" not in render(p).stderr
     assert gl["variables"]["CIWHEELS_IMAGE_REGISTRY"] == "$CI_REGISTRY_IMAGE"
     job = gl["ciwheels-image-riscv64"]
     assert job["stage"] == ".pre" and "rules" not in job and "only" not in job

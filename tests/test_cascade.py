@@ -144,12 +144,23 @@ def test_build_probes_the_cells_image_reference(write_matrix, tmp_path):
     c = expand_files([tmp_path / "matrix" / "wheels.yaml"]).cells[0]
     fake = tmp_path / "engine"
     seen = tmp_path / "seen"
-    # a stand-in container engine that records its arguments and plays GCC 14.2's answers
-    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {seen}\n"
-                    "case \"$*\" in *rva22u64*) echo \"cc1: error: '-march=rva22u64': unsupported\" >&2; exit 1;; esac\n")
+    # a stand-in container engine that records its arguments and runs the probe's script with a
+    # stand-in gcc playing GCC 14.2's answers (and `true` for the QEMU_CPU probe)
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "gcc").write_text("#!/bin/sh\ncat > /dev/null\ncase \"$*\" in *rva22u64*) "
+                              "echo \"cc1: error: '-march=rva22u64': unsupported\" >&2; exit 1;; esac\n")
+    (bin_ / "gcc").chmod(0o755)
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {seen}\nfor last; do :; done\nPATH={bin_}:$PATH exec sh -c \"$last\"\n")
     fake.chmod(0o755)
     probe = probe_compiler(Invocation("job", [c]), str(fake), CAT)
     assert c.image_ref in seen.read_text()
+    assert probe.flags["CFLAGS"] == CAT.levels["rva22u64"].cflags_expanded
+    assert f"QEMU_CPU={CAT.levels['rva22u64'].qemu_cpu}" in seen.read_text()
+    # an engine that loses the exit status (a docker CLI talking to podman's API): the refusal
+    # of the profile name is still a refusal, read from the probe's output
+    fake.write_text(f"#!/bin/sh\nfor last; do :; done\nPATH={bin_}:$PATH sh -c \"$last\"\nexit 0\n")
+    probe = probe_compiler(Invocation("job", [c]), str(fake), CAT)
     assert probe.flags["CFLAGS"] == CAT.levels["rva22u64"].cflags_expanded
 
 

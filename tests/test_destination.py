@@ -20,7 +20,8 @@ from servers import FaultProxy, PypiServer
 from wheelfactory import make_wheel
 
 from ciwheels.dist.artifacts import BuildReport, ReportWheel, write_report
-from ciwheels.net.auth import credentials_for, environment_host, host_of
+from ciwheels.core.urls import host_of
+from ciwheels.net.auth import credentials_for, environment_host
 from ciwheels.project.open import open_project
 
 
@@ -202,3 +203,57 @@ def test_matrix_status_reads_the_registries_of_the_matrix_given(tmp_path):
         assert 'title="x86-64: missing"' in proc.stdout
     finally:
         server.shutdown()
+
+
+@pytest.mark.slow
+def test_an_index_on_another_host_never_receives_the_registry_token(tmp_path):
+    """Review of #18: credentials chosen for the upload URL's host went with every request of the
+    client, the index reads on another host included; an index URL's own credentials were dropped."""
+    upload_server = PypiServer(tmp_path / "up", auth=("alice", "TOKEN-A-123456"))
+    up, elsewhere = FaultProxy(upload_server.url, []), FaultProxy(upload_server.url, [])
+    try:
+        project = _project(tmp_path / "proj", {"wheels.yaml": (
+            "python: [cp313]\narch: [x86_64]\nregistries:\n"
+            f"  main: {{url: '{up.url.replace('http://', 'http://alice:TOKEN-A-123456@')}', "
+            f"index: '{elsewhere.url}/simple'}}\npackages:\n  - {{name: demo-pkg, versions: ['1.0']}}\n")})
+        env = {"PATH": "/usr/bin:/bin", "CIWHEELS_INDEX_URL": elsewhere.url + "/simple"}
+        proc = run_ciwheels("plan", "--project", str(project), "--missing", "--json", "--no-upstream", env=env,
+                            subprocess=True)
+        assert proc.returncode == 0, proc.stderr
+        assert elsewhere.authorizations and not any(elsewhere.authorizations), "the index host got a token"
+        # the index's own credentials, on the upload URL's host, are used again
+        (project / "matrix" / "wheels.yaml").write_text((project / "matrix" / "wheels.yaml").read_text().replace(
+            f"index: '{elsewhere.url}/simple'", f"index: '{up.url.replace('http://', 'http://carol:TOKEN-C-123456@')}/simple'"
+        ).replace("alice:TOKEN-A-123456@", ""))
+        up.authorizations.clear()
+        proc = run_ciwheels("plan", "--project", str(project), "--missing", "--json", "--no-upstream", env=env,
+                            subprocess=True)
+        assert proc.returncode == 0, proc.stderr
+        assert _basic("carol", "TOKEN-C-123456") in up.authorizations
+        assert "TOKEN" not in proc.stdout + proc.stderr
+    finally:
+        for s in (up, elsewhere, upload_server):
+            s.close()
+
+
+@pytest.mark.parametrize("where,value", [
+    ("matrix", "http://[::1/x"), ("matrix", "ftp://h/x"), ("env", "http://[::1"), ("env", "garbage"),
+    ("option", "garbage"), ("option", "http://h:99999/x")])
+def test_a_registry_url_that_is_not_one_is_a_paragraph_not_a_traceback(tmp_path, where, value):
+    registries = f"registries:\n  main: {{url: '{value}'}}\n" if where == "matrix" else ""
+    project = _project(tmp_path / "p", {"wheels.yaml": "python: [cp313]\narch: [x86_64]\n" + registries})
+    env = {"PATH": "/usr/bin:/bin", **({"CIWHEELS_REPOSITORY_URL": value} if where == "env" else {})}
+    args = ["plan", "--project", str(project), "--missing", "--no-upstream"] + (
+        ["--repository-url", value] if where == "option" else [])
+    proc = run_ciwheels(*args, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "is not an http(s) URL with a host" in proc.stderr or "must match ^https?://" in proc.stderr
+    if where == "matrix":  # the matrix's own value: its file and line
+        assert "wheels.yaml:4" in proc.stderr
+
+
+def test_host_keys_keep_ipv6_and_ports_apart():
+    assert host_of("http://[::1]:8080/x") == "[::1]:8080"
+    assert host_of("http://[::1:8080]/x") == "[::1:8080]"
+    assert host_of("http://h:99999/x") == "" and host_of("http://[::1/x") == ""
+    assert host_of("https://h:443/") == host_of("https://h/") == "h"

@@ -11,7 +11,9 @@ import pytest
 from conftest import run_ciwheels, with_registries
 
 BASE = ("python: [cp312, cp313, cp314]\nlibc: [glibc, musl]\narch: [x86_64, aarch64, riscv64]\n"
-        "isa: {x86_64: [x86-64, x86-64-v3]}\nimages:\n  riscv64-glibc: localhost/rv_manylinux_2_35:1\n")
+        "isa: {x86_64: [x86-64, x86-64-v3]}\nimages:\n  riscv64-glibc: localhost/rv_manylinux_2_35:1\n"
+        # aarch64 under QEMU, as it was before hosted arm runners became the default
+        "runners: {aarch64: {emulated: true}}\n")
 
 
 def git(repo: Path, *args: str) -> str:
@@ -61,8 +63,8 @@ def test_added_removed_and_summaries(repo):
 
 def test_changed_settings_are_named(repo):
     one = commit(repo, BASE, "one")
-    commit(repo, BASE.replace("rv_manylinux_2_35:1", "rv_manylinux_2_35:2") + "test-command: pytest\n"
-           + "runners: {aarch64: {github: ubuntu-24.04-arm}}\n", "two")
+    commit(repo, BASE.replace("rv_manylinux_2_35:1", "rv_manylinux_2_35:2").replace(
+        "{emulated: true}", "{github: ubuntu-24.04-arm}") + "test-command: pytest\n", "two")
     d = as_json(repo, one, "HEAD")
     changed = {c["id"]: {s["setting"] for s in c["settings"]} for c in d["changed"]}
     assert changed["cp312-manylinux_riscv64-rv64gc"] >= {"image", "cibw", "test_command"}

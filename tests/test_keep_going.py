@@ -66,8 +66,19 @@ def test_publish_publishes_what_was_built_then_names_the_missing(tmp_path, artif
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "CIWHEELS_"))}
         env.update({"CIWHEELS_USERNAME": "ci", "CIWHEELS_PASSWORD": "pw-3e1"})
+        # a tag (the rendered pipelines set CIWHEELS_ALL_OR_NOTHING=true): a release never goes
+        # out without a cell; nothing is uploaded and the missing cells are named
         proc = subprocess.run([sys.executable, "-m", "ciwheels", "publish", str(tmp_path / "dist"),
-                               "--repository-url", server.url], capture_output=True, text=True, env=env, timeout=120)
+                               "--repository-url", server.url], capture_output=True, text=True,
+                              env={**env, "CIWHEELS_ALL_OR_NOTHING": "true"}, timeout=120)
+        assert proc.returncode == 1, proc.stderr
+        assert list(server.packages.glob("*.whl")) == []
+        assert "publishing none of the 1 wheel(s), as 2 cell(s) have none" in proc.stderr
+        assert "cp312-manylinux_x86_64-x86-64" in proc.stderr
+        # any other run (GitHub renders "false" outside tags) publishes what built
+        proc = subprocess.run([sys.executable, "-m", "ciwheels", "publish", str(tmp_path / "dist"),
+                               "--repository-url", server.url], capture_output=True, text=True,
+                              env={**env, "CIWHEELS_ALL_OR_NOTHING": "false"}, timeout=120)
         assert proc.returncode == 1, proc.stderr
         assert [p.name for p in server.packages.glob("*.whl")] == [f"demo-1.0-{TAG}.whl"]
         assert "2 cell(s) have no wheel" in proc.stderr

@@ -49,6 +49,24 @@ def copy_project(name: str, dest: Path, *, fix: bool = True) -> Path:
     return target
 
 
+def add_render(path: Path, line: str) -> None:
+    """Add `line` (`key: value`) to the render section init wrote."""
+    text = path.read_text()
+    assert "\nrender:\n" in text
+    path.write_text(text.replace("\nrender:\n", f"\nrender:\n  {line}\n", 1))
+
+
+def add_arches(project: Path, more: list[str]) -> list[str]:
+    """Add arches to the `arch:` line init wrote; the arches afterwards."""
+    path = project / "matrix" / "wheels.yaml"
+    arches = load_yaml(path)["arch"]
+    grown = arches + [a for a in more if a not in arches]
+    text = path.read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("arch: "))
+    path.write_text(text.replace(line, f"arch: [{', '.join(grown)}]", 1))
+    return grown
+
+
 def load_yaml(path: Path):
     return YAML(typ="safe").load(path.read_text())
 
@@ -57,8 +75,8 @@ def cells_of(project: Path) -> list:
     return open_project(project).expansion.cells
 
 
-def cibuildwheel_identifiers(project: Path, archs: list[str]) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
+def cibuildwheel_identifiers(project: Path, archs: list[str], env: dict | None = None) -> list[str]:
+    env = env if env is not None else {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
     proc = subprocess.run([tool("cibuildwheel"), "--platform", "linux", "--print-build-identifiers",
                            "--archs", ",".join(archs), str(project)], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -82,11 +100,17 @@ EXPECTED = {
     "ujson": (["x86_64"], 16, {"cp39"}),
     "yarl": (["x86_64"], 16, {"cp39"}),
     "zstandard": (["x86_64"], 18, set()),
+    # meson-python; its settings live in its CI's workflow
+    "pywavelets": (["x86_64"], 12, {"cp311"}),
+    # scikit-build-core; submodules; PyPy and GraalPy enabled
+    "boost-histogram": (["x86_64"], 20, {"cp39"}),
+    # six Linux arches, riscv64 among them; per-arch overrides with inherit.environment = "append"
+    "quicktions": (["x86_64", "aarch64", "i686", "ppc64le", "armv7l", "riscv64"], 99, set()),
 }
 
 
 def test_every_project_has_an_expectation():
-    assert sorted(EXPECTED) == PROJECTS and len(PROJECTS) == 13
+    assert sorted(EXPECTED) == PROJECTS and len(PROJECTS) == 16
 
 
 @pytest.mark.parametrize("name", PROJECTS)
@@ -98,9 +122,12 @@ def test_init_selection(name, tmp_path):
     data = load_yaml(project / "matrix" / "wheels.yaml")
     arches, count, absent = EXPECTED[name]
     assert data["arch"] == arches
-    cells = cells_of(project)
+    expansion = open_project(project).expansion
+    cells = expansion.cells
     assert len(cells) == count
     assert not absent & {c.python for c in cells}
+    # build/skip patterns kept for arches not built yet are no mistake to warn about
+    assert not [w for w in expansion.warnings if "matches no cell" in w]
 
 
 def test_requires_python_sources_in_cibuildwheel_order():
@@ -124,6 +151,10 @@ def test_unknown_enable_group_is_an_error(name, tmp_path):
         init_project(project)
     text = str(e.value)
     assert "cpython-freethreading" in text and "Unknown enable group" in text and "cpython-prerelease" in text
+    # the error is about the project's file and the line that names the group
+    line = next(n for n, ln in enumerate((project / "pyproject.toml").read_text().splitlines(), 1)
+                if ln.startswith("enable") or ln.lstrip().startswith('"cpython-freethreading"'))
+    assert (e.value.file, e.value.line) == (str(project / "pyproject.toml"), line)
     assert not (project / "matrix" / "wheels.yaml").exists()
 
 
@@ -143,9 +174,11 @@ def test_init_reports_and_carries_every_option(tmp_path):
     (override,) = data["overrides"]
     assert override["select"] == {"identifier": "*-musllinux*"}
     assert override["before-all"].startswith("apk del gettext-dev")
-    assert data["images"] == {"x86_64-glibc": "manylinux_2_28", "x86_64-musl": "musllinux_1_2"}
+    # every arch's image is kept, for the arches added later (i686 is not built now)
+    assert data["images"] == {"x86_64-glibc": "manylinux_2_28", "x86_64-musl": "musllinux_1_2",
+                              "i686-glibc": "manylinux2014"}
     assert "not carried: [tool.cibuildwheel.macos] (not for Linux)" in report
-    assert "not carried: manylinux-i686-image (no i686 cells)" in report
+    assert "manylinux-i686-image" in report and "not carried: manylinux-i686-image" not in report
     assert "overrides[0].before-all" in report
     musl = next(c for c in cells_of(project) if c.libc == "musl")
     glibc = next(c for c in cells_of(project) if c.libc == "glibc")
@@ -161,7 +194,7 @@ def test_init_carries_the_rest_into_cibuildwheel_options(tmp_path):
                                        "build-dir": "build"}
     assert opts["before-test"].startswith("pip install -r")
     assert data["environment"] == {"RUNNER_OS": "Linux", "PKG_CONFIG_PATH": "/project/.openblas"}
-    assert "not carried: overrides[0] (select '*-win32' matches no Linux cell of this matrix)" in report
+    assert "not carried: overrides[0] (select '*-win32' matches no Linux build on any arch)" in report
     assert "not carried: [tool.cibuildwheel.pyodide] (not for Linux)" in report
     # psutil: an override selecting with braces and several globs
     project = copy_project("psutil", tmp_path)
@@ -187,6 +220,87 @@ def test_init_equals_cibuildwheels_selection(name, tmp_path):
     archs = load_yaml(project / "matrix" / "wheels.yaml")["arch"]
     ours = sorted({c.identifier for c in cells_of(project)})
     assert ours == cibuildwheel_identifiers(project, archs)
+    # the README's way to grow: add arches to the matrix; cibuildwheel's selection for them holds
+    grown = add_arches(project, ["aarch64", "riscv64"])
+    assert sorted({c.identifier for c in cells_of(project)}) == cibuildwheel_identifiers(project, grown)
+
+
+# -- init: every effective option, also for arches added later ------------------------------------
+
+# Options cibuildwheel never applies to a Linux build (init reports them as not for Linux)
+_NOT_LINUX_FIELDS = {"xbuild_tools", "xbuild_files", "pyodide_version", "test_runtime"}
+
+
+def _ci_env(project: Path) -> dict[str, str]:
+    """The CIBW_* a project's CI gives every cibuildwheel run: its workflows' top-level `env:`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
+    for wf in sorted((project / ".github" / "workflows").glob("*.yml")):
+        env.update({k: str(v) for k, v in ((load_yaml(wf) or {}).get("env") or {}).items() if k.startswith("CIBW_")})
+    return env
+
+
+def _build_options(package_dir: Path, identifier: str, arch: str, env: dict, config_file: str = ""):
+    from cibuildwheel.options import CommandLineArguments, compute_options
+
+    args = CommandLineArguments.defaults()
+    args.platform, args.package_dir, args.config_file, args.archs = "linux", package_dir, config_file, arch
+    return compute_options("linux", args, env).build_options(identifier)
+
+
+def _differences(theirs, ours, cell) -> list[str]:
+    """The BuildOptions fields where ciwheels' build of `cell` differs from the project's own
+    cibuildwheel run. ciwheels puts its ISA level's flags before the project's (CFLAGS="-march=x86-64
+    $project_CFLAGS", cascade.combine_isa: a later -march wins) and picks the container engine;
+    images are compared for the cell's arch."""
+    out = []
+    for name in theirs.__dataclass_fields__:
+        if name in ("globals", "container_engine") or name in _NOT_LINUX_FIELDS:
+            continue
+        a, b = getattr(theirs, name), getattr(ours, name)
+        if name in ("manylinux_images", "musllinux_images"):
+            a, b = (a or {}).get(cell.arch), (b or {}).get(cell.arch)
+        if name == "environment":
+            a, b = a.as_dictionary(prev_environment={}), b.as_dictionary(prev_environment={})
+            for var, isa in cell.isa_environment.items():
+                if var in b and b[var].startswith(isa):
+                    b[var] = b[var][len(isa):].strip()
+                    if not b[var] and var not in a:
+                        del b[var]
+        if repr(a) != repr(b):
+            out.append(f"{cell.identifier} {name}: cibuildwheel {a!r}, ciwheels {b!r}")
+    return out
+
+
+@pytest.mark.slow  # cibuildwheel's option reader for every cell: seconds per project
+@pytest.mark.parametrize("name", PROJECTS)
+def test_every_effective_option_equals_cibuildwheels(name, tmp_path):
+    """For each cell, after init and after adding aarch64 and riscv64: cibuildwheel's own
+    BuildOptions for the project (its pyproject.toml and its CI's CIBW_* variables) equal the
+    ones cibuildwheel computes from what `ciwheels build` hands it (the config file and CIBW_*
+    of the cell's invocation), selection and every option."""
+    from ciwheels.build.run import CONFIG_FILE, Invocation
+    from ciwheels.catalog import load_catalog
+
+    catalog = load_catalog()
+    project = copy_project(name, tmp_path)
+    init_project(project)
+    out = tmp_path / "out"
+    out.mkdir()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
+    for grow in (False, True):
+        arches = add_arches(project, ["aarch64", "riscv64"] if grow else [])
+        cells = cells_of(project)
+        assert sorted({c.identifier for c in cells}) == sorted(
+            i for i in cibuildwheel_identifiers(project, arches, _ci_env(project)))
+        differences = []
+        for cell in cells:
+            inv = Invocation("job", [cell], str(project))
+            (out / CONFIG_FILE).write_text(inv.config)
+            theirs = _build_options(project, cell.identifier, cell.arch, _ci_env(project))
+            ours = _build_options(project, cell.identifier, cell.arch, {**clean, **inv.options(catalog)},
+                                  str(out / CONFIG_FILE))
+            differences += _differences(theirs, ours, cell)
+        assert differences == [], "\n".join(differences[:20])
 
 
 # -- render: linters ------------------------------------------------------------------------
@@ -215,7 +329,7 @@ def zizmor_pedantic(workflow: Path) -> None:
 @pytest.mark.parametrize("name", PROJECTS)
 def test_rendered_pipelines_pass_the_linters(name, tmp_path):
     project = copy_project(name, tmp_path)
-    init_project(project)
+    init_project(project, gitlab=True)  # both pipelines, also for projects with a .github folder
     render(project)
     check_jsonschema(project / GITHUB, project / GITLAB)
     actionlint(project / GITHUB)
@@ -252,7 +366,11 @@ def test_triggers_default_branch_and_publishing(repo):
     cond = gh["jobs"]["publish"]["if"]
     assert "refs/tags/" in cond and "'schedule'" in cond and "'workflow_dispatch'" in cond
     assert "refs/heads/" not in cond  # branch publishing is opt-in
+    # a tag publishes all or nothing: no release without an arch (schedules publish what built)
+    step = next(s for s in gh["jobs"]["publish"]["steps"] if s.get("name") == "Publish")
+    assert step["env"]["CIWHEELS_ALL_OR_NOTHING"] == "${{ startsWith(github.ref, 'refs/tags/') }}"
     rules = load_yaml(repo / GITLAB)["ciwheels-publish"]["rules"]
+    assert {"if": "$CI_COMMIT_TAG", "variables": {"CIWHEELS_ALL_OR_NOTHING": "true"}} in rules
     ifs = [r["if"] for r in rules]
     # schedules and manual runs publish from the child pipeline that `ciwheels plan --missing` writes
     assert ifs == ['$CI_PIPELINE_SOURCE == "merge_request_event"',
@@ -265,6 +383,12 @@ def test_triggers_default_branch_and_publishing(repo):
     assert gh["on"]["push"]["branches"] == ["master", "release"]
     assert "github.ref == 'refs/heads/release'" in gh["jobs"]["publish"]["if"]
     assert {"if": '$CI_COMMIT_BRANCH == "release"'} in load_yaml(repo / GITLAB)["ciwheels-publish"]["rules"]
+    # opt out: a tag publishes what built
+    path.write_text(path.read_text() + "  tag-publish: what-built\n")
+    render(repo)
+    step = next(s for s in load_yaml(repo / GITHUB)["jobs"]["publish"]["steps"] if s.get("name") == "Publish")
+    assert "CIWHEELS_ALL_OR_NOTHING" not in step["env"]
+    assert {"if": "$CI_COMMIT_TAG"} in load_yaml(repo / GITLAB)["ciwheels-publish"]["rules"]
 
 
 def test_default_branch_is_read_from_origin_head(repo, tmp_path):
@@ -291,7 +415,7 @@ def test_git_versioned_projects_fetch_the_history(repo, tmp_path):
     checkout = load_yaml(plain / GITHUB)["jobs"]["gather"]["steps"][0]
     assert "fetch-depth" not in checkout["with"] and "GIT_DEPTH" not in load_yaml(plain / GITLAB)["variables"]
     path = plain / "matrix" / "wheels.yaml"
-    path.write_text(path.read_text() + "render: {submodules: recursive}\n")
+    add_render(path, "submodules: recursive")
     render(plain)
     assert load_yaml(plain / GITHUB)["jobs"]["gather"]["steps"][0]["with"]["submodules"] == "recursive"
     assert load_yaml(plain / GITLAB)["variables"]["GIT_SUBMODULE_STRATEGY"] == "recursive"
@@ -331,10 +455,15 @@ def test_emulated_cells_get_a_job_each(tmp_path):
     plan = open_project(project).plan
     emulated = [j for j in plan.jobs if j.emulated]
     native = [j for j in plan.jobs if not j.emulated]
-    assert all(len(j.cells) == 1 for j in emulated) and len(emulated) == 72
-    assert {len(j.cells) for j in native} == {9}
+    # aarch64 builds on the hosted arm runners: armv7l, ppc64le and riscv64 under QEMU
+    assert all(len(j.cells) == 1 for j in emulated) and len(emulated) == 54
+    assert {j.arch for j in emulated} == {"armv7l", "ppc64le", "riscv64"}
+    assert {len(j.cells) for j in native} == {9} and len(native) == 4
+    arm = [j for j in native if j.arch == "aarch64"]
+    assert len(arm) == 2 and all(j.github_runner == "ubuntu-24.04-arm" and not j.qemu_platform
+                                 and j.gitlab_tags == ("saas-linux-small-arm64",) for j in arm)
     path = project / "matrix" / "wheels.yaml"
-    path.write_text(path.read_text() + "render: {emulated-jobs: grouped}\n")
+    add_render(path, "emulated-jobs: grouped")
     assert len(open_project(project).plan.jobs) == 10
 
 
@@ -369,7 +498,8 @@ def test_timeouts_per_arch_and_hosted_limits(tmp_path):
     path.write_text(base + "- select: {arch: riscv64}\n  timeout-minutes: 400\n")
     with pytest.raises(CiwheelsError, match="above the 360 minutes GitHub-hosted runners allow"):
         open_project(project).plan
-    path.write_text("render: {github: false}\n" + base + "- select: {arch: riscv64}\n  timeout-minutes: 400\n")
+    path.write_text(base + "- select: {arch: riscv64}\n  timeout-minutes: 400\n")
+    add_render(path, "github: false")
     open_project(project).plan  # GitLab only: an instance may allow it
 
 
@@ -393,6 +523,13 @@ class _Dist:
      "ciwheels @ https://example.org/ciwheels-0.1.0.tar.gz#sha256=" + "ab" * 32, False),
     ({"url": "file:///nonexistent/ciwheels-0.1.0-py3-none-any.whl", "archive_info": {}}, "ciwheels==0.1.0", True),
     ({"url": "file:///nonexistent/ciwheels", "dir_info": {"editable": True}}, "ciwheels==0.1.0", True),
+    # pip install git+ssh://...: runners have no ssh key; the https form of the same commit
+    ({"url": "ssh://git@gitlab.example.org:2222/g/ciwheels.git",
+      "vcs_info": {"vcs": "git", "commit_id": "0123456789abcdef0123456789abcdef01234567"}},
+     "ciwheels @ git+https://gitlab.example.org/g/ciwheels.git@0123456789abcdef0123456789abcdef01234567", False),
+    # pip install git+file:///...: a clone on this machine, without an origin: the version, loudly
+    ({"url": "file:///nonexistent/ciwheels",
+      "vcs_info": {"vcs": "git", "commit_id": "0123456789abcdef0123456789abcdef01234567"}}, "ciwheels==0.1.0", True),
 ])
 def test_ci_installs_the_ciwheels_that_rendered(monkeypatch, direct_url, expected, warns):
     from importlib import metadata
@@ -405,17 +542,18 @@ def test_ci_installs_the_ciwheels_that_rendered(monkeypatch, direct_url, expecte
         assert "render: {ciwheels:" in warning
 
 
-def test_local_git_checkout_pins_its_commit(monkeypatch, tmp_path):
-    from importlib import metadata
-
+@pytest.mark.parametrize("origin", ["https://github.com/o/ciwheels.git", "git@github.com:o/ciwheels.git",
+                                    "ssh://git@github.com/o/ciwheels.git"])
+@pytest.mark.parametrize("installed", ["dir_info", "vcs_info"])  # pip install -e FOLDER / git+file://FOLDER
+def test_local_git_checkout_pins_its_commit(monkeypatch, tmp_path, origin, installed):
     checkout = tmp_path / "ciwheels"
     checkout.mkdir()
     git(checkout, "init", "-q")
     git(checkout, "commit", "-q", "--allow-empty", "-m", "x")
-    git(checkout, "remote", "add", "origin", "https://github.com/o/ciwheels.git")
+    git(checkout, "remote", "add", "origin", origin)
     head = git(checkout, "rev-parse", "HEAD").strip()
-    monkeypatch.setattr(metadata, "distribution",
-                        lambda name: _Dist({"url": checkout.as_uri(), "dir_info": {"editable": True}}))
+    info = {"editable": True} if installed == "dir_info" else {"vcs": "git", "commit_id": head}
+    _installed(monkeypatch, {"url": checkout.as_uri(), installed: info})
     spec, warning = install_requirement()
     assert spec == f"ciwheels @ git+https://github.com/o/ciwheels.git@{head}"
     assert "push that commit" in warning and "render: {ciwheels:" in warning
@@ -424,12 +562,62 @@ def test_local_git_checkout_pins_its_commit(monkeypatch, tmp_path):
 def test_render_key_overrides_and_the_example_keeps_dot(repo):
     init_project(repo)
     path = repo / "matrix" / "wheels.yaml"
-    path.write_text(path.read_text() + '  ciwheels: "ciwheels==9.9"\n')
+    path.write_text(re.sub(r"\n  ciwheels: .*\n", '\n  ciwheels: "ciwheels==9.9"\n', path.read_text()))
     render(repo)
     assert load_yaml(repo / GITHUB)["env"]["CIWHEELS_SPEC"] == "ciwheels==9.9"
     assert load_yaml(repo / GITLAB)["variables"]["CIWHEELS_SPEC"] == "ciwheels==9.9"
     example = load_yaml(Path(__file__).parent.parent / "examples" / "cext-demo" / GITHUB)
     assert example["env"]["CIWHEELS_SPEC"] == "."
+
+
+def _installed(monkeypatch, direct_url: dict) -> None:
+    from importlib import metadata
+
+    monkeypatch.setattr(metadata, "distribution", lambda name: _Dist(direct_url))
+
+
+def _vcs(commit: str, url: str = "https://github.com/o/ciwheels.git") -> dict:
+    return {"url": url, "vcs_info": {"vcs": "git", "commit_id": commit}}
+
+
+def test_init_records_the_spec_and_renders_do_not_depend_on_who_renders(repo, monkeypatch):
+    """A second maintainer (or pre-commit's isolated environment) with another installation
+    renders the same files: the matrix says what CI installs, render warns about the difference."""
+    first = "1" * 40
+    _installed(monkeypatch, _vcs(first, "ssh://git@github.com/o/ciwheels.git"))
+    report = "\n".join(init_project(repo))
+    spec = f"ciwheels @ git+https://github.com/o/ciwheels.git@{first}"  # ssh origin: its https form
+    assert load_yaml(repo / "matrix" / "wheels.yaml")["render"]["ciwheels"] == spec
+    assert f"CI installs {spec}" in report and "WARNING" not in report
+    outputs = render(repo)
+    assert load_yaml(repo / GITHUB)["env"]["CIWHEELS_SPEC"] == spec
+    _installed(monkeypatch, _vcs("2" * 40))
+    records = _Records()
+    logger = logging.getLogger("ciwheels")
+    logger.addHandler(records)
+    try:
+        _, again = render_project(repo)
+    finally:
+        logger.removeHandler(records)
+    assert again == outputs
+    assert f"the pipelines install {spec} (render.ciwheels in" in records.text
+    assert f"this ciwheels is ciwheels @ git+https://github.com/o/ciwheels.git@{'2' * 40}" in records.text
+    assert run_ciwheels("render", "--check", "--project", str(repo)).returncode == 0
+
+
+@pytest.mark.parametrize("value", ["ciwheels @ git+file:///home/me/ciwheels@" + "1" * 40, "/home/me/ciwheels",
+                                   "ciwheels @ git+ssh://git@github.com/o/ciwheels.git@" + "1" * 40,
+                                   "ciwheels @ file:///home/me/ciwheels-0.1.0-py3-none-any.whl"])
+def test_a_spec_ci_cannot_install_is_refused(repo, value):
+    init_project(repo)
+    path = repo / "matrix" / "wheels.yaml"
+    text = re.sub(r"\n  ciwheels: .*\n", f"\n  ciwheels: {json.dumps(value)}\n", path.read_text())
+    path.write_text(text)
+    line = text.splitlines().index(f"  ciwheels: {json.dumps(value)}") + 1
+    proc = run_ciwheels("render", "--project", str(repo))
+    assert proc.returncode == 2, proc.stderr
+    assert f"wheels.yaml:{line}:" in proc.stderr and "render.ciwheels" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (repo / GITHUB).exists()
 
 
 # -- review and hygiene ------------------------------------------------------------------------
@@ -444,3 +632,100 @@ def test_init_writes_no_gitlab_ci_into_a_github_only_project(repo):
     init_project(repo, force=True, gitlab=True)
     assert (repo / ".gitlab-ci.yml").exists()
     assert "gitlab" not in load_yaml(repo / "matrix" / "wheels.yaml")["render"]
+
+
+# -- inputs init reads as cibuildwheel does ------------------------------------------------------
+
+def test_settings_kept_in_the_ci_are_carried_and_located(tmp_path):
+    """pywavelets keeps its Linux wheel settings in its workflow's env: carried, and the report
+    says where; values of the workflow's own matrix are named, not carried."""
+    project = copy_project("pywavelets", tmp_path)
+    report = "\n".join(init_project(project))
+    data = load_yaml(project / "matrix" / "wheels.yaml")
+    assert data["test-command"] == 'pytest --pyargs pywt -m "not slow"' and data["test-requires"] == ["pytest"]
+    assert data["environment"] == {"PIP_PREFER_BINARY": "1"}
+    assert data["cibuildwheel-options"] == {"build-verbosity": 2}
+    where = ".github/workflows/wheel_tests_and_release.yml"
+    assert f"carried from the project's CI: CIBW_BUILD_VERBOSITY ({where})" in report
+    assert f"not carried: CIBW_BUILD in {where} is set from an expression" in report
+    assert "CIBW_ARCHS_MACOS" not in report  # another platform's
+    assert "test-command (from the CI)" in report
+
+
+def test_submodules_are_checked_out(tmp_path):
+    project = copy_project("boost-histogram", tmp_path)
+    report = "\n".join(init_project(project))
+    assert ".gitmodules names 7 submodule(s) (extern/histogram, extern/core" in report
+    assert load_yaml(project / "matrix" / "wheels.yaml")["render"]["submodules"] == "recursive"
+    render(project)
+    for job in load_yaml(project / GITHUB)["jobs"].values():
+        checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
+        assert checkout["with"]["submodules"] == "recursive"
+    plain = copy_project("msgpack", tmp_path)
+    init_project(plain)
+    assert "submodules" not in load_yaml(plain / "matrix" / "wheels.yaml")["render"]
+
+
+@pytest.mark.parametrize("setup_py", [
+    'setup_args = dict(python_requires=">=3.11")\nsetup(**setup_args)\n',  # read by cibuildwheel
+    'if __name__ == "__main__":\n    args = dict(python_requires=">=3.10")\n    setup(**args)\n',
+    'setup(python_requires=">=3.8")\nkw = dict(python_requires=">=3.12")\n',  # the last one wins
+    'def main():\n    setup(python_requires=">=3.7")\n',  # nested: not read
+    'setup(x=f(python_requires=">=3.6"))\n', 'x = [dict(python_requires=">=3.5")]\n',
+    *[f"projects/{p}/setup.py" for p in PROJECTS if (PROJECTS_DIR / p / "setup.py").is_file()],
+])
+def test_setup_py_python_requires_as_cibuildwheel_reads_it(setup_py):
+    from cibuildwheel.projectfiles import setup_py_python_requires as theirs
+
+    from ciwheels.project.workspace import setup_py_python_requires as ours
+
+    if setup_py.startswith("projects/"):  # a real project's setup.py
+        setup_py = (PROJECTS_DIR.parent / setup_py).read_text()
+    assert ours(setup_py) == theirs(setup_py)
+
+
+def test_build_verbosity_as_a_string_and_errors_name_pyproject(tmp_path):
+    """cibuildwheel reads build-verbosity = "1" (int()); an option the matrix cannot hold is an
+    error about pyproject.toml and its line, never about init's temporary file."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "1"\nrequires-python = ">=3.13"\n\n'
+                                             '[tool.cibuildwheel]\ntest-command = "pytest"\nbuild-verbosity = "1"\n')
+    init_project(tmp_path)
+    assert load_yaml(tmp_path / "matrix" / "wheels.yaml")["cibuildwheel-options"] == {"build-verbosity": 1}
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "1"\n\n[tool.cibuildwheel]\n'
+                                        'test-command = "pytest"\nbuild-frontend = 3\n')
+    proc = run_ciwheels("init", "--project", str(bad))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{bad / 'pyproject.toml'}:7: [tool.cibuildwheel] build-frontend:" in proc.stderr
+    assert ".tmp" not in proc.stderr and not (bad / "matrix").exists()
+
+
+def test_inherit_rules_are_carried_without_warnings_when_exact(tmp_path):
+    """quicktions appends per-arch CFLAGS to its linux environment (inherit.environment =
+    "append"): carried as the combined environment, no warning, since the result is cibuildwheel's
+    (test_every_effective_option_equals_cibuildwheels checks every cell)."""
+    project = copy_project("quicktions", tmp_path)
+    report = "\n".join(init_project(project))
+    assert "overrides[2].inherit.environment = 'append'" in report
+    assert not [line for line in report.splitlines() if line.startswith("not carried") and "inherit" in line]
+    aarch64 = next(o for o in load_yaml(project / "matrix" / "wheels.yaml")["overrides"]
+                   if o["select"] == {"identifier": "*aarch64"})
+    assert aarch64["environment"] == {"CFLAGS": "-O3 -g1 -pipe -fPIC -march=armv8-a -mtune=cortex-a72",
+                                      "AR": "gcc-ar", "NM": "gcc-nm", "RANLIB": "gcc-ranlib"}
+
+
+@pytest.mark.parametrize("entry, github, gitlab, qemu", [
+    (None, "ubuntu-24.04-arm", ("saas-linux-small-arm64",), ""),  # the hosted arm runners
+    ("{github: my-arm}", "my-arm", ("saas-linux-small-arm64",), ""),  # GitLab keeps its hosted one
+    ("{gitlab: [arm64]}", "ubuntu-24.04-arm", ("arm64",), ""),  # and GitHub its own
+    ("{emulated: true}", "ubuntu-24.04", (), "linux/arm64"),  # back to QEMU
+])
+def test_aarch64_runners_hosted_by_default_and_configurable(tmp_path, entry, github, gitlab, qemu):
+    project = copy_project("markupsafe", tmp_path)
+    init_project(project)
+    if entry:
+        path = project / "matrix" / "wheels.yaml"
+        path.write_text(f"runners: {{aarch64: {entry}}}\n" + path.read_text())
+    jobs = [j for j in open_project(project).plan.jobs if j.arch == "aarch64"]
+    assert jobs and {(j.github_runner, j.gitlab_tags, j.qemu_platform) for j in jobs} == {(github, gitlab, qemu)}

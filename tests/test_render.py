@@ -124,11 +124,14 @@ def test_example_shape():
     assert "# Regenerate with: ciwheels render --project examples/cext-demo\n" in text
     gl = load_yaml(EXAMPLE / GITLAB)
     assert gl["ciwheels-build-arm64"]["tags"] == ["arm64"]
+    # one pipeline per push (test_gitlab_workflow_runs_one_pipeline_per_event evaluates the rules)
+    assert gl["workflow"]["rules"][-1] == {"if": '$CI_COMMIT_BRANCH == "main"'}
     rules = gl["ciwheels-publish"]["rules"]
     assert rules[0] == {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"', "when": "never"}
     # schedules and manual runs publish from the child pipeline of `ciwheels plan --missing`
     planned = '$CI_PIPELINE_SOURCE == "schedule" || $CI_PIPELINE_SOURCE == "web"'
-    assert {"if": planned, "when": "never"} in rules and {"if": "$CI_COMMIT_TAG"} in rules
+    assert {"if": planned, "when": "never"} in rules
+    assert {"if": "$CI_COMMIT_TAG", "variables": {"CIWHEELS_ALL_OR_NOTHING": "true"}} in rules
     assert gl[".ciwheels-build"]["rules"][0] == {"if": planned, "when": "never"}
     assert gl["ciwheels-planned"]["trigger"] == {"include": [{"artifact": "ciwheels-child.yml", "job": "ciwheels-plan"}],
                                                   "strategy": "depend"}
@@ -341,6 +344,13 @@ def init_into_own_gitlab_ci(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def test_init_says_when_the_projects_own_workflow_replaces_the_rendered_one(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "1"\n')
+    (tmp_path / ".gitlab-ci.yml").write_text("workflow:\n  rules:\n    - when: always\n\nunit:\n  script: [pytest]\n")
+    proc = run_ciwheels("init", "--project", str(tmp_path), check=True)
+    assert "has its own `workflow:`, which replaces the rendered pipeline's workflow rules" in proc.stderr
+
+
 def test_init_includes_the_rendered_pipeline(tmp_path):
     init_into_own_gitlab_ci(tmp_path)
     top = load_yaml(tmp_path / ".gitlab-ci.yml")
@@ -435,3 +445,56 @@ def test_output_paths_are_confined_to_the_project(tmp_path, path):
         proc = run_ciwheels(*args, "--project", str(p))
         assert proc.returncode == 2 and "leaves the project" in proc.stderr and "secret" not in proc.stdout
     assert outside.read_text() == "secret: kept\n" and not Path("/tmp/ciwheels-outside.yml").exists()
+
+
+# -- GitLab: one pipeline per push, on the branches GitHub builds ----------------------------
+
+# What GitLab starts for each event (its documented behaviour): a push to a branch with an open
+# merge request starts a branch pipeline and a merge-request pipeline. Each candidate pipeline is
+# the predefined variables it sees; the workflow rules must let exactly `expected` of them run.
+_UNSET = {"CI_COMMIT_BRANCH": "", "CI_COMMIT_TAG": "", "CI_OPEN_MERGE_REQUESTS": "",
+          "CI_MERGE_REQUEST_IID": ""}
+WORKFLOW_EVENTS = {
+    "push-main": ([{"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main"}], 1),
+    "push-release": ([{"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "release"}], 1),
+    "push-feature": ([{"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "feature"}], 0),
+    "push-feature-with-mr": ([{"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "feature",
+                               "CI_OPEN_MERGE_REQUESTS": "o/p!1"},
+                              {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_IID": "1"}], 1),
+    "push-main-with-mr": ([{"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main", "CI_OPEN_MERGE_REQUESTS": "o/p!2"},
+                           {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_IID": "2"}], 1),
+    "tag": ([{"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_TAG": "v1.0"}], 1),
+    "schedule": ([{"CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_BRANCH": "main"}], 1),
+    "manual": ([{"CI_PIPELINE_SOURCE": "web", "CI_COMMIT_BRANCH": "feature"}], 1),
+}
+
+
+@pytest.mark.slow  # gitlab-ci-local evaluates the rules: about two seconds
+def test_gitlab_workflow_runs_one_pipeline_per_event(tmp_path):
+    """The rendered workflow rules, evaluated by gitlab-ci-local's rules engine (as the rules of
+    one probe job per candidate pipeline, each with that pipeline's predefined variables): one
+    pipeline per push, tag, merge request, schedule and manual run; none for a branch GitHub does
+    not build either. The GitHub workflow's push branches are the same."""
+    p = project(tmp_path / "p", "python: [cp313]\nrender: {publish-branch: release}\n")
+    run_ciwheels("render", "--project", str(p), check=True)
+    rules = load_yaml(p / GITLAB)["workflow"]["rules"]
+    assert load_yaml(p / GITHUB)["on"]["push"]["branches"] == ["main", "release"]
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    jobs = {}
+    for event, (candidates, _) in WORKFLOW_EVENTS.items():
+        for i, variables in enumerate(candidates):
+            jobs[f"{event}-{i}"] = {"script": ["true"], "rules": rules, "variables": {**_UNSET, **variables}}
+    (probe / ".gitlab-ci.yml").write_text(json.dumps(jobs))
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=probe, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=probe, check=True)
+    subprocess.run(["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm", "x"],
+                   cwd=probe, check=True)
+    env = {**os.environ, "GCL_IGNORE_PREDEFINED_VARS": ",".join(["CI_PIPELINE_SOURCE", *_UNSET])}
+    listed = subprocess.run([tool("gitlab-ci-local"), "--list-json"], cwd=probe, capture_output=True, text=True,
+                            check=True, env=env).stdout
+    runs = {j["name"]: j["when"] != "never" for j in json.loads(listed[listed.index("["):])}
+    assert len(runs) == len(jobs)
+    for event, (candidates, expected) in WORKFLOW_EVENTS.items():
+        started = sum(runs[f"{event}-{i}"] for i in range(len(candidates)))
+        assert started == expected, event

@@ -52,11 +52,11 @@ known-failures:
 # -- fast: pure functions --------------------------------------------------------------------
 def test_index_pages_are_read_as_pep691_json_or_pep503_html():
     page = json.dumps({"meta": {"api-version": "1.1"}, "name": "x", "files": [
-        {"filename": "x-1.0.tar.gz", "url": "../x-1.0.tar.gz", "hashes": {"sha256": "aa"},
+        {"filename": "x-1.0.tar.gz", "url": "../x-1.0.tar.gz", "hashes": {"sha256": "a" * 64},
          "upload-time": "2025-01-01T00:00:00.000000Z"},
         {"filename": "x-1.1.tar.gz", "url": "x-1.1.tar.gz", "hashes": {}, "yanked": "broken build"}]})
     files = parse_project_page(page, "application/vnd.pypi.simple.v1+json")
-    assert files[0] == IndexFile("x-1.0.tar.gz", "../x-1.0.tar.gz", "aa", False, "2025-01-01T00:00:00.000000Z")
+    assert files[0] == IndexFile("x-1.0.tar.gz", "../x-1.0.tar.gz", "a" * 64, False, "2025-01-01T00:00:00.000000Z")
     assert files[1].yanked and files[1].sha256 is None
     html = ('<html><body><a href="/p/x-1.0.tar.gz#sha256=aa" data-requires-python="&gt;=3.9">x-1.0.tar.gz</a>'
             '<a href="/p/x-1.1.tar.gz" data-yanked="">x-1.1.tar.gz</a></body></html>')

@@ -3,7 +3,7 @@
 Cells are grouped into invocations (one per job and set of shared options), so one
 cibuildwheel container session builds several Pythons. Before a run, build-time facts change
 the cells' data (the ISA flags the image's compiler accepts, the CA bundle the container must
-trust); the options are then rendered by the one adapter (cibwopts.py). After it, every wheel
+trust); the options are then rendered by the one adapter (matrix/cibwopts.py). After it, every wheel
 is verified against its cell's ISA level. `--dry-run` prints what would run."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from ciwheels.catalog import Catalog
 from ciwheels.cibw.install import ensure_cibuildwheel
 from ciwheels.core.errors import CiwheelsError, did_you_mean
 from ciwheels.core.log import Progress, get_logger, no_progress
+from ciwheels.core.secrets import split_userinfo
 from ciwheels.dist import artifacts
 from ciwheels.dist.variants import make_variant
 from ciwheels.dist.verify import verdict, verify_wheel
@@ -39,7 +40,7 @@ from ciwheels.images.labels import (
     refusals,
 )
 from ciwheels.images.recipe import image_labels
-from ciwheels.isa.families import Probe, family
+from ciwheels.isa.families import Probe, family, fit_qemu_cpu
 from ciwheels.matrix.cibwopts import cibw_options, config_file, with_isa_flags
 from ciwheels.matrix.model import Cell, Expansion, wheel_matches
 from ciwheels.net.http import host_ca_bundle
@@ -150,13 +151,17 @@ def prepare_runs(expansion: Expansion, plan: Plan, project: Path, cell_ids: tupl
 
 def dependency_indexes(cell: Cell) -> dict[str, str]:
     """A package that `needs` others installs its build dependencies from our registry first
-    (our riscv64 numpy), then the upstream index: pip and uv settings for the build container."""
-
+    (our riscv64 numpy), then the upstream index: pip and uv settings for the build container.
+    Without credentials: cibuildwheel writes the container's environment into the build log, so a
+    token there would be published with it; both indexes are read anonymously."""
     ours = cell.destination.index if cell.destination else ""
     if not ours:
         log.warning("%s needs other packages but names no registry to install them from", cell.package)
         return {}
-    upstream = index_url()
+    upstream, user, _ = split_userinfo(index_url())
+    if user:
+        log.warning("%s: the upstream index is given with credentials; build containers read it without them "
+                    "(the build log would show them)", cell.package)
     return {"PIP_INDEX_URL": ours, "PIP_EXTRA_INDEX_URL": upstream, "UV_INDEX": ours, "UV_DEFAULT_INDEX": upstream}
 
 
@@ -219,25 +224,44 @@ def write_report(out: Path, cell: Cell, job: str, status: str, wheels: list[dict
         duration_seconds=duration, log=str(log_file) if log_file else None, cibuildwheel_exit=exit_code))
 
 
+_PROBE_OK = "ciwheels-probe: ran"
+
+
 def probe_compiler(inv: Invocation, engine: str, catalog: Catalog) -> Probe:
     """Ask the image's compiler which spelling of the level's flags it accepts (the ISA family
-    decides whether that is needed: riscv64's profile names are new to GCC)."""
+    decides whether that is needed: riscv64's profile names are new to GCC), and the QEMU that
+    emulates the image which QEMU_CPU properties it knows. An answer counts only with the line
+    the probe prints after it: an engine that loses the exit status (a docker CLI talking to
+    podman's API) must not turn a refusal into a yes."""
     cell = inv.cells[0]
     level = catalog.levels[cell.isa]
     platform = catalog.arches[cell.arch].qemu_platform
 
-    def compiles(flags: str) -> tuple[bool, str]:
-        probe = f"echo 'int x;' | gcc {flags} -x c -c -o /dev/null -"
+    def run(script: str, env: dict[str, str] | None = None) -> tuple[bool, str]:
+        args = [engine, "run", "--rm", "--platform", platform]
+        for key, value in (env or {}).items():
+            args += ["-e", f"{key}={value}"]
         try:
-            proc = subprocess.run([engine, "run", "--rm", "--platform", platform, cell.image_ref, "sh", "-c", probe],
+            proc = subprocess.run([*args, cell.image_ref, "sh", "-c", f"{script} && echo '{_PROBE_OK}'"],
                                   capture_output=True, text=True, timeout=600)
         except subprocess.TimeoutExpired:
-            return False, "the compiler probe timed out after 600 s"
-        return proc.returncode == 0, proc.stderr
+            return False, "the probe timed out after 600 s"
+        return proc.returncode == 0 and _PROBE_OK in proc.stdout.splitlines(), proc.stderr
+
+    def compiles(flags: str) -> tuple[bool, str]:
+        return run(f"echo 'int x;' | gcc {flags} -x c -c -o /dev/null -")
 
     result = family(cell.arch, catalog).probe(level, compiles)
     if result.note:
         log.info("%s: %s: %s", inv.job, cell.image_ref, result.note)
+    qemu_cpu = result.flags.get("QEMU_CPU")
+    if qemu_cpu:
+        fitted, unknown = fit_qemu_cpu(qemu_cpu, lambda value: run("true", {"QEMU_CPU": value}))
+        if unknown:
+            log.warning("%s: this machine's QEMU does not know %s of %s: QEMU_CPU=%s; code that uses them dies "
+                        "with an illegal instruction here (the pipelines install QEMU 9.2.2, which knows them)",
+                        inv.job, ", ".join(unknown), level.name, fitted)
+            result = Probe({**result.flags, "QEMU_CPU": fitted}, result.note, result.dropped)
     return result
 
 

@@ -1,5 +1,5 @@
 """`ciwheels plan`: the jobs and cells a pipeline builds. Without `--missing`, every cell (what
-pushes and tags build); with it, only the cells whose state (status.cell_states) is `missing`:
+pushes and tags build); with it, only the cells whose state (builder/state.py's cell_states) is `missing`:
 not on their registry, not a known failure, not provided upstream, not a remembered failure.
 Scheduled and manual pipelines build exactly this plan (GitHub reads it with fromJSON, GitLab
 runs it as a child pipeline)."""
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ciwheels.builder.state import CellState, Listings, StateOptions, cell_states
 from ciwheels.builder.upstream import resolved_versions
+from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import get_logger
 from ciwheels.pipelines.plan import Plan, job_json, keep_cells
 
@@ -47,6 +48,12 @@ def make_plan(project, *, missing: bool, listings: Listings | None = None,
         return PlanResult(plan, {}, versions)
     listings = listings or Listings.of(project.registries)
     states = cell_states(project, listings, opts)
+    if listings.errors:
+        # an unreadable registry is not "everything published": a scheduled pipeline would build nothing
+        (index, name), error = sorted(listings.errors.items())[0]
+        raise CiwheelsError(f"cannot read the registry index for {len(listings.errors)} package page(s), e.g. "
+                            f"{name}: {error.rstrip('.')}; refusing to plan, since what is missing cannot be told",
+                            hint="Check the registry URL, its credentials and whether it is up, then run again")
     keep = [c for c in project.expansion.cells if states[c.id].state == "missing"]
     return PlanResult(keep_cells(plan, keep, project.catalog), states, versions, listings.reads)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,8 +27,12 @@ from packaging.version import Version
 
 from ciwheels.builder.upstream import IndexCache, parse_time, upstream_has_wheel
 from ciwheels.core.errors import CiwheelsError
-from ciwheels.core.files import read_pyproject
+from ciwheels.core.files import read_pyproject, read_regular
+from ciwheels.core.links import is_relative, safe_link
 from ciwheels.core.log import get_logger
+from ciwheels.core.secrets import redact_url
+from ciwheels.core.urls import host_of
+from ciwheels.core.versions import check_version
 from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 from ciwheels.matrix.model import Cell, Registry, tags_match
 from ciwheels.net.auth import credentials_for
@@ -40,25 +45,36 @@ STATES = ("published", "missing", "failed", "known-failure", "upstream", "unknow
 
 
 def project_name_version(project: Path) -> tuple[str, str | None]:
+    """([project] name, version) of PROJECT/pyproject.toml; the version, when static, must be a
+    PEP 440 version (versions.check_version), since it is compared with the registry's."""
     data = read_pyproject(project).get("project")
     if not isinstance(data, dict):
         return "", None
-    return data.get("name", ""), data.get("version")
+    name, version = data.get("name", ""), data.get("version")
+    if version is not None:
+        check_version(version, "[project] version", file=str(project / "pyproject.toml"))
+    return name if isinstance(name, str) else "", version
 
 
 @dataclass(frozen=True, slots=True)
 class CellState:
     state: str  # one of STATES
-    detail: str = ""  # the wheel found, the known failure's reason, the upstream wheel, the error
-    log: str = ""  # failed: link to the build log
+    detail: str = ""  # the wheel found, the known failure's reason, the upstream wheel, why a build failed
+    log: str = ""  # failed: link to the build log (relative: in this site; core.links.safe_link)
     fingerprint: str = ""  # failed: what was built (cell_fingerprint)
-    since: str = ""  # failed: when (ISO 8601, UTC)
+    since: str = ""  # failed: since when (ISO 8601, UTC): the first failure of this fingerprint
+    run: str = ""  # failed: the CI pipeline where it last failed (http(s))
+    this_run: bool = False  # failed: in this pipeline (else remembered from an earlier one)
+    tried: str = ""  # failed: the last attempt (ISO 8601, UTC); --retry-after counts from it
+    earlier_log: str = ""  # remembered failure: its log's link relative to the previous status (not written)
 
     def to_json(self) -> dict:
         out = {"state": self.state}
-        for key in ("detail", "log", "fingerprint", "since"):
+        for key in ("detail", "log", "fingerprint", "since", "tried", "run"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
+        if self.this_run:
+            out["this-run"] = True
         return out
 
 
@@ -77,6 +93,7 @@ class Listings:
     read are net/auth.py's, per host."""
 
     registry_urls: tuple[str, ...] = ()  # every registry URL of the matrix (auth's environment host)
+    option_host: str | None = None  # the host of --repository-url: CIWHEELS_PASSWORD is for it, as in publish
     names: dict[str, str] = field(default_factory=dict)  # registry URL as given -> its name in the matrix
     pages: dict[tuple[str, str], list | None] = field(default_factory=dict)
     errors: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -84,16 +101,18 @@ class Listings:
     reads: int = 0
 
     @classmethod
-    def of(cls, registries: dict[str, Registry]) -> Listings:
-        return cls(tuple(r.url for r in registries.values()), {r.url: name for name, r in registries.items()})
+    def of(cls, registries: dict[str, Registry], repository_url: str | None = None) -> Listings:
+        return cls(tuple(r.url for r in registries.values()), repository_url and host_of(repository_url) or None,
+                   {r.url: name for name, r in registries.items()})
 
     def where(self, cell: Cell) -> tuple[str, str] | None:
         """(upload URL as given, simple index URL) of the cell's destination; None when it has none."""
         dest = cell.destination
-        return (dest.url_with_credentials or dest.url, dest.index) if dest else None
+        return (dest.url_with_credentials or dest.url, dest.index_with_credentials or dest.index) if dest else None
 
     def _client(self, url: str, index: str):
-        creds = credentials_for(url, index=index, registry_urls=self.registry_urls, registry=self.names.get(url, ""))
+        creds = credentials_for(url, index=index, registry_urls=self.registry_urls, registry=self.names.get(url, ""),
+                                env_host=self.option_host)
         return RegistryClient(Target(url, creds.username, creds.password, creds.source, index),
                               retries=3, timeout=30, backoff=0.5)
 
@@ -172,34 +191,103 @@ def registry_state(cell: Cell, wheels: dict | None, version: str | None) -> Cell
     return CellState("missing")
 
 
-def read_previous(source: str | None) -> dict[str, dict]:
-    """{cell id: its entry} of a status JSON written before (a path or an http(s) URL; a
-    missing file or a 404 is an empty memory: the first scheduled run)."""
+MAX_STATUS = 64 << 20  # bytes of a previous status JSON
+MAX_DETAIL = 2000  # characters of a remembered failure's reason
+_HEX = "0123456789abcdef"
+CLOCK_SKEW = timedelta(hours=1)  # a `since` later than now by more than this is not believed
+
+
+def read_previous(source: str | None, now: datetime | None = None) -> dict[str, dict]:
+    """{cell id: remembered failure} of a status JSON written before (a path or an http(s) URL).
+    No memory is a warning, never a stop: a missing file or a 404 (the first scheduled run), a
+    status page behind access control (401, 403, a redirect to a sign-in page), a server error
+    or a document that is not a ciwheels status JSON all give an empty memory, with a warning
+    (the failed cells are then built again). Entries are validated (parse_previous)."""
     if not source:
         return {}
     if source.startswith(("http://", "https://")):
-
-        resp = RegistryClient.anonymous("", retries=3, timeout=30).get(source, follow_redirects=True)
-        if resp.status_code == 404:
-            log.info("no previous status at %s: no failure is remembered", source)
-            return {}
-        if resp.status_code != 200:
-            raise CiwheelsError(f"reading the previous status {source}: HTTP {resp.status_code}")
-        text = resp.text
+        text = _fetch_previous(source)
     else:
-        try:
-            text = Path(source).read_text(encoding="utf-8")
-        except FileNotFoundError:
+        if not os.path.lexists(source):
             log.info("no previous status at %s: no failure is remembered", source)
             return {}
+        try:
+            text = read_regular(Path(source), "previous status", MAX_STATUS).decode("utf-8", errors="replace")
+        except CiwheelsError as e:
+            log.warning("%s; no failure is remembered", e.message)
+            return {}
+    if text is None:
+        return {}
     try:
         data = json.loads(text)
-        cells = data["cells"]
-        if data.get("format") != STATUS_FORMAT or not isinstance(cells, list):
-            raise ValueError
-        return {c["id"]: c for c in cells if isinstance(c, dict) and "id" in c}
-    except (ValueError, KeyError, TypeError):
-        raise CiwheelsError(f"{source} is not a ciwheels status JSON (format {STATUS_FORMAT})") from None
+    except (ValueError, RecursionError):
+        data = None
+    if not isinstance(data, dict) or data.get("format") != STATUS_FORMAT or not isinstance(data.get("cells"), list):
+        log.warning("%s is not a ciwheels status JSON (format %d)%s; no failure is remembered, failed cells are "
+                    "built again", redact_url(source), STATUS_FORMAT,
+                    " (an HTML page: a sign-in page of a private site?)" if text.lstrip()[:1] == "<" else "")
+        return {}
+    return parse_previous(data, now, source)
+
+
+def _fetch_previous(url: str) -> str | None:
+    shown = redact_url(url)
+    try:
+        resp = RegistryClient.anonymous("", retries=3, timeout=30).get(url, follow_redirects=True)
+    except CiwheelsError as e:
+        log.warning("cannot read the previous status (%s); no failure is remembered, failed cells are built again",
+                    e.message)
+        return None
+    if resp.status_code == 404:
+        log.info("no previous status at %s: no failure is remembered", shown)
+        return None
+    if resp.status_code in (401, 403):
+        log.warning("the previous status %s is behind access control (HTTP %d); no failure is remembered, failed "
+                    "cells are built again (make the status page readable to the pipeline, or pass --previous a "
+                    "file)", shown, resp.status_code)
+        return None
+    if resp.status_code != 200:
+        log.warning("reading the previous status %s: HTTP %d; no failure is remembered", shown, resp.status_code)
+        return None
+    return resp.text
+
+
+def parse_previous(data: dict, now: datetime | None = None, source: str = "the previous status") -> dict[str, dict]:
+    """The remembered failures of a status document: {cell id: {state, fingerprint, since,
+    tried, detail, log, run}}, each value checked. An entry that is not an object, has no string id,
+    a fingerprint that is not hex, or a `since` that is not a time or lies in the future (it
+    would never be due for a retry) is dropped with a warning (that cell is built again);
+    a `tried` (the last attempt) that is not a time between `since` and now is taken as `since`;
+    a `detail` that is not text is left out; `log` and `run` keep only http(s) and relative
+    links. Entries of other states are not needed and not kept."""
+    now = now or datetime.now(UTC)
+    out: dict[str, dict] = {}
+    dropped: list[str] = []
+    for i, c in enumerate(data.get("cells") or []):
+        if not isinstance(c, dict) or c.get("state") != "failed":
+            continue
+        cid, fingerprint, since = c.get("id"), c.get("fingerprint"), c.get("since")
+        if not isinstance(cid, str) or not cid or len(cid) > 500:
+            dropped.append(f"cells[{i}]: no id")
+            continue
+        if not isinstance(fingerprint, str) or not 1 <= len(fingerprint) <= 64 or set(fingerprint) - set(_HEX):
+            dropped.append(f"{cid}: fingerprint {fingerprint!r:.40}")
+            continue
+        when = parse_time(since) if isinstance(since, str) else None
+        if when is None or when > now + CLOCK_SKEW:
+            dropped.append(f"{cid}: since {since!r:.40}" + (" is in the future" if when else " is not a time"))
+            continue
+        detail = c.get("detail")
+        tried = parse_time(c.get("tried")) if isinstance(c.get("tried"), str) else None
+        tried = tried if tried is not None and when <= tried <= now + CLOCK_SKEW else when
+        entry = {"state": "failed", "fingerprint": fingerprint, "since": now_iso(when), "tried": now_iso(tried),
+                 "detail": " ".join(detail.split())[:MAX_DETAIL] if isinstance(detail, str) else "",
+                 "log": safe_link(c.get("log")), "run": safe_link(c.get("run"))}
+        out[cid] = entry
+    if dropped:
+        log.warning("%s: %d remembered failure(s) dropped as malformed (those cells are built again): %s",
+                    redact_url(source), len(dropped), "; ".join(dropped[:5]) + (" ..." if len(dropped) > 5 else ""))
+    return out
 
 
 def now_iso(now: datetime | None = None) -> str:
@@ -210,14 +298,15 @@ def now_iso(now: datetime | None = None) -> str:
 class StateOptions:
     upstream: bool = True  # ask the upstream index whether it provides the cell (builder mode)
     previous: dict[str, dict] = field(default_factory=dict)  # the last status JSON's cells
-    failed_now: dict[str, str] = field(default_factory=dict)  # {cell: log link} failed in this run (gather)
+    failed_now: dict[str, dict] = field(default_factory=dict)  # {cell: {"detail": why, "log": link}} failed now
+    run: str = ""  # this pipeline's URL (CI), recorded with the failures of this run
     retry_failed: bool = False
     retry_after_days: float = 30.0
     now: datetime | None = None
 
 
 def cell_states(project, listings: Listings, opts: StateOptions | None = None) -> dict[str, CellState]:
-    """{cell id: CellState} for every cell of an opened project (pipeline.Project), in this
+    """{cell id: CellState} for every cell of an opened project (project/open.py's Project), in this
     order of precedence: known failure (the matrix says so), published (on its registry),
     failed in this run, provided upstream (builder mode, unless `upstream-wheels: build`),
     failed before with the same fingerprint and not due for a retry, else missing."""
@@ -269,22 +358,32 @@ def cell_states(project, listings: Listings, opts: StateOptions | None = None) -
             out[cell.id] = state
             continue
         fingerprint = cell_fingerprint(cell)
+        prev = opts.previous.get(cell.id)
+        remembered = prev if prev and prev.get("state") == "failed" and prev.get("fingerprint") == fingerprint \
+            else None
         if cell.id in opts.failed_now:
-            out[cell.id] = CellState("failed", "failed in this pipeline", opts.failed_now[cell.id], fingerprint,
-                                     now_iso(now))
+            now_failed = opts.failed_now[cell.id]
+            out[cell.id] = CellState("failed", now_failed.get("detail") or "the build failed", now_failed.get("log", ""),
+                                     fingerprint, remembered["since"] if remembered else now_iso(now),
+                                     opts.run, True, now_iso(now))
             continue
         if upstream is not None and cell.package and packages[cell.package].upstream_wheels == "skip":
             wheel = upstream_has_wheel(upstream.files(cell.package), cell)
             if wheel:
                 out[cell.id] = CellState("upstream", wheel)
                 continue
-        prev = opts.previous.get(cell.id)
-        if prev and prev.get("state") == "failed" and prev.get("fingerprint") == fingerprint:
-            since = parse_time(prev.get("since", ""))
-            due = since is None or now - since >= timedelta(days=opts.retry_after_days)
+        if remembered:
+            # counted from the last attempt: a retry that failed again waits another period
+            tried = parse_time(remembered.get("tried") or remembered.get("since", ""))
+            due = tried is None or now - tried >= timedelta(days=opts.retry_after_days)
             if not opts.retry_failed and not due:
-                out[cell.id] = CellState("failed", prev.get("detail", ""), prev.get("log", ""), fingerprint,
-                                         prev.get("since", ""))
+                # a log of the earlier site is not in this one: only an absolute link survives
+                earlier_log = remembered.get("log", "")
+                out[cell.id] = CellState("failed", remembered.get("detail", "") or "the build failed",
+                                         "" if is_relative(earlier_log) else earlier_log, fingerprint,
+                                         remembered.get("since", ""), remembered.get("run", ""),
+                                         tried=remembered.get("tried", ""),
+                                         earlier_log=earlier_log if is_relative(earlier_log) else "")
                 continue
         out[cell.id] = state
     if unnamed:

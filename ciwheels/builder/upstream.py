@@ -28,9 +28,11 @@ from packaging.version import InvalidVersion, Version
 
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import get_logger
+from ciwheels.core.versions import check_version
 from ciwheels.matrix.model import Cell, tags_match
 from ciwheels.matrix.normalise import Package, ProjectSpec, VersionSelection
-from ciwheels.net.registry import IndexFile, RegistryClient, index_url
+from ciwheels.net.index import IndexFile
+from ciwheels.net.registry import RegistryClient, index_url
 
 log = get_logger("upstream")
 PIN_ENV = "CIWHEELS_VERSIONS"
@@ -122,6 +124,10 @@ def select_versions(name: str, files: list[IndexFile], sel: VersionSelection,
 
 
 def pinned_versions(env: dict[str, str] | None = None) -> dict[str, list[str]] | None:
+    """CIWHEELS_VERSIONS, read: {canonical name: [versions]}; every version PEP 440
+    (versions.check_version), or a CiwheelsError: a pin names folders, files, job and cell ids."""
+    from packaging.utils import canonicalize_name
+
     raw = (os.environ if env is None else env).get(PIN_ENV, "")
     if not raw:
         return None
@@ -129,10 +135,10 @@ def pinned_versions(env: dict[str, str] | None = None) -> dict[str, list[str]] |
         data = json.loads(raw)
         if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
             raise ValueError
-    except ValueError:
+    except (ValueError, RecursionError):
         raise CiwheelsError(f"{PIN_ENV} must be JSON {{name: [versions]}}, as `ciwheels plan --json` prints it "
                             f"under 'versions', not {raw[:80]!r}") from None
-    return {k: [str(x) for x in v] for k, v in data.items()}
+    return {canonicalize_name(k): [check_version(x, f"{PIN_ENV} ({k})") for x in v] for k, v in data.items()}
 
 
 def needs_resolving(spec: ProjectSpec) -> list[Package]:

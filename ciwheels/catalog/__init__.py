@@ -73,6 +73,8 @@ class Arch:
     aliases: tuple[str, ...]
     levels: tuple[IsaLevel, ...]
     variant_provider: str = ""  # the installers' built-in wheel-variant provider; "" = none exists
+    hosted_github: str = ""  # GitHub's hosted runner of this arch ("" = none: emulated on x86_64)
+    hosted_gitlab: tuple[str, ...] = ()  # gitlab.com's hosted runner tags of this arch
 
     @property
     def baseline(self) -> IsaLevel:
@@ -177,6 +179,8 @@ def load_catalog(directory: Path | None = None) -> Catalog:
             aliases=tuple(v.get("aliases", ())),
             levels=arch_levels,
             variant_provider=v.get("variant-provider", ""),
+            hosted_github=(v.get("hosted-runners") or {}).get("github", ""),
+            hosted_gitlab=tuple((v.get("hosted-runners") or {}).get("gitlab", ())),
         )
     return Catalog(
         pythons=pythons,

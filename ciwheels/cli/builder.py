@@ -20,7 +20,8 @@ _STATE_OPTIONS = [
                  "in GitLab CI the project's registry)."),
     click.option("--previous", metavar="PATH|URL", envvar="CIWHEELS_PREVIOUS_STATUS",
                  help="The status JSON of an earlier run: its failed cells are not rebuilt unchanged."),
-    click.option("--retry-failed", is_flag=True, help="Rebuild remembered failures now."),
+    click.option("--retry-failed", is_flag=True, envvar="CIWHEELS_RETRY_FAILED",
+                 help="Rebuild remembered failures now (a pipeline variable CIWHEELS_RETRY_FAILED=1 does it too)."),
     click.option("--retry-after", type=float, default=30.0, show_default=True, metavar="DAYS",
                  envvar="CIWHEELS_RETRY_AFTER", help="Rebuild a remembered failure after this many days."),
     click.option("--no-upstream", is_flag=True, help="Do not ask the package index whether it has the wheels."),
@@ -33,11 +34,16 @@ def _state_options(f):
     return f
 
 
-def _state_opts(previous, retry_failed, retry_after, no_upstream, failed_now=None):
-    from ciwheels.builder.state import StateOptions, read_previous
+def _state_opts(previous, retry_failed, retry_after, no_upstream, failed_now=None, run=""):
+    import math
 
+    from ciwheels.builder.state import StateOptions, read_previous
+    from ciwheels.core.errors import CiwheelsError
+
+    if not math.isfinite(retry_after) or retry_after < 0:
+        raise CiwheelsError(f"--retry-after (CIWHEELS_RETRY_AFTER) must be a number of days, 0 or more, not {retry_after}")
     return StateOptions(upstream=not no_upstream, previous=read_previous(previous), failed_now=failed_now or {},
-                        retry_failed=retry_failed, retry_after_days=retry_after)
+                        retry_failed=retry_failed, retry_after_days=retry_after, run=run)
 
 
 @cli.command("plan")
@@ -62,7 +68,7 @@ def plan_cmd(project: Path, matrix_paths: tuple[Path, ...], missing: bool, as_js
 
     opened = _open(project, matrix_paths, repository_url)
     _print_warnings(opened.expansion)
-    listings = Listings.of(opened.registries)
+    listings = Listings.of(opened.registries, repository_url)
     result = make_plan(opened, missing=missing, listings=listings,
                        opts=_state_opts(previous, retry_failed, retry_after, no_upstream) if missing else None)
     data = result.to_json(opened.expansion.cells)
@@ -109,30 +115,40 @@ def status_cmd(project: Path, matrix_paths: tuple[Path, ...], fmt: str, artifact
 
     from ciwheels.builder.state import Listings, cell_states
     from ciwheels.builder.statuspage import (
+        carry_logs,
         copy_logs,
         failed_builds,
         html_status,
+        pipeline_url,
+        remember_environment_secrets,
         status_document,
         text_status,
     )
 
+    remember_environment_secrets()
     opened = _open(project, matrix_paths, repository_url)
-    failed = failed_builds(list(artifact_dirs))
-    links = copy_logs(failed, site) if site else {c: str(log) for c, (_, log) in failed.items() if log}
-    opts = _state_opts(previous, retry_failed, retry_after, no_upstream, {c: links.get(c, "") for c in failed})
+    failed = failed_builds(list(artifact_dirs), {c.id for c in opened.expansion.cells})
+    links = copy_logs(failed, site) if site else {}  # without a site there is no log to link to
+    now_failed = {c: {"detail": b.reason, "log": links.get(c, "")} for c, b in failed.items()}
+    opts = _state_opts(previous, retry_failed, retry_after, no_upstream, now_failed, pipeline_url())
     if not no_upstream and opened.spec.matrices and any(m.packages for m in opened.spec.matrices):
         from ciwheels.builder.upstream import IndexCache
 
         opened.upstream = opened.upstream or IndexCache()
         opened.upstream.prefetch(p.name for m in opened.spec.matrices for p in m.packages)
-    states = cell_states(opened, Listings.of(opened.registries), opts)
+    states = cell_states(opened, Listings.of(opened.registries, repository_url), opts)
+    if site:  # the new site replaces the old one: remembered failures bring their logs along
+        states.update(carry_logs(states, previous, site))
     doc = status_document(opened, states)
     title = f"ciwheels status: {project.resolve().name}"
     short = {lv.name: lv.short for lv in opened.catalog.levels.values()}
     if site:
+        from ciwheels.dist.artifacts import atomic_write
+
         site.mkdir(parents=True, exist_ok=True)
-        (site / "status.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        (site / "index.html").write_text(html_status(doc, title, short), encoding="utf-8")
+        page, data = html_status(doc, title, short).encode(), (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+        atomic_write(site / "status.json", lambda f: f.write(data))
+        atomic_write(site / "index.html", lambda f: f.write(page))
         click.echo(f"wrote {site / 'index.html'} and {site / 'status.json'}", err=True)
     if fmt == "json":
         click.echo(json.dumps(doc, indent=1, sort_keys=True))

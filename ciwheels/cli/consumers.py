@@ -10,17 +10,31 @@ import click
 from ciwheels.cli.app import _INSECURE_OPTION, _PROJECT_OPTION, _seconds, cli
 
 
-def _registry_index(project: Path, registry: str | None, repository_url: str | None,
+def _opened(project: Path):
+    """The project, opened once for the whole command; None for a folder without matrix files
+    (the consumer commands also work from a URL alone). A broken matrix is an error."""
+    from ciwheels.core.errors import CiwheelsError
+    from ciwheels.project.open import open_project
+    from ciwheels.project.workspace import find_matrix_files
+
+    try:
+        find_matrix_files(project)
+    except CiwheelsError:
+        return None
+    return open_project(project)
+
+
+def _registry_index(opened, registry: str | None, repository_url: str | None,
                     index_url: str | None) -> tuple[str, str]:
     """(name, simple index URL) of the registry a consumer command is about."""
     from ciwheels.core.errors import CiwheelsError
+    from ciwheels.matrix.destination import environment_default
     from ciwheels.matrix.model import Registry
-    from ciwheels.project.open import project_registries
 
     if repository_url or index_url:
         name = registry or "ciwheels"
         return name, Registry(name, repository_url or "", index_url or "").simple
-    registries = project_registries(project)
+    registries = opened.registries if opened else {}
     if registry:
         if registry not in registries:
             raise CiwheelsError(f"no registry {registry!r} in the matrix", value=registry,
@@ -31,13 +45,11 @@ def _registry_index(project: Path, registry: str | None, repository_url: str | N
         return name, reg.simple
     if registries:
         raise CiwheelsError("the matrix names several registries: pass --registry NAME", allowed=sorted(registries))
-    import os
-
-    from ciwheels.net.registry import gitlab_project_registry
-
-    if gitlab_project_registry(os.environ):
-        return "gitlab", gitlab_project_registry(os.environ) + "/simple"
-    raise CiwheelsError("no registry: pass --registry NAME (from the matrix), --repository-url or --index-url")
+    default = environment_default()  # CIWHEELS_REPOSITORY_URL, else GitLab's project registry
+    if default is not None:
+        return ("gitlab" if default.source.startswith("the GitLab") else "ciwheels"), default.index
+    raise CiwheelsError("no registry: pass --registry NAME (from the matrix), --repository-url or --index-url, "
+                        "or set CIWHEELS_REPOSITORY_URL")
 
 
 _LEVEL_OPTION = click.option(
@@ -45,22 +57,19 @@ _LEVEL_OPTION = click.option(
     "lists as supported, aarch64 from /proc/cpuinfo Features, riscv64 from its ISA string).")
 
 
-def _level_checks(project: Path, level: str | None, hosted: list[str]) -> list:
+def _level_checks(opened, level: str | None, hosted: list[str]) -> list:
     """doctor: this machine's level and how it installs, and level registries that fall
     through to PyPI for names the baseline registry hosts."""
     from ciwheels.views.consumers import Check, level_fallthrough_checks
 
-    plan = _machine_plan(project, level)
+    plan = _machine_plan(opened, level)
     if plan is None:
         return []
-    from ciwheels.project.open import open_project
-
-    proj = open_project(project)
     where = {"variant": "wheel variants beside the baseline (uv --preview-features wheel-variants)",
              "registry": "level registries: " + ", ".join(n for n, _, _ in plan.indexes),
              "plain": "plain wheels"}[plan.mechanism]
     return [Check("this machine's ISA level", True, f"{plan.arch} {plan.level} ({plan.how}); installs {where}"),
-            *level_fallthrough_checks(proj.spec.registries, proj.expansion.cells, hosted)]
+            *level_fallthrough_checks(opened.spec.registries, opened.expansion.cells, hosted)]
 
 
 @cli.command("pip-config")
@@ -78,9 +87,10 @@ def pip_config(registry: str | None, repository_url: str | None, index_url: str 
     from ciwheels.views.consumers import machine_text
     from ciwheels.views.consumers import pip_config as text
 
-    plan = _machine_plan(project, level)
+    opened = _opened(project)
+    plan = _machine_plan(opened, level)
     try:
-        name, index = _registry_index(project, registry, repository_url, index_url)
+        name, index = _registry_index(opened, registry, repository_url, index_url)
     except CiwheelsError:
         if plan is None or not plan.indexes:
             raise
@@ -91,20 +101,17 @@ def pip_config(registry: str | None, repository_url: str | None, index_url: str 
         click.echo(machine_text(plan), nl=False)
 
 
-def _machine_plan(project: Path, level: str | None):
+def _machine_plan(opened, level: str | None):
     """This machine's MachinePlan from the project's matrix; None without a matrix."""
     from ciwheels.core.errors import CiwheelsError
-    from ciwheels.project.open import open_project
     from ciwheels.views.consumers import machine_level, machine_plan
 
-    try:
-        proj = open_project(project)
-    except CiwheelsError:
+    if opened is None:
         if level:
-            raise
+            raise CiwheelsError("--level needs a project with matrix files (--project)")
         return None
-    arch, lv, how = machine_level(proj.catalog, level)
-    return machine_plan(proj.expansion.cells, proj.spec.registries, proj.catalog, arch, lv, how)
+    arch, lv, how = machine_level(opened.catalog, level)
+    return machine_plan(opened.expansion.cells, opened.spec.registries, opened.catalog, arch, lv, how)
 
 
 @cli.command()
@@ -135,12 +142,13 @@ def doctor(registry: str | None, repository_url: str | None, index_url: str | No
     from ciwheels.views.consumers import doctor as run_doctor
     from ciwheels.views.consumers import hosted_names
 
-    _, index = _registry_index(project, registry, repository_url, index_url)
+    opened = _opened(project)
+    _, index = _registry_index(opened, registry, repository_url, index_url)
     hosted = sorted(set(hosted_names(dist)) | {canonicalize_name(p) for p in packages})
     from ciwheels.core.secrets import scrub
 
     checks = run_doctor(index, hosted, unhosted, pypi, timeout, allow_insecure_http=allow_insecure_http)
-    checks += _level_checks(project, level, hosted)
+    checks += _level_checks(opened, level, hosted)
     if as_json:
         import json
 

@@ -71,15 +71,23 @@ def gather(sources: tuple[Path, ...], out: Path, as_json: bool, project: Path | 
               help="Seconds per request, all of it (a server trickling bytes is cut off).")
 @click.option("--json", "as_json", is_flag=True, help="Print one result per wheel as JSON.")
 @click.option("--dry-run", is_flag=True, envvar="CIWHEELS_DRY_RUN", help="Say what would be published.")
+@click.option("--all-or-nothing", is_flag=True, envvar="CIWHEELS_ALL_OR_NOTHING",
+              help="Publish nothing when a cell has no wheel (a release goes out complete or not at all). "
+                   "The rendered pipelines set it for tags.")
 @_INSECURE_OPTION
 def publish(folder: Path, repository_url: str | None, registry: str | None, index_url: str | None, project: Path,
-            jobs: int, retries: int, timeout: float, as_json: bool, dry_run: bool, allow_insecure_http: bool) -> None:
+            jobs: int, retries: int, timeout: float, as_json: bool, dry_run: bool, all_or_nothing: bool,
+            allow_insecure_http: bool) -> None:
     """Publish the wheels of FOLDER (a `ciwheels gather` output) to a PyPI-compatible registry.
 
     Files the registry already has with the same sha256 are skipped; one it has with other
-    contents is an error (registries cannot overwrite). Credentials: CIWHEELS_USERNAME and
-    CIWHEELS_PASSWORD, or in GitLab CI the job token. Re-running after any failure finishes
-    the job and uploads nothing twice. Exit 1 if anything failed.
+    contents is an error (registries cannot overwrite). Credentials, per host and never sent to
+    another: the URL's own user:token@; CIWHEELS_USERNAME_<NAME>/CIWHEELS_PASSWORD_<NAME> for
+    the matrix's registry NAME; CIWHEELS_USERNAME/CIWHEELS_PASSWORD for the host of
+    --repository-url or CIWHEELS_REPOSITORY_URL (else the one host of all the matrix's
+    registries); in GitLab CI the job token for the instance's own API; a keyring entry.
+    Re-running after any failure finishes the job and uploads nothing twice. Exit 1 if
+    anything failed.
     """
     from ciwheels.core.errors import PublishFailed
     from ciwheels.core.secrets import scrub
@@ -95,6 +103,11 @@ def publish(folder: Path, repository_url: str | None, registry: str | None, inde
         click.echo(f"nothing to publish in {folder}", err=True)
         _fail_on_missing(plan.missing)
         return
+    if all_or_nothing and plan.missing:
+        count = sum(len(items) for items in plan.groups.values())
+        click.echo(f"--all-or-nothing: publishing none of the {count} wheel(s), as {len(plan.missing)} cell(s) "
+                   "have none", err=True)
+        _fail_on_missing(plan.missing)
     if dry_run:
         for dest, items in plan.groups.items():
             for path, digest in items:

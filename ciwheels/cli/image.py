@@ -117,6 +117,3 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
     else:
         facts = build_image(recipe, engine, tag, python_source=python_source, timeout=timeout * 60)
     click.echo(_json.dumps(facts, indent=2) if as_json else facts["tag"])
-
-
-# -- builder at scale: plan and status (ciwheels/schedule.py, ciwheels/status.py) -------------

@@ -1,7 +1,7 @@
 """One output interface for the whole library. Stages never print: they log to the
 `ciwheels` logger (info for what they do, warning for what the user should look at) and
 report the progress of long work through a `Progress` callable. The CLI decides how both look
-(`cli.py`: plain lines on stderr, a bar on terminals); a program that imports ciwheels sees
+(`cli/app.py`: plain lines on stderr, a bar on terminals); a program that imports ciwheels sees
 nothing unless it configures logging."""
 
 from __future__ import annotations

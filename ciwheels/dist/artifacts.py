@@ -12,7 +12,6 @@ CiwheelsError naming the file, never a traceback."""
 from __future__ import annotations
 
 import hashlib
-
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import read_regular
 from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 
 FORMAT = 1
@@ -139,27 +139,9 @@ MAX_JSON = 16 << 20  # bytes of a build report or manifest
 
 
 def _read_bounded(path: Path, what: str) -> bytes:
-    """The bytes of a regular file of at most MAX_JSON bytes (a FIFO or device named like a
-    report would block or never end)."""
-    import stat
-
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as e:
-        raise CiwheelsError(f"cannot read the {what} ({e.strerror or e})", file=str(path)) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise CiwheelsError(f"the {what} is not a regular file", file=str(path))
-    os.set_blocking(fd, True)
-    with os.fdopen(fd, "rb") as f:
-        try:
-            data = f.read(MAX_JSON + 1)
-        except OSError as e:
-            raise CiwheelsError(f"cannot read the {what} ({e.strerror or e})", file=str(path)) from None
-    if len(data) > MAX_JSON:
-        raise CiwheelsError(f"the {what} is larger than {MAX_JSON >> 20} MiB, the limit", file=str(path))
-    return data
+    """The bytes of a regular file (not a link) of at most MAX_JSON bytes: artifacts are
+    untrusted (core.files.read_regular)."""
+    return read_regular(path, what, MAX_JSON)
 
 
 def _load(path: Path, what: str) -> dict:

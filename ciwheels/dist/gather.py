@@ -13,14 +13,27 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import zipfile
 from pathlib import Path
 
-from ciwheels.dist.artifacts import (MANIFEST, OK_STATUSES, REPORT, BuildReport, Manifest, ManifestEntry, ReportStatus,
-                                ReportWheel, atomic_write, check_wheel_name, read_manifest, read_report,
-                                sha256_file, write_manifest)
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import open_regular
+from ciwheels.dist.artifacts import (
+    MANIFEST,
+    OK_STATUSES,
+    REPORT,
+    BuildReport,
+    Manifest,
+    ManifestEntry,
+    ReportStatus,
+    ReportWheel,
+    atomic_write,
+    check_wheel_name,
+    read_manifest,
+    read_report,
+    sha256_file,
+    write_manifest,
+)
 from ciwheels.dist.variants import index_files
 
 MAX_WHEEL = 4 << 30  # bytes of one wheel (PyPI's largest are about 2 GiB)
@@ -104,23 +117,8 @@ def _earlier(manifest_paths: list[Path]) -> tuple[dict[Path, tuple[ManifestEntry
 
 
 def _open_regular(path: Path) -> int:
-    """A file descriptor of `path`, which must be a regular file (no link, FIFO, device or
-    socket: opening a FIFO would block, reading a device would never end)."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as e:
-        raise CiwheelsError(f"cannot read {path}: {e.strerror or e} (a wheel must be a regular file, not a link)") \
-            from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise CiwheelsError(f"{path} is not a regular file; refusing to read it")
-    if st.st_size > MAX_WHEEL:
-        os.close(fd)
-        raise CiwheelsError(f"{path} is {st.st_size} bytes, more than the limit of {MAX_WHEEL >> 30} GiB for a wheel")
-    os.set_blocking(fd, True)
-    return fd
+    """A file descriptor of a wheel, which must be a regular file, not a link (core.files.open_regular)."""
+    return open_regular(path, "wheel", MAX_WHEEL)
 
 
 def _hash_and_check(path: Path) -> tuple[str, int]:

@@ -4,7 +4,7 @@ package registry, pypiserver, devpi) without ever uploading a file twice or over
 For each project name the simple index is read once, without following redirects (GitLab
 answers a redirect to PyPI for names it hosts nothing of): same filename and sha256 = skip;
 same filename, other sha256 = error. Uploads use the legacy multipart API, several at once,
-through a registry.RegistryClient (which retries); a "duplicate" answer after a retry is
+through a net/registry.RegistryClient (which retries); a "duplicate" answer after a retry is
 settled by reading the index again. Afterwards the index must list every file with its hash.
 
 Which wheel goes to which registry is matrix/destination.py's rule, applied by `route` to the
@@ -137,7 +137,8 @@ def route(wheels: list[tuple[Path, str]], manifest: Manifest | None, registries:
 def target_for(dest: Destination, registries: dict[str, Registry] | None = None,
                index_url: str | None = None) -> Target:
     """The registry of one group of `route`, with its credentials (net/auth.py's rule)."""
-    return resolve_target(dest.url_with_credentials or dest.url, index=index_url or dest.index, source=dest.source,
+    return resolve_target(dest.url_with_credentials or dest.url,
+                          index=index_url or dest.index_with_credentials or dest.index, source=dest.source,
                           registry_urls=tuple(r.url for r in (registries or {}).values()), registry=dest.registry)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ciwheels.catalog import Catalog, IsaLevel, variant_arches
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import open_regular, read_regular
 from ciwheels.core.wheel import INDEX_SUFFIX, LABEL, InvalidWheelName, WheelName, index_file_name, parse_wheel_name
 
 # The schema uv 0.13.x accepts (it also knows .../peps/825/v0.1.1.json); variantlib 0.2.2
@@ -57,10 +58,66 @@ def variant_json(level: IsaLevel, catalog: Catalog) -> dict:
             "variants": {level.variant_label: {namespace: {feature: [value]}}}}
 
 
+MAX_VARIANT_JSON = 1 << 20  # bytes of a variant.json or -variants.json (ours are a few hundred)
+
+
+def parse_variant_json(data: object, where: str) -> dict:
+    """The one reader of a variant.json or -variants.json document (from a wheel of an
+    artifact, an installed distribution, a registry): its shape checked, every part of the
+    wrong type a CiwheelsError naming `where`, so that nothing downstream meets a list where an
+    object belongs. Returns a clean copy: {$schema, default-priorities: {namespace: [str]},
+    providers: {ns: {...}}, variants: {label: {ns: {feature: [str]}}}}."""
+    def bad(what: str, value: object, want: str) -> CiwheelsError:
+        return CiwheelsError(f"{where}: {what} must be {want}, not {type(value).__name__}")
+
+    if not isinstance(data, dict):
+        raise bad("a variant.json", data, "a JSON object")
+    schema = data.get("$schema")
+    priorities = data.get("default-priorities", {})
+    if not isinstance(priorities, dict):
+        raise bad("default-priorities", priorities, "an object")
+    namespaces = priorities.get("namespace", [])
+    if not isinstance(namespaces, list) or not all(isinstance(n, str) for n in namespaces):
+        raise bad("default-priorities.namespace", namespaces, "a list of strings")
+    providers = data.get("providers", {})
+    if not isinstance(providers, dict) or not all(isinstance(v, dict) for v in providers.values()):
+        raise bad("providers", providers, "an object of objects")
+    variants = data.get("variants", {})
+    if not isinstance(variants, dict):
+        raise bad("variants", variants, "an object")
+    clean_variants: dict = {}
+    for label, props in variants.items():
+        if not isinstance(props, dict):
+            raise bad(f"variants.{label[:40]}", props, "an object")
+        for ns, features in props.items():
+            if not isinstance(features, dict):
+                raise bad(f"variants.{label[:40]}.{ns[:40]}", features, "an object")
+            for feature, values in features.items():
+                if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                    raise bad(f"variants.{label[:40]}.{ns[:40]}.{feature[:40]}", values, "a list of strings")
+        clean_variants[label] = props
+    out = {"$schema": schema, "default-priorities": {"namespace": list(namespaces)}, "providers": dict(providers),
+           "variants": clean_variants}
+    check_variant_json(out, where)
+    return out
+
+
+def loads_variant_json(raw: bytes, where: str) -> dict:
+    """parse_variant_json of bytes: at most MAX_VARIANT_JSON of them, UTF-8 JSON."""
+    if len(raw) > MAX_VARIANT_JSON:
+        raise CiwheelsError(f"{where}: larger than {MAX_VARIANT_JSON >> 10} KiB, the limit for a variant.json")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as e:
+        raise CiwheelsError(f"{where} is not JSON ({str(e)[:200]})") from None
+    return parse_variant_json(data, where)
+
+
 def check_variant_json(data: dict, where: str) -> None:
-    """What uv 0.13 requires of a variant.json or -variants.json, as a CiwheelsError."""
+    """What uv 0.13 requires of a variant.json or -variants.json (already of the right shape:
+    parse_variant_json), as a CiwheelsError."""
     if data.get("$schema") not in SCHEMAS:
-        raise CiwheelsError(f"{where}: $schema {data.get('$schema')!r} is not one installers accept",
+        raise CiwheelsError(f"{where}: $schema {str(data.get('$schema'))[:100]!r} is not one installers accept",
                             allowed=list(SCHEMAS))
     namespaces = data.get("default-priorities", {}).get("namespace", [])
     missing = [ns for ns in namespaces if ns not in data.get("providers", {})]
@@ -123,18 +180,38 @@ def make_variant(wheel: Path, level: IsaLevel, catalog: Catalog, out: Path | Non
     return target
 
 
+def variant_json_in(z: zipfile.ZipFile, wheel_name: str) -> dict | None:
+    """The variant.json inside an open wheel (read bounded: its header's size is not trusted);
+    None for a plain wheel."""
+    names = z.namelist()
+    info_dir = _dist_info(names, wheel_name)
+    member = f"{info_dir}/{VARIANT_JSON}"
+    if member not in names:
+        return None
+    where = f"{wheel_name}: {member}"
+    if z.getinfo(member).file_size > MAX_VARIANT_JSON:
+        raise CiwheelsError(f"{where}: larger than {MAX_VARIANT_JSON >> 10} KiB, the limit for a variant.json")
+    try:
+        with z.open(member) as f:
+            raw = f.read(MAX_VARIANT_JSON + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError, NotImplementedError) as e:
+        raise CiwheelsError(f"{where}: cannot read it from the wheel ({e})") from None
+    return loads_variant_json(raw, where)
+
+
 def read_variant_json(wheel: Path) -> dict | None:
-    """The variant.json inside a wheel; None for a plain wheel."""
-    with zipfile.ZipFile(wheel) as z:
-        names = z.namelist()
-        info_dir = _dist_info(names, wheel.name)
-        member = f"{info_dir}/{VARIANT_JSON}"
-        if member not in names:
-            return None
+    """The variant.json inside a wheel file (opened as an untrusted file: core.files.open_regular);
+    None for a plain wheel."""
+    import os
+
+    fd = open_regular(wheel, "wheel", 4 << 30)
+    with os.fdopen(fd, "rb") as f:
         try:
-            return json.loads(z.read(member))
-        except ValueError as e:
-            raise CiwheelsError(f"{wheel.name}: {member} is not JSON ({e})") from None
+            z = zipfile.ZipFile(f)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as e:
+            raise CiwheelsError(f"{wheel}: not a wheel: not a readable zip archive ({e})") from None
+        with z:
+            return variant_json_in(z, wheel.name)
 
 
 # -- the index-level file -------------------------------------------------------------------------
@@ -144,7 +221,7 @@ def merge(documents: list[tuple[str, dict]]) -> dict:
     out: dict = {"$schema": SCHEMA, "default-priorities": {"namespace": []}, "providers": {}, "variants": {}}
     seen: dict[str, str] = {}
     for where, data in documents:
-        check_variant_json(data, where)
+        data = parse_variant_json(data, where)
         for ns in data.get("default-priorities", {}).get("namespace", []):
             if ns not in out["default-priorities"]["namespace"]:
                 out["default-priorities"]["namespace"].append(ns)
@@ -209,7 +286,8 @@ def installed_variant(binary: Path) -> tuple[dict, str] | None:
                 if any(row and row[0] == rel for row in csv.reader(f)):
                     if not variant.is_file():
                         return None
-                    return json.loads(variant.read_text(encoding="utf-8")), str(info)
+                    raw = read_regular(variant, "variant.json", MAX_VARIANT_JSON)
+                    return loads_variant_json(raw, str(variant)), str(info)
         if any(parent.glob("*.dist-info")):
             return None  # site-packages reached: no distribution lists it
     return None
@@ -229,7 +307,7 @@ def wanted_index_files(wheels: list[Path], hosted: dict[str, dict[str, str | Non
     for fname, data in index_files(wheels).items():
         project = canonicalize_name(fname.split("-", 1)[0])
         projects[fname] = project
-        docs[fname] = [("ciwheels", json.loads(data))]
+        docs[fname] = [("ciwheels", json.loads(data))]  # made by index_files just now
         labels = set(json.loads(data)["variants"])
         for there in hosted.get(project, {}):
             try:

@@ -1,6 +1,6 @@
 """`ciwheels verify`: does every binary in a wheel stay within the wheel's ISA level?
 
-The reading of a binary belongs to its arch's ISA family (families.py): x86_64's
+The reading of a binary belongs to its arch's ISA family (isa/families.py): x86_64's
 X86_ISA_1_NEEDED note, riscv64's .riscv.attributes. What a family cannot tell (aarch64 carries
 no ISA marker, x86 objects built without -mneeded) is reported as undetermined, never guessed.
 A binary within its level but showing nothing of it is "below" (build fails such cells above
@@ -16,10 +16,17 @@ from pathlib import Path
 
 from ciwheels.catalog import Catalog, load_catalog
 from ciwheels.core.errors import CiwheelsError
-from ciwheels.isa.families import family
+from ciwheels.core.files import open_regular
 from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 from ciwheels.dist.artifacts import MANIFEST, REPORT, read_manifest, read_report
-from ciwheels.dist.variants import installed_variant, level_of, read_variant_json
+from ciwheels.dist.variants import (
+    installed_variant,
+    level_of,
+    read_variant_json,
+    variant_json_in,
+)
+from ciwheels.isa.families import family
+
 
 @dataclass
 class Finding:
@@ -138,10 +145,12 @@ def recorded_level(wheel: Path) -> str | None:
     return None
 
 
-def variant_level(wheel: Path, arch: str, catalog: Catalog) -> str | None:
-    """A wheel variant's level, read from its variant.json (PEP 825)."""
+def variant_level(wheel: Path, arch: str, catalog: Catalog, z: zipfile.ZipFile | None = None) -> str | None:
+    """A wheel variant's level, read from its variant.json (PEP 825); `z`: the wheel, opened."""
     label = parse_wheel_name(wheel.name).label
-    data = read_variant_json(wheel) if label else None
+    if not label:
+        return None
+    data = variant_json_in(z, wheel.name) if z is not None else read_variant_json(wheel)
     level = level_of(data, label, arch, catalog) if data else None
     return level.name if level else None
 
@@ -192,27 +201,36 @@ def verify_wheel(wheel: Path, level_name: str | None = None, catalog: Catalog | 
     catalog = catalog or load_catalog()
     if wheel.suffix != ".whl":
         return verify_binary(wheel, level_name, catalog)
+    import os
+
     arch = _wheel_arch(wheel.name)
-    level_name = level_name or recorded_level(wheel) or variant_level(wheel, arch, catalog)
-    if arch not in catalog.arches:
-        raise CiwheelsError(f"{wheel.name}: no ISA levels for platform {arch!r}")
-    if level_name is None:
-        raise CiwheelsError(f"{wheel.name}: no ISA level recorded beside it (build-report.json or manifest.json)",
-                            hint="pass --isa LEVEL")
-    canon = catalog.level_alias(arch, level_name)
-    if canon is None:
-        raise CiwheelsError(f"{wheel.name}: {level_name!r} is not an ISA level of {arch}", value=level_name,
-                            allowed=[lv.name for lv in catalog.arches[arch].levels])
+    # the wheel is opened once, as an untrusted file: not a link, FIFO or device (a FIFO named
+    # like a wheel would block), then read as a zip (a file that is not one is an error)
+    f = os.fdopen(open_regular(wheel, "wheel", 64 << 30), "rb")
+    try:
+        z = zipfile.ZipFile(f)
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as e:
+        f.close()
+        raise CiwheelsError(f"{wheel}: cannot open the wheel ({e})") from None
+    try:
+        level_name = level_name or recorded_level(wheel) or variant_level(wheel, arch, catalog, z)
+        if arch not in catalog.arches:
+            raise CiwheelsError(f"{wheel.name}: no ISA levels for platform {arch!r}")
+        if level_name is None:
+            raise CiwheelsError(f"{wheel.name}: no ISA level recorded beside it (build-report.json or manifest.json)",
+                                hint="pass --isa LEVEL")
+        canon = catalog.level_alias(arch, level_name)
+        if canon is None:
+            raise CiwheelsError(f"{wheel.name}: {level_name!r} is not an ISA level of {arch}", value=level_name,
+                                allowed=[lv.name for lv in catalog.arches[arch].levels])
+    except BaseException:
+        z.close()
+        f.close()
+        raise
     level = catalog.levels[canon]
     fam = family(arch, catalog)
-    if not wheel.is_file():  # a FIFO or device named like a wheel would block or never end
-        raise CiwheelsError(f"{wheel} is not a regular file")
-    try:
-        z = zipfile.ZipFile(wheel)
-    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as e:
-        raise CiwheelsError(f"{wheel}: cannot open the wheel ({e})") from None
     findings = []
-    with z, tempfile.TemporaryDirectory(prefix="ciwheels-verify-") as tmp:
+    with f, z, tempfile.TemporaryDirectory(prefix="ciwheels-verify-") as tmp:
         for member in _members(z, Path(tmp)):
             def finding(needs: str, status: str, reason: str) -> Finding:
                 return Finding(wheel.name, member.name, arch, level.name, needs, status, reason)

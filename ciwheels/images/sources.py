@@ -186,7 +186,7 @@ def sha256_of(path: Path) -> str:
 
 def fetch(minor: str, *, mirror: str | None = None, cache: Path | None = None, max_bytes: int = MAX_BYTES,
           deadline: float = DEADLINE, attempts: int = ATTEMPTS) -> Path:
-    """The verified tarball of `minor` in `<cache>/sources/` (default cache: ciwheels.image's),
+    """The verified tarball of `minor` in `<cache>/sources/` (default cache: core/resources.cache_dir),
     downloaded (or copied from a folder mirror) unless the cache already has it with the pinned
     sha256. A file with another hash is never kept."""
     if cache is None:

@@ -21,16 +21,20 @@ import os
 from collections.abc import Mapping
 
 from ciwheels.core import secrets
+from ciwheels.core.urls import check_url
 from ciwheels.matrix.model import Destination, Expansion, Registry
-from ciwheels.net.auth import ENV_INDEX, ENV_URL
-from ciwheels.net.registry import gitlab_project_registry
+from ciwheels.net.auth import ENV_INDEX, ENV_URL, gitlab_project_registry
 
 
 def of_registry(reg: Registry) -> Destination:
-    where = f" ({reg.origin.file}:{reg.origin.line})" if reg.origin and reg.origin.file else ""
+    at = {"file": reg.origin.file, "line": reg.origin.line} if reg.origin and reg.origin.file else {}
+    where = f" ({reg.origin.file}:{reg.origin.line})" if at else ""
+    check_url(reg.url, f"registries.{reg.name}.url", **at)
+    if reg.index:
+        check_url(reg.index, f"registries.{reg.name}.index", **at)
     url = secrets.split_userinfo(reg.url)[0].rstrip("/")
     index = secrets.split_userinfo(reg.index)[0].rstrip("/") if reg.index else ""
-    return Destination(reg.name, url, index or f"{url}/simple", f"registry {reg.name!r}{where}", reg.url)
+    return Destination(reg.name, url, index or f"{url}/simple", f"registry {reg.name!r}{where}", reg.url, reg.index)
 
 
 def environment_default(env: Mapping[str, str] | None = None, repository_url: str | None = None
@@ -45,9 +49,12 @@ def environment_default(env: Mapping[str, str] | None = None, repository_url: st
         url, source, index = gitlab_project_registry(env), "the GitLab project's package registry", ""
     else:
         return None
+    check_url(url, source if source != "the GitLab project's package registry" else "CI_API_V4_URL's registry")
+    if index:
+        check_url(index, ENV_INDEX)
     bare = secrets.split_userinfo(url)[0].rstrip("/")
-    index = secrets.split_userinfo(index)[0].rstrip("/") if index else f"{bare}/simple"
-    return Destination("", bare, index, source, url)
+    bare_index = secrets.split_userinfo(index)[0].rstrip("/") if index else f"{bare}/simple"
+    return Destination("", bare, bare_index, source, url, index)
 
 
 def catch_all(registries: Mapping[str, Registry]) -> str | None:

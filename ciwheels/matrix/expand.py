@@ -100,8 +100,11 @@ def _expand_one(m: MatrixSpec, spec: ProjectSpec, cat: Catalog) -> tuple[list[Ce
             where, reason = (), "the catalog rules out"
         raise doc.error(where, f"{reason} every cell of this matrix; nothing would be built",
                         hint=f"all {axis_count} cells of the axes were dropped")
+    # identifier globs are cibuildwheel's build/skip patterns (init carries them for every arch):
+    # like cibuildwheel, they may name platforms this matrix does not build without a warning
     warnings = [_where(doc, sel.path) + f"{describe_path(sel.path)} matches no cell"
-                for sel in (*m.excludes, *(s for p in m.packages for s in p.excludes)) if hits[id(sel)] == 0]
+                for sel in (*m.excludes, *(s for p in m.packages for s in p.excludes))
+                if hits[id(sel)] == 0 and not (sel.identifier or sel.not_identifier)]
 
     included: dict[str, tuple] = {}
     for inc in m.includes:

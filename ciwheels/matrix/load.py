@@ -3,6 +3,7 @@ every value came from (file, line, column) for errors and for `ciwheels explain`
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +164,19 @@ def _prescan(text: str, display: str) -> None:
                                     file=display, line=line)
         else:
             depth = max(0, depth - 1)
+    bad = _UNPRINTABLE.search(text)
+    if bad is not None:
+        ch = bad.group()
+        line = text.count("\n", 0, bad.start()) + 1
+        column = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
+        name = {"\x00": " (NUL)", "\x1b": " (ESC)", "\x7f": " (DEL)", "\ufeff": " (a byte order mark)"}.get(ch, "")
+        raise CiwheelsError(f"the character U+{ord(ch):04X}{name} is not allowed in YAML", file=display, line=line,
+                            column=column, hint="Remove it (a file that is not text, or a copy-paste accident?)")
+
+
+# what YAML refuses in a file (YAML 1.2, 5.1: the printable characters, tab, line breaks, NEL;
+# a byte order mark only at the very start); lone surrogates are found by the validator, with the key
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ufffe\uffff]|(?<!^)\ufeff")
 
 
 def validate_data(data: Any, schema: dict, file: str, path: Path_, catalog: Catalog) -> Any:
@@ -224,6 +238,9 @@ def _shape(schema: dict) -> str:
     return _TYPE_NAMES.get(t, "a value")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class _Validator:
     def __init__(self, doc: MatrixDoc, catalog: Catalog) -> None:
         self.doc = doc
@@ -254,8 +271,19 @@ class _Validator:
                 return f"policy {value!r} is for {self.cat.policies[canon].libc}, not {path[1]}"
         return None
 
+    def _encodable(self, text: str, path: Path_) -> None:
+        """A lone surrogate (YAML's "\\ud800") cannot be written as UTF-8 anywhere: not into a
+        pipeline, an environment, a report or a terminal."""
+        bad = _SURROGATE.search(text)
+        if bad is not None:
+            raise self.doc.error(path, f"{describe_path(path)} contains the lone surrogate U+{ord(bad.group()):04X}, "
+                                 "which is not a character and cannot be written as UTF-8",
+                                 hint="Remove the \\u escape")
+
     def walk(self, node: Any, schema: dict, path: Path_) -> Any:
         self._count(node, path)
+        if isinstance(node, str):
+            self._encodable(node, path)
         if "anyOf" in schema or "oneOf" in schema:
             return self._any_of(node, schema, path)
         if "not" in schema:
@@ -275,11 +303,18 @@ class _Validator:
             raise self.doc.error(
                 path, f"{describe_path(path)} must be {_shape(schema)}, not {_TYPE_NAMES.get(actual, actual)}{shown}",
                 hint=hint)
+        if "const" in schema and (actual in ("object", "array") or _plain(node) != schema["const"]):
+            shown = f" {_plain(node)!r}" if actual not in ("object", "array", "tagged") else ""
+            raise self.doc.error(path, f"{describe_path(path)} must be {schema['const']!r}, not "
+                                 f"{_TYPE_NAMES.get(actual, actual)}{shown}")
         if actual == "object":
             return self._object(node, schema, path)
         if actual == "array":
             return self._array(node, schema, path)
         value = _plain(node)
+        if actual == "number" and not math.isfinite(value):
+            raise self.doc.error(path, f"{describe_path(path)} must be a finite number, not {value}",
+                                 hint="YAML reads .nan, .inf and numbers too large for a float (1e400) as such")
         if "enum" in schema and value not in schema["enum"]:
             what = schema.get("title") or next((p for p in reversed(path) if isinstance(p, str)), "value")
             allowed = [v for v in schema.get("x-names", schema["enum"]) if v in schema["enum"]]
@@ -310,7 +345,8 @@ class _Validator:
             try:
                 return self.walk(node, option, path)
             except CiwheelsError as e:
-                if _type_ok(actual, option.get("type", actual)) or "enum" in option and "type" not in option:
+                kind = option.get("type", _type_of(option["const"]) if "const" in option else actual)
+                if _type_ok(actual, kind) or "enum" in option and "type" not in option:
                     errors.append(e)
         if len(errors) == 1:
             raise errors[0]
@@ -342,6 +378,7 @@ class _Validator:
             self._mark(node, key, sub)
             if not isinstance(key, str):
                 raise self.doc.error(sub, f"keys in {describe_path(path)} must be strings, not {key!r}")
+            self._encodable(key, sub)
             if names:
                 if "enum" in names and key not in names["enum"]:
                     raise self._key_error(sub, key, names["enum"], path)

@@ -29,8 +29,8 @@ class Registry:
     """A destination for wheels, as a matrix file names it under `registries:`."""
 
     name: str
-    url: str  # upload (repository) URL
-    index: str = ""  # simple index URL; default URL/simple (GitLab, pypiserver); devpi: URL/+simple
+    url: str = field(repr=False)  # upload (repository) URL, as given (it may carry credentials)
+    index: str = field(default="", repr=False)  # simple index URL; default URL/simple; devpi: URL/+simple
     catch_all: bool = True  # no `select`: cells that no other registry selects go here
     origin: Origin | None = field(default=None, compare=False)
 
@@ -50,6 +50,7 @@ class Destination:
     index: str  # simple index URL, without userinfo
     source: str  # why this one, for messages: "registry 'fast' (matrix/wheels.yaml:7)", "CIWHEELS_REPOSITORY_URL"
     url_with_credentials: str = field(default="", repr=False, compare=False)  # as given, userinfo and all
+    index_with_credentials: str = field(default="", repr=False, compare=False)
 
     @property
     def key(self) -> str:

@@ -15,11 +15,12 @@ from typing import Any
 
 import bracex
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
 from ciwheels.catalog import Catalog, variant_arches
 from ciwheels.catalog.images import base_glibc, image_catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.installspec import unreachable
+from ciwheels.core.versions import is_version
 from ciwheels.matrix.load import MatrixDoc, Path_, describe_path, validate_data
 from ciwheels.matrix.model import Origin, Registry, Runner
 from ciwheels.matrix.schema import settings_properties
@@ -50,11 +51,14 @@ class Selector:
     values: dict[str, frozenset[str]]
     path: Path_
     identifier: tuple[str, ...] = ()  # globs over the cibuildwheel identifier, braces expanded
+    not_identifier: tuple[str, ...] = ()  # globs the identifier must match none of (cibuildwheel's `build`)
 
     def matches(self, attrs: dict[str, str]) -> bool:
         for key, wanted in self.values.items():
             if attrs.get(key) not in wanted:
                 return False
+        if self.not_identifier and any(fnmatchcase(attrs["identifier"], g) for g in self.not_identifier):
+            return False
         if self.identifier:
             return any(fnmatchcase(attrs["identifier"], g) for g in self.identifier)
         return True
@@ -103,7 +107,7 @@ class Include:
 @dataclass(frozen=True)
 class VersionSelection:
     """`versions: latest` or `{spec, newest, min-age-days, pre}`: resolved against the package
-    index (upstream.py) before expansion."""
+    index (builder/upstream.py) before expansion."""
 
     spec: str = ""
     newest: int | None = None
@@ -190,6 +194,7 @@ class RenderSettings:
     fetch_depth: int | None = None  # None: 0 for projects versioned from git, else 1
     submodules: bool | str = False
     emulated_jobs: str = "per-cell"
+    tag_publish: str = "all-or-nothing"  # or "what-built": a tag publishes what built
 
 
 @dataclass
@@ -279,6 +284,15 @@ def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
         value = chosen.get(key, defaults[key])
         return None if value is False else value
 
+    if chosen.get("ciwheels") is not None:
+        why = unreachable(str(chosen["ciwheels"]))
+        if why:
+            doc = next(d for d in docs if d.file == origin)
+            raise doc.error(("render", "ciwheels"), f"render.ciwheels: the CI jobs pip-install this requirement, "
+                            f"and {why}; name one a hosted runner can install: an index version "
+                            '("ciwheels==X.Y"), "ciwheels @ git+https://HOST/REPO@COMMIT", or a path relative to '
+                            "the repository", value=chosen["ciwheels"])
+
     return RenderSettings(
         github=path("github"),
         gitlab=path("gitlab"),
@@ -296,6 +310,7 @@ def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
         fetch_depth=chosen.get("fetch-depth"),
         submodules=chosen.get("submodules", False),
         emulated_jobs=chosen.get("emulated-jobs", "per-cell"),
+        tag_publish=chosen.get("tag-publish", "all-or-nothing"),
     )
 
 
@@ -412,18 +427,20 @@ class _Normaliser:
     def selector(self, entry: dict, path: Path_) -> Selector:
         out = {}
         globs: list[str] = []
+        not_globs: list[str] = []
         for key, value in entry.items():
             values = value if isinstance(value, list) else [value]
             sub = [path + (key, i) if isinstance(value, list) else path + (key,) for i in range(len(values))]
-            if key == "identifier":
-                globs += [g for v, p in zip(values, sub) for g in self.expand_braces(v, p)]
+            if key in ("identifier", "not-identifier"):
+                (globs if key == "identifier" else not_globs).extend(
+                    g for v, p in zip(values, sub) for g in self.expand_braces(v, p))
                 continue
             if key in ("python", "arch", "policy", "libc", "isa"):
                 values = [self.canon(key, v, p) for v, p in zip(values, sub)]
             elif key == "package":
                 values = [canonicalize_name(v) for v in values]
             out[key] = frozenset(values)
-        return Selector(out, path, tuple(globs))
+        return Selector(out, path, tuple(globs), tuple(not_globs))
 
     def expand_braces(self, pattern: str, path: Path_) -> tuple[str, ...]:
         patterns = brace_patterns(pattern)
@@ -506,9 +523,15 @@ class _Normaliser:
         runners = {}
         for arch_name, r in d.get("runners", {}).items():
             arch = self.canon("arch", arch_name, ("runners", arch_name))
-            gitlab = r.get("gitlab", [])
-            runners[arch] = (Runner(r.get("github", str(defaults["render"]["github-runner"])),
-                                    tuple([gitlab] if isinstance(gitlab, str) else gitlab), False),
+            emulated = bool(r.get("emulated"))
+            hosted = cat.arches[arch]
+            # a service the entry does not name keeps its hosted runner of the arch (aarch64: GitHub's
+            # ubuntu-24.04-arm, gitlab.com's saas-linux-small-arm64), never an x86_64 one without QEMU;
+            # emulated: true builds the arch under QEMU on x86_64 runners (also where hosted ones exist)
+            github = r.get("github", hosted.hosted_github if hosted.hosted_github and not emulated
+                           else str(defaults["render"]["github-runner"]))
+            gitlab = r.get("gitlab", list(hosted.hosted_gitlab) if not emulated else [])
+            runners[arch] = (Runner(github, tuple([gitlab] if isinstance(gitlab, str) else gitlab), emulated),
                              self.origin(("runners", arch_name)))
 
         excludes = [self.selector(e, ("exclude", i)) for i, e in enumerate(d.get("exclude", []))]
@@ -587,11 +610,10 @@ class _Normaliser:
         return frozenset(out)
 
     def version(self, value: str, path: Path_) -> str:
-        """A package version names a folder and a file: it must be a PEP 440 version."""
-        try:
-            Version(value)
-        except InvalidVersion:
-            raise self.doc.error(path, f"{value!r} is not a valid version (PEP 440)", value=value) from None
+        """A package version names a folder and a file: it must be a PEP 440 version (versions.is_version)."""
+        if not is_version(value):
+            raise self.doc.error(path, f"{value!r} is not a valid version (PEP 440), written exactly "
+                                 "(no spaces, no leading v)", value=value)
         return value
 
     def specifier(self, value: str, path: Path_) -> str:

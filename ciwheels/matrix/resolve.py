@@ -4,7 +4,7 @@
 - settings: the declared cascade of layers (cascade.py), then the ISA family's flags, always
   combined with its result;
 - runner and registry;
-- cibuildwheel options, from the one adapter (cibwopts.py).
+- cibuildwheel options, from the one adapter (matrix/cibwopts.py).
 
 What many cells share (everything but the Python) is resolved once per combination and the
 same objects are reused: a builder matrix of 5,000 cells has a few hundred combinations."""
@@ -229,6 +229,11 @@ class Resolver:
             origins["publish_as"] = self.m.variants_origin
         if arch in self.m.runners:
             runner, origins["runner"] = self.m.runners[arch]
+        elif self.cat.arches[arch].hosted_github:
+            a = self.cat.arches[arch]
+            runner = Runner(a.hosted_github, a.hosted_gitlab, False)
+            origins["runner"] = self.catalog_origin(
+                f"arches.toml {arch}: hosted runners (GitHub {a.hosted_github}, gitlab.com {', '.join(a.hosted_gitlab)})")
         else:
             emulated = self.cat.arches[arch].host != "x86_64"
             runner = Runner(self.project.github_runner, (), emulated)

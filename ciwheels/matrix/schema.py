@@ -182,6 +182,9 @@ def _selector_properties(catalog: Catalog) -> dict[str, dict]:
         "isa": _str_or_list("ISA level(s).", names["isa"], "ISA level"),
         "identifier": _str_or_list("cibuildwheel build identifier glob(s), braces allowed, e.g. '*-musllinux*' "
                                    "or 'cp3{12,13}-*'."),
+        "not-identifier": _str_or_list("cibuildwheel build identifier glob(s) the cell must match none of: "
+                                       "`exclude: [{not-identifier: 'cp3{11,12}-*'}]` keeps only what "
+                                       "cibuildwheel's `build` selects."),
         "package": _str_or_list("Builder mode: package name(s)."),
         "version": _str_or_list("Builder mode: package version(s)."),
     }
@@ -203,10 +206,15 @@ def matrix_schema(catalog: Catalog) -> dict:
     }
     runner = {
         "type": "object",
-        "description": "Native runners for an arch; an arch without one is emulated with QEMU on x86_64 runners.",
+        "description": "Native runners for an arch (default: the services' hosted runners where they exist, "
+        "aarch64: ubuntu-24.04-arm and gitlab.com's saas-linux-small-arm64); an arch without one is emulated "
+        "with QEMU on x86_64 runners.",
         "properties": {
             "github": _str("GitHub Actions `runs-on` label, e.g. ubuntu-24.04-arm."),
             "gitlab": _str_or_list("GitLab runner tag(s)."),
+            "emulated": {"type": "boolean",
+                         "description": "true: build this arch under QEMU on x86_64 runners (github/gitlab then "
+                                        "name those runners), also where hosted runners of the arch exist."},
         },
         "additionalProperties": False,
     }
@@ -248,7 +256,7 @@ def matrix_schema(catalog: Catalog) -> dict:
                             "spec": _str("A PEP 440 specifier, e.g. '>=2.0,<3'."),
                             "newest": {"type": "integer", "minimum": 1,
                                        "description": "Build at most this many of the newest matching releases."},
-                            "min-age-days": {"type": "number", "minimum": 0,
+                            "min-age-days": {"type": "number", "minimum": 0, "maximum": 36500,
                                              "description": "Skip releases uploaded less than this many days ago."},
                             "pre": {"type": "boolean", "description": "Also pre-releases (default false)."},
                         },
@@ -430,6 +438,11 @@ def matrix_schema(catalog: Catalog) -> dict:
                                       "description": "Emulated (QEMU) cells get a job each (per-cell, the "
                                                      "default: one Python under QEMU can take hours) or share "
                                                      "one per platform like native cells (grouped)."},
+                    "tag-publish": {"enum": ["all-or-nothing", "what-built"],
+                                    "description": "What a tag (a release) publishes when a cell failed: nothing "
+                                                   "(all-or-nothing, the default: a release never goes out without "
+                                                   "an arch) or what built (what-built). Schedules and manual runs "
+                                                   "always publish what built."},
                     "python": _str("Python version the CI jobs run ciwheels with."),
                     "ciwheels": _str("pip requirement the CI jobs install ciwheels from (default: this version)."),
                     "build-images": _build_images(catalog, names),

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ciwheels.core import secrets
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import get_logger
+from ciwheels.core.urls import host_of  # noqa: F401  (auth's key, also for callers)
 
 log = get_logger("auth")
 ENV_URL, ENV_INDEX = "CIWHEELS_REPOSITORY_URL", "CIWHEELS_INDEX"
@@ -42,18 +42,6 @@ class Credentials:
 
     def __bool__(self) -> bool:
         return bool(self.username or self.password)
-
-
-def host_of(url: str) -> str:
-    """The host a URL's credentials are keyed on: `hostname[:port]`, lower case, no userinfo."""
-    parts = urllib.parse.urlsplit(url)
-    host = (parts.hostname or "").lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    default = {"http": 80, "https": 443}.get(parts.scheme)
-    return f"{host}:{port}" if port and port != default else host
 
 
 def environment_host(env: Mapping[str, str], registry_urls: Iterable[str] = ()) -> str | None:
@@ -137,3 +125,10 @@ def credentials_for(url: str, *, index: str = "", env: Mapping[str, str] | None 
                             hint=f"set {ENV_USER} and {ENV_PASSWORD} (with {ENV_URL} naming this registry){own}, "
                                  "or store them in a keyring for its URL")
     return Credentials()
+
+
+def gitlab_project_registry(env: Mapping[str, str]) -> str:
+    """In GitLab CI, the upload URL of the project's own PyPI registry; else ""."""
+    if env.get("CI_API_V4_URL") and env.get("CI_PROJECT_ID"):
+        return f"{env['CI_API_V4_URL'].rstrip('/')}/projects/{env['CI_PROJECT_ID']}/packages/pypi"
+    return ""

@@ -17,6 +17,7 @@ import time
 from ciwheels.core import secrets as credentials
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import get_logger
+from ciwheels.core.urls import host_of
 
 log = get_logger("http")
 
@@ -80,12 +81,14 @@ class HttpClient:
     doubled each time (a 429's Retry-After wins)."""
 
     def __init__(self, *, auth: tuple[str, str] | None = None, headers: dict[str, str] | None = None,
+                 auth_host: str | None = None,
                  retries: int = 6, timeout: float = 60.0, backoff: float = 1.0,
                  allow_insecure_http: bool | None = None, max_response: int = MAX_RESPONSE) -> None:
         import requests
 
         self.auth = auth if auth and (auth[0] or auth[1]) else None
         self.headers = dict(headers or {})
+        self.auth_host = auth_host  # credentials go to this host only (None: every request is to it)
         self.retries = max(1, retries)
         self.timeout = check_timeout(timeout)
         self.backoff = backoff
@@ -108,9 +111,7 @@ class HttpClient:
             s = self._local.session = self._requests.Session()
             s.trust_env = False  # no ~/.netrc credentials sent where we did not decide to send them
             s.verify = host_ca_bundle() or True  # ... but the CA bundle the machine trusts, as trust_env would
-            if self.auth:
-                s.auth = self.auth
-            s.headers.update({"User-Agent": "ciwheels", **self.headers})
+            s.headers["User-Agent"] = "ciwheels"
         return s
 
     def scrub(self, text: str) -> str:
@@ -175,7 +176,10 @@ class HttpClient:
         """One call with retries on connection errors, timeouts, 5xx and 429. Returns
         (response, attempts). Raises CiwheelsError (scrubbed) after the last attempt. Values
         of `kw` may be callables, called for each attempt (a file body must be re-read)."""
-        credentials.check_transport(url, has_credentials=bool(self.auth or self.headers),
+        ours = self.auth_host is None or host_of(url) == self.auth_host
+        if ours:  # the credentials (basic auth, secret headers) go to their own host, never to another
+            kw = {**kw, "auth": self.auth, "headers": {**self.headers, **(kw.get("headers") or {})}}
+        credentials.check_transport(url, has_credentials=ours and bool(self.auth or self.headers),
                                     allow_insecure=self.allow_insecure_http)
         last = ""
         for attempt in range(1, self.retries + 1):

@@ -13,9 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -23,14 +21,21 @@ from packaging.utils import canonicalize_name
 from ciwheels.core import secrets as credentials
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import get_logger
-from ciwheels.core.wheel import (
-    INDEX_SUFFIX,
-    InvalidWheelName,
-    parse_wheel_name,
-    project_of_index_file,
+from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
+from ciwheels.net.auth import (
+    ENV_INDEX,
+    ENV_URL,
+    credentials_for,
+    gitlab_project_registry,
+    host_of,
 )
-from ciwheels.net.auth import ENV_INDEX, ENV_URL, credentials_for, host_of
 from ciwheels.net.http import REDIRECTS, HttpClient
+from ciwheels.net.index import (  # noqa: F401
+    SIMPLE_ACCEPT,
+    IndexFile,
+    parse_project_page,
+    parse_simple_page,
+)
 
 _DUPLICATE = re.compile(r"already been taken|already exists|file exists", re.I)
 log = get_logger("registry")
@@ -79,13 +84,6 @@ def resolve_target(repository_url: str | None, env: dict[str, str] | None = None
                         "or run in GitLab CI (CI_API_V4_URL, CI_PROJECT_ID, CI_JOB_TOKEN)")
 
 
-def gitlab_project_registry(env: Mapping[str, str]) -> str:
-    """In GitLab CI, the upload URL of the project's own PyPI registry; else ""."""
-    if env.get("CI_API_V4_URL") and env.get("CI_PROJECT_ID"):
-        return f"{env['CI_API_V4_URL'].rstrip('/')}/projects/{env['CI_PROJECT_ID']}/packages/pypi"
-    return ""
-
-
 def index_url() -> str:
     """The upstream package index: CIWHEELS_INDEX_URL, else PIP_INDEX_URL, else PyPI."""
     return (os.environ.get("CIWHEELS_INDEX_URL") or os.environ.get("PIP_INDEX_URL")
@@ -106,30 +104,6 @@ def _clean(target: Target) -> Target:
     return Target(url, user, password, target.source, index)
 
 
-def parse_simple_page(html: str) -> dict[str, str | None]:
-    """{file name: sha256 or None}. Links whose name is not a valid wheel (plain or variant),
-    sdist or `-variants.json` file name (an index may list `junk.whl`) are left out: nothing
-    downstream has to parse them."""
-    from packaging.utils import InvalidSdistFilename, parse_sdist_filename
-
-
-    out = {}
-    for f in parse_project_page(html, "text/html"):
-        name, digest = f.filename, f.sha256
-        try:
-            if name.endswith(".whl"):
-                parse_wheel_name(name)
-            elif name.endswith(INDEX_SUFFIX):
-                if project_of_index_file(name) is None:
-                    continue
-            else:
-                parse_sdist_filename(name)
-        except (InvalidWheelName, InvalidSdistFilename):
-            continue
-        out[name] = digest if digest and re.fullmatch(r"[0-9a-fA-F]{64}", digest) else None
-    return out
-
-
 def _python_tag(filename: str) -> str:
     """The python tag of a wheel, plain or variant (whose label follows the platform tag)."""
     try:
@@ -138,64 +112,16 @@ def _python_tag(filename: str) -> str:
         return "source"  # not a wheel (a `-variants.json`): what twine sends for files of no Python
 
 
-@dataclass(frozen=True, slots=True)
-class IndexFile:
-    """One file of a project's simple page, with what the index says about it (PEP 592 yanked,
-    PEP 700 upload-time: only in PEP 691 JSON; None where not served)."""
-
-    filename: str
-    url: str = ""
-    sha256: str | None = None
-    yanked: bool = False
-    upload_time: str | None = None  # ISO 8601, as served
-    requires_python: str | None = None
-
-
-class _Links(HTMLParser):
-    """The files a PEP 503 simple page links to, with their sha256 fragment and data- attributes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.files: list[IndexFile] = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag != "a":
-            return
-        a = dict(attrs)
-        href = a.get("href") or ""
-        path, _, fragment = href.partition("#")
-        name = path.rstrip("/").rsplit("/", 1)[-1].split("?")[0]
-        if name:
-            self.files.append(IndexFile(name, path, fragment.split("=", 1)[1] if fragment.startswith("sha256=") else None,
-                                        "data-yanked" in a, None, a.get("data-requires-python")))
-
-
-SIMPLE_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
-
-
-def parse_project_page(body: str, content_type: str) -> list[IndexFile]:
-    """A project's simple page as PEP 691 JSON or PEP 503 HTML, whichever the index served."""
-    if "json" in content_type:
-        import json
-
-        out = []
-        for f in json.loads(body).get("files", []):
-            yanked = f.get("yanked", False)
-            out.append(IndexFile(f["filename"], f.get("url", ""), (f.get("hashes") or {}).get("sha256"),
-                                 bool(yanked), f.get("upload-time"), f.get("requires-python")))
-        return out
-    parser = _Links()
-    parser.feed(body)
-    return parser.files
-
-
 class RegistryClient(HttpClient):
     """HTTP to one registry (net/http.py's client, with the registry's credentials): simple
     index pages and uploads. Keyword arguments are HttpClient's."""
 
     def __init__(self, target: Target, **kw) -> None:
         self.target = _clean(target)
-        super().__init__(auth=(self.target.username, self.target.password), **kw)
+        # the credentials were chosen for the upload URL's host (an anonymous client's: its index's);
+        # an index on another host is read without them
+        super().__init__(auth=(self.target.username, self.target.password),
+                         auth_host=host_of(self.target.url or self.target.index), **kw)
 
     @classmethod
     def anonymous(cls, index: str, **kw) -> RegistryClient:
@@ -224,13 +150,14 @@ class RegistryClient(HttpClient):
         """{filename: sha256 or None} the registry hosts for a project; {} when it hosts nothing
         (a redirect to the fall-through index, or 404). Redirects are not followed."""
         resp = self._project_page(name)
-        return {} if resp is None else parse_simple_page(resp.text)
+        return {} if resp is None else parse_simple_page(resp.text, name, self.scrub(self.project_url(name)))
 
     def files(self, name: str, *, follow_redirects: bool = False) -> list[IndexFile]:
         """A project's files, read as PEP 691 JSON when the index serves it, else PEP 503 HTML;
         [] when it hosts nothing (404, or a redirect when not following them)."""
         resp = self._project_page(name, follow_redirects, {"Accept": SIMPLE_ACCEPT})
-        return [] if resp is None else parse_project_page(resp.text, resp.headers.get("Content-Type", ""))
+        return [] if resp is None else parse_project_page(resp.text, resp.headers.get("Content-Type", ""), name,
+                                                          self.scrub(self.project_url(name)))
 
     def upload(self, path: Path, digest: str, meta: dict[str, str]) -> tuple[str, str, int]:
         """One wheel through the legacy multipart API. `meta`: name, version, metadata_version,

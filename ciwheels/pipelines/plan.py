@@ -126,6 +126,13 @@ def _check_timeouts(jobs: list[Job], spec: ProjectSpec, expansion: Expansion) ->
             "%d job(s) have timeout-minutes above gitlab.com's default limit of %d minutes (%s: %d): raise the "
             "project's limit (Settings > CI/CD > General pipelines > Timeout) or the runner's, or lower it",
             len(long), gitlab_max, worst.id, worst.timeout_minutes)
+    if s.gitlab and spec.built_images and github_max > gitlab_max:  # the image jobs' timeout (gitlab.yml.j2)
+        names = ", ".join(f"ciwheels-image-{arch}" for arch in sorted(spec.built_images))
+        get_logger("plan").warning(
+            "the GitLab image job(s) %s have a timeout of %d minutes (building an image under QEMU takes hours), "
+            "above gitlab.com's default limit of %d minutes: raise the project's limit (Settings > CI/CD > "
+            "General pipelines > Timeout) or the runner's, or the job stops before the image is pushed",
+            names, github_max, gitlab_max)
 
 
 def _python_order(catalog: Catalog):

@@ -13,6 +13,7 @@ from ciwheels import __version__
 from ciwheels.catalog import load_catalog
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.files import read_pyproject
+from ciwheels.core.installspec import https_form
 from ciwheels.core.resources import data_dir
 from ciwheels.pipelines.plan import Job, Plan, job_json
 
@@ -97,6 +98,16 @@ def _gl_expr(value: object) -> str:
     return '"' + text + '"'
 
 
+def _gl_branch_rule(value: object) -> str:
+    """The rule `$CI_COMMIT_BRANCH == "BRANCH"` as a YAML scalar. Plain where the branch allows
+    it; single-quoted when it holds what a plain scalar cannot (` #` starts a comment, `: ` a
+    mapping: `release #1` would cut the rule to `$CI_COMMIT_BRANCH == "release`)."""
+    rule = f"$CI_COMMIT_BRANCH == {_gl_expr(value)}"
+    if re.search(r"[ \t]#|:[ \t]|:$|[\t]", rule):
+        return "'" + rule.replace("'", "''") + "'"
+    return rule
+
+
 def _comment(value: object) -> str:
     """Text for a `#` comment line."""
     return _checked(value, "a pipeline comment")
@@ -114,7 +125,7 @@ def _environment():
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters.update(gh=_gh, ghexpr=_gh_expr, gl=_gl, glvar=_gl_var, glexpr=_gl_expr, comment=_comment)
+    env.filters.update(gh=_gh, ghexpr=_gh_expr, gl=_gl, glvar=_gl_var, glexpr=_gl_expr, glbranch=_gl_branch_rule, comment=_comment)
     return env
 
 
@@ -134,11 +145,12 @@ def _actions(overrides: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def install_requirement() -> tuple[str, str | None]:
-    """(what CI jobs pip-install, a warning or None): exactly the ciwheels running now, read
-    from its PEP 610 direct_url.json. A VCS install pins its full commit, an index install its
-    version, a remote archive its URL and hash. A local folder or file cannot be installed by
-    CI: a git checkout with a remote pins its HEAD commit there (push it), anything else falls
-    back to the version, and both warn and name `render: {ciwheels: ...}`."""
+    """(what CI jobs pip-install, a warning or None): the ciwheels running now, read from its
+    PEP 610 direct_url.json, in a form a hosted runner can install. A VCS install pins its full
+    commit (an ssh or scp-like origin in its https form: runners have no ssh key), an index
+    install its version, a remote archive its URL and hash. A local folder, file or `git+file://`
+    clone cannot be installed by CI: a git checkout with a remote pins its HEAD commit there
+    (push it), anything else falls back to the version; both warn and name `render: {ciwheels: ...}`."""
     from importlib import metadata
 
     hint = ('name what CI installs with `render: {ciwheels: "ciwheels @ git+https://HOST/REPO@COMMIT"}` '
@@ -157,21 +169,27 @@ def install_requirement() -> tuple[str, str | None]:
         return f"ciwheels=={dist.version}", f"ciwheels' install record (direct_url.json) is unreadable; {hint}"
     sub = info.get("subdirectory")
     fragment = f"#subdirectory={sub}" if sub else ""
-    if "vcs_info" in info:
+    if "vcs_info" in info and not url.startswith("file:"):
         vcs = info["vcs_info"]
-        return f"ciwheels @ {vcs['vcs']}+{url}@{vcs['commit_id']}{fragment}", None
+        remote = https_form(url) if vcs.get("vcs") == "git" else url
+        warning = None
+        if remote is None:
+            remote = url
+            warning = (f"ciwheels was installed from {url}, which a hosted runner cannot clone (no ssh key, "
+                       f"no https form known); {hint}")
+        return f"ciwheels @ {vcs['vcs']}+{remote}@{vcs['commit_id']}{fragment}", warning
     if "archive_info" in info and not url.startswith("file:"):
         hashes = info["archive_info"].get("hashes") or {}
         digest = next(iter(sorted(hashes.items())), None)
         return f"ciwheels @ {url}" + (f"#{digest[0]}={digest[1]}" if digest else ""), None
-    kind = "folder" if "dir_info" in info else "file"
-    local = _local_git_pin(url) if kind == "folder" else None
+    kind = "git clone" if "vcs_info" in info else "folder" if "dir_info" in info else "file"
+    local = _local_git_pin(url) if kind != "file" else None
     if local:
-        return local, (f"ciwheels runs from the local folder {url}; CI will install its git checkout at "
-                       f"{local.rsplit('@', 1)[1]} (push that commit), or {hint}")
+        return local, (f"ciwheels runs from the local {kind} {url}, which CI cannot install; CI will install "
+                       f"its origin at {local.rsplit('@', 1)[1]} (push that commit), or {hint}")
     return f"ciwheels=={dist.version}", (f"ciwheels runs from the local {kind} {url}, which CI cannot install; "
                                         f"the pipelines install ciwheels=={dist.version} from the package index "
-                                        f"instead: {hint}")
+                                        f"instead, which fails unless the index has that version: {hint}")
 
 
 def _local_git_pin(url: str) -> str | None:
@@ -188,11 +206,9 @@ def _local_git_pin(url: str) -> str | None:
             return None
 
     remote, commit = git("remote", "get-url", "origin"), git("rev-parse", "HEAD")
-    if not (remote and commit) or not remote.startswith(("https://", "ssh://", "git@")):
+    remote = https_form(remote) if remote else None
+    if not (remote and commit):
         return None
-    if remote.startswith("git@"):
-        host, _, path = remote[4:].partition(":")
-        remote = f"ssh://git@{host}/{path}"
     return f"ciwheels @ git+{remote}@{commit}"
 
 
@@ -277,7 +293,8 @@ def _chunks(jobs: tuple[Job, ...], size: int, prefix: str, by_tags: bool) -> lis
 def header(plan: Plan, project_rel: str, matrix_rel: list[str]) -> str:
     command = "ciwheels render" + (f" --project {project_rel}" if project_rel != "." else "")
     _comment(command + " ".join(matrix_rel))
-    return (f"# Generated by ciwheels {__version__} from {', '.join(matrix_rel)}. Do not edit by hand.\n"
+    # no ciwheels version here: the file is the same whoever renders it (CIWHEELS_SPEC says what CI runs)
+    return (f"# Generated by ciwheels from {', '.join(matrix_rel)}. Do not edit by hand.\n"
             f"# Regenerate with: {command}\n"
             f"# {len(plan.jobs)} build jobs, {sum(len(j.cells) for j in plan.jobs)} cells.")
 

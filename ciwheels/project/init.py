@@ -9,8 +9,14 @@ from ciwheels.catalog import LIBC_PLATFORM, load_catalog
 from ciwheels.core.errors import CiwheelsError, shorten
 from ciwheels.matrix.normalise import MAX_BRACE_EXPANSION, brace_patterns
 from ciwheels.matrix.schema import matrix_schema
+from ciwheels.pipelines.render import install_requirement
 from ciwheels.project.open import open_project
-from ciwheels.project.workspace import default_branch, repository_top, requires_python
+from ciwheels.project.workspace import (
+    ci_cibuildwheel_env,
+    default_branch,
+    repository_top,
+    requires_python,
+)
 
 
 def _selects(patterns: str, identifier: str) -> bool:
@@ -110,13 +116,16 @@ class _Carry:
                 self.not_carried.append(f"{name} (choose it with `ciwheels build --engine`)")
                 continue
             elif key == "inherit":
-                self.not_carried.append(f"{name} = {value!r} (ciwheels overrides replace a setting whole, "
-                                        "environment per variable; write the combined value into the override)")
-                continue
+                continue  # resolved by inherited() before: the combined values are carried
             elif key in NOT_LINUX_OPTIONS:
                 self.not_carried.append(f"{name} (not for Linux)")
                 continue
             elif self.has_options:
+                if key == "build-verbosity" and isinstance(value, str):
+                    try:
+                        value = int(value)  # cibuildwheel reads it with int(): "1" is 1
+                    except ValueError:
+                        pass  # the matrix schema says what is allowed, naming pyproject.toml
                 options[key] = value
             else:
                 self.not_carried.append(f"{name} (this ciwheels has no `cibuildwheel-options:`)")
@@ -126,13 +135,114 @@ class _Carry:
             out["cibuildwheel-options"] = options
         return out, images
 
+    def inherited(self, entry: dict, base: dict, where: str, matched: set | None = None,
+                  earlier: list[tuple[set, set]] = ()) -> dict:
+        """`entry` (an override, or the linux table over the top level) with its `inherit`
+        rules applied the way cibuildwheel applies them, so the matrix carries the result:
+        append/prepend combine the value with `base`'s (or cibuildwheel's default); `none`
+        (the default) replaces, which ciwheels does too, but for `environment`, which ciwheels
+        merges per variable. Warns only where the carried result differs from cibuildwheel's."""
+        rules = entry.get("inherit") or {}
+        if not isinstance(rules, dict):
+            raise CiwheelsError(f"[tool.cibuildwheel] {where}inherit must be a table of option = "
+                                '"none" | "append" | "prepend", as cibuildwheel reads it', value=rules)
+        out = {k: v for k, v in entry.items() if k != "inherit"}
+        for key, rule in rules.items():
+            if rule not in ("none", "append", "prepend"):
+                raise CiwheelsError(f"[tool.cibuildwheel] {where}inherit.{key}: unknown rule", value=rule,
+                                    allowed=["none", "append", "prepend"])
+            if rule == "none" or key not in entry:
+                continue
+            before = base.get(key, _INHERIT_DEFAULTS.get(key))
+            merged = _merged(key, *((before, entry[key]) if rule == "append" else (entry[key], before)))
+            if merged is None:
+                raise CiwheelsError(f"[tool.cibuildwheel] {where}inherit.{key} = {rule!r}: cibuildwheel cannot "
+                                    f"merge {key} values (it stops with 'does not support inheritance')")
+            if key == "environment" and rule == "prepend":
+                merged = {**_environment(entry[key]), **_environment(before or {})}
+            out[key] = merged
+            self.carried.append(f"{where}inherit.{key} = {rule!r}")
+            if matched is not None and any(key in keys and ids & matched for ids, keys in earlier):
+                self.not_carried.append(
+                    f"{where}inherit.{key} = {rule!r} (an earlier override also sets {key} for some of these "
+                    "builds: cibuildwheel combines with that value, the matrix with the top-level one)")
+        if matched is not None and "environment" in entry and rules.get("environment", "none") == "none":
+            kept = sorted(set(_environment(base.get("environment") or {})) - set(_environment(entry["environment"])))
+            if kept:
+                self.not_carried.append(
+                    f"{where}environment (cibuildwheel replaces the whole environment for these builds; the "
+                    f"matrix merges per variable, so {', '.join(kept)} stay set: add inherit.environment = "
+                    '"append" in pyproject.toml if that is what you mean)')
+        return out
+
+
+# cibuildwheel's Linux defaults of the options an `inherit` rule can extend (resources/defaults.toml)
+_INHERIT_DEFAULTS = {"repair-wheel-command": "auditwheel repair -w {dest_dir} {wheel}"}
+_COMMAND_OPTIONS = ("before-all", "before-build", "before-test", "test-command", "repair-wheel-command")
+_LIST_OPTIONS = ("test-requires", "test-extras", "test-groups", "test-sources", "environment-pass", "build-requires")
+
+
+def _merged(key: str, before, after):
+    """cibuildwheel's merge of an `inherit = {KEY = "append"}` value `after` onto `before`
+    (OptionFormat.merge_values): commands joined with ' && ', lists concatenated, tables
+    (environment, config-settings) per entry with the later one winning."""
+    if before in (None, "", [], {}):
+        return after
+    if key == "environment":
+        return {**_environment(before), **_environment(after)}
+    if isinstance(before, dict) or isinstance(after, dict):
+        return {**(before if isinstance(before, dict) else {}), **(after if isinstance(after, dict) else {})}
+    if key in _COMMAND_OPTIONS:
+        return f"{_commands(before)} && {_commands(after)}"
+    if key in _LIST_OPTIONS:
+        as_list = lambda v: [str(x) for x in v] if isinstance(v, list) else str(v).split()  # noqa: E731
+        return as_list(before) + as_list(after)
+    return None  # an option cibuildwheel cannot merge (it stops: "does not support inheritance")
+
+
+def _submodules(top: Path) -> list[str]:
+    """The paths of the submodules .gitmodules at the repository's top names (git's own reader
+    when it can, else the file's `path =` lines)."""
+    import re
+    import subprocess
+
+    path = top / ".gitmodules"
+    if not path.is_file():
+        return []
+    try:
+        out = subprocess.run(["git", "config", "--file", str(path), "--get-regexp", r"^submodule\..*\.path$"],
+                             capture_output=True, text=True, timeout=30).stdout
+        paths = [line.split(None, 1)[1] for line in out.splitlines() if " " in line]
+    except (OSError, subprocess.SubprocessError):
+        paths = []
+    if not paths:
+        paths = re.findall(r"^\s*path\s*=\s*(.+?)\s*$", path.read_text(encoding="utf-8", errors="replace"), re.M)
+    return paths
+
+
+def _option_of(var: str) -> str:
+    """The [tool.cibuildwheel] option a CIBW_* variable sets (CIBW_TEST_REQUIRES_LINUX: test-requires,
+    CIBW_MANYLINUX_X86_64_IMAGE: manylinux-x86_64-image)."""
+    import re
+
+    name = var.removeprefix("CIBW_").removesuffix("_LINUX")
+    image = re.fullmatch(r"(MANYLINUX|MUSLLINUX)_(.+)_IMAGE", name)
+    if image:
+        return f"{image.group(1).lower()}-{image.group(2).lower()}-image"
+    return name.lower().replace("_", "-")
+
 
 def _environment(value) -> dict[str, str]:
     if isinstance(value, dict):
         return {str(k): str(v) for k, v in value.items()}
     import shlex
 
-    return dict(item.split("=", 1) for item in shlex.split(str(value)) if "=" in item)
+    try:
+        words = shlex.split(str(value))
+    except ValueError as e:  # "No closing quotation", "No escaped character"
+        raise CiwheelsError(f"pyproject.toml: [tool.cibuildwheel] environment {str(value)[:200]!r} cannot be read "
+                            f"as cibuildwheel reads it ({e})", hint="Balance its quotes") from None
+    return dict(item.split("=", 1) for item in words if "=" in item)
 
 
 def init_project(project: Path, *, force: bool = False, gitlab: bool = False) -> list[str]:
@@ -176,7 +286,30 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
             report.append(f"not carried: [tool.cibuildwheel.{platform}] (not for Linux)")
     linux = table.pop("linux", None) or {}
     overrides = table.pop("overrides", None) or []
+    carry_linux = _Carry(cat, list(cat.arches), False)
+    linux = carry_linux.inherited(linux, table, "linux.")  # its inherit rules, applied
     cibw = {**table, **linux}  # cibuildwheel: the platform table wins over the top level
+    # CIBW_* the project's CI sets: cibuildwheel reads them over pyproject.toml (and its overrides)
+    top, rel = repository_top(project)
+    ci_env, ci_notes = ci_cibuildwheel_env(top)
+    from_ci: dict[str, str] = {}
+    for var in sorted(ci_env, key=lambda v: v.endswith("_LINUX")):  # the _LINUX form wins
+        value, where = ci_env[var]
+        option = _option_of(var)
+        cibw[option] = int(value) if option == "build-verbosity" and value.lstrip("-").isdigit() else value
+        from_ci[option] = f"{var} ({where})"
+    if from_ci:
+        report.append("carried from the project's CI: " + ", ".join(from_ci.values()))
+    report.extend(f"not carried: {note}" for note in ci_notes)
+    pyproject_text = pyproject_path.read_text(encoding="utf-8", errors="replace") if pyproject_path.is_file() else ""
+
+    def source(option: str) -> dict:
+        """Where an option came from, for an error: the CI variable, or pyproject.toml and its line."""
+        if option in from_ci:
+            return {"message_prefix": f"{from_ci[option]}: ", "file": None, "line": None}
+        return {"message_prefix": "[tool.cibuildwheel] ", "file": str(pyproject_path),
+                "line": _line_of(pyproject_text, option)}
+
     requires, requires_from = requires_python(project, pyproject)
     spec = None
     if requires:
@@ -189,11 +322,12 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     enable = set(_as_str(cibw.get("enable", "")).split())
     unknown = sorted(enable - set(ENABLE_GROUPS) - {"all"})
     if unknown:
+        where = source("enable")
         raise CiwheelsError(
-            f"{pyproject_path}: [tool.cibuildwheel] enable names the group {unknown[0]!r}, which the pinned "
+            f"{where['message_prefix']}enable names the group {unknown[0]!r}, which the pinned "
             f"{cat.defaults['cibuildwheel']} does not know (cibuildwheel stops there with 'Unknown enable group'); remove it"
             + (": free-threaded builds need no group since cibuildwheel 3" if "freethreading" in unknown[0] else ""),
-            value=unknown[0], allowed=[*ENABLE_GROUPS, "all"])
+            file=where["file"], line=where["line"], value=unknown[0], allowed=[*ENABLE_GROUPS, "all"])
     if "all" in enable:
         enable = set(ENABLE_GROUPS)
     archs_opt = [a for a in re.split(r"[\s,]+", _as_str(cibw.get("archs", "auto"))) if a]
@@ -205,11 +339,15 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
             for name in _ARCH_KEYWORDS.get(a.lower(), [a]):
                 canon = cat.arch_alias(name.lower())
                 if canon is None:
-                    raise CiwheelsError(f"{pyproject_path}: [tool.cibuildwheel] archs names an unknown arch",
-                                        value=name, allowed=list(cat.arches))
+                    where = source("archs")
+                    raise CiwheelsError(f"{where['message_prefix']}archs names an unknown arch", file=where["file"],
+                                        line=where["line"], value=name, allowed=list(cat.arches))
                 if canon not in arches:
                     arches.append(canon)
-    chosen: list[tuple[str, str, str]] = []
+    # cibuildwheel's selection over every arch ciwheels knows, not only the ones built now: the
+    # matrix keeps build/skip as identifier selectors, so an arch added later gets what
+    # cibuildwheel would select for it
+    possible: list[tuple[str, str, str]] = []
     for py in cat.pythons.values():
         if py.status == "unavailable":
             continue
@@ -220,39 +358,56 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         if py.status == "prerelease" and "cpython-prerelease" not in enable:
             continue
         for libc in ("glibc", "musl"):
-            for arch in arches:
+            for arch in cat.arches:
                 ident = f"{py.id}-{LIBC_PLATFORM[libc]}_{arch}"
                 if py.available_on(libc, arch) is None and _selects(build, ident) and not _selects(skip, ident):
-                    chosen.append((py.id, libc, arch))
+                    possible.append((py.id, libc, arch))
+    chosen = [c for c in possible if c[2] in arches]
     if not chosen:
         raise CiwheelsError(f"{pyproject_path}: the [tool.cibuildwheel] selection and requires-python leave "
                             "nothing to build on Linux")
-    pythons = [p for p in cat.pythons if any(c[0] == p for c in chosen)]
-    libcs = [lc for lc in ("glibc", "musl") if any(c[1] == lc for c in chosen)]
+    pythons = [p for p in cat.pythons if any(c[0] == p for c in possible)]
+    libcs = [lc for lc in ("glibc", "musl") if any(c[1] == lc for c in possible)]
     arches = [a for a in arches if any(c[2] == a for c in chosen)]
-    exclude = _excludes(cat, pythons, libcs, arches, set(chosen))
     data: dict = {"python": pythons, "libc": libcs, "arch": arches}
+    exclude = []
+    if build.split() != ["*"]:
+        pats = build.split()
+        exclude.append({"not-identifier": pats[0] if len(pats) == 1 else pats})
+    if skip.split():
+        pats = skip.split()
+        exclude.append({"identifier": pats[0] if len(pats) == 1 else pats})
     if exclude:
         data["exclude"] = exclude
-    carry = _Carry(cat, arches, _schema_has(cat, "cibuildwheel-options"))
-    carry.carried += [k for k in SELECTION_OPTIONS if k in cibw]
+    carry = _Carry(cat, list(cat.arches), _schema_has(cat, "cibuildwheel-options"))
+    carry.carried += [k for k in SELECTION_OPTIONS if k in cibw] + carry_linux.carried
+    carry.not_carried += carry_linux.not_carried
     settings, images = carry.settings(cibw, "")
     if images:
         data["images"] = images
     data.update(settings)
-    identifiers = [f"{p}-{LIBC_PLATFORM[lc]}_{a}" for p, lc, a in chosen]
+    identifiers = [f"{p}-{LIBC_PLATFORM[lc]}_{a}" for p, lc, a in possible]
     matrix_overrides = []
     has_identifier = _schema_has(cat, "identifier", where="select")
+    earlier: list[tuple[set, set]] = []  # (identifiers, options) of the overrides carried before
     for n, entry in enumerate(overrides):
         where = f"overrides[{n}]."
         select = _as_str(entry.get("select", ""))
-        if not any(_selects(select, i) for i in identifiers):
-            report.append(f"not carried: {where[:-1]} (select {select!r} matches no Linux cell of this matrix)")
+        matched = {i for i in identifiers if _selects(select, i)}
+        if not matched:
+            report.append(f"not carried: {where[:-1]} (select {select!r} matches no Linux build on any arch)")
             continue
         if not has_identifier:
             report.append(f"not carried: {where[:-1]} (this ciwheels has no `identifier:` selector)")
             continue
+        shadowed = sorted(k for k in entry if k in from_ci)
+        if shadowed:  # cibuildwheel's environment variables win over every override
+            entry = {k: v for k, v in entry.items() if k not in from_ci}
+            report.append(f"{where[:-1]}: {', '.join(shadowed)} set by the CI ({', '.join(from_ci[k] for k in shadowed)}) "
+                          "instead, as cibuildwheel reads it")
+        entry = carry.inherited(entry, cibw, where, matched, earlier)
         values, over_images = carry.settings(entry, where)
+        earlier.append((matched, set(values) | set(values.get("cibuildwheel-options", {}))))
         for key in over_images:
             carry.not_carried.append(f"{where}{key} image (images are per arch and libc, not per override)")
         if not values:
@@ -262,14 +417,19 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         matrix_overrides.append(m)
     if matrix_overrides:
         data["overrides"] = matrix_overrides
-    top, rel = repository_top(project)
     branch = default_branch(project)
     github_only = (top / ".github").is_dir() and not (top / ".gitlab-ci.yml").exists() and not gitlab
     render: dict = {}
     if branch:
         render["default-branch"] = branch
+    # what CI installs, recorded once: the rendered files then do not depend on who renders them
+    ciwheels_spec, spec_warning = install_requirement()
+    render["ciwheels"] = ciwheels_spec
     if github_only:
         render["gitlab"] = False
+    submodules = _submodules(top)
+    if submodules:  # vendored sources: without them the build has nothing to compile
+        render["submodules"] = "recursive"
     if render:
         data["render"] = render
 
@@ -282,7 +442,8 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         return s
 
     doc = CommentedMap()
-    for key, value in data.items():
+    # overrides last: an override appended to the file lands in them
+    for key, value in sorted(data.items(), key=lambda kv: kv[0] == "overrides"):
         if key in ("python", "libc", "arch"):
             doc[key] = flow(value)
         elif key == "exclude":
@@ -295,34 +456,55 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         "file written from it, never the project's [tool.cibuildwheel].\n"
         "Add ISA levels per arch, e.g.  isa: {x86_64: [x86-64, x86-64-v3]}\n"
         "Run `ciwheels matrix` to see the cells and `ciwheels schema` for every key.")
+    # nothing is left behind by a failed init: the matrix is written to a temporary file, checked,
+    # and only then renamed into place (a folder init made is removed again)
+    made_folder = not target.parent.exists()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".yaml.tmp")
     yaml = YAML()
     yaml.width = 100
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.dump(doc, f)
-
     try:
-        expansion = open_project(project, (tmp,)).expansion
-    except CiwheelsError:
-        tmp.unlink()
+        with open(tmp, "w", encoding="utf-8") as f:
+            yaml.dump(doc, f)
+        try:
+            expansion = open_project(project, (tmp,)).expansion
+        except CiwheelsError as e:
+            # its message names our temporary file: name pyproject.toml and the key's line instead
+            raise _in_pyproject(e, tmp.read_text(encoding="utf-8").splitlines(), pyproject_path) from None
+        # .gitlab-ci.yml first: when it cannot be read, no matrix is left behind for a re-run to trip on
+        included = None if github_only else ensure_gitlab_include(
+            top, cat.defaults["render"]["gitlab"] if rel == "." else f"{rel}/{cat.defaults['render']['gitlab']}")
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        if made_folder:
+            try:
+                target.parent.rmdir()
+            except OSError:
+                pass
         raise
-    tmp.replace(target)
     report.append(f"wrote {target}: {len(expansion.cells)} cells on {', '.join(arches)} "
                   f"(requires-python {requires or 'unset'}" + (f" from {requires_from}" if requires else "") + ")")
     if carry.carried:
-        report.append("carried from [tool.cibuildwheel]: " + ", ".join(carry.carried))
+        report.append("carried from [tool.cibuildwheel]: " + ", ".join(
+            f"{k} (from the CI)" if k in from_ci else k for k in carry.carried))
     elif not table and not linux:
         report.append("no [tool.cibuildwheel] settings")
     report.extend(f"not carried: {what}" for what in carry.not_carried)
     if branch:
         report.append(f"default branch: {branch} (render: {{default-branch: ...}} in the matrix)")
+    report.append(f"CI installs {ciwheels_spec} (render: {{ciwheels: ...}} in the matrix)")
+    if submodules:
+        report.append(f".gitmodules names {len(submodules)} submodule(s) ({', '.join(submodules[:5])}"
+                      f"{', ...' if len(submodules) > 5 else ''}): the pipelines check them out "
+                      "(render: {submodules: recursive})")
+    if spec_warning:
+        report.append(f"WARNING: {spec_warning}")
     if github_only:
         report.append("GitHub-only project: no GitLab pipeline (render: {gitlab: false}); "
                       "`ciwheels init --gitlab` adds one")
     else:
-        rendered = cat.defaults["render"]["gitlab"]
-        report.append(ensure_gitlab_include(top, rendered if rel == "." else f"{rel}/{rendered}"))
+        report.append(included)
     report.append("next: 'ciwheels render' writes the CI pipelines")
     return report
 
@@ -372,13 +554,47 @@ def ensure_gitlab_include(project: Path, rendered: str) -> str:
         if missing:
             stages.extend(missing)
             changed.append(f"the stages {', '.join(missing)}")
+    # GitLab merges an included file's keys under the including file's: its own `workflow:`
+    # replaces the rendered one (one pipeline per push, the branches GitHub builds)
+    note = (f"; note: {path} has its own `workflow:`, which replaces the rendered pipeline's workflow "
+            "rules: give it the same ones (see the rendered file)") if "workflow" in doc else ""
     if not changed:
-        return f"{path} already includes {rendered}"
+        return f"{path} already includes {rendered}{note}"
     tmp = path.with_name(path.name + ".ciwheels-tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         yaml.dump(doc, f)
     tmp.replace(path)
-    return f"updated {path}: added {' and '.join(changed)}"
+    return f"updated {path}: added {' and '.join(changed)}{note}"
+
+
+def _line_of(pyproject_text: str, key: str) -> int | None:
+    """The first line of pyproject.toml that sets `key` (`key =`, `table.key =`, `{key = ...}`)
+    inside or below [tool.cibuildwheel]; None when it cannot be found."""
+    import re
+
+    pattern = re.compile(r"^\s*(?:[\w.-]+\.)?%s\s*=|[{,]\s*%s\s*=" % (re.escape(key), re.escape(key)))
+    lines = pyproject_text.splitlines()
+    start = next((n for n, ln in enumerate(lines) if re.match(r"\s*\[+\s*tool\.cibuildwheel", ln)), 0)
+    return next((n for n, ln in enumerate(lines[start:], start + 1) if pattern.search(ln)), None)
+
+
+def _in_pyproject(error: CiwheelsError, matrix_lines: list[str], pyproject: Path) -> CiwheelsError:
+    """An error about the matrix init was writing (a temporary file the user never sees), as an
+    error about the project's configuration: pyproject.toml and the line of the key it came from."""
+    import re
+
+    key = None
+    if error.line and 0 < error.line <= len(matrix_lines):
+        m = re.match(r"\s*-?\s*([\w.-]+)\s*:", matrix_lines[error.line - 1])
+        key = m.group(1) if m else None
+    line = None
+    if key and pyproject.is_file():
+        line = _line_of(pyproject.read_text(encoding="utf-8", errors="replace"), key)
+    message = error.message
+    if key:
+        message = f"[tool.cibuildwheel] {key}: {message}"
+    return CiwheelsError(message + " (init carries this option into matrix/wheels.yaml)",
+                         file=str(pyproject), line=line, value=error.value, allowed=error.allowed, hint=error.hint)
 
 
 def _flow_map(d: dict):

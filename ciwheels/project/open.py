@@ -8,6 +8,7 @@ back into raw YAML for something an earlier stage already knew."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -156,10 +157,19 @@ def render_project(project: Path, matrix_paths: tuple[Path, ...] = ()) -> tuple[
             log.warning("cannot read the default branch (no origin/HEAD, no current branch); the pipelines build "
                         "pushes to 'main': set render: {default-branch: NAME} in the matrix")
     spec = None
+    own, warning = install_requirement()
     if s.ciwheels is None:
-        spec, warning = install_requirement()
+        # a matrix from before init recorded it: the pipelines depend on who renders them
+        spec = own
         if warning:
             log.warning("%s", warning)
+        log.warning("the matrix does not say which ciwheels CI installs; the pipelines install %s, the one "
+                    "rendering now, so a render by another installation differs: record it with "
+                    "render: {ciwheels: %s} (ciwheels init does)", own, json.dumps(own))
+    elif s.ciwheels != own and not _is_relative_path(s.ciwheels):
+        # the matrix decides (a render is the same whoever runs it); say so when this one differs
+        log.warning("the pipelines install %s (render.ciwheels in %s); this ciwheels is %s: they render "
+                    "unchanged, update render.ciwheels to move CI to it", s.ciwheels, s.origin, own)
     outputs = render_plan(opened.plan, project_rel, matrix_rel, default_branch=branch,
                           fetch_depth=0 if versioned_from_git(project) else 1, ciwheels=spec)
     root = project.resolve()
@@ -184,3 +194,8 @@ def _recorded_project(project: Path, github: str | None) -> str | None:
         return None
     m = re.search(r'^  CIWHEELS_PROJECT: "([^"\n]*)"$', text, re.M)
     return m.group(1) if m else None
+
+
+def _is_relative_path(spec: str) -> bool:
+    """A requirement that is a path inside the CI checkout ("." in the example)."""
+    return spec.startswith((".", "./", "../")) and "@" not in spec

@@ -46,6 +46,11 @@ def find_matrix_files(project: Path, explicit: tuple[Path, ...] = ()) -> list[Pa
         raise CiwheelsError(f"project folder not found: {project}")
     found = _yaml_in(project / "matrix")
     if not found:
+        folders = sorted(p.name for p in (project / "matrix").glob("*.y*ml") if p.is_dir()) \
+            if (project / "matrix").is_dir() else []
+        if folders:
+            raise CiwheelsError(f"{project / 'matrix' / folders[0]} is a folder, not a matrix file; no matrix files "
+                                f"in {project / 'matrix'}", hint="A matrix file is a YAML file: move the folder away")
         raise CiwheelsError(f"no matrix files in {project / 'matrix'} (looked for *.yaml and *.yml)",
                             hint="run 'ciwheels init' to create one, or pass --matrix PATH")
     return found
@@ -58,28 +63,38 @@ def _yaml_in(folder: Path) -> list[Path]:
 
 
 def setup_py_python_requires(content: str) -> str | None:
-    """`python_requires="..."` of a top-level `setup(...)` call (or one under
-    `if __name__ == "__main__":`) in setup.py, read as cibuildwheel reads it: a string
-    literal only, nothing executed."""
+    """`python_requires="..."` in setup.py, read as cibuildwheel reads it (its projectfiles
+    Analyzer): a string literal only, nothing executed, in a call that is a statement of the
+    module or of an `if __name__ == "__main__":` at its top, including the value of an
+    assignment (`setup_args = dict(python_requires=">=3.11")`). The last one found wins."""
     import ast
 
     try:
         tree = ast.parse(content)
     except (SyntaxError, ValueError):
         return None
+    parent: dict[int, ast.AST] = {}
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            parent[id(child)] = node
 
-    def calls(body):
-        for node in body:
-            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
-                yield node.value
-            elif isinstance(node, ast.If) and _is_main_test(node.test):
-                yield from (n.value for n in node.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call))
+    def up(node, depth: int = 1):
+        for _ in range(depth):
+            node = parent.get(id(node)) if node is not None else None
+        return node
 
     found = None
-    for call in calls(tree.body):
-        for kw in call.keywords:
-            if kw.arg == "python_requires" and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
-                found = kw.value.value
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.keyword) and node.arg == "python_requires"
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            continue
+        # keyword -> Call -> statement -> Module, or keyword -> Call -> statement -> If(main) -> Module
+        top = up(node, 4)
+        unnested = top is None
+        in_main = top is not None and up(top) is None and isinstance(up(node, 3), ast.If) \
+            and _is_main_test(up(node, 3).test)
+        if unnested or in_main:
+            found = node.value.value
     return found or None
 
 
@@ -111,6 +126,9 @@ def requires_python(project: Path, pyproject: dict) -> tuple[str | None, str]:
                 return parser.get("options", "python_requires"), "setup.cfg"
         except configparser.Error:
             pass
+        except UnicodeDecodeError as e:
+            raise CiwheelsError(f"{cfg} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                                "its python_requires cannot be read", hint="Save it as UTF-8") from None
     setup_py = project / "setup.py"
     if setup_py.is_file():
         value = setup_py_python_requires(setup_py.read_text(encoding="utf-8", errors="replace"))
@@ -137,3 +155,88 @@ def default_branch(project: Path) -> str | None:
     if ref:
         return ref.removeprefix("origin/")
     return git("symbolic-ref", "--quiet", "--short", "HEAD")
+
+
+_OTHER_PLATFORMS = ("_MACOS", "_WINDOWS", "_IOS", "_PYODIDE", "_ANDROID")
+
+
+def ci_cibuildwheel_env(top: Path) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """The CIBW_* settings a project keeps in its CI instead of pyproject.toml: the literal values
+    the cibuildwheel steps of `.github/workflows/*.yml` (workflow, job and step `env:`) and the
+    jobs of `.gitlab-ci.yml` that run cibuildwheel (global and job `variables:`) set on Linux.
+    Returns ({VAR: (value, where)}, notes): a value set from an expression (`${{ matrix.x }}`,
+    `$VAR`) or differently by two steps is no single setting, and only named in the notes."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    def literal(value) -> str | None:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        return None
+
+    sites: list[tuple[str, dict]] = []  # (file, the CIBW_* environment of one cibuildwheel run)
+    notes: list[str] = []
+    yaml = YAML(typ="safe")
+
+    def load(path: Path):
+        try:
+            return yaml.load(path.read_text(encoding="utf-8", errors="replace"))
+        except (YAMLError, OSError, ValueError) as e:
+            notes.append(f"{path.relative_to(top)} not read ({str(e).splitlines()[0] if str(e) else e})")
+            return None
+
+    def cibw(mapping) -> dict:
+        return {str(k): v for k, v in (mapping or {}).items() if str(k).startswith("CIBW_")} \
+            if isinstance(mapping, dict) else {}
+
+    workflows = sorted([*(top / ".github" / "workflows").glob("*.yml"), *(top / ".github" / "workflows").glob("*.yaml")])
+    for path in workflows:
+        wf = load(path)
+        if not isinstance(wf, dict):
+            continue
+        for job in (wf.get("jobs") or {}).values():
+            if not isinstance(job, dict):
+                continue
+            for step in job.get("steps") or []:
+                if not isinstance(step, dict):
+                    continue
+                uses, run = str(step.get("uses", "")), str(step.get("run", ""))
+                if not (uses.startswith("pypa/cibuildwheel@") or "cibuildwheel" in run):
+                    continue
+                sites.append((str(path.relative_to(top)), {**cibw(wf.get("env")), **cibw(job.get("env")),
+                                                            **cibw(step.get("env"))}))
+    gitlab = top / ".gitlab-ci.yml"
+    if gitlab.is_file():
+        ci = load(gitlab)
+        if isinstance(ci, dict):
+            for name, job in ci.items():
+                if not isinstance(job, dict) or "script" not in job:
+                    continue
+                script = job["script"] if isinstance(job["script"], list) else [job["script"]]
+                if any("cibuildwheel" in str(line) for line in script):
+                    sites.append((".gitlab-ci.yml", {**cibw(ci.get("variables")), **cibw(job.get("variables"))}))
+    # a run for another platform (CIBW_PLATFORM: pyodide, ios, ...) says nothing about Linux, nor
+    # do the other platforms' variables
+    sites = [(f, {k: v for k, v in env.items() if not k.endswith(_OTHER_PLATFORMS) and k != "CIBW_PLATFORM"})
+             for f, env in sites if literal(env.get("CIBW_PLATFORM", "linux")) in ("linux", "auto")]
+    found: dict[str, tuple[str, str]] = {}
+    names = sorted({k for _, env in sites for k in env})
+    for name in names:
+        values = {(literal(env[name]), f) for f, env in sites if name in env}
+        texts = {v for v, _ in values}
+        where = ", ".join(sorted({f for _, f in values}))
+        # GitHub expands only ${{ }} in env values; GitLab expands $VAR in variables
+        expanded = any(v is not None and ("${{" in v or (f == ".gitlab-ci.yml" and "$" in v)) for v, f in values)
+        if None in texts or expanded:
+            notes.append(f"{name} in {where} is set from an expression (a value of the CI's own matrix or "
+                         "variables), not one setting")
+        elif len(texts) > 1:
+            notes.append(f"{name} in {where} differs between cibuildwheel runs ({', '.join(sorted(map(repr, texts)))})")
+        elif len({f for f, env in sites if name in env}) < len({f for f, _ in sites}) or \
+                sum(name in env for _, env in sites) < len(sites):
+            notes.append(f"{name} in {where} is set for some cibuildwheel runs only")
+        else:
+            found[name] = (texts.pop(), where)
+    return found, notes

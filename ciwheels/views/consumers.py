@@ -4,6 +4,8 @@ our names could be taken on PyPI)."""
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +14,7 @@ from packaging.utils import canonicalize_name
 
 from ciwheels.core import secrets as credentials
 from ciwheels.core.errors import CiwheelsError
-from ciwheels.core.secrets import split_userinfo
+from ciwheels.core.secrets import redact_url, split_userinfo
 from ciwheels.isa.families import family, host_arch, read_host
 from ciwheels.net.registry import RegistryClient
 
@@ -20,11 +22,26 @@ if TYPE_CHECKING:
     from ciwheels.net.registry import RegistryClient
 
 
-def pip_config(name: str, index: str) -> str:
-    """`index`: the registry's simple index URL (credentials in it are left out: they belong in
-    ~/.netrc or a keyring, not in a config file printed to a terminal)."""
+def config_url(url: str, what: str = "the registry's index URL") -> str:
+    """A URL as it may be written into a pip or uv configuration: http(s), without credentials
+    (they belong in ~/.netrc or a keyring, not in a config file printed to a terminal), and
+    nothing that could end the line or the quoted string it stands in (a newline would add an
+    `index-url` line of its own). Anything else is a CiwheelsError."""
+    clean = split_userinfo(url)[0]
+    if re.search(r"[\x00-\x20\x7f-\x9f\"'\\<>`]", clean):
+        raise CiwheelsError(f"{what} {redact_url(url)!r} contains a space, a control character or a quote; "
+                            "it cannot be written into a pip or uv configuration")
+    parts = urllib.parse.urlsplit(clean)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CiwheelsError(f"{what} {redact_url(url)!r} is not an http(s) URL")
+    return clean.rstrip("/") + "/"
 
-    index = split_userinfo(index)[0].rstrip("/") + "/"
+
+def pip_config(name: str, index: str) -> str:
+    """`index`: the registry's simple index URL (config_url: credentials in it are left out)."""
+    index = config_url(index)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise CiwheelsError(f"the registry name {name!r} is not a plain name (letters, digits, . _ -)")
     return f"""\
 # pip: ~/.config/pip/pip.conf (or PIP_INDEX_URL={index})
 # Private GitLab projects also need credentials: a ~/.netrc entry for the host, or
@@ -152,7 +169,7 @@ def machine_plan(cells, registries: dict, catalog, arch: str, level: str, how: s
             if publish_as != "plain":
                 mechanism = publish_as if mechanism == "plain" else mechanism
             if reg and reg in registries and all(reg != r for r, _, _ in indexes):
-                indexes.append((reg, lv.name, registries[reg].simple + "/"))
+                indexes.append((reg, lv.name, config_url(registries[reg].simple, f"the index of registry {reg}")))
     return MachinePlan(arch, level, how, mechanism, indexes)
 
 

@@ -72,6 +72,19 @@ def _git(project: Path, *args: str) -> str:
         raise CiwheelsError(f"git {' '.join(args)} failed: {e.stderr.strip()}") from None
 
 
+def _refuse_bare(project: Path) -> None:
+    """A bare repository has no working tree and no matrix folder: a revision or a file named
+    like one (HEAD, a branch) would be read as something it is not."""
+    try:
+        bare = subprocess.run(["git", "rev-parse", "--is-bare-repository"], cwd=project, capture_output=True,
+                              text=True).stdout.strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if bare == "true":
+        raise CiwheelsError(f"{project} is a bare git repository: it has no working tree to compare",
+                            hint="Run ciwheels diff in a clone, or pass two matrix paths")
+
+
 def default_base(project: Path) -> str:
     """The merge-base of HEAD with the default branch (origin's HEAD, else main or master)."""
     candidates = []
@@ -113,8 +126,17 @@ def _side(project: Path, spec: str | None, catalog) -> Side:
             rev = _git(project, "rev-parse", "--verify", "--quiet", spec + "^{commit}").strip()
         except CiwheelsError:
             raise CiwheelsError(f"{spec!r} is neither a matrix path nor a git revision of {top}") from None
-        names = [n for n in _git(project, "ls-tree", "--name-only", rev, f"{prefix}matrix/").splitlines()
-                 if n.endswith((".yaml", ".yml"))]
+        names, folders = [], []
+        for entry in _git(project, "ls-tree", "-z", rev, f"{prefix}matrix/").split("\0"):
+            meta, _, name = entry.partition("\t")
+            if not name.endswith((".yaml", ".yml")):
+                continue
+            mode, kind = (meta.split() + ["", ""])[:2]
+            # a matrix file is a file: a folder (tree), a link or a submodule named *.yaml is not read
+            (names if kind == "blob" and mode in ("100644", "100755") else folders).append(name)
+        if not names and folders:
+            raise CiwheelsError(f"{spec}:{folders[0]} is not a file (a folder, a link or a submodule); "
+                                f"{spec} has no matrix files")
         if not names:
             # the first pull request that adds a matrix: its base has none, which is an empty matrix
             return Side(spec, {}, {})
@@ -126,6 +148,7 @@ def _side(project: Path, spec: str | None, catalog) -> Side:
 
 
 def diff(project: Path, base: str | None, head: str | None) -> Diff:
+    _refuse_bare(project)
     catalog = load_catalog()
     if base is None:
         base = default_base(project)
