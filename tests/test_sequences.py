@@ -256,6 +256,10 @@ class GitHubAct:
                 "--action-offline-mode", "--action-cache-path", str(folder / "act-cache"),
                 "--var", f"CIWHEELS_STATUS_URL={w.pages.url}/status.json", "--var", f"CIWHEELS_USERNAME={USER}",
                 "--secret", f"CIWHEELS_DEPLOY_TOKEN={PASSWORD}",
+                # two registries on two hosts: per-registry credentials (#18). The rendered workflow
+                # does not pass per-registry secrets yet (a known gap), so act's --env gives them
+                *[a for n in ("V3", "BASELINE") for a in ("--env", f"CIWHEELS_USERNAME_{n}={USER}",
+                                                          "--env", f"CIWHEELS_PASSWORD_{n}={PASSWORD}")],
                 "--env", f"STANDIN_REPO={w.repo}", "--env", f"STANDIN_ARTIFACTS={artifacts}",
                 "--env", "CIWHEELS_ENGINE=podman", "--env", f"CIWHEELS_CACHE={w.work / 'runner-cache'}"]
         for item in self.local:
@@ -306,7 +310,10 @@ class GitLabLocal:
         # the project's CI/CD variables: every pipeline, child pipelines included, reads them
         (world.repo / ".gitlab-ci-local-variables.yml").write_text(
             f"CIWHEELS_ENGINE: podman\nCIWHEELS_USERNAME: {USER}\nCIWHEELS_PASSWORD: {PASSWORD}\n"
-            f"CI_PAGES_URL: {world.pages.url}\n")
+            # two registries on two hosts (ports): each gets its own variables (#18: CIWHEELS_PASSWORD
+            # goes to one host only)
+            + "".join(f"CIWHEELS_USERNAME_{n}: {USER}\nCIWHEELS_PASSWORD_{n}: {PASSWORD}\n" for n in ("V3", "BASELINE"))
+            + f"CI_PAGES_URL: {world.pages.url}\n")
         exclude = world.repo / ".git" / "info" / "exclude"
         exclude.write_text(exclude.read_text() + ".gitlab-ci-local/\n.gitlab-ci-local-variables.yml\n")
 
