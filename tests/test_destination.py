@@ -238,7 +238,7 @@ def test_an_index_on_another_host_never_receives_the_registry_token(tmp_path):
 
 @pytest.mark.parametrize("where,value", [
     ("matrix", "http://[::1/x"), ("matrix", "ftp://h/x"), ("env", "http://[::1"), ("env", "garbage"),
-    ("option", "garbage"), ("option", "http://h:99999/x")])
+    ("option", "garbage"), ("option", "http://h:99999/x"), ("option", "http://u:tok-123456789@[::1/x")])
 def test_a_registry_url_that_is_not_one_is_a_paragraph_not_a_traceback(tmp_path, where, value):
     registries = f"registries:\n  main: {{url: '{value}'}}\n" if where == "matrix" else ""
     project = _project(tmp_path / "p", {"wheels.yaml": "python: [cp313]\narch: [x86_64]\n" + registries})
@@ -248,6 +248,7 @@ def test_a_registry_url_that_is_not_one_is_a_paragraph_not_a_traceback(tmp_path,
     proc = run_ciwheels(*args, env=env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "is not an http(s) URL with a host" in proc.stderr or "must match ^https?://" in proc.stderr
+    assert "tok-123456789" not in proc.stderr
     if where == "matrix":  # the matrix's own value: its file and line
         assert "wheels.yaml:4" in proc.stderr
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import urllib.parse
 
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.secrets import redact_url
 
 
 def host_of(url: str) -> str:
@@ -34,8 +35,7 @@ def check_url(value: str, what: str, **where) -> str:
     except ValueError:
         ok = False
     if not ok or any(c in value for c in "\r\n\t "):
-        shown = urllib.parse.urlsplit(value)._replace(netloc="***@" + value.rpartition("@")[2].split("/")[0]).geturl() \
-            if "@" in value and "://" in value else value
+        shown = redact_url(value)  # a token in a bad URL is not shown either
         raise CiwheelsError(f"{what} {shown[:200]!r} is not an http(s) URL with a host",
                             hint="e.g. https://gitlab.example.com/api/v4/projects/123/packages/pypi", **where)
     return value

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from ciwheels.core import secrets
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.log import get_logger
-from ciwheels.core.urls import host_of  # noqa: F401  (auth's key, also for callers)
+from ciwheels.core.urls import host_of
 
 log = get_logger("auth")
 ENV_URL, ENV_INDEX = "CIWHEELS_REPOSITORY_URL", "CIWHEELS_INDEX"
