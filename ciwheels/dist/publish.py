@@ -120,10 +120,11 @@ def route(wheels: list[tuple[Path, str]], manifest: Manifest | None, registries:
                             hint="pass --project with the matrix the wheels were built from, or --repository-url "
                                  "URL to publish them all to one registry")
     project_wide = destination.catch_all(registries)
+    dests = {name: destination.of_registry(reg) for name, reg in registries.items()}
     groups: dict[Destination, list[tuple[Path, str]]] = {}
     for path, digest in wheels:
         name = named.get(path) or project_wide
-        dest = destination.of_registry(registries[name]) if name else default
+        dest = dests[name] if name else default
         if dest is None:
             raise CiwheelsError(f"{path.name}: its build named no registry, the matrix has none without `select`, "
                                 "and no default registry is set",
