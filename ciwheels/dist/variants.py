@@ -21,14 +21,13 @@ import csv
 import hashlib
 import io
 import json
-import re
 import zipfile
 from pathlib import Path
 
-from ciwheels.catalog import Catalog, IsaLevel, variant_arches
+from ciwheels.catalog import Catalog, IsaLevel
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.files import open_regular, read_regular
-from ciwheels.core.wheel import INDEX_SUFFIX, LABEL, InvalidWheelName, WheelName, index_file_name, parse_wheel_name
+from ciwheels.core.wheel import LABEL, InvalidWheelName, index_file_name, parse_wheel_name
 
 # The schema uv 0.13.x accepts (it also knows .../peps/825/v0.1.1.json); variantlib 0.2.2
 # writes https://variants-schema.wheelnext.dev/v0.2.0.json, which uv rejects.
