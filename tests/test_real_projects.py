@@ -15,16 +15,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import run_ciwheels
 from ruamel.yaml import YAML
+from test_render import GITHUB, GITLAB, check_jsonschema, tool
 
 from ciwheels.core.errors import CiwheelsError
-from ciwheels.project.open import open_project
-from ciwheels.project.init import ENABLE_GROUPS, init_project
-from ciwheels.project.workspace import requires_python
+from ciwheels.matrix.cibwconfig import ENABLE_GROUPS
 from ciwheels.pipelines.render import install_requirement
-from ciwheels.project.open import render_project
-from conftest import run_ciwheels
-from test_render import GITHUB, GITLAB, check_jsonschema, tool
+from ciwheels.project.init import init_project
+from ciwheels.project.open import open_project, render_project
+from ciwheels.project.workspace import requires_python
 
 PROJECTS_DIR = Path(__file__).parent / "projects"
 PROJECTS = sorted(p.name for p in PROJECTS_DIR.iterdir() if p.is_dir())
