@@ -7,9 +7,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ciwheels.catalog import LIBC_PLATFORM
 from ciwheels.core.errors import CiwheelsError, shorten
-from ciwheels.matrix.normalise import MAX_BRACE_EXPANSION, brace_patterns
-from ciwheels.matrix.schema import matrix_schema
+from ciwheels.matrix.load import validate_data
+from ciwheels.matrix.model import Origin
+from ciwheels.matrix.normalise import (
+    MAPPING_KEYS,
+    MAX_BRACE_EXPANSION,
+    Layer,
+    Selector,
+    brace_patterns,
+)
+from ciwheels.matrix.schema import matrix_schema, settings_properties
 
 
 def selects(patterns: str, identifier: str) -> bool:
@@ -255,6 +264,7 @@ class Carried:
     overrides: list[dict]
     carry: Carry
     report: list[str] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)  # of each carried override in [[overrides]]
 
 
 def carry_options(options: dict, overrides: list[dict], identifiers: list[str], catalog,
@@ -269,6 +279,7 @@ def carry_options(options: dict, overrides: list[dict], identifiers: list[str], 
     out = []
     has_identifier = schema_has(catalog, "identifier", where="select")
     earlier: list[tuple[set, set]] = []  # (identifiers, options) of the overrides carried before
+    positions: list[int] = []
     for n, entry in enumerate(overrides):
         where = f"overrides[{n}]."
         select = as_str(entry.get("select", ""))
@@ -293,4 +304,156 @@ def carry_options(options: dict, overrides: list[dict], identifiers: list[str], 
             continue
         pats = select.split()
         out.append({"select": {"identifier": pats[0] if len(pats) == 1 else pats}, **values})
-    return Carried(settings, images, out, carry, report)
+        positions.append(n)
+    return Carried(settings, images, out, carry, report, positions)
+
+
+# -- builder mode: a package version's own configuration, from its sdist -----------------------
+@dataclass(frozen=True)
+class SdistConfig:
+    """One package version's own cibuildwheel configuration, read from its sdist: the lowest
+    layers of its cells' cascade (the builder's settings lie over them), the builds its
+    selection leaves out, and what could not be carried."""
+
+    source: str  # the archive, e.g. pyyaml-6.0.3.tar.gz
+    top: Layer | None
+    overrides: tuple[tuple[Selector, Layer], ...]
+    drops: tuple[tuple[Selector, str, Origin], ...]  # (selector, reason, origin) of the cells it leaves out
+    notes: tuple[str, ...]
+
+    def settings(self) -> list[str]:
+        """The settings it gives (`environment.VAR`, `cibuildwheel-options.OPTION`, `before-all`, ...)."""
+        keys: dict[str, None] = {}
+        for layer in ([self.top] if self.top else []) + [lay for _, lay in self.overrides]:
+            keys.update((k, None) for k in layer.origins if k not in MAPPING_KEYS)
+        return list(keys)
+
+    def summary(self) -> str:
+        given = self.settings()
+        what = (f"settings from {self.source}: {', '.join(given)} (the matrix's lie over them)" if given
+                else f"{self.source} sets no build settings")
+        if self.drops:
+            what += f"; it leaves out: {'; '.join(reason for _, reason, _ in self.drops)}"
+        return what + "".join(f"; {note}" for note in self.notes)
+
+    @property
+    def cell_notes(self) -> tuple[str, ...]:
+        return (f"the package's own configuration: {self.summary()}",)
+
+
+def _override_line(text: str, n: int, key: str) -> int | None:
+    """The line of `key` in the n-th [[tool.cibuildwheel.overrides]] table of a pyproject.toml."""
+    import re
+
+    lines = text.splitlines()
+    heads = [i for i, ln in enumerate(lines) if re.match(r"\s*\[\[\s*tool\.cibuildwheel\.overrides\s*\]\]", ln)]
+    if n >= len(heads):
+        return line_of(text, key)
+    found = line_of("\n".join(["[tool.cibuildwheel]", *lines[heads[n] + 1:]]), key)
+    return heads[n] + found if found else heads[n] + 1
+
+
+def sdist_config(archive: str, files: dict[str, str], requires: tuple[str | None, str], catalog) -> SdistConfig:
+    """The SdistConfig of an sdist's configuration files ({member: text}, read from the archive
+    by build/sdist.py) and its requires-python (project/workspace.py requires_python_of). Hostile
+    input: a setting the matrix schema refuses is left out with a note; an unreadable
+    pyproject.toml is a CiwheelsError for the caller to turn into a warning."""
+    import tomllib
+
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import Version
+
+    file = f"{archive}/pyproject.toml"
+    text = files.get("pyproject.toml", "")
+    try:
+        pyproject = tomllib.loads(text) if text else {}
+    except tomllib.TOMLDecodeError as e:
+        raise CiwheelsError(f"{file} is not valid TOML ({e}): its [tool.cibuildwheel] cannot be read") from None
+    except RecursionError:
+        raise CiwheelsError(f"{file} nests deeper than the TOML reader goes") from None
+    view = linux_options(pyproject, file, catalog)
+    notes = list(view.report)
+    identifiers = [f"{py.id}-{LIBC_PLATFORM[libc]}_{arch}" for py in catalog.pythons.values()
+                   if py.status != "unavailable" for libc in LIBC_PLATFORM for arch in catalog.arches
+                   if py.available_on(libc, arch) is None]
+    carried = carry_options(view.options, view.overrides, identifiers, catalog)
+    notes += carried.report
+    notes += [f"not carried: {what}" for what in view.carry.not_carried + carried.carry.not_carried]
+    notes += [f"not carried: {key} image {ref!r} (the builder's images: decide)" for key, ref in carried.images.items()]
+    for key in ("archs", "enable"):
+        if key in view.options:
+            notes.append(f"not carried: {key} (the builder's python and arch axes decide what is built)")
+    props = settings_properties(catalog)
+
+    def origin(key: str, n: int | None) -> Origin:
+        line = line_of(text, key.rpartition(".")[2]) if n is None else _override_line(text, n, key.rpartition(".")[2])
+        where = "[tool.cibuildwheel]" if n is None else f"[[tool.cibuildwheel.overrides]][{n}]"
+        return Origin("sdist", file, line, f"{where} {key}")
+
+    def layer(values: dict, n: int | None) -> Layer | None:
+        kept: dict = {}
+        for key, value in values.items():
+            if key in MAPPING_KEYS:
+                subs = {}
+                for sub, v in value.items():
+                    schema = props[key].get("properties", {}).get(sub) or props[key].get("additionalProperties")
+                    try:
+                        if not isinstance(schema, dict):
+                            raise CiwheelsError("the pinned cibuildwheel has no such option")
+                        validate_data(v, schema, file, (key, sub), catalog)
+                        if key == "environment" and not sub.isidentifier():
+                            raise CiwheelsError("not a variable name")
+                    except CiwheelsError as e:
+                        notes.append(f"not carried: {key}.{sub} ({e.message})")
+                        continue
+                    subs[sub] = v
+                if subs:
+                    kept[key] = subs
+                continue
+            try:
+                validate_data(value, props[key], file, (key,), catalog)
+            except CiwheelsError as e:
+                notes.append(f"not carried: {key} ({e.message})")
+                continue
+            kept[key] = value
+        if not kept:
+            return None
+        origins = {key: origin(key, n) for key in kept}
+        for key in MAPPING_KEYS:
+            for sub in kept.get(key, {}):
+                origins[f"{key}.{sub}"] = origin(f"{key}.{sub}", n)
+        return Layer(archive if n is None else f"{archive} overrides[{n}]", kept, origins)
+
+    overrides = []
+    for entry, n in zip(carried.overrides, carried.positions):
+        values = {k: v for k, v in entry.items() if k != "select"}
+        got = layer(values, n)
+        if got is not None:
+            globs = entry["select"]["identifier"]
+            globs = [globs] if isinstance(globs, str) else globs
+            overrides.append((Selector({}, ("sdist", archive, "overrides", n),
+                                       tuple(g for pat in globs for g in braces(pat))), got))
+    drops = []
+    build = as_str(view.options.get("build", "*")) or "*"
+    skip = as_str(view.options.get("skip", ""))
+    if build.split() != ["*"]:
+        drops.append((Selector({}, ("sdist", archive, "build"), (), tuple(g for p in build.split() for g in braces(p))),
+                      f"the sdist's own build selection leaves it out (build = {build!r})", origin("build", None)))
+    if skip.split():
+        drops.append((Selector({}, ("sdist", archive, "skip"), tuple(g for p in skip.split() for g in braces(p))),
+                      f"the sdist's own configuration skips it (skip = {skip!r})", origin("skip", None)))
+    value, where = requires
+    if value:
+        try:
+            spec = SpecifierSet(value)
+        except InvalidSpecifier:
+            notes.append(f"requires-python {value!r} ({where}) is not a valid specifier; not applied")
+        else:
+            outside = frozenset(py.id for py in catalog.pythons.values()
+                                if not spec.contains(Version(f"{py.version}.99"), prereleases=True))
+            if outside:
+                reason = (f"outside the package's requires-python {value!r} ({where} of {archive}): cibuildwheel "
+                          "would skip it")
+                drops.append((Selector({"python": outside}, ("sdist", archive, "requires-python")), reason,
+                              Origin("sdist", f"{archive}/{where}", None, "requires-python")))
+    return SdistConfig(archive, layer(carried.settings, None), tuple(overrides), tuple(drops), tuple(notes))

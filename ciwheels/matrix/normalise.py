@@ -125,6 +125,7 @@ class Package:
     selection: VersionSelection | None = None  # None: `versions` is the list the matrix gives
     needs: tuple[str, ...] = ()  # canonical names of packages whose jobs go first
     upstream_wheels: str = "skip"  # skip | build: a cell the package index has a wheel for
+    sdist_config: bool = True  # start from the sdist's own cibuildwheel configuration (cibwconfig.SdistConfig)
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,9 @@ class MatrixSpec:
     warnings: list[str]
     variants: frozenset[str] = frozenset()  # arches whose levels above the baseline are variant wheels
     variants_origin: Origin | None = None
+    # builder mode: (package, version) -> its sdist's own configuration (cibwconfig.SdistConfig),
+    # read by project/open.py before expansion; absent: the builder's settings alone
+    sdist: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     @property
     def file(self) -> str:
@@ -566,7 +570,8 @@ class _Normaliser:
                                     tuple(self.selector(e, path + ("exclude", k))
                                           for k, e in enumerate(pkg.get("exclude", []))),
                                     selection, tuple(canonicalize_name(n) for n in pkg.get("needs", [])),
-                                    pkg.get("upstream-wheels", "skip")))
+                                    pkg.get("upstream-wheels", "skip"),
+                                    bool(pkg.get("sdist-config", d.get("sdist-config", True)))))
         names = {p.name for p in packages}
         for p in packages:
             for j, need in enumerate(p.needs):

@@ -1,7 +1,8 @@
 """Stage 4, resolve: one cell's axes -> a `Cell` with everything a build needs.
 
 - platform: the policy, and the image (a pinned pypa image of the catalog or a custom one);
-- settings: the declared cascade of layers (cascade.py), then the ISA family's flags, always
+- settings: the declared cascade of layers (cascade.py; in builder mode the package's own
+  configuration from its sdist lies under them), then the ISA family's flags, always
   combined with its result;
 - runner and registry;
 - cibuildwheel options, from the one adapter (matrix/cibwopts.py).
@@ -126,12 +127,14 @@ class Resolver:
                 self._lacking.setdefault((arch, libc), {})[cid] = py
         attrs["policy"] = plat.policy
         matched = tuple(i for i, (sel, _) in enumerate(self.m.overrides) if sel.matches(attrs))
+        own = self.m.sdist.get((package.name, attrs["version"])) if package is not None else None
+        own_matched = tuple(i for i, (sel, _) in enumerate(own.overrides) if sel.matches(attrs)) if own else ()
         key = (package.path if package else None, arch, libc, level, matched, include.path if include else None,
-               id(plat))
+               id(plat), attrs["version"] if own else None, own_matched)
         shared = self._shared.get(key)
         if shared is None:
             shared = self._shared[key] = self._resolve_shared(arch, libc, level, package, matched, include, plat,
-                                                              level_origin)
+                                                              level_origin, own, own_matched)
         settings, env, isa_env, user_env, shared_origins, runner, tail = shared
         registry = ""
         if self.m.registry_selectors:
@@ -167,7 +170,8 @@ class Resolver:
             before_all=settings.get("before-all", ""), before_build=settings.get("before-build", ""),
             build_requires=settings["build-requires"], package=attrs["package"], version=attrs["version"],
             matrix_file=self.m.file, registry=registry, origins=origins,
-            notes=(*plat.notes, eol_note) if eol_note else plat.notes, cibw_parts=(cibw_head, tail),
+            notes=(*plat.notes, *(own.cell_notes if own else ()), *((eol_note,) if eol_note else ())),
+            cibw_parts=(cibw_head, tail),
             isa_environment=isa_env, user_environment=user_env, cibuildwheel_options=settings["cibuildwheel-options"],
             publish_as=publish_as, variant=variant, native_compilers=settings.get("native-compilers", True),
         )
@@ -205,15 +209,21 @@ class Resolver:
             return "variant", level.variant_label
         return "registry", ""
 
-    def _resolve_shared(self, arch, libc, level_name, package, matched, include, plat: Platform, level_origin):
+    def _resolve_shared(self, arch, libc, level_name, package, matched, include, plat: Platform, level_origin,
+                        own=None, own_matched=()):
         level = self.cat.levels[level_name]
-        layers = [self.project.defaults, self.m.top]
+        layers = [self.project.defaults]
+        if own is not None:  # builder mode: the package's own configuration, under every layer of the matrix
+            layers += ([own.top] if own.top else []) + [own.overrides[i][1] for i in own_matched]
+        layers.append(self.m.top)
         if package is not None:
             layers.append(package.layer)
         layers += [self.m.overrides[i][1] for i in matched]
         if include is not None:
             layers.append(include.layer)
         settings, user_env, origins = cascade(layers)
+        if own is not None:
+            origins = _over_sdist(origins, layers[1:layers.index(self.m.top)])
         fam = family(arch, self.cat)
         isa_env = fam.flags(level)
         env, env_origins = combine_isa(isa_env, self.catalog_origin(f"isa.toml {level.name}"), user_env, origins)
@@ -241,3 +251,20 @@ class Resolver:
                 f"no native runner for {arch}: emulated with QEMU" if emulated else "hosted x86_64 runner")
         tail = shared_options(env, settings, fam.repair_command(level))
         return settings, env, isa_env, user_env, origins, runner, tail
+
+
+def _over_sdist(origins: dict[str, Origin], own_layers: list) -> dict[str, Origin]:
+    """Builder mode: a setting the matrix sets over the package's own configuration names what
+    it replaced, so that explain shows both origins (`... over the sdist's 'build[uv]' at ...`)."""
+    out = dict(origins)
+    for key, origin in origins.items():
+        if origin.kind == "sdist":
+            continue
+        for layer in reversed(own_layers):
+            if key in layer.origins and key not in ("environment", "cibuildwheel-options"):
+                group, _, sub = key.partition(".")
+                value = layer.values[group][sub] if sub else layer.values[group]
+                out[key] = Origin(origin.kind, origin.file, origin.line,
+                                  f"{origin.detail}; over {value!r} from {layer.origins[key]}".lstrip("; "))
+                break
+    return out
