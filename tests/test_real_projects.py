@@ -266,6 +266,8 @@ def _differences(theirs, ours, cell) -> list[str]:
                     b[var] = b[var][len(isa):].strip()
                     if not b[var] and var not in a:
                         del b[var]
+            if a == b and not any("$" in v for v in a.values()):
+                continue  # the same assignments; their order matters only when one refers to another
         if repr(a) != repr(b):
             out.append(f"{cell.identifier} {name}: cibuildwheel {a!r}, ciwheels {b!r}")
     return out

@@ -191,7 +191,7 @@ def merged(key: str, before, after):
     if key in _COMMAND_OPTIONS:
         return f"{commands(before)} && {commands(after)}"
     if key in _LIST_OPTIONS:
-        as_list = lambda v: [str(x) for x in v] if isinstance(v, list) else str(v).split()  # noqa: E731
+        as_list = lambda v: [str(x) for x in v] if isinstance(v, list) else str(v).split()
         return as_list(before) + as_list(after)
     return None  # an option cibuildwheel cannot merge (it stops: "does not support inheritance")
 
@@ -216,7 +216,8 @@ def line_of(pyproject_text: str, key: str) -> int | None:
     inside or below [tool.cibuildwheel]; None when it cannot be found."""
     import re
 
-    pattern = re.compile(r"^\s*(?:[\w.-]+\.)?%s\s*=|[{,]\s*%s\s*=" % (re.escape(key), re.escape(key)))
+    k = re.escape(key)
+    pattern = re.compile(rf"^\s*(?:[\w.-]+\.)?{k}\s*=|[{{,]\s*{k}\s*=")
     lines = pyproject_text.splitlines()
     start = next((n for n, ln in enumerate(lines) if re.match(r"\s*\[+\s*tool\.cibuildwheel", ln)), 0)
     return next((n for n, ln in enumerate(lines[start:], start + 1) if pattern.search(ln)), None)
@@ -328,13 +329,13 @@ class SdistConfig:
             keys.update((k, None) for k in layer.origins if k not in MAPPING_KEYS)
         return list(keys)
 
-    def summary(self) -> str:
+    def summary(self, notes: bool = True) -> str:
         given = self.settings()
         what = (f"settings from {self.source}: {', '.join(given)} (the matrix's lie over them)" if given
                 else f"{self.source} sets no build settings")
         if self.drops:
             what += f"; it leaves out: {'; '.join(reason for _, reason, _ in self.drops)}"
-        return what + "".join(f"; {note}" for note in self.notes)
+        return what + "".join(f"; {note}" for note in self.notes if notes)
 
     @property
     def cell_notes(self) -> tuple[str, ...]:

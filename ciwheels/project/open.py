@@ -112,7 +112,7 @@ def read_sdist_configs(spec: ProjectSpec, catalog: Catalog) -> None:
                                       f"({e}); its cells build with the matrix's settings alone")
                     continue
                 m.sdist[(pkg.name, version)] = own
-                log.info("%s %s: %s", pkg.name, version, own.summary())
+                log.info("%s %s: %s", pkg.name, version, own.summary(notes=False))
 
 
 def open_project(project: Path, matrix_paths: tuple[Path, ...] = (), *, display_root: Path | None = None,
