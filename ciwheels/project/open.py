@@ -90,29 +90,52 @@ def read_sdist_configs(spec: ProjectSpec, catalog: Catalog) -> None:
     code: pyproject.toml, setup.cfg and setup.py are read from the archive, bounded, never run.
     A configuration that cannot be read or fetched is a warning naming package, version and file;
     those cells then build with the matrix's settings alone."""
-    import tomllib
+    from concurrent.futures import ThreadPoolExecutor
 
     log = get_logger("sdist")
-    for m in spec.matrices:
-        for pkg in m.packages:
-            if not pkg.sdist_config:
-                continue
-            for version in pkg.versions:
-                try:
-                    archive = cached_or_fetched(pkg.name, version)
-                    files = config_files(archive)
-                    try:
-                        pyproject = tomllib.loads(files.get("pyproject.toml", ""))
-                    except (tomllib.TOMLDecodeError, RecursionError):
-                        pyproject = {}  # sdist_config says what is wrong with it
-                    own = sdist_config(archive.name, files, requires_python_of(
-                        pyproject, files.get("setup.cfg"), files.get("setup.py")), catalog)
-                except CiwheelsError as e:
-                    m.warnings.append(f"{pkg.name} {version}: its sdist's own cibuildwheel configuration is not used "
-                                      f"({e}); its cells build with the matrix's settings alone")
-                    continue
-                m.sdist[(pkg.name, version)] = own
-                log.info("%s %s: %s", pkg.name, version, own.summary(notes=False))
+    todo = [(m, pkg, version) for m in spec.matrices for pkg in m.packages if pkg.sdist_config
+            for version in pkg.versions]
+    if not todo:
+        return
+
+    def fetch(key: tuple[str, str]):
+        try:
+            return cached_or_fetched(*key)
+        except CiwheelsError as e:
+            return e
+
+    keys = sorted({(pkg.name, version) for _, pkg, version in todo})  # two files may list one version
+    # downloads of the sdists not cached yet in parallel; reading them here, one by one (ast.parse
+    # of their setup.py is not safe in threads on CPython 3.11)
+    with ThreadPoolExecutor(min(8, len(keys))) as pool:
+        results = dict(zip(keys, pool.map(fetch, keys)))
+    for key, archive in results.items():
+        if not isinstance(archive, CiwheelsError):
+            try:
+                results[key] = _sdist_config_of(archive, catalog)
+            except CiwheelsError as e:
+                results[key] = e
+    for m, pkg, version in todo:
+        own = results[(pkg.name, version)]
+        if isinstance(own, CiwheelsError):
+            m.warnings.append(f"{pkg.name} {version}: its sdist's own cibuildwheel configuration is not used "
+                              f"({own}); its cells build with the matrix's settings alone")
+            continue
+        m.sdist[(pkg.name, version)] = own
+        log.info("%s %s: %s", pkg.name, version, own.summary(notes=False))
+
+
+def _sdist_config_of(archive: Path, catalog: Catalog):
+    """The SdistConfig of one sdist, read bounded (build/sdist.py config_files)."""
+    import tomllib
+
+    files = config_files(archive)
+    try:
+        pyproject = tomllib.loads(files.get("pyproject.toml", ""))
+    except (tomllib.TOMLDecodeError, RecursionError):
+        pyproject = {}  # sdist_config says what is wrong with it
+    return sdist_config(archive.name, files, requires_python_of(
+        pyproject, files.get("setup.cfg"), files.get("setup.py")), catalog)
 
 
 def open_project(project: Path, matrix_paths: tuple[Path, ...] = (), *, display_root: Path | None = None,
