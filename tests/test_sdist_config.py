@@ -357,3 +357,24 @@ def test_pyyaml_builds_with_libyaml(test_images, tmp_path):
     members = zipfile.ZipFile(out / report["cell"] / name).namelist()
     assert any(m.startswith("yaml/_yaml.cpython-313-x86_64-linux-gnu") and m.endswith(".so") for m in members)
     assert any(m.startswith("pyyaml.libs/libyaml") for m in members), members  # grafted by auditwheel
+
+
+def test_archive_walk_stops_at_its_bounds(tmp_path, monkeypatch):
+    """A gzip bomb or an archive of countless entries ends the walk at the bounds (lowered here
+    so that the test writes kilobytes, not gigabytes), with an error naming the archive."""
+    import ciwheels.build.sdist as sdist
+
+    bomb = tmp_path / "demo-1.0.tar.gz"
+    with tarfile.open(bomb, "w:gz") as tf:
+        for name, data in (("demo-1.0/data.bin", b"\0" * 300_000), ("demo-1.0/pyproject.toml", b"[project]\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    assert config_files(bomb) == {"pyproject.toml": "[project]\n"}
+    monkeypatch.setattr(sdist, "MAX_UNPACKED", 100_000)
+    with pytest.raises(CiwheelsError, match=r"demo-1.0.tar.gz unpacks to more than"):
+        config_files(bomb)
+    monkeypatch.setattr(sdist, "MAX_UNPACKED", 1 << 30)
+    monkeypatch.setattr(sdist, "MAX_MEMBERS", 1)
+    with pytest.raises(CiwheelsError, match=r"more than 1 entries"):
+        config_files(bomb)
