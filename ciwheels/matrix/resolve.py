@@ -212,18 +212,17 @@ class Resolver:
     def _resolve_shared(self, arch, libc, level_name, package, matched, include, plat: Platform, level_origin,
                         own=None, own_matched=()):
         level = self.cat.levels[level_name]
-        layers = [self.project.defaults]
-        if own is not None:  # builder mode: the package's own configuration, under every layer of the matrix
-            layers += ([own.top] if own.top else []) + [own.overrides[i][1] for i in own_matched]
-        layers.append(self.m.top)
+        # builder mode: the package's own configuration, under every layer of the matrix
+        own_layers = (([own.top] if own.top else []) + [own.overrides[i][1] for i in own_matched]) if own else []
+        layers = [self.project.defaults, *own_layers, self.m.top]
         if package is not None:
             layers.append(package.layer)
         layers += [self.m.overrides[i][1] for i in matched]
         if include is not None:
             layers.append(include.layer)
         settings, user_env, origins = cascade(layers)
-        if own is not None:
-            origins = _over_sdist(origins, layers[1:layers.index(self.m.top)])
+        if own_layers:
+            origins = _over_sdist(origins, own_layers)
         fam = family(arch, self.cat)
         isa_env = fam.flags(level)
         env, env_origins = combine_isa(isa_env, self.catalog_origin(f"isa.toml {level.name}"), user_env, origins)
