@@ -66,6 +66,8 @@ def schema_has(catalog, key: str, where: str = "settings") -> bool:
     schema = matrix_schema(catalog)
     if where == "settings":
         return key in schema["properties"]
+    if where == "override":
+        return key in schema["properties"]["overrides"]["items"]["properties"]
     select = schema["properties"]["overrides"]["items"]["properties"]["select"]
     return key in select.get("properties", {})
 
@@ -268,6 +270,13 @@ class Carried:
     positions: list[int] = field(default_factory=list)  # of each carried override in [[overrides]]
 
 
+def catalog_identifiers(catalog) -> list[str]:
+    """Every Linux build identifier the catalog can build: an override is carried when it can
+    apply to any of them (a cell added to the matrix later gets it, as cibuildwheel would give it)."""
+    return [f"{py.id}-{LIBC_PLATFORM[libc]}_{arch}" for py in catalog.pythons.values() if py.status != "unavailable"
+            for libc in LIBC_PLATFORM for arch in catalog.arches if py.available_on(libc, arch) is None]
+
+
 def carry_options(options: dict, overrides: list[dict], identifiers: list[str], catalog,
                   from_ci: dict[str, str] | None = None) -> Carried:
     """Carry `options` (linux_options' result, CI variables applied) and `overrides` into matrix
@@ -299,8 +308,12 @@ def carry_options(options: dict, overrides: list[dict], identifiers: list[str], 
         entry = carry.inherited(entry, options, where, matched, earlier)
         values, over_images = carry.settings(entry, where)
         earlier.append((matched, set(values) | set(values.get("cibuildwheel-options", {}))))
-        for key in over_images:
-            carry.not_carried.append(f"{where}{key} image (images are per arch and libc, not per override)")
+        if over_images:
+            if schema_has(catalog, "images", where="override"):
+                values["images"] = over_images
+            else:
+                carry.not_carried += [f"{where}{key} image (this ciwheels has no images in overrides)"
+                                      for key in over_images]
         if not values:
             continue
         pats = select.split()
@@ -374,10 +387,7 @@ def sdist_config(archive: str, files: dict[str, str], requires: tuple[str | None
         raise CiwheelsError(f"{file} nests deeper than the TOML reader goes") from None
     view = linux_options(pyproject, file, catalog)
     notes = list(view.report)
-    identifiers = [f"{py.id}-{LIBC_PLATFORM[libc]}_{arch}" for py in catalog.pythons.values()
-                   if py.status != "unavailable" for libc in LIBC_PLATFORM for arch in catalog.arches
-                   if py.available_on(libc, arch) is None]
-    carried = carry_options(view.options, view.overrides, identifiers, catalog)
+    carried = carry_options(view.options, view.overrides, catalog_identifiers(catalog), catalog)
     notes += carried.report
     notes += [f"not carried: {what}" for what in view.carry.not_carried + carried.carry.not_carried]
     notes += [f"not carried: {key} image {ref!r} (the builder's images: decide)" for key, ref in carried.images.items()]
@@ -427,7 +437,9 @@ def sdist_config(archive: str, files: dict[str, str], requires: tuple[str | None
 
     overrides = []
     for entry, n in zip(carried.overrides, carried.positions):
-        values = {k: v for k, v in entry.items() if k != "select"}
+        notes += [f"not carried: overrides[{n}] {key} image {ref!r} (the builder's images: decide)"
+                  for key, ref in entry.get("images", {}).items()]
+        values = {k: v for k, v in entry.items() if k not in ("select", "images")}
         got = layer(values, n)
         if got is not None:
             globs = entry["select"]["identifier"]

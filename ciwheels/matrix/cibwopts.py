@@ -28,8 +28,9 @@ def selection_options(python: Python, libc: str, arch: str, image: str) -> tuple
     cibw = {"CIBW_BUILD": identifier, "CIBW_ARCHS_LINUX": arch}
     if python.enable:
         cibw["CIBW_ENABLE"] = python.enable
-    flavour = "PYPY_" if python.implementation == "pypy" else ""
-    cibw[f"CIBW_{LIBC_PLATFORM[libc].upper()}_{flavour}{arch.upper()}_IMAGE"] = image
+    # cibuildwheel 4.3 builds PyPy in the arch's image too (container_image_for_python_configuration
+    # reads manylinux_images[arch]): its manylinux-pypy_*-image options have no effect
+    cibw[f"CIBW_{LIBC_PLATFORM[libc].upper()}_{arch.upper()}_IMAGE"] = image
     return identifier, cibw
 
 

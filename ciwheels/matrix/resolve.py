@@ -21,7 +21,13 @@ from ciwheels.isa.families import family
 from ciwheels.matrix.cascade import cascade, combine_isa
 from ciwheels.matrix.cibwopts import selection_options, shared_options
 from ciwheels.matrix.model import Cell, Origin, Runner
-from ciwheels.matrix.normalise import Include, MatrixSpec, Package, ProjectSpec
+from ciwheels.matrix.normalise import (
+    ImageSpec,
+    Include,
+    MatrixSpec,
+    Package,
+    ProjectSpec,
+)
 
 _POLICY_IN_NAME = re.compile(r"(manylinux_\d+_\d+|manylinux2014|musllinux_\d+_\d+)")
 
@@ -67,18 +73,29 @@ class Resolver:
         return o
 
     # -- platform ------------------------------------------------------------------------
-    def platform(self, arch: str, libc: str, include: Include | None) -> Platform:
+    def platform(self, arch: str, libc: str, include: Include | None, image: ImageSpec | None = None) -> Platform:
+        """`image`: the image an override gives the cell, over the top level's `images:`."""
         requested = (include.policy, include.origin) if include is not None and include.policy else None
-        key = (arch, libc, requested)
+        key = (arch, libc, requested, id(image))
         hit = self._platforms.get(key)
         if hit is None:
-            hit = self._platforms[key] = self._platform(arch, libc, requested, include.path if include else ())
+            hit = self._platforms[key] = self._platform(arch, libc, requested, include.path if include else (), image)
         return hit
 
-    def _platform(self, arch: str, libc: str, requested: tuple[str, Origin] | None, include_path: tuple) -> Platform:
+    def override_image(self, attrs: dict[str, str]) -> ImageSpec | None:
+        """The image the last matching `overrides` entry with an image for the cell's arch and
+        libc gives it (their selectors cannot name the policy: normalise.override_images)."""
+        key = (attrs["arch"], attrs["libc"])
+        for (sel, _), images in zip(reversed(self.m.overrides), reversed(self.m.override_images)):
+            if key in images and sel.matches(attrs):
+                return images[key]
+        return None
+
+    def _platform(self, arch: str, libc: str, requested: tuple[str, Origin] | None, include_path: tuple,
+                  override: ImageSpec | None = None) -> Platform:
         a = self.cat.arches[arch]
         req = requested or self.m.policies.get(libc)
-        image = self.m.images.get((arch, libc))
+        image = override or self.m.images.get((arch, libc))
         if image is not None:
             if image.ref in a.pypa_images:
                 return Platform(image.ref, image.origin, image.ref, a.pinned_images[image.ref], False, image.origin, ())
@@ -120,10 +137,10 @@ class Resolver:
     def cell(self, cid: str, attrs: dict[str, str], package: Package | None, py_origin: Origin,
              level_origin: Origin | None, include: Include | None) -> Cell:
         py, libc, arch, level = attrs["python"], attrs["libc"], attrs["arch"], attrs["isa"]
-        plat = self.platform(arch, libc, include)
+        plat = self.platform(arch, libc, include, self.override_image(attrs) if self.m.override_images else None)
         if self._declared:
             declared = self._declared.get((arch, libc))
-            if declared is not None and py not in declared.pythons:
+            if declared is not None and plat.image == declared.ref and py not in declared.pythons:
                 self._lacking.setdefault((arch, libc), {})[cid] = py
         attrs["policy"] = plat.policy
         matched = tuple(i for i, (sel, _) in enumerate(self.m.overrides) if sel.matches(attrs))

@@ -362,6 +362,13 @@ def matrix_schema(catalog: Catalog) -> dict:
                 "items": {
                     "type": "object",
                     "properties": {"select": {**selector_obj, "description": "Which cells the settings apply to."},
+                                   "images": {
+                                       "type": "object",
+                                       "description": "Container image per '<arch>-<libc>' for the cells the "
+                                       "selector matches (cibuildwheel's image options in an override).",
+                                       "propertyNames": {"pattern": "^[a-z0-9_]+-(glibc|musl)$"},
+                                       "additionalProperties": image,
+                                   },
                                    **settings},
                     "required": ["select"],
                     "additionalProperties": False,

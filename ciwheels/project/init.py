@@ -12,6 +12,7 @@ from ciwheels.matrix.cibwconfig import (
     SELECTION_OPTIONS,
     as_str,
     carry_options,
+    catalog_identifiers,
     line_of,
     linux_options,
     selects,
@@ -184,8 +185,9 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         exclude.append({"identifier": pats[0] if len(pats) == 1 else pats})
     if exclude:
         data["exclude"] = exclude
-    identifiers = [f"{p}-{LIBC_PLATFORM[lc]}_{a}" for p, lc, a in possible]
-    carried = carry_options(cibw, overrides, identifiers, cat, from_ci)
+    # every build the catalog knows, not only the selected ones: an override for PyPy or an arch
+    # added to the matrix later applies to those cells, as cibuildwheel would apply it
+    carried = carry_options(cibw, overrides, catalog_identifiers(cat), cat, from_ci)
     carry = carried.carry
     carry.carried[:0] = [k for k in SELECTION_OPTIONS if k in cibw] + carry_linux.carried
     carry.not_carried[:0] = carry_linux.not_carried
