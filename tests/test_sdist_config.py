@@ -378,3 +378,17 @@ def test_archive_walk_stops_at_its_bounds(tmp_path, monkeypatch):
     monkeypatch.setattr(sdist, "MAX_MEMBERS", 1)
     with pytest.raises(CiwheelsError, match=r"more than 1 entries"):
         config_files(bomb)
+
+
+def test_a_hostile_number_of_overrides_or_patterns_is_refused_with_a_warning(cache, tmp_path):
+    many = "".join(f'[[tool.cibuildwheel.overrides]]\nselect = "cp3{n}-*"\nbuild-frontend = "build"\n'
+                   for n in range(300))
+    pack(cache, "markupsafe", "3.0.4", {"pyproject.toml": "[tool.cibuildwheel]\n" + many})
+    wide = "[tool.cibuildwheel]\nskip = '" + " ".join(f"cp3{{0..999}}-*_{n}" for n in range(10)) + "'\n"
+    pack(cache, "psutil", "7.2.2", {"pyproject.toml": wide})
+    e = open_project(builder(tmp_path, MATRIX)).expansion
+    assert any(w.startswith("markupsafe 3.0.4:") and "300 [[tool.cibuildwheel.overrides]], more than the 200"
+               in w for w in e.warnings), e.warnings
+    assert any(w.startswith("psutil 7.2.2:") and "expand to 10000 patterns, more than the 5000" in w
+               for w in e.warnings), e.warnings
+    assert {c.package for c in e.cells} == {"psutil", "markupsafe", "pyyaml"}

@@ -367,6 +367,10 @@ def _override_line(text: str, n: int, key: str) -> int | None:
     return heads[n] + found if found else heads[n] + 1
 
 
+MAX_SDIST_OVERRIDES = 200  # [[tool.cibuildwheel.overrides]] read from one sdist
+MAX_SDIST_GLOBS = 5_000  # patterns its build/skip/override selectors expand to
+
+
 def sdist_config(archive: str, files: dict[str, str], requires: tuple[str | None, str], catalog) -> SdistConfig:
     """The SdistConfig of an sdist's configuration files ({member: text}, read from the archive
     by build/sdist.py) and its requires-python (project/workspace.py requires_python_of). Hostile
@@ -386,6 +390,17 @@ def sdist_config(archive: str, files: dict[str, str], requires: tuple[str | None
     except RecursionError:
         raise CiwheelsError(f"{file} nests deeper than the TOML reader goes") from None
     view = linux_options(pyproject, file, catalog)
+    # somebody else's file: its selectors are matched against every build the catalog knows, so
+    # their number is bounded (real projects have a handful; PyPI's largest, a few dozen)
+    if len(view.overrides) > MAX_SDIST_OVERRIDES:
+        raise CiwheelsError(f"{file} has {len(view.overrides)} [[tool.cibuildwheel.overrides]], more than the "
+                            f"{MAX_SDIST_OVERRIDES} ciwheels reads of an sdist")
+    selectors = [as_str(o.get("select", "")) for o in view.overrides]
+    selectors += [as_str(view.options.get(k, "")) for k in ("build", "skip")]
+    globs = sum(len(braces(pat)) for sel in selectors for pat in sel.split())
+    if globs > MAX_SDIST_GLOBS:
+        raise CiwheelsError(f"{file}: its build, skip and override selectors expand to {globs} patterns, more than "
+                            f"the {MAX_SDIST_GLOBS} ciwheels reads of an sdist")
     notes = list(view.report)
     carried = carry_options(view.options, view.overrides, catalog_identifiers(catalog), catalog)
     notes += carried.report
