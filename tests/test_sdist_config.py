@@ -362,7 +362,7 @@ def test_pyyaml_builds_with_libyaml(test_images, tmp_path):
 def test_archive_walk_stops_at_its_bounds(tmp_path, monkeypatch):
     """A gzip bomb or an archive of countless entries ends the walk at the bounds (lowered here
     so that the test writes kilobytes, not gigabytes), with an error naming the archive."""
-    import ciwheels.build.sdist as sdist
+    from ciwheels.build import sdist
 
     bomb = tmp_path / "demo-1.0.tar.gz"
     with tarfile.open(bomb, "w:gz") as tf:
