@@ -27,7 +27,7 @@ def generate(root: Path, packages: int) -> Path:
                            for lv in cat.levels.values() if not lv.baseline)
     text = (f"python: [{', '.join(pythons)}]\nlibc: [glibc, musl]\narch: [{', '.join(cat.arches)}]\n"
             f"isa:\n{isa}\nexclude:\n  - {{python: cp39, libc: musl, arch: armv7l}}\n"
-            f"environment: {{CFLAGS: -O2}}\ntest-command: python -c 'import sys'\npackages:\n{pkgs}\n"
+            f"environment: {{CFLAGS: -O2}}\ntest-command: python -c 'import sys'\nsdist-config: false\npackages:\n{pkgs}\n"
             f"registries:\n{registries}\n  baseline: {{url: 'https://registry.invalid/baseline'}}\n")
     (root / "matrix").mkdir(parents=True)
     (root / "matrix" / "bench.yaml").write_text(text)

@@ -47,7 +47,7 @@ def main() -> None:
             pkgs = "\n".join(f"  - {{name: package-{i}, versions: ['1.{i}.0']}}" for i in range(args.packages))
             (project / "matrix" / "wheels.yaml").write_text(
                 f"python: [{', '.join(PYTHONS)}]\nlibc: [glibc, musl]\narch: [{', '.join(ARCHES)}]\n"
-                f"registries:\n  main: {{url: '{proxy.url}'}}\npackages:\n{pkgs}\n")
+                f"registries:\n  main: {{url: '{proxy.url}'}}\nsdist-config: false\npackages:\n{pkgs}\n")
             env = {"CIWHEELS_INDEX_URL": f"{upstream.url}/simple", "PATH": "/usr/bin:/bin"}
             _, out = run_once([sys.executable, "-m", "ciwheels", "plan", "--project", str(project), "--json"], env=env)
             cells = json.loads(out)["cells"]

@@ -94,7 +94,9 @@ def test_builder_mode_builds_a_pypi_sdist(images, tmp_path):
     (tmp_path / "matrix" / "wheels.yaml").write_text(
         "python: [cp313]\narch: [x86_64]\nisa: {x86_64: [x86-64-v3]}\nimages:\n"
         "  x86_64-glibc: {image: \"localhost/ciwheels-manylinux-x86_64:trixie\", policy: manylinux_2_41}\n"
-        "packages:\n  - name: MarkupSafe\n    versions: ['3.0.3']\n")
+        "packages:\n  - name: MarkupSafe\n    versions: ['3.0.3']\n"
+        # over its own configuration's build[uv] frontend: the local image has no uv
+        "    cibuildwheel-options: {build-frontend: build}\n")
     out = tmp_path / "wh"
     job = "markupsafe-3.0.3-manylinux_2_41_x86_64-x86-64-v3"
     proc = subprocess.run([sys.executable, "-m", "ciwheels", "build", "--project", str(tmp_path), "--job", job,

@@ -52,7 +52,7 @@ def test_isa_flags_survive_every_layer(write_matrix, layers):
 def test_isa_flags_survive_a_packages_entry(write_matrix):
     e = expand_files([write_matrix(
         "python: [cp312]\nisa: {x86_64: [x86-64-v3]}\nenvironment: {CFLAGS: -O3}\n"
-        "packages:\n  - {name: msgpack, versions: ['1.1.2'], environment: {CFLAGS: -O2, EXTRA: '1'}}\n")])
+        "sdist-config: false\npackages:\n  - {name: msgpack, versions: ['1.1.2'], environment: {CFLAGS: -O2, EXTRA: '1'}}\n")])
     c = cell(e, "msgpack-1.1.2-cp312-manylinux_x86_64-x86-64-v3")
     assert c.environment["CFLAGS"] == "-march=x86-64-v3 -mneeded -O2"
     assert c.environment["EXTRA"] == "1"

@@ -146,7 +146,7 @@ def test_a_scheduled_builder_with_only_selecting_registries_converges_after_one_
     project = _project(tmp_path / "proj", {"wheels.yaml": (
         "python: [cp313]\narch: [x86_64]\nisa: {x86_64: [x86-64, x86-64-v3]}\n"
         f"registries:\n  fast: {{url: '{fast_url}', select: {{isa: x86-64-v3}}}}\n"
-        "packages:\n  - {name: demo-pkg, versions: ['1.0']}\n")})
+        "sdist-config: false\npackages:\n  - {name: demo-pkg, versions: ['1.0']}\n")})
     env = {"CIWHEELS_REPOSITORY_URL": base.url, "CIWHEELS_USERNAME": "bob", "CIWHEELS_PASSWORD": "TOKEN-B-123456",
            "CIWHEELS_INDEX_URL": base.url + "/simple", "PATH": "/usr/bin:/bin"}
 
@@ -215,7 +215,7 @@ def test_an_index_on_another_host_never_receives_the_registry_token(tmp_path):
         project = _project(tmp_path / "proj", {"wheels.yaml": (
             "python: [cp313]\narch: [x86_64]\nregistries:\n"
             f"  main: {{url: '{up.url.replace('http://', 'http://alice:TOKEN-A-123456@')}', "
-            f"index: '{elsewhere.url}/simple'}}\npackages:\n  - {{name: demo-pkg, versions: ['1.0']}}\n")})
+            f"index: '{elsewhere.url}/simple'}}\nsdist-config: false\npackages:\n  - {{name: demo-pkg, versions: ['1.0']}}\n")})
         env = {"PATH": "/usr/bin:/bin", "CIWHEELS_INDEX_URL": elsewhere.url + "/simple"}
         proc = run_ciwheels("plan", "--project", str(project), "--missing", "--json", "--no-upstream", env=env,
                             subprocess=True)

@@ -77,7 +77,9 @@ def test_catalog_drops_impossible_cells_with_reason(write_matrix):
     assert "no musllinux builds" in reasons["pp311-musllinux_x86_64-x86-64"]
     pypy = next(c for c in e.cells if c.python == "pp311")
     assert pypy.cibw["CIBW_ENABLE"] == "pypy"
-    assert "CIBW_MANYLINUX_PYPY_X86_64_IMAGE" in pypy.cibw
+    # the pinned cibuildwheel builds PyPy in the arch's image: its pypy image options do nothing
+    assert pypy.cibw["CIBW_MANYLINUX_X86_64_IMAGE"] == "manylinux_2_28"
+    assert not any("PYPY" in k for k in pypy.cibw)
 
 
 def test_aliases(write_matrix):
@@ -135,7 +137,7 @@ def test_overrides_layer_and_origins(write_matrix):
 def test_builder_mode_packages(write_matrix):
     path = write_matrix(
         "python: [cp312, cp313]\narch: [x86_64, riscv64]\n"
-        "packages:\n"
+        "sdist-config: false\npackages:\n"
         "  - name: NumPy\n    versions: ['2.3.4', '2.3.5']\n    build-requires: [cython==3.1.4, meson-python==0.18.0]\n"
         "    exclude: [{python: cp312, arch: riscv64}]\n"
         "  - name: pyyaml\n    versions: ['6.0.3']\n")
@@ -171,7 +173,7 @@ def test_fast_json_equals_plain_json(write_matrix):
         "python: [cp312, cp313, pp311]\narch: [x86_64, riscv64]\nisa: {x86_64: [x86-64, x86-64-v3]}\n"
         "include: [{python: cp314, arch: s390x, isa: z15, test-command: 'true'}]\n"
         "overrides: [{select: {python: cp313}, environment: {X: '1'}}]\n"
-        "packages: [{name: a, versions: ['1', '2']}, {name: b, versions: ['3'], build-requires: [x==1]}]\n")
+        "sdist-config: false\npackages: [{name: a, versions: ['1', '2']}, {name: b, versions: ['3'], build-requires: [x==1]}]\n")
     cells = expand_files([path]).cells
     assert cells_json(cells) == json.dumps([c.to_json() for c in cells])
 

@@ -129,7 +129,7 @@ def _project(tmp_path, text):
 def test_plan_reads_a_hostile_upstream_index_without_a_traceback(tmp_path, body, code, expect):
     handler = type("H", (_Index,), {"body": body})
     server, url = serve(handler)
-    project = _project(tmp_path, "python: [cp313]\narch: [x86_64]\npackages:\n  - {name: demo, versions: latest}\n")
+    project = _project(tmp_path, "python: [cp313]\narch: [x86_64]\nsdist-config: false\npackages:\n  - {name: demo, versions: latest}\n")
     try:
         proc = run_ciwheels("plan", "--project", str(project), "--json",
                             env={"PATH": os.environ["PATH"], "CIWHEELS_INDEX_URL": f"{url}/simple"})
@@ -146,7 +146,8 @@ def test_plan_reads_a_hostile_upstream_index_without_a_traceback(tmp_path, body,
     ("{min-age-days: .inf}", "finite"), ("{min-age-days: 1e300}", "at most"), ("{newest: 1.5}", "whole number"),
     ("{newest: true}", "whole number"), ("lattest", "'latest'")])
 def test_a_selection_that_makes_no_sense_is_a_matrix_error_with_its_line(tmp_path, selection, message):
-    project = _project(tmp_path, f"python: [cp313]\narch: [x86_64]\npackages:\n  - name: demo\n    versions: {selection}\n")
+    project = _project(tmp_path, f"python: [cp313]\narch: [x86_64]\npackages:\n  - name: demo\n    versions: {selection}\n"
+                              "sdist-config: false\n")
     proc = run_ciwheels("matrix", "--project", str(project),
                         env={"PATH": os.environ["PATH"], "CIWHEELS_INDEX_URL": "http://127.0.0.1:9/simple"})
     assert proc.returncode == 2 and message in proc.stderr and "wheels.yaml:5:" in proc.stderr, proc.stderr

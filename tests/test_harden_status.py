@@ -26,6 +26,7 @@ SECRET = "s3cret-Token-4242"
 MATRIX = """\
 python: [cp312, cp313]
 arch: [x86_64]
+sdist-config: false
 packages:
   - name: demo-pkg
     versions: ["1.0", "1.1"]

@@ -187,7 +187,7 @@ def test_native_compilers_cascades_and_false_becomes_the_variable(write_matrix):
 
 
 def test_native_compilers_in_a_packages_entry(write_matrix):
-    cells = cells_of(write_matrix("python: [cp313]\narch: [riscv64]\npackages:\n"
+    cells = cells_of(write_matrix("python: [cp313]\narch: [riscv64]\nsdist-config: false\npackages:\n"
                                   "  - {name: msgpack, versions: ['1.1.2'], native-compilers: false}\n"
                                   "  - {name: pyyaml, versions: ['6.0.3']}\n"))
     assert not cells["msgpack-1.1.2-cp313-manylinux_riscv64-rv64gc"].native_compilers

@@ -15,16 +15,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import run_ciwheels
 from ruamel.yaml import YAML
+from test_render import GITHUB, GITLAB, check_jsonschema, tool
 
 from ciwheels.core.errors import CiwheelsError
-from ciwheels.project.open import open_project
-from ciwheels.project.init import ENABLE_GROUPS, init_project
-from ciwheels.project.workspace import requires_python
+from ciwheels.matrix.cibwconfig import ENABLE_GROUPS
 from ciwheels.pipelines.render import install_requirement
-from ciwheels.project.open import render_project
-from conftest import run_ciwheels
-from test_render import GITHUB, GITLAB, check_jsonschema, tool
+from ciwheels.project.init import init_project
+from ciwheels.project.open import open_project, render_project
+from ciwheels.project.workspace import requires_python
 
 PROJECTS_DIR = Path(__file__).parent / "projects"
 PROJECTS = sorted(p.name for p in PROJECTS_DIR.iterdir() if p.is_dir())
@@ -96,6 +96,8 @@ EXPECTED = {
     "pillow": (["x86_64"], 14, {"cp310"}),
     "psutil": (["x86_64"], 16, set()),
     "pydantic-core": (["x86_64"], 16, {"cp39"}),
+    # images per override: PyPy builds in manylinux_2_28, CPython in manylinux2014
+    "pycryptodome": (["x86_64"], 18, set()),
     "pyyaml": (["x86_64"], 18, set()),
     "ujson": (["x86_64"], 16, {"cp39"}),
     "yarl": (["x86_64"], 16, {"cp39"}),
@@ -110,7 +112,7 @@ EXPECTED = {
 
 
 def test_every_project_has_an_expectation():
-    assert sorted(EXPECTED) == PROJECTS and len(PROJECTS) == 16
+    assert sorted(EXPECTED) == PROJECTS and len(PROJECTS) == 17
 
 
 @pytest.mark.parametrize("name", PROJECTS)
@@ -258,6 +260,8 @@ def _differences(theirs, ours, cell) -> list[str]:
             continue
         a, b = getattr(theirs, name), getattr(ours, name)
         if name in ("manylinux_images", "musllinux_images"):
+            if name != ("manylinux_images" if cell.libc == "glibc" else "musllinux_images"):
+                continue  # the other libc's image: cibuildwheel never starts it for this build
             a, b = (a or {}).get(cell.arch), (b or {}).get(cell.arch)
         if name == "environment":
             a, b = a.as_dictionary(prev_environment={}), b.as_dictionary(prev_environment={})
@@ -266,6 +270,8 @@ def _differences(theirs, ours, cell) -> list[str]:
                     b[var] = b[var][len(isa):].strip()
                     if not b[var] and var not in a:
                         del b[var]
+            if a == b and not any("$" in v for v in a.values()):
+                continue  # the same assignments; their order matters only when one refers to another
         if repr(a) != repr(b):
             out.append(f"{cell.identifier} {name}: cibuildwheel {a!r}, ciwheels {b!r}")
     return out
@@ -729,3 +735,57 @@ def test_aarch64_runners_hosted_by_default_and_configurable(tmp_path, entry, git
         path.write_text(f"runners: {{aarch64: {entry}}}\n" + path.read_text())
     jobs = [j for j in open_project(project).plan.jobs if j.arch == "aarch64"]
     assert jobs and {(j.github_runner, j.gitlab_tags, j.qemu_platform) for j in jobs} == {(github, gitlab, qemu)}
+
+
+def test_images_per_override_are_carried(tmp_path):
+    """pycryptodome 4.5.0 builds CPython in manylinux2014 and PyPy, through an override, in
+    manylinux_2_28 (PyPy 3.11 needs glibc 2.28): init carries the override's images, for PyPy
+    cells the matrix does not build yet, and a PyPy cell added later builds in its own image."""
+    project = copy_project("pycryptodome", tmp_path)
+    report = "\n".join(init_project(project))
+    assert "overrides[0].manylinux-x86_64-image" in report and "not per override" not in report
+    data = load_yaml(project / "matrix" / "wheels.yaml")
+    assert data["overrides"] == [{"select": {"identifier": "pp*"}, "images": {
+        "x86_64-glibc": "manylinux_2_28", "i686-glibc": "manylinux_2_28", "aarch64-glibc": "manylinux_2_28"}}]
+    add_arches(project, ["aarch64"])
+    path = project / "matrix" / "wheels.yaml"
+    path.write_text(path.read_text().replace("python: [cp39,", "python: [pp311, cp39,", 1))
+    cells = {c.id: c for c in cells_of(project)}
+    for arch, level in (("x86_64", "x86-64"), ("aarch64", "armv8-a")):
+        pypy, cpython = cells[f"pp311-manylinux_{arch}-{level}"], cells[f"cp312-manylinux_{arch}-{level}"]
+        assert (pypy.image, pypy.policy) == ("manylinux_2_28", "manylinux_2_28")
+        assert (cpython.image, cpython.policy) == ("manylinux2014", "manylinux2014")
+        assert pypy.origins["image"].detail == f"overrides[0].images.{arch}-glibc"
+        # the variable cibuildwheel 4.3 reads for PyPy too (not CIBW_MANYLINUX_PYPY_*, which it ignores)
+        assert pypy.cibw[f"CIBW_MANYLINUX_{arch.upper()}_IMAGE"] == "manylinux_2_28"
+    assert cells["cp312-musllinux_x86_64-x86-64"].image == "musllinux_1_2"  # no image of its own
+
+
+@pytest.mark.slow  # cibuildwheel's option reader for every cell
+def test_images_per_override_equal_cibuildwheels(tmp_path):
+    """The PyPy cells of pycryptodome added to the matrix: every effective option, images among
+    them, equals what cibuildwheel computes for the project with PyPy enabled."""
+    from ciwheels.build.run import CONFIG_FILE, Invocation
+    from ciwheels.catalog import load_catalog
+
+    catalog = load_catalog()
+    project = copy_project("pycryptodome", tmp_path)
+    init_project(project)
+    add_arches(project, ["aarch64"])
+    path = project / "matrix" / "wheels.yaml"
+    path.write_text(path.read_text().replace("python: [cp39,", "python: [pp311, cp39,", 1))
+    out = tmp_path / "out"
+    out.mkdir()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
+    theirs_env = {**clean, "CIBW_ENABLE": "pypy"}
+    cells = [c for c in cells_of(project) if c.python in ("pp311", "cp312")]
+    assert {c.python for c in cells} == {"pp311", "cp312"}
+    differences = []
+    for cell in cells:
+        inv = Invocation("job", [cell], str(project))
+        (out / CONFIG_FILE).write_text(inv.config)
+        theirs = _build_options(project, cell.identifier, cell.arch, theirs_env)
+        ours = _build_options(project, cell.identifier, cell.arch, {**clean, **inv.options(catalog)},
+                              str(out / CONFIG_FILE))
+        differences += _differences(theirs, ours, cell)
+    assert differences == [], "\n".join(differences[:20])

@@ -199,7 +199,7 @@ def above_every_limit(tmp_path: Path) -> Path:
     packages = "".join(f"  - name: pkg{i}\n    versions: ['1.0']\n" for i in range(30))
     p = project(tmp_path, "python: [cp312, cp313]\nlibc: [glibc, musl]\narch: [x86_64, aarch64, riscv64]\n"
                           "isa: {x86_64: [x86-64, x86-64-v2, x86-64-v3], riscv64: [rv64gc, rva23u64]}\n"
-                          "render: {emulated-jobs: grouped}\npackages:\n" + packages)
+                          "render: {emulated-jobs: grouped}\nsdist-config: false\npackages:\n" + packages)
     run_ciwheels("render", "--project", str(p), check=True)
     return p
 

@@ -38,6 +38,7 @@ python: [cp312, cp313, cp314t]
 arch: [x86_64, aarch64]
 registries:
   main: {{url: '{registry}'}}
+sdist-config: false
 packages:
   - name: demo-pkg
     versions: ["1.0", "1.1"]
@@ -97,7 +98,7 @@ def test_plan_json_without_missing_lists_every_job_and_cell(tmp_path):
 def test_needs_orders_jobs_in_waves_and_refuses_cycles(tmp_path):
     text = ("python: [cp312]\npackages:\n  - {name: numpy, versions: ['2.3.4']}\n"
             "  - {name: scipy, versions: ['1.16.0'], needs: [numpy]}\n"
-            "  - {name: scikit-learn, versions: ['1.7.0'], needs: [scipy, NumPy]}\n")
+            "  - {name: scikit-learn, versions: ['1.7.0'], needs: [scipy, NumPy]}\nsdist-config: false\n")
     data = json.loads(run_ciwheels("plan", "--project", str(_project(tmp_path, text)), "--json", check=True).stdout)
     waves = {j["package"]: (j["wave"], j["needs"]) for j in data["jobs"]}
     assert waves == {"numpy": (0, []), "scipy": (1, ["numpy"]), "scikit-learn": (2, ["scipy", "numpy"])}
@@ -227,7 +228,7 @@ def test_status_records_failures_with_logs_and_the_next_plan_remembers_them(tmp_
 
 
 NEEDS = ("python: [cp312, cp313]\narch: [x86_64, riscv64]\nregistries:\n  ours: {url: 'https://gl.example/api/v4/projects/7/packages/pypi'}\n"
-         "packages:\n  - {name: numpy, versions: ['2.3.4']}\n  - {name: scipy, versions: ['1.16.0'], needs: [numpy]}\n")
+         "sdist-config: false\npackages:\n  - {name: numpy, versions: ['2.3.4']}\n  - {name: scipy, versions: ['1.16.0'], needs: [numpy]}\n")
 
 
 def test_plan_writes_github_outputs_and_a_gitlab_child_pipeline(tmp_path):
@@ -277,7 +278,7 @@ def test_a_scheduled_run_with_everything_published_builds_and_publishes_nothing(
 
     registry, upstream = indexes
     project = _project(tmp_path, "python: [cp312]\narch: [x86_64]\nregistries:\n"
-                                 f"  main: {{url: '{registry.url}'}}\npackages:\n  - {{name: demo-pkg, versions: latest}}\n")
+                                 f"  main: {{url: '{registry.url}'}}\nsdist-config: false\npackages:\n  - {{name: demo-pkg, versions: latest}}\n")
     _sdist(upstream.packages, "demo-pkg", "1.0")
     make_wheel(registry.packages, "demo-pkg", "1.0", tag="cp312-cp312-manylinux_2_28_x86_64")
     env = {"CIWHEELS_INDEX_URL": f"{upstream.url}/simple"}
@@ -319,7 +320,7 @@ def test_plan_missing_reads_a_pep691_json_registry(tmp_path):
         assert resp.headers["Content-Type"].startswith("application/vnd.pypi.simple.v1+json")
         project = _project(tmp_path, "python: [cp312, cp313, cp314t]\narch: [x86_64]\nregistries:\n"
                                      f"  main: {{url: '{devpi.url}', index: '{devpi.index}'}}\n"
-                                     "packages:\n  - {name: demo-pkg, versions: ['1.0']}\n")
+                                     "sdist-config: false\npackages:\n  - {name: demo-pkg, versions: ['1.0']}\n")
         data = json.loads(run_ciwheels("plan", "--project", str(project), "--missing", "--json", "--no-upstream",
                                        check=True).stdout)
         assert [c["id"] for c in data["cells"]] == ["demo-pkg-1.0-cp314t-manylinux_x86_64-x86-64"]

@@ -73,8 +73,9 @@ class Invocation:
         return (package.parent, package.name) if self.is_sdist else (package, ".")
 
     def command(self, output_dir: str, exe: str = "cibuildwheel") -> list[str]:
-        # The matrix decides, never the package's own [tool.cibuildwheel] (which may also name
-        # options this cibuildwheel does not know): cibuildwheel reads the file we write.
+        # The cell decides, never cibuildwheel's reading of the package's own [tool.cibuildwheel]
+        # (which may also name options this cibuildwheel does not know): cibuildwheel reads the
+        # file we write. In builder mode the sdist's configuration is already in the cell.
         return [exe, "--platform", "linux", "--output-dir", output_dir,
                 "--config-file", str(Path(output_dir) / CONFIG_FILE), self.where()[1]]
 

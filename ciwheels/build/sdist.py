@@ -54,3 +54,97 @@ def fetch_sdist(name: str, version: str) -> Path:
         tmp.replace(target)
         return target
     raise CiwheelsError(f"{name} {version} has no sdist on {client.scrub(index_url())}")
+
+
+# -- an sdist's own build configuration (builder mode): hostile input, read, never run -------
+CONFIG_MEMBERS = ("pyproject.toml", "setup.cfg", "setup.py")  # what init reads of a project
+MAX_CONFIG_MEMBER = 1 << 20  # bytes of one of them (PyPI's largest setup.py files are ~100 KiB)
+MAX_MEMBERS = 200_000  # entries of an archive walked to find them
+MAX_UNPACKED = 2 << 30  # bytes of a .tar.gz decompressed while walking it (a gzip bomb ends there)
+
+
+def cached_or_fetched(name: str, version: str) -> Path:
+    """The sdist of NAME VERSION: the cached file when there is one (it was checked against the
+    index's sha256 when it was downloaded), else fetched. Reading its configuration then costs
+    no index read for a version already seen; `build` itself always fetches (and re-checks)."""
+    norm = canonicalize_name(name)
+    folder = cache_dir() / "sdists"
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if not path.name.endswith((".tar.gz", ".zip")) or not path.is_file() or path.is_symlink():
+                continue
+            try:
+                fname, fver = parse_sdist_filename(path.name)
+            except InvalidSdistFilename:
+                continue
+            if fname == norm and fver == Version(version):
+                return path
+    return fetch_sdist(name, version)
+
+
+def config_files(sdist: Path) -> dict[str, str]:
+    """{member: text} of pyproject.toml, setup.cfg and setup.py at the top folder of an sdist,
+    read from the archive without unpacking it: regular members only (no links, devices), each
+    at most MAX_CONFIG_MEMBER bytes, at most MAX_MEMBERS entries and MAX_UNPACKED bytes walked.
+    Nothing is executed. A member that is too large or not UTF-8 is a CiwheelsError naming it."""
+    import tarfile
+    import zipfile
+
+    found: dict[str, bytes] = {}
+    top: str | None = None
+
+    def wanted(member_name: str) -> str | None:
+        nonlocal top
+        parts = member_name.split("/")
+        if len(parts) != 2 or parts[1] not in CONFIG_MEMBERS or parts[0] in ("", ".", ".."):
+            return None
+        if top is None:
+            top = parts[0]
+        return parts[1] if parts[0] == top and parts[1] not in found else None
+
+    def too_large(member: str, size: int) -> CiwheelsError:
+        return CiwheelsError(f"{sdist.name}: {member} is {size} bytes, more than the {MAX_CONFIG_MEMBER} bytes "
+                             "ciwheels reads of a build configuration")
+
+    try:
+        if sdist.name.endswith(".zip"):
+            with zipfile.ZipFile(sdist) as zf:
+                infos = zf.infolist()
+                if len(infos) > MAX_MEMBERS:
+                    raise CiwheelsError(f"{sdist.name} has more than {MAX_MEMBERS} entries; not read")
+                for info in infos:
+                    member = wanted(info.filename)
+                    if member is None or info.is_dir() or (info.external_attr >> 16) & 0o170000 not in (0, 0o100000):
+                        continue
+                    if info.file_size > MAX_CONFIG_MEMBER:
+                        raise too_large(member, info.file_size)
+                    with zf.open(info) as f:
+                        data = f.read(MAX_CONFIG_MEMBER + 1)
+                    if len(data) > MAX_CONFIG_MEMBER:
+                        raise too_large(member, len(data))
+                    found[member] = data
+        else:
+            with tarfile.open(sdist, mode="r|gz") as tf:  # a stream: one pass, no seeks
+                for count, info in enumerate(tf):
+                    if count >= MAX_MEMBERS or tf.offset > MAX_UNPACKED:
+                        raise CiwheelsError(f"{sdist.name} unpacks to more than {MAX_MEMBERS} entries or "
+                                            f"{MAX_UNPACKED >> 30} GiB before its build configuration ends; not read")
+                    member = wanted(info.name)
+                    if member is None or not info.isreg():
+                        continue
+                    if info.size > MAX_CONFIG_MEMBER:
+                        raise too_large(member, info.size)
+                    f = tf.extractfile(info)
+                    found[member] = f.read(MAX_CONFIG_MEMBER + 1) if f is not None else b""
+                    if len(found) == len(CONFIG_MEMBERS):
+                        break
+    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile) as e:
+        raise CiwheelsError(f"{sdist.name} cannot be read as an sdist archive ({e})") from None
+    out = {}
+    for member, data in found.items():
+        try:
+            out[member] = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CiwheelsError(f"{sdist.name}: {member} is not UTF-8 text (byte {data[e.start]:#04x} at offset "
+                                f"{e.start})") from None
+    return out

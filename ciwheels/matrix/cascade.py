@@ -3,6 +3,8 @@
 Layers, lowest precedence first (each one optional):
 
     0  defaults.toml [settings]          (catalog; validated like a matrix)
+    0b builder mode: the package version's own [tool.cibuildwheel] from its sdist, then its
+       overrides that match (cibwconfig.SdistConfig; `sdist-config: false` leaves it out)
     1  the matrix file's top level
     2  the cell's `packages:` entry      (builder mode)
     3  every `overrides:` entry whose selector matches, in file order

@@ -28,8 +28,9 @@ def selection_options(python: Python, libc: str, arch: str, image: str) -> tuple
     cibw = {"CIBW_BUILD": identifier, "CIBW_ARCHS_LINUX": arch}
     if python.enable:
         cibw["CIBW_ENABLE"] = python.enable
-    flavour = "PYPY_" if python.implementation == "pypy" else ""
-    cibw[f"CIBW_{LIBC_PLATFORM[libc].upper()}_{flavour}{arch.upper()}_IMAGE"] = image
+    # cibuildwheel 4.3 builds PyPy in the arch's image too (container_image_for_python_configuration
+    # reads manylinux_images[arch]): its manylinux-pypy_*-image options have no effect
+    cibw[f"CIBW_{LIBC_PLATFORM[libc].upper()}_{arch.upper()}_IMAGE"] = image
     return identifier, cibw
 
 
@@ -77,8 +78,9 @@ def cibw_options(cell: Cell, catalog: Catalog, extra_env: dict[str, str] | None 
 
 def config_file(cell: Cell) -> str:
     """The cibuildwheel config file a build runs with (`--config-file`): the cell's
-    cibuildwheel-options as a [tool.cibuildwheel] table. Build always passes one, so the
-    package's own [tool.cibuildwheel] is never read: the matrix is the one source of truth."""
+    cibuildwheel-options as a [tool.cibuildwheel] table. Build always passes one, so cibuildwheel
+    never reads the package's own [tool.cibuildwheel]: the cell is the one source of truth (in
+    builder mode the sdist's configuration is already in it, as the lowest cascade layer)."""
     lines = ["# Written by ciwheels for this build; the matrix's cibuildwheel-options.", "[tool.cibuildwheel]"]
     lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in sorted(cell.cibuildwheel_options.items())]
     return "\n".join(lines) + "\n"

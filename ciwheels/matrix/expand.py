@@ -58,6 +58,15 @@ def _expand_one(m: MatrixSpec, spec: ProjectSpec, cat: Catalog) -> tuple[list[Ce
                 return sel
         return None
 
+    def sdist_drop(pkg: Package | None, version: str, attrs: dict) -> tuple[str, Origin] | None:
+        """Builder mode: a build the package's own configuration leaves out (its build/skip and
+        requires-python, as cibuildwheel would), unless the package opts out (sdist-config: false)."""
+        own = m.sdist.get((pkg.name, version)) if pkg is not None else None
+        for sel, reason, why in own.drops if own is not None else ():
+            if sel.matches(attrs):
+                return reason, why
+        return None
+
     def origin(path: tuple) -> Origin:
         o = origins.get(path)
         if o is None:
@@ -84,6 +93,10 @@ def _expand_one(m: MatrixSpec, spec: ProjectSpec, cat: Catalog) -> tuple[list[Ce
                         sel = excluded_by(attrs, pkg)
                         if sel is not None:
                             dropped.append(Dropped(cid, f"excluded by {describe_path(sel.path)}", origin(sel.path)))
+                            continue
+                        own = sdist_drop(pkg, version, attrs)
+                        if own is not None:
+                            dropped.append(Dropped(cid, *own))
                             continue
                         why = cat.pythons[py].available_on(libc, arch)
                         if why:

@@ -12,7 +12,7 @@ from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 class Origin:
     """Where a resolved setting came from."""
 
-    kind: str  # "catalog" | "matrix" | "default"
+    kind: str  # "catalog" | "matrix" | "sdist" (builder mode: the package's own configuration) | "default"
     file: str = ""
     line: int | None = None
     detail: str = ""
@@ -21,6 +21,9 @@ class Origin:
         if self.kind == "matrix":
             where = f"{self.file}:{self.line}" if self.line else self.file
             return f"{where} ({self.detail})" if self.detail else where
+        if self.kind == "sdist":  # builder mode: the package's own configuration, in its sdist
+            where = f"{self.file}:{self.line}" if self.line else self.file
+            return f"sdist {where} ({self.detail})" if self.detail else f"sdist {where}"
         return f"{self.kind}: {self.detail}" if self.detail else self.kind
 
 
@@ -63,6 +66,10 @@ class Runner:
     github: str
     gitlab: tuple[str, ...]
     emulated: bool
+
+
+_SETTING_ORIGINS = ("environment.", "cibuildwheel-options.", "test-command", "test-requires", "before-all",
+                    "before-build", "build-requires", "timeout-minutes", "native-compilers")
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs 3x, and expand makes thousands
@@ -135,6 +142,10 @@ class Cell:
         if self.package:
             out["package"] = self.package
             out["version"] = self.version
+            # builder mode: which settings came from the package's own configuration (its sdist) and
+            # which from the matrix (also where the matrix lies over the sdist's value)
+            out["origins"] = {k: str(o) for k, o in self.origins.items()
+                              if k.startswith(_SETTING_ORIGINS) and o.kind in ("sdist", "matrix", "combined")}
         return out
 
     def shared_json(self) -> dict:

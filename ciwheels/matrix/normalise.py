@@ -125,6 +125,7 @@ class Package:
     selection: VersionSelection | None = None  # None: `versions` is the list the matrix gives
     needs: tuple[str, ...] = ()  # canonical names of packages whose jobs go first
     upstream_wheels: str = "skip"  # skip | build: a cell the package index has a wheel for
+    sdist_config: bool = True  # start from the sdist's own cibuildwheel configuration (cibwconfig.SdistConfig)
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,11 @@ class MatrixSpec:
     warnings: list[str]
     variants: frozenset[str] = frozenset()  # arches whose levels above the baseline are variant wheels
     variants_origin: Origin | None = None
+    # builder mode: (package, version) -> its sdist's own configuration (cibwconfig.SdistConfig),
+    # read by project/open.py before expansion; absent: the builder's settings alone
+    sdist: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # the images of `overrides` entries (same order; {} for an entry without images)
+    override_images: list[dict[tuple[str, str], ImageSpec]] = field(default_factory=list)
 
     @property
     def file(self) -> str:
@@ -493,24 +499,7 @@ class _Normaliser:
                 self.warn(("isa", arch_name), f"isa.{arch_name} names levels, but {arch} is not in 'arch'; "
                           "only include entries can use them")
 
-        images = {}
-        for key, value in d.get("images", {}).items():
-            arch_name, libc = key.rsplit("-", 1)
-            arch = cat.arch_alias(arch_name)
-            if arch is None:
-                raise self.doc.error(("images", key), f"images key {key!r} names an unknown arch {arch_name!r}",
-                                     value=arch_name, allowed=list(cat.arches),
-                                     hint="keys are '<arch>-<libc>', e.g. riscv64-glibc")
-            ref = value["image"] if isinstance(value, dict) else value
-            policy = None
-            if isinstance(value, dict) and "policy" in value:
-                policy = self.policy_for(libc, value["policy"], ("images", key, "policy"))
-            carried = None
-            if isinstance(value, dict) and "pythons" in value:
-                carried = tuple(self.axis("python", value["pythons"], ("images", key, "pythons")))
-            images[(arch, libc)] = ImageSpec(ref, policy, self.origin(("images", key)),
-                                             self.origin(("images", key, "policy")) if policy else None,
-                                             carried, key)
+        images = self.images(d.get("images", {}), ("images",))
 
         spec = d.get("cibuildwheel")
         if isinstance(spec, dict):
@@ -538,6 +527,7 @@ class _Normaliser:
         overrides = [(self.selector(o["select"], ("overrides", i, "select")),
                       self.layer(o, ("overrides", i), f"overrides[{i}]"))
                      for i, o in enumerate(d.get("overrides", []))]
+        override_images = [self.override_images(o, ("overrides", i)) for i, o in enumerate(d.get("overrides", []))]
         regs = d.get("registries", {})
         registry_selectors: list[tuple[str, Selector | None]] = [
             (name, self.selector(r["select"], ("registries", name, "select"))) for name, r in regs.items()
@@ -566,7 +556,8 @@ class _Normaliser:
                                     tuple(self.selector(e, path + ("exclude", k))
                                           for k, e in enumerate(pkg.get("exclude", []))),
                                     selection, tuple(canonicalize_name(n) for n in pkg.get("needs", [])),
-                                    pkg.get("upstream-wheels", "skip")))
+                                    pkg.get("upstream-wheels", "skip"),
+                                    bool(pkg.get("sdist-config", d.get("sdist-config", True)))))
         names = {p.name for p in packages}
         for p in packages:
             for j, need in enumerate(p.needs):
@@ -588,7 +579,45 @@ class _Normaliser:
             registry_selectors=registry_selectors,
             top=self.layer(d, (), self.doc.file), warnings=self.warnings,
             variants=variants, variants_origin=self.origin(("variants",)) if "variants" in d else None,
+            override_images=override_images,
         )
+
+    def images(self, value: dict, path: Path_) -> dict[tuple[str, str], ImageSpec]:
+        """`images: {<arch>-<libc>: IMAGE}` (the top level's, or an override's)."""
+        cat = self.cat
+        images = {}
+        for key, entry in value.items():
+            arch_name, libc = key.rsplit("-", 1)
+            arch = cat.arch_alias(arch_name)
+            if arch is None:
+                raise self.doc.error(path + (key,), f"images key {key!r} names an unknown arch {arch_name!r}",
+                                     value=arch_name, allowed=list(cat.arches),
+                                     hint="keys are '<arch>-<libc>', e.g. riscv64-glibc")
+            ref = entry["image"] if isinstance(entry, dict) else entry
+            policy = None
+            if isinstance(entry, dict) and "policy" in entry:
+                policy = self.policy_for(libc, entry["policy"], path + (key, "policy"))
+            carried = None
+            if isinstance(entry, dict) and "pythons" in entry:
+                carried = tuple(self.axis("python", entry["pythons"], path + (key, "pythons")))
+            images[(arch, libc)] = ImageSpec(ref, policy, self.origin(path + (key,)),
+                                             self.origin(path + (key, "policy")) if policy else None,
+                                             carried, key)
+        return images
+
+    def override_images(self, entry: dict, path: Path_) -> dict[tuple[str, str], ImageSpec]:
+        """An override's `images:` (cibuildwheel's per-override image options, as init carries them):
+        the image of the cells it selects. Its Pythons are declared at the top level, and its
+        selector cannot name the policy, which the image decides."""
+        images = self.images(entry.get("images", {}), path + ("images",))
+        for image in images.values():
+            if image.pythons is not None:
+                raise self.doc.error(path + ("images", image.key, "pythons"), "an override's image cannot declare "
+                                     "its Pythons; declare them in the top-level images entry of the same image")
+        if images and "policy" in entry["select"]:
+            raise self.doc.error(path + ("select", "policy"), "an override that sets images cannot select by "
+                                 "policy: the image decides the policy")
+        return images
 
     def variants(self, value, arches: list[str]) -> frozenset[str]:
         """`variants: true` (every arch an installer has a variant provider for) or a list of arches;

@@ -1,7 +1,8 @@
 """Stage 4, resolve: one cell's axes -> a `Cell` with everything a build needs.
 
 - platform: the policy, and the image (a pinned pypa image of the catalog or a custom one);
-- settings: the declared cascade of layers (cascade.py), then the ISA family's flags, always
+- settings: the declared cascade of layers (cascade.py; in builder mode the package's own
+  configuration from its sdist lies under them), then the ISA family's flags, always
   combined with its result;
 - runner and registry;
 - cibuildwheel options, from the one adapter (matrix/cibwopts.py).
@@ -20,7 +21,13 @@ from ciwheels.isa.families import family
 from ciwheels.matrix.cascade import cascade, combine_isa
 from ciwheels.matrix.cibwopts import selection_options, shared_options
 from ciwheels.matrix.model import Cell, Origin, Runner
-from ciwheels.matrix.normalise import Include, MatrixSpec, Package, ProjectSpec
+from ciwheels.matrix.normalise import (
+    ImageSpec,
+    Include,
+    MatrixSpec,
+    Package,
+    ProjectSpec,
+)
 
 _POLICY_IN_NAME = re.compile(r"(manylinux_\d+_\d+|manylinux2014|musllinux_\d+_\d+)")
 
@@ -66,18 +73,29 @@ class Resolver:
         return o
 
     # -- platform ------------------------------------------------------------------------
-    def platform(self, arch: str, libc: str, include: Include | None) -> Platform:
+    def platform(self, arch: str, libc: str, include: Include | None, image: ImageSpec | None = None) -> Platform:
+        """`image`: the image an override gives the cell, over the top level's `images:`."""
         requested = (include.policy, include.origin) if include is not None and include.policy else None
-        key = (arch, libc, requested)
+        key = (arch, libc, requested, id(image))
         hit = self._platforms.get(key)
         if hit is None:
-            hit = self._platforms[key] = self._platform(arch, libc, requested, include.path if include else ())
+            hit = self._platforms[key] = self._platform(arch, libc, requested, include.path if include else (), image)
         return hit
 
-    def _platform(self, arch: str, libc: str, requested: tuple[str, Origin] | None, include_path: tuple) -> Platform:
+    def override_image(self, attrs: dict[str, str]) -> ImageSpec | None:
+        """The image the last matching `overrides` entry with an image for the cell's arch and
+        libc gives it (their selectors cannot name the policy: normalise.override_images)."""
+        key = (attrs["arch"], attrs["libc"])
+        for (sel, _), images in zip(reversed(self.m.overrides), reversed(self.m.override_images)):
+            if key in images and sel.matches(attrs):
+                return images[key]
+        return None
+
+    def _platform(self, arch: str, libc: str, requested: tuple[str, Origin] | None, include_path: tuple,
+                  override: ImageSpec | None = None) -> Platform:
         a = self.cat.arches[arch]
         req = requested or self.m.policies.get(libc)
-        image = self.m.images.get((arch, libc))
+        image = override or self.m.images.get((arch, libc))
         if image is not None:
             if image.ref in a.pypa_images:
                 return Platform(image.ref, image.origin, image.ref, a.pinned_images[image.ref], False, image.origin, ())
@@ -119,19 +137,21 @@ class Resolver:
     def cell(self, cid: str, attrs: dict[str, str], package: Package | None, py_origin: Origin,
              level_origin: Origin | None, include: Include | None) -> Cell:
         py, libc, arch, level = attrs["python"], attrs["libc"], attrs["arch"], attrs["isa"]
-        plat = self.platform(arch, libc, include)
+        plat = self.platform(arch, libc, include, self.override_image(attrs) if self.m.override_images else None)
         if self._declared:
             declared = self._declared.get((arch, libc))
-            if declared is not None and py not in declared.pythons:
+            if declared is not None and plat.image == declared.ref and py not in declared.pythons:
                 self._lacking.setdefault((arch, libc), {})[cid] = py
         attrs["policy"] = plat.policy
         matched = tuple(i for i, (sel, _) in enumerate(self.m.overrides) if sel.matches(attrs))
+        own = self.m.sdist.get((package.name, attrs["version"])) if package is not None else None
+        own_matched = tuple(i for i, (sel, _) in enumerate(own.overrides) if sel.matches(attrs)) if own else ()
         key = (package.path if package else None, arch, libc, level, matched, include.path if include else None,
-               id(plat))
+               id(plat), attrs["version"] if own else None, own_matched)
         shared = self._shared.get(key)
         if shared is None:
             shared = self._shared[key] = self._resolve_shared(arch, libc, level, package, matched, include, plat,
-                                                              level_origin)
+                                                              level_origin, own, own_matched)
         settings, env, isa_env, user_env, shared_origins, runner, tail = shared
         registry = ""
         if self.m.registry_selectors:
@@ -167,7 +187,8 @@ class Resolver:
             before_all=settings.get("before-all", ""), before_build=settings.get("before-build", ""),
             build_requires=settings["build-requires"], package=attrs["package"], version=attrs["version"],
             matrix_file=self.m.file, registry=registry, origins=origins,
-            notes=(*plat.notes, eol_note) if eol_note else plat.notes, cibw_parts=(cibw_head, tail),
+            notes=(*plat.notes, *(own.cell_notes if own else ()), *((eol_note,) if eol_note else ())),
+            cibw_parts=(cibw_head, tail),
             isa_environment=isa_env, user_environment=user_env, cibuildwheel_options=settings["cibuildwheel-options"],
             publish_as=publish_as, variant=variant, native_compilers=settings.get("native-compilers", True),
         )
@@ -205,15 +226,20 @@ class Resolver:
             return "variant", level.variant_label
         return "registry", ""
 
-    def _resolve_shared(self, arch, libc, level_name, package, matched, include, plat: Platform, level_origin):
+    def _resolve_shared(self, arch, libc, level_name, package, matched, include, plat: Platform, level_origin,
+                        own=None, own_matched=()):
         level = self.cat.levels[level_name]
-        layers = [self.project.defaults, self.m.top]
+        # builder mode: the package's own configuration, under every layer of the matrix
+        own_layers = (([own.top] if own.top else []) + [own.overrides[i][1] for i in own_matched]) if own else []
+        layers = [self.project.defaults, *own_layers, self.m.top]
         if package is not None:
             layers.append(package.layer)
         layers += [self.m.overrides[i][1] for i in matched]
         if include is not None:
             layers.append(include.layer)
         settings, user_env, origins = cascade(layers)
+        if own_layers:
+            origins = _over_sdist(origins, own_layers)
         fam = family(arch, self.cat)
         isa_env = fam.flags(level)
         env, env_origins = combine_isa(isa_env, self.catalog_origin(f"isa.toml {level.name}"), user_env, origins)
@@ -241,3 +267,20 @@ class Resolver:
                 f"no native runner for {arch}: emulated with QEMU" if emulated else "hosted x86_64 runner")
         tail = shared_options(env, settings, fam.repair_command(level))
         return settings, env, isa_env, user_env, origins, runner, tail
+
+
+def _over_sdist(origins: dict[str, Origin], own_layers: list) -> dict[str, Origin]:
+    """Builder mode: a setting the matrix sets over the package's own configuration names what
+    it replaced, so that explain shows both origins (`... over the sdist's 'build[uv]' at ...`)."""
+    out = dict(origins)
+    for key, origin in origins.items():
+        if origin.kind == "sdist":
+            continue
+        for layer in reversed(own_layers):
+            if key in layer.origins and key not in ("environment", "cibuildwheel-options"):
+                group, _, sub = key.partition(".")
+                value = layer.values[group][sub] if sub else layer.values[group]
+                out[key] = Origin(origin.kind, origin.file, origin.line,
+                                  f"{origin.detail}; over {value!r} from {layer.origins[key]}".lstrip("; "))
+                break
+    return out

@@ -266,6 +266,9 @@ def matrix_schema(catalog: Catalog) -> dict:
             },
             "needs": _list("Packages of this matrix whose jobs must finish first; their wheels are installed "
                            "from our registry as build dependencies."),
+            "sdist-config": {"type": "boolean", "description": "Start from the sdist's own cibuildwheel "
+                             "configuration ([tool.cibuildwheel], requires-python), with this matrix's settings "
+                             "over it (default true); false: this matrix's settings alone."},
             "upstream-wheels": {"enum": ["skip", "build"], "description": "When the package index already has a "
                                 "wheel for a cell: skip the cell (default) or build it anyway."},
             "exclude": {"type": "array", "items": selector_obj, "description": "Cells to skip for this package."},
@@ -359,12 +362,22 @@ def matrix_schema(catalog: Catalog) -> dict:
                 "items": {
                     "type": "object",
                     "properties": {"select": {**selector_obj, "description": "Which cells the settings apply to."},
+                                   "images": {
+                                       "type": "object",
+                                       "description": "Container image per '<arch>-<libc>' for the cells the "
+                                       "selector matches (cibuildwheel's image options in an override).",
+                                       "propertyNames": {"pattern": "^[a-z0-9_]+-(glibc|musl)$"},
+                                       "additionalProperties": image,
+                                   },
                                    **settings},
                     "required": ["select"],
                     "additionalProperties": False,
                 },
             },
             "packages": {"type": "array", "description": "Builder mode: packages to build from sdists.", "items": package},
+            "sdist-config": {"type": "boolean", "description": "Builder mode: the default of the packages' "
+                             "sdist-config (true: each package starts from its sdist's own cibuildwheel "
+                             "configuration)."},
             "known-failures": {
                 "type": "array",
                 "description": "Cells that are not expected to build: the plan skips them and the status shows why.",

@@ -6,9 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from ciwheels.catalog import LIBC_PLATFORM, load_catalog
-from ciwheels.core.errors import CiwheelsError, shorten
-from ciwheels.matrix.normalise import MAX_BRACE_EXPANSION, brace_patterns
-from ciwheels.matrix.schema import matrix_schema
+from ciwheels.core.errors import CiwheelsError
+from ciwheels.matrix.cibwconfig import (
+    ENABLE_GROUPS,
+    SELECTION_OPTIONS,
+    as_str,
+    carry_options,
+    catalog_identifiers,
+    line_of,
+    linux_options,
+    selects,
+)
 from ciwheels.pipelines.render import install_requirement
 from ciwheels.project.open import open_project
 from ciwheels.project.workspace import (
@@ -18,186 +26,10 @@ from ciwheels.project.workspace import (
     requires_python,
 )
 
-
-def _selects(patterns: str, identifier: str) -> bool:
-    """cibuildwheel's selector_matches: whitespace-separated fnmatch globs with bash brace
-    expansion (`cp3{9..15}-*`, `*{i686,aarch64}*`), through bracex as cibuildwheel does."""
-    from fnmatch import fnmatch
-
-    return any(fnmatch(identifier, p) for pat in patterns.split() for p in _braces(pat))
-
-
-def _braces(pattern: str) -> tuple[str, ...]:
-    """The expansion of one [tool.cibuildwheel] selector, with the matrix's bound."""
-    patterns = brace_patterns(pattern)
-    if patterns is None:
-
-        raise CiwheelsError(f"[tool.cibuildwheel] selector {shorten(pattern)!r} expands to more than "
-                            f"{MAX_BRACE_EXPANSION} patterns, the limit")
-    return patterns
-
-
-def _as_str(value) -> str:
-    if isinstance(value, list):
-        return " ".join(str(v) for v in value)
-    return str(value)
-
-
-def _commands(value) -> str:
-    """A cibuildwheel command option (a string, or a list cibuildwheel joins with ' && ')."""
-    return " && ".join(str(v) for v in value) if isinstance(value, list) else str(value)
-
-
-# The enable groups the pinned cibuildwheel knows (cibuildwheel.selector.EnableGroup);
-# tests/test_real_projects.py holds this list against the installed cibuildwheel.
-ENABLE_GROUPS = ("cpython-prerelease", "graalpy", "pypy", "pypy-eol", "pyodide-eol", "pyodide-prerelease")
-# Platform tables and options cibuildwheel never applies to a Linux build.
-NOT_LINUX_TABLES = ("macos", "windows", "ios", "android", "pyodide")
-NOT_LINUX_OPTIONS = ("xbuild-tools", "xbuild-files", "pyodide-version", "test-runtime", "dependency-versions")
-# Options ciwheels has its own matrix keys for (never inside `cibuildwheel-options`).
-SELECTION_OPTIONS = ("build", "skip", "archs", "enable")
-SETTING_OPTIONS = ("environment", "before-all", "before-build", "test-command", "test-requires")
-
 # cibuildwheel's archs keywords on Linux, for the x86_64 hosted runner ciwheels' jobs start
 # on: `auto` and `native` are the native arch only (cibuildwheel adds x86 only on Windows),
 # `auto64` the native 64-bit arch, `auto32` the native arch's 32-bit partner.
 _ARCH_KEYWORDS = {"auto": ["x86_64"], "native": ["x86_64"], "auto64": ["x86_64"], "auto32": ["i686"]}
-
-
-def _schema_has(catalog, key: str, where: str = "settings") -> bool:
-    """Whether this ciwheels' matrix schema has `key` (a setting, or a selector key)."""
-
-    schema = matrix_schema(catalog)
-    if where == "settings":
-        return key in schema["properties"]
-    select = schema["properties"]["overrides"]["items"]["properties"]["select"]
-    return key in select.get("properties", {})
-
-
-class _Carry:
-    """What init carried from [tool.cibuildwheel] into the matrix, and what it could not."""
-
-    def __init__(self, catalog, arches: list[str], has_options: bool) -> None:
-        self.catalog = catalog
-        self.arches = arches
-        self.has_options = has_options
-        self.carried: list[str] = []
-        self.not_carried: list[str] = []
-
-    def settings(self, table: dict, where: str) -> tuple[dict, dict]:
-        """(matrix settings, images) from one table of cibuildwheel options."""
-        out: dict = {}
-        images: dict = {}
-        options: dict = {}
-        for key, value in table.items():
-            name = f"{where}{key}"
-            if key in SELECTION_OPTIONS or key in ("overrides", "linux", "select"):
-                continue
-            if key == "environment":
-                env = _environment(value)
-                if env:
-                    out["environment"] = env
-            elif key in ("before-all", "before-build", "test-command"):
-                if value not in ("", []):
-                    out[key] = _commands(value)
-            elif key == "test-requires":
-                reqs = value if isinstance(value, list) else str(value).split()
-                out[key] = [str(r) for r in reqs]
-            elif key.endswith("-image") and key.startswith(("manylinux-", "musllinux-")):
-                libc, _, arch = key[:-len("-image")].partition("-")
-                if arch.startswith("pypy_"):
-                    self.not_carried.append(f"{name} (PyPy images: ciwheels builds PyPy in the CPython image)")
-                    continue
-                if arch not in self.arches:
-                    self.not_carried.append(f"{name} (no {arch} cells)")
-                    continue
-                images[f"{arch}-{'glibc' if libc == 'manylinux' else 'musl'}"] = str(value)
-            elif key == "container-engine":
-                self.not_carried.append(f"{name} (choose it with `ciwheels build --engine`)")
-                continue
-            elif key == "inherit":
-                continue  # resolved by inherited() before: the combined values are carried
-            elif key in NOT_LINUX_OPTIONS:
-                self.not_carried.append(f"{name} (not for Linux)")
-                continue
-            elif self.has_options:
-                if key == "build-verbosity" and isinstance(value, str):
-                    try:
-                        value = int(value)  # cibuildwheel reads it with int(): "1" is 1
-                    except ValueError:
-                        pass  # the matrix schema says what is allowed, naming pyproject.toml
-                options[key] = value
-            else:
-                self.not_carried.append(f"{name} (this ciwheels has no `cibuildwheel-options:`)")
-                continue
-            self.carried.append(name)
-        if options:
-            out["cibuildwheel-options"] = options
-        return out, images
-
-    def inherited(self, entry: dict, base: dict, where: str, matched: set | None = None,
-                  earlier: list[tuple[set, set]] = ()) -> dict:
-        """`entry` (an override, or the linux table over the top level) with its `inherit`
-        rules applied the way cibuildwheel applies them, so the matrix carries the result:
-        append/prepend combine the value with `base`'s (or cibuildwheel's default); `none`
-        (the default) replaces, which ciwheels does too, but for `environment`, which ciwheels
-        merges per variable. Warns only where the carried result differs from cibuildwheel's."""
-        rules = entry.get("inherit") or {}
-        if not isinstance(rules, dict):
-            raise CiwheelsError(f"[tool.cibuildwheel] {where}inherit must be a table of option = "
-                                '"none" | "append" | "prepend", as cibuildwheel reads it', value=rules)
-        out = {k: v for k, v in entry.items() if k != "inherit"}
-        for key, rule in rules.items():
-            if rule not in ("none", "append", "prepend"):
-                raise CiwheelsError(f"[tool.cibuildwheel] {where}inherit.{key}: unknown rule", value=rule,
-                                    allowed=["none", "append", "prepend"])
-            if rule == "none" or key not in entry:
-                continue
-            before = base.get(key, _INHERIT_DEFAULTS.get(key))
-            merged = _merged(key, *((before, entry[key]) if rule == "append" else (entry[key], before)))
-            if merged is None:
-                raise CiwheelsError(f"[tool.cibuildwheel] {where}inherit.{key} = {rule!r}: cibuildwheel cannot "
-                                    f"merge {key} values (it stops with 'does not support inheritance')")
-            if key == "environment" and rule == "prepend":
-                merged = {**_environment(entry[key]), **_environment(before or {})}
-            out[key] = merged
-            self.carried.append(f"{where}inherit.{key} = {rule!r}")
-            if matched is not None and any(key in keys and ids & matched for ids, keys in earlier):
-                self.not_carried.append(
-                    f"{where}inherit.{key} = {rule!r} (an earlier override also sets {key} for some of these "
-                    "builds: cibuildwheel combines with that value, the matrix with the top-level one)")
-        if matched is not None and "environment" in entry and rules.get("environment", "none") == "none":
-            kept = sorted(set(_environment(base.get("environment") or {})) - set(_environment(entry["environment"])))
-            if kept:
-                self.not_carried.append(
-                    f"{where}environment (cibuildwheel replaces the whole environment for these builds; the "
-                    f"matrix merges per variable, so {', '.join(kept)} stay set: add inherit.environment = "
-                    '"append" in pyproject.toml if that is what you mean)')
-        return out
-
-
-# cibuildwheel's Linux defaults of the options an `inherit` rule can extend (resources/defaults.toml)
-_INHERIT_DEFAULTS = {"repair-wheel-command": "auditwheel repair -w {dest_dir} {wheel}"}
-_COMMAND_OPTIONS = ("before-all", "before-build", "before-test", "test-command", "repair-wheel-command")
-_LIST_OPTIONS = ("test-requires", "test-extras", "test-groups", "test-sources", "environment-pass", "build-requires")
-
-
-def _merged(key: str, before, after):
-    """cibuildwheel's merge of an `inherit = {KEY = "append"}` value `after` onto `before`
-    (OptionFormat.merge_values): commands joined with ' && ', lists concatenated, tables
-    (environment, config-settings) per entry with the later one winning."""
-    if before in (None, "", [], {}):
-        return after
-    if key == "environment":
-        return {**_environment(before), **_environment(after)}
-    if isinstance(before, dict) or isinstance(after, dict):
-        return {**(before if isinstance(before, dict) else {}), **(after if isinstance(after, dict) else {})}
-    if key in _COMMAND_OPTIONS:
-        return f"{_commands(before)} && {_commands(after)}"
-    if key in _LIST_OPTIONS:
-        as_list = lambda v: [str(x) for x in v] if isinstance(v, list) else str(v).split()  # noqa: E731
-        return as_list(before) + as_list(after)
-    return None  # an option cibuildwheel cannot merge (it stops: "does not support inheritance")
 
 
 def _submodules(top: Path) -> list[str]:
@@ -232,19 +64,6 @@ def _option_of(var: str) -> str:
     return name.lower().replace("_", "-")
 
 
-def _environment(value) -> dict[str, str]:
-    if isinstance(value, dict):
-        return {str(k): str(v) for k, v in value.items()}
-    import shlex
-
-    try:
-        words = shlex.split(str(value))
-    except ValueError as e:  # "No closing quotation", "No escaped character"
-        raise CiwheelsError(f"pyproject.toml: [tool.cibuildwheel] environment {str(value)[:200]!r} cannot be read "
-                            f"as cibuildwheel reads it ({e})", hint="Balance its quotes") from None
-    return dict(item.split("=", 1) for item in words if "=" in item)
-
-
 def init_project(project: Path, *, force: bool = False, gitlab: bool = False) -> list[str]:
     """Write PROJECT/matrix/wheels.yaml from pyproject.toml; returns the lines to report."""
     import re
@@ -273,22 +92,9 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
             raise CiwheelsError(f"cannot read {pyproject_path}: {e.strerror or e}") from None
     else:
         report.append(f"note: no {pyproject_path}; starting from the catalog's defaults")
-    tool = pyproject.get("tool") or {}
-    table = (tool.get("cibuildwheel") if isinstance(tool, dict) else None) or {}
-    if not isinstance(table, dict) or not isinstance(table.get("linux") or {}, dict) \
-            or not isinstance(table.get("overrides") or [], list) \
-            or not all(isinstance(o, dict) for o in table.get("overrides") or []):
-        raise CiwheelsError(f"{pyproject_path}: [tool.cibuildwheel] (and its linux table) must be tables and its "
-                            "overrides a list of tables, as cibuildwheel reads them")
-    table = dict(table)
-    for platform in NOT_LINUX_TABLES:
-        if table.pop(platform, None) is not None:
-            report.append(f"not carried: [tool.cibuildwheel.{platform}] (not for Linux)")
-    linux = table.pop("linux", None) or {}
-    overrides = table.pop("overrides", None) or []
-    carry_linux = _Carry(cat, list(cat.arches), False)
-    linux = carry_linux.inherited(linux, table, "linux.")  # its inherit rules, applied
-    cibw = {**table, **linux}  # cibuildwheel: the platform table wins over the top level
+    linux_view = linux_options(pyproject, str(pyproject_path), cat)
+    report.extend(linux_view.report)
+    cibw, overrides, carry_linux = dict(linux_view.options), linux_view.overrides, linux_view.carry
     # CIBW_* the project's CI sets: cibuildwheel reads them over pyproject.toml (and its overrides)
     top, rel = repository_top(project)
     ci_env, ci_notes = ci_cibuildwheel_env(top)
@@ -308,7 +114,7 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         if option in from_ci:
             return {"message_prefix": f"{from_ci[option]}: ", "file": None, "line": None}
         return {"message_prefix": "[tool.cibuildwheel] ", "file": str(pyproject_path),
-                "line": _line_of(pyproject_text, option)}
+                "line": line_of(pyproject_text, option)}
 
     requires, requires_from = requires_python(project, pyproject)
     spec = None
@@ -317,9 +123,9 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
             spec = SpecifierSet(requires)
         except InvalidSpecifier:
             raise CiwheelsError(f"{requires_from}: requires-python {requires!r} is not a valid specifier") from None
-    build = _as_str(cibw.get("build", "*")) or "*"
-    skip = _as_str(cibw.get("skip", ""))
-    enable = set(_as_str(cibw.get("enable", "")).split())
+    build = as_str(cibw.get("build", "*")) or "*"
+    skip = as_str(cibw.get("skip", ""))
+    enable = set(as_str(cibw.get("enable", "")).split())
     unknown = sorted(enable - set(ENABLE_GROUPS) - {"all"})
     if unknown:
         where = source("enable")
@@ -330,7 +136,7 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
             file=where["file"], line=where["line"], value=unknown[0], allowed=[*ENABLE_GROUPS, "all"])
     if "all" in enable:
         enable = set(ENABLE_GROUPS)
-    archs_opt = [a for a in re.split(r"[\s,]+", _as_str(cibw.get("archs", "auto"))) if a]
+    archs_opt = [a for a in re.split(r"[\s,]+", as_str(cibw.get("archs", "auto"))) if a]
     if "all" in archs_opt:
         arches = list(cat.arches)
     else:
@@ -360,7 +166,7 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         for libc in ("glibc", "musl"):
             for arch in cat.arches:
                 ident = f"{py.id}-{LIBC_PLATFORM[libc]}_{arch}"
-                if py.available_on(libc, arch) is None and _selects(build, ident) and not _selects(skip, ident):
+                if py.available_on(libc, arch) is None and selects(build, ident) and not selects(skip, ident):
                     possible.append((py.id, libc, arch))
     chosen = [c for c in possible if c[2] in arches]
     if not chosen:
@@ -379,44 +185,18 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
         exclude.append({"identifier": pats[0] if len(pats) == 1 else pats})
     if exclude:
         data["exclude"] = exclude
-    carry = _Carry(cat, list(cat.arches), _schema_has(cat, "cibuildwheel-options"))
-    carry.carried += [k for k in SELECTION_OPTIONS if k in cibw] + carry_linux.carried
-    carry.not_carried += carry_linux.not_carried
-    settings, images = carry.settings(cibw, "")
-    if images:
-        data["images"] = images
-    data.update(settings)
-    identifiers = [f"{p}-{LIBC_PLATFORM[lc]}_{a}" for p, lc, a in possible]
-    matrix_overrides = []
-    has_identifier = _schema_has(cat, "identifier", where="select")
-    earlier: list[tuple[set, set]] = []  # (identifiers, options) of the overrides carried before
-    for n, entry in enumerate(overrides):
-        where = f"overrides[{n}]."
-        select = _as_str(entry.get("select", ""))
-        matched = {i for i in identifiers if _selects(select, i)}
-        if not matched:
-            report.append(f"not carried: {where[:-1]} (select {select!r} matches no Linux build on any arch)")
-            continue
-        if not has_identifier:
-            report.append(f"not carried: {where[:-1]} (this ciwheels has no `identifier:` selector)")
-            continue
-        shadowed = sorted(k for k in entry if k in from_ci)
-        if shadowed:  # cibuildwheel's environment variables win over every override
-            entry = {k: v for k, v in entry.items() if k not in from_ci}
-            report.append(f"{where[:-1]}: {', '.join(shadowed)} set by the CI ({', '.join(from_ci[k] for k in shadowed)}) "
-                          "instead, as cibuildwheel reads it")
-        entry = carry.inherited(entry, cibw, where, matched, earlier)
-        values, over_images = carry.settings(entry, where)
-        earlier.append((matched, set(values) | set(values.get("cibuildwheel-options", {}))))
-        for key in over_images:
-            carry.not_carried.append(f"{where}{key} image (images are per arch and libc, not per override)")
-        if not values:
-            continue
-        pats = select.split()
-        m = {"select": _flow_map({"identifier": pats[0] if len(pats) == 1 else pats}), **values}
-        matrix_overrides.append(m)
-    if matrix_overrides:
-        data["overrides"] = matrix_overrides
+    # every build the catalog knows, not only the selected ones: an override for PyPy or an arch
+    # added to the matrix later applies to those cells, as cibuildwheel would apply it
+    carried = carry_options(cibw, overrides, catalog_identifiers(cat), cat, from_ci)
+    carry = carried.carry
+    carry.carried[:0] = [k for k in SELECTION_OPTIONS if k in cibw] + carry_linux.carried
+    carry.not_carried[:0] = carry_linux.not_carried
+    report.extend(carried.report)
+    if carried.images:
+        data["images"] = carried.images
+    data.update(carried.settings)
+    if carried.overrides:
+        data["overrides"] = [{**o, "select": _flow_map(o["select"])} for o in carried.overrides]
     branch = default_branch(project)
     github_only = (top / ".github").is_dir() and not (top / ".gitlab-ci.yml").exists() and not gitlab
     render: dict = {}
@@ -488,7 +268,7 @@ def init_project(project: Path, *, force: bool = False, gitlab: bool = False) ->
     if carry.carried:
         report.append("carried from [tool.cibuildwheel]: " + ", ".join(
             f"{k} (from the CI)" if k in from_ci else k for k in carry.carried))
-    elif not table and not linux:
+    elif not linux_view.options:
         report.append("no [tool.cibuildwheel] settings")
     report.extend(f"not carried: {what}" for what in carry.not_carried)
     if branch:
@@ -567,17 +347,6 @@ def ensure_gitlab_include(project: Path, rendered: str) -> str:
     return f"updated {path}: added {' and '.join(changed)}{note}"
 
 
-def _line_of(pyproject_text: str, key: str) -> int | None:
-    """The first line of pyproject.toml that sets `key` (`key =`, `table.key =`, `{key = ...}`)
-    inside or below [tool.cibuildwheel]; None when it cannot be found."""
-    import re
-
-    pattern = re.compile(r"^\s*(?:[\w.-]+\.)?%s\s*=|[{,]\s*%s\s*=" % (re.escape(key), re.escape(key)))
-    lines = pyproject_text.splitlines()
-    start = next((n for n, ln in enumerate(lines) if re.match(r"\s*\[+\s*tool\.cibuildwheel", ln)), 0)
-    return next((n for n, ln in enumerate(lines[start:], start + 1) if pattern.search(ln)), None)
-
-
 def _in_pyproject(error: CiwheelsError, matrix_lines: list[str], pyproject: Path) -> CiwheelsError:
     """An error about the matrix init was writing (a temporary file the user never sees), as an
     error about the project's configuration: pyproject.toml and the line of the key it came from."""
@@ -589,7 +358,7 @@ def _in_pyproject(error: CiwheelsError, matrix_lines: list[str], pyproject: Path
         key = m.group(1) if m else None
     line = None
     if key and pyproject.is_file():
-        line = _line_of(pyproject.read_text(encoding="utf-8", errors="replace"), key)
+        line = line_of(pyproject.read_text(encoding="utf-8", errors="replace"), key)
     message = error.message
     if key:
         message = f"[tool.cibuildwheel] {key}: {message}"

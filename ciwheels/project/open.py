@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from ciwheels.build.sdist import cached_or_fetched, config_files
 from ciwheels.builder.upstream import IndexCache, needs_resolving, resolve_versions
 from ciwheels.catalog import Catalog, load_catalog
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.files import read_pyproject
 from ciwheels.core.log import get_logger
 from ciwheels.matrix import destination
+from ciwheels.matrix.cibwconfig import sdist_config
 from ciwheels.matrix.expand import expand
 from ciwheels.matrix.load import MatrixDoc, load_files
 from ciwheels.matrix.model import Expansion, Registry
@@ -35,6 +37,7 @@ from ciwheels.project.workspace import (
     find_matrix_files,
     repository_top,
     requires_python,
+    requires_python_of,
 )
 
 
@@ -68,6 +71,7 @@ def open_docs(root: Path, docs: list[MatrixDoc], catalog: Catalog | None = None,
     index = None
     if needs_resolving(spec):  # `versions: latest` or a selection: the only reason to read the index here
         index = resolve_versions(spec)
+    read_sdist_configs(spec, catalog)
     expansion = expand(spec, catalog)
     destination.assign(expansion, spec.registries, destination.environment_default(repository_url=repository_url))
     if spec.render.build_images:  # their digests need the cells' Pythons: see builtimages.py
@@ -76,6 +80,62 @@ def open_docs(root: Path, docs: list[MatrixDoc], catalog: Catalog | None = None,
     project = Project(root, catalog, files or [], docs, spec, expansion)
     project.upstream = index
     return project
+
+
+def read_sdist_configs(spec: ProjectSpec, catalog: Catalog) -> None:
+    """Builder mode: every package version starts from its sdist's own cibuildwheel configuration
+    (what init reads of a project), read when the project is opened, so that the cells, explain,
+    `matrix --json`, the plan's fingerprints and the build all see the same settings. The sdist
+    comes from the cache, else the index (the build fetches it anyway). It is somebody else's
+    code: pyproject.toml, setup.cfg and setup.py are read from the archive, bounded, never run.
+    A configuration that cannot be read or fetched is a warning naming package, version and file;
+    those cells then build with the matrix's settings alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    log = get_logger("sdist")
+    todo = [(m, pkg, version) for m in spec.matrices for pkg in m.packages if pkg.sdist_config
+            for version in pkg.versions]
+    if not todo:
+        return
+
+    def fetch(key: tuple[str, str]):
+        try:
+            return cached_or_fetched(*key)
+        except CiwheelsError as e:
+            return e
+
+    keys = sorted({(pkg.name, version) for _, pkg, version in todo})  # two files may list one version
+    # downloads of the sdists not cached yet in parallel; reading them here, one by one (ast.parse
+    # of their setup.py is not safe in threads on CPython 3.11)
+    with ThreadPoolExecutor(min(8, len(keys))) as pool:
+        results = dict(zip(keys, pool.map(fetch, keys)))
+    for key, archive in results.items():
+        if not isinstance(archive, CiwheelsError):
+            try:
+                results[key] = _sdist_config_of(archive, catalog)
+            except CiwheelsError as e:
+                results[key] = e
+    for m, pkg, version in todo:
+        own = results[(pkg.name, version)]
+        if isinstance(own, CiwheelsError):
+            m.warnings.append(f"{pkg.name} {version}: its sdist's own cibuildwheel configuration is not used "
+                              f"({own}); its cells build with the matrix's settings alone")
+            continue
+        m.sdist[(pkg.name, version)] = own
+        log.info("%s %s: %s", pkg.name, version, own.summary(notes=False))
+
+
+def _sdist_config_of(archive: Path, catalog: Catalog):
+    """The SdistConfig of one sdist, read bounded (build/sdist.py config_files)."""
+    import tomllib
+
+    files = config_files(archive)
+    try:
+        pyproject = tomllib.loads(files.get("pyproject.toml", ""))
+    except (tomllib.TOMLDecodeError, RecursionError):
+        pyproject = {}  # sdist_config says what is wrong with it
+    return sdist_config(archive.name, files, requires_python_of(
+        pyproject, files.get("setup.cfg"), files.get("setup.py")), catalog)
 
 
 def open_project(project: Path, matrix_paths: tuple[Path, ...] = (), *, display_root: Path | None = None,

@@ -112,26 +112,44 @@ def requires_python(project: Path, pyproject: dict) -> tuple[str | None, str]:
     """(requires-python, where it came from), from the first of pyproject.toml
     [project] requires-python, setup.cfg [options] python_requires, setup.py's
     setup(python_requires=...): the order cibuildwheel reads them in."""
+    def text(name: str) -> str | None:
+        path = project / name
+        if not path.is_file():
+            return None
+        if name == "setup.py":
+            return path.read_text(encoding="utf-8", errors="replace")
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise CiwheelsError(f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                                "its python_requires cannot be read", hint="Save it as UTF-8") from None
+
+    if (pyproject.get("project") or {}).get("requires-python") is not None:
+        return requires_python_of(pyproject, None, None)
+    return requires_python_of(pyproject, text("setup.cfg"), text("setup.py"))
+
+
+def requires_python_of(pyproject: dict, setup_cfg: str | None, setup_py: str | None) -> tuple[str | None, str]:
+    """requires_python of files given as text (an sdist's, read from the archive): nothing is
+    executed, setup.py is parsed (setup_py_python_requires)."""
     import configparser
 
     value = (pyproject.get("project") or {}).get("requires-python")
     if value is not None:
         return str(value), "pyproject.toml"
-    cfg = project / "setup.cfg"
-    if cfg.is_file():
+    if setup_cfg is not None:
         parser = configparser.ConfigParser()
         try:
-            parser.read(cfg, encoding="utf-8")
+            parser.read_string(setup_cfg)
             if parser.has_option("options", "python_requires"):
                 return parser.get("options", "python_requires"), "setup.cfg"
         except configparser.Error:
             pass
-        except UnicodeDecodeError as e:
-            raise CiwheelsError(f"{cfg} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
-                                "its python_requires cannot be read", hint="Save it as UTF-8") from None
-    setup_py = project / "setup.py"
-    if setup_py.is_file():
-        value = setup_py_python_requires(setup_py.read_text(encoding="utf-8", errors="replace"))
+    if setup_py is not None:
+        try:
+            value = setup_py_python_requires(setup_py)
+        except (RecursionError, MemoryError):  # a hostile setup.py nested beyond the parser's depth
+            value = None
         if value:
             return value, "setup.py"
     return None, ""
