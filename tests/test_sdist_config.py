@@ -166,6 +166,7 @@ def test_opting_out_reads_no_sdist(cache, tmp_path):
         assert cell.test_command == "" and not any(o.kind == "sdist" for o in cell.origins.values())
     # one package opts out, the others keep theirs
     pack(cache, "psutil", "7.2.2")
+    pack(cache, "pyyaml", "6.0.3")
     text = MATRIX.replace('    versions: ["3.0.4"]\n', '    versions: ["3.0.4"]\n    sdist-config: false\n')
     cells, _ = cells_by_id(builder(tmp_path, text))
     assert cells["psutil-7.2.2-cp313-manylinux_x86_64-x86-64"].test_command.startswith("make -C")
@@ -203,10 +204,6 @@ def test_bad_sdist_configuration_is_a_warning_naming_package_version_and_file(ca
     assert len(big) == 1 and "psutil-7.2.2.tar.gz: setup.py is" in big[0] and "more than the" in big[0], e.warnings
     # the run goes on: every package keeps its cells, PyYAML's are unaffected
     assert {c.package for c in e.cells} == {"psutil", "markupsafe", "pyyaml"}
-    # an unreachable sdist (the index cannot be read) is a warning too
-    e = open_project(builder(tmp_path, MATRIX.replace('["6.0.3"]', '["6.0.2"]'))).expansion
-    assert any(w.startswith("pyyaml 6.0.2: its sdist's own cibuildwheel configuration is not used")
-               for w in e.warnings), e.warnings
 
 
 def test_settings_the_matrix_schema_refuses_are_left_out_with_a_note(cache, tmp_path):
@@ -392,3 +389,14 @@ def test_a_hostile_number_of_overrides_or_patterns_is_refused_with_a_warning(cac
     assert any(w.startswith("psutil 7.2.2:") and "expand to 10000 patterns, more than the 5000" in w
                for w in e.warnings), e.warnings
     assert {c.package for c in e.cells} == {"psutil", "markupsafe", "pyyaml"}
+
+
+def test_an_sdist_that_cannot_be_fetched_is_an_error_not_a_quietly_different_build(cache, tmp_path):
+    """A passing network failure must not change what a run builds: the unreachable index (the
+    fixture's) ends the run with exit 2, naming the package, the version and the opt-out."""
+    (cache / "sdists" / "psutil-7.2.2.tar.gz").unlink()
+    with pytest.raises(CiwheelsError, match=r"psutil 7\.2\.2: .*sdist-config: false"):
+        open_project(builder(tmp_path, MATRIX))
+    r = run_ciwheels("matrix", "--project", str(builder(tmp_path, MATRIX)),
+                     env={**os.environ, "CIWHEELS_CACHE": str(cache), "CIWHEELS_INDEX_URL": "http://127.0.0.1:9/simple"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "could not be fetched" in r.stderr, r.stderr

@@ -88,8 +88,10 @@ def read_sdist_configs(spec: ProjectSpec, catalog: Catalog) -> None:
     `matrix --json`, the plan's fingerprints and the build all see the same settings. The sdist
     comes from the cache, else the index (the build fetches it anyway). It is somebody else's
     code: pyproject.toml, setup.cfg and setup.py are read from the archive, bounded, never run.
-    A configuration that cannot be read or fetched is a warning naming package, version and file;
-    those cells then build with the matrix's settings alone."""
+    A configuration that cannot be read (bad TOML, over the bounds, not an archive) is a warning
+    naming package, version and file, and those cells build with the matrix's settings alone: the
+    same answer every time. An sdist that cannot be fetched is an error instead: a passing network
+    failure must not change what a run builds (`sdist-config: false` opts out)."""
     from concurrent.futures import ThreadPoolExecutor
 
     log = get_logger("sdist")
@@ -109,6 +111,13 @@ def read_sdist_configs(spec: ProjectSpec, catalog: Catalog) -> None:
     # of their setup.py is not safe in threads on CPython 3.11)
     with ThreadPoolExecutor(min(8, len(keys))) as pool:
         results = dict(zip(keys, pool.map(fetch, keys)))
+    unfetched = [f"{name} {version}: {str(results[(name, version)]).rstrip('.')}" for name, version in keys
+                 if isinstance(results[(name, version)], CiwheelsError)]
+    if unfetched:
+        raise CiwheelsError("builder mode reads each package's sdist for its own cibuildwheel configuration, and "
+                            "these could not be fetched: " + "; ".join(unfetched) + ". Try again, or set "
+                            "`sdist-config: false` on the package (or at the top of the matrix file) to build "
+                            "with the matrix's settings alone")
     for key, archive in results.items():
         if not isinstance(archive, CiwheelsError):
             try:
