@@ -5,6 +5,7 @@ the index's sha256 and cached."""
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -20,6 +21,14 @@ from ciwheels.core.resources import cache_dir
 from ciwheels.net.registry import RegistryClient, index_url
 
 MAX_SDIST = 1 << 30  # bytes of one sdist (PyPI's largest are a few hundred MiB)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def fetch_sdist(name: str, version: str) -> Path:
@@ -41,16 +50,25 @@ def fetch_sdist(name: str, version: str) -> Path:
         if fname != norm or fver != Version(version):
             continue
         target = folder / f.filename
-        if target.exists() and (not f.sha256 or hashlib.sha256(target.read_bytes()).hexdigest() == f.sha256):
+        if target.exists() and (not f.sha256 or _sha256(target) == f.sha256):
             return target
-        resp = client.get(urljoin(page, f.url), follow_redirects=True)
+        # streamed to a file of this process's own (several builds may share the cache), checked,
+        # then renamed into place: never a whole sdist in memory, never a half-written one seen
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{f.filename}.", suffix=".part", delete=False) as out:
+            tmp = Path(out.name)
+            try:
+                resp, _ = client.request("GET", urljoin(page, f.url), f"downloading {f.filename}",
+                                         follow_redirects=True, sink=out)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
         if resp.status_code != 200:
+            tmp.unlink(missing_ok=True)
             raise CiwheelsError(f"downloading {f.filename} from {client.scrub(page)}: HTTP {resp.status_code}")
-        data = resp.content
-        if f.sha256 and hashlib.sha256(data).hexdigest() != f.sha256:
+        if f.sha256 and _sha256(tmp) != f.sha256:
+            tmp.unlink(missing_ok=True)
             raise CiwheelsError(f"{f.filename}: sha256 differs from the index's; refusing it")
-        tmp = target.with_suffix(target.suffix + ".part")
-        tmp.write_bytes(data)
+        tmp.chmod(0o644)  # as any cached file (the temporary file was made private)
         tmp.replace(target)
         return target
     raise CiwheelsError(f"{name} {version} has no sdist on {client.scrub(index_url())}")
