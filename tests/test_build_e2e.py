@@ -7,6 +7,7 @@ filesystems in ~/.cache/ciwheels, so a warm run takes about two minutes."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,12 @@ def test_all_cells_build_repair_and_test(built):
         assert wheel.exists() and r["wheels"][0]["isa_check"] == "ok"
         log = Path(r["log"]).read_text()
         assert "cext_demo: ok" in log  # the example's tests ran inside the container
+    # setuptools >= 75.7 compiles with CFLAGS in place of the interpreter's -O3 -DNDEBUG: ciwheels'
+    # CFLAGS carry them (defaults.toml compile-flags), else the level's wheel was built with -O0
+    log = Path(report(out, "cp313-manylinux_x86_64-x86-64-v3")["log"]).read_text()
+    compiles = [ln for ln in log.splitlines() if "gcc" in ln and "_core.c" in ln and " -c " in ln]
+    assert compiles and all(re.search(r" -O3 -DNDEBUG -fno-strict-overflow -march=x86-64-v3 -mneeded ", ln)
+                            for ln in compiles), compiles or log[-3000:]
     x86 = report(out, "cp313-manylinux_x86_64-x86-64-v3")["wheels"][0]["file"]
     assert x86.startswith("cext_demo-0.1.0-cp313-cp313-") and "manylinux_2_41_x86_64" in x86
     rv = report(out, "cp313-manylinux_riscv64-rv64gc")["wheels"][0]["file"]

@@ -20,6 +20,8 @@ from ciwheels.matrix.normalise import SETTING_KEYS, defaults_layer
 from ciwheels.project.open import expand_files
 from conftest import EXAMPLE, REPO, run_ciwheels
 
+OPT = "-O3 -DNDEBUG -fno-strict-overflow"  # defaults.toml compile-flags: before every level's flags
+
 CAT = load_catalog()
 V3 = "python: [cp312, cp313]\nisa: {x86_64: [x86-64-v3]}\n"
 
@@ -41,9 +43,9 @@ def cell(expansion, cid):
 def test_isa_flags_survive_every_layer(write_matrix, layers):
     e = expand_files([write_matrix(V3 + layers)])
     c = cell(e, "cp312-manylinux_x86_64-x86-64-v3")
-    assert c.environment["CFLAGS"] == "-march=x86-64-v3 -mneeded -O2"
-    assert c.environment["CXXFLAGS"] == "-march=x86-64-v3 -mneeded"  # no layer set it
-    assert 'CFLAGS="-march=x86-64-v3 -mneeded -O2"' in c.cibw["CIBW_ENVIRONMENT_LINUX"]
+    assert c.environment["CFLAGS"] == f"{OPT} -march=x86-64-v3 -mneeded -O2"
+    assert c.environment["CXXFLAGS"] == f"{OPT} -march=x86-64-v3 -mneeded"  # no layer set it
+    assert f'CFLAGS="{OPT} -march=x86-64-v3 -mneeded -O2"' in c.cibw["CIBW_ENVIRONMENT_LINUX"]
     # explain names both origins of the combined value
     assert "isa.toml x86-64-v3" in str(c.origins["environment.CFLAGS"])
     assert "wheels.yaml" in str(c.origins["environment.CFLAGS"])
@@ -54,7 +56,7 @@ def test_isa_flags_survive_a_packages_entry(write_matrix):
         "python: [cp312]\nisa: {x86_64: [x86-64-v3]}\nenvironment: {CFLAGS: -O3}\n"
         "sdist-config: false\npackages:\n  - {name: msgpack, versions: ['1.1.2'], environment: {CFLAGS: -O2, EXTRA: '1'}}\n")])
     c = cell(e, "msgpack-1.1.2-cp312-manylinux_x86_64-x86-64-v3")
-    assert c.environment["CFLAGS"] == "-march=x86-64-v3 -mneeded -O2"
+    assert c.environment["CFLAGS"] == f"{OPT} -march=x86-64-v3 -mneeded -O2"
     assert c.environment["EXTRA"] == "1"
 
 
@@ -62,8 +64,8 @@ def test_matrix_json_shows_the_final_environment(write_matrix, tmp_path):
     write_matrix(V3 + "environment: {CFLAGS: -O3}\noverrides:\n  - {select: {python: cp312}, environment: {CFLAGS: -O2}}\n")
     cells = {c["id"]: c for c in json.loads(run_ciwheels("matrix", "--project", str(tmp_path), "--json",
                                                          check=True).stdout)}
-    assert cells["cp312-manylinux_x86_64-x86-64-v3"]["environment"]["CFLAGS"] == "-march=x86-64-v3 -mneeded -O2"
-    assert cells["cp313-manylinux_x86_64-x86-64-v3"]["environment"]["CFLAGS"] == "-march=x86-64-v3 -mneeded -O3"
+    assert cells["cp312-manylinux_x86_64-x86-64-v3"]["environment"]["CFLAGS"] == f"{OPT} -march=x86-64-v3 -mneeded -O2"
+    assert cells["cp313-manylinux_x86_64-x86-64-v3"]["environment"]["CFLAGS"] == f"{OPT} -march=x86-64-v3 -mneeded -O3"
 
 
 def test_every_setting_has_one_declared_rule_and_the_flags_are_prepended():
@@ -155,13 +157,13 @@ def test_build_probes_the_cells_image_reference(write_matrix, tmp_path):
     fake.chmod(0o755)
     probe = probe_compiler(Invocation("job", [c]), str(fake), CAT)
     assert c.image_ref in seen.read_text()
-    assert probe.flags["CFLAGS"] == CAT.levels["rva22u64"].cflags_expanded
+    assert probe.flags["CFLAGS"] == f"{OPT} {CAT.levels['rva22u64'].cflags_expanded}"
     assert f"QEMU_CPU={CAT.levels['rva22u64'].qemu_cpu}" in seen.read_text()
     # an engine that loses the exit status (a docker CLI talking to podman's API): the refusal
     # of the profile name is still a refusal, read from the probe's output
     fake.write_text(f"#!/bin/sh\nfor last; do :; done\nPATH={bin_}:$PATH sh -c \"$last\"\nexit 0\n")
     probe = probe_compiler(Invocation("job", [c]), str(fake), CAT)
-    assert probe.flags["CFLAGS"] == CAT.levels["rva22u64"].cflags_expanded
+    assert probe.flags["CFLAGS"] == f"{OPT} {CAT.levels['rva22u64'].cflags_expanded}"
 
 
 # -- ISA families ---------------------------------------------------------------------------

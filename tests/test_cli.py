@@ -37,7 +37,7 @@ def test_explain_names_file_and_line():
                         check=True)
     out = proc.stdout
     assert re.search(r"^  isa +x86-64-v3 +<- examples/cext-demo/matrix/wheels.yaml:8 \(isa.x86_64\[1\]\)$", out, re.M)
-    assert re.search(r"^  environment.CFLAGS +-march=x86-64-v3 -mneeded +<- catalog: isa.toml x86-64-v3$", out, re.M)
+    assert re.search(r"^  environment.CFLAGS +-O3 -DNDEBUG -fno-strict-overflow -march=x86-64-v3 -mneeded +<- catalog: isa.toml x86-64-v3$", out, re.M)
     assert "CIBW_BUILD=cp313-manylinux_x86_64" in out
     j = json.loads(run_ciwheels("explain", "cp313-manylinux_x86_64-x86-64-v3", "--project", str(EXAMPLE),
                                 "--json", check=True).stdout)

@@ -32,6 +32,8 @@ from ciwheels.matrix.load import load_matrix
 from ciwheels.matrix.normalise import normalise
 from ciwheels.project.open import expand_files
 
+OPT = "-O3 -DNDEBUG -fno-strict-overflow"  # defaults.toml compile-flags: before every level's flags
+
 CAT = load_catalog()
 RV = "localhost/ciwheels-manylinux-riscv64:test"
 
@@ -173,7 +175,7 @@ def test_native_compilers_cascades_and_false_becomes_the_variable(write_matrix):
     on = {cid for cid, c in cells.items() if c.native_compilers}
     assert on == {"cp312-manylinux_x86_64-x86-64", "cp313-manylinux_x86_64-x86-64", "cp314-manylinux_riscv64-rv64gc"}
     rv = cells["cp313-manylinux_riscv64-rv64gc"]
-    assert rv.cibw["CIBW_ENVIRONMENT_LINUX"] == 'CFLAGS="-march=rv64gc" CXXFLAGS="-march=rv64gc" A="1" ' \
+    assert rv.cibw["CIBW_ENVIRONMENT_LINUX"] == f'CFLAGS="{OPT} -march=rv64gc" CXXFLAGS="{OPT} -march=rv64gc" A="1" ' \
                                                'CIWHEELS_NATIVE_COMPILERS="0"'
     assert "CIWHEELS_NATIVE_COMPILERS" not in cells["cp314-manylinux_riscv64-rv64gc"].cibw["CIBW_ENVIRONMENT_LINUX"]
     assert "CIWHEELS_NATIVE_COMPILERS" not in cells["cp312-manylinux_x86_64-x86-64"].cibw["CIBW_ENVIRONMENT_LINUX"]

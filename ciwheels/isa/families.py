@@ -78,8 +78,13 @@ class Generic:
         self.catalog = catalog
 
     def flags(self, level: IsaLevel) -> dict[str, str]:
+        """The variables ciwheels sets for LEVEL. C/C++ flags start with the catalog's
+        `compile-flags` (defaults.toml): setuptools >= 75.7 uses CFLAGS in place of the
+        interpreter's own optimisation flags, so a bare -march would build without any."""
         out = {}
-        for var, value in (("CFLAGS", level.cflags), ("CXXFLAGS", level.cflags), ("RUSTFLAGS", level.rustflags),
+        base = str(self.catalog.defaults.get("compile-flags", ""))
+        cflags = f"{base} {level.cflags}".strip() if level.cflags else ""
+        for var, value in (("CFLAGS", cflags), ("CXXFLAGS", cflags), ("RUSTFLAGS", level.rustflags),
                            ("QEMU_CPU", level.qemu_cpu)):
             if value:
                 out[var] = value
