@@ -24,6 +24,7 @@ from ciwheels.core.versions import is_version
 from ciwheels.matrix.load import MatrixDoc, Path_, describe_path, validate_data
 from ciwheels.matrix.model import Origin, Registry, Runner
 from ciwheels.matrix.schema import settings_properties
+from ciwheels.net.auth import registry_variables
 
 SETTING_KEYS = ("environment", "test-command", "test-requires", "before-all", "before-build",
                 "build-requires", "timeout-minutes", "cibuildwheel-options", "native-compilers")
@@ -262,6 +263,13 @@ def registries_of(docs: list[MatrixDoc]) -> dict[str, Registry]:
                              Origin("matrix", doc.file, line, f"registries.{name}"))
             if name in out and out[name] != entry:
                 raise doc.error(("registries", name), f"registry {name!r} is defined twice, differently")
+            # its credentials' variables (CIWHEELS_PASSWORD_<NAME>) name one registry only: else one
+            # registry's token would be sent to the other's host
+            twin = next((n for n in out if n != name and registry_variables(n) == registry_variables(name)), None)
+            if twin is not None:
+                raise doc.error(("registries", name), f"registries {twin!r} and {name!r} would share the credential "
+                                f"variables {' and '.join(registry_variables(name))}; rename one (names that differ only "
+                                "in case or in characters other than letters and digits map to the same variables)")
             out.setdefault(name, entry)
     return out
 
