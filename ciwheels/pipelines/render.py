@@ -265,6 +265,7 @@ def _image_view(image) -> dict:
     return {"arch": image.arch, "name": image.name, "digest": image.digest, "qemu": qemu,
             "qemu_arch": qemu.split("/")[1] if qemu else "", "base": image.spec.base,
             "pythons": " ".join(image.pythons), "native_compilers": image.spec.native_compilers,
+            "sysroot": image.spec.sysroot,
             "policy": image.spec.policy}
 
 
