@@ -168,7 +168,11 @@ def build_test_image(arch: str) -> dict:
     proc = _subprocess.run([sys.executable, "-m", "ciwheels", *args], capture_output=True, text=True,
                            timeout=3 * 3600, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout)
+    facts = json.loads(proc.stdout)
+    # the recipe's own tag: the moving one (:trixie) is re-pointed by every build of another
+    # recipe on this machine, e.g. a test run of another checkout at the same time
+    facts["tag"] = next(t for t in facts["tags"] if t.endswith(":" + facts["digest"]))
+    return facts
 
 
 @pytest.fixture(scope="session")

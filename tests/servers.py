@@ -47,7 +47,9 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 class PypiServer:
     def __init__(self, root: Path, *, auth: tuple[str, str] | None = None, fallback: str | None = None,
-                 scheme: str | None = None):
+                 scheme: str | None = None, private: bool = False):
+        """`auth`: the one account uploads need; `private`: reads (the index, downloads) need it
+        too, as a private project's registry does."""
         self.packages = root / "packages"
         self.packages.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -60,7 +62,7 @@ class PypiServer:
             ht = HtpasswdFile(str(root / "htpasswd"), new=True, **({"default_scheme": scheme} if scheme else {}))
             ht.set_password(*auth)
             ht.save()
-            cmd += ["-a", "update", "-P", str(root / "htpasswd")]
+            cmd += ["-a", "update,download,list" if private else "update", "-P", str(root / "htpasswd")]
         else:
             cmd += ["-a", ".", "-P", "."]
         cmd += ["--fallback-url", fallback] if fallback else ["--disable-fallback"]

@@ -56,8 +56,8 @@ def cells(p: Path, env: dict | None = None) -> dict[str, dict]:
     return {c["id"]: c for c in json.loads(out)}
 
 
-def digest(pythons=PYTHONS, base="debian:trixie", native=True, arch="riscv64") -> str:
-    return Recipe(arch, base, tuple(pythons), native).digest()
+def digest(pythons=PYTHONS, base="debian:trixie", native=True, arch="riscv64", sysroot="default") -> str:
+    return Recipe(arch, base, tuple(pythons), native, sysroot=sysroot).digest()
 
 
 # -- the cells ------------------------------------------------------------------------------
@@ -114,7 +114,8 @@ def test_github_image_job_builds_by_digest_unless_the_registry_has_it(tmp_path):
     # the registry is asked first (logged in), the build and push come after the exits
     inspect, build = run.index('docker manifest inspect "$ref"'), run.index('ciwheels image build "$IMAGE_ARCH"')
     assert run.index("docker login ghcr.io") < inspect < run.index('[ "$FROM_FORK" = true ]; then') < build
-    assert '--engine docker --base "$IMAGE_BASE" "$@" --tag "$ref"' in run and "--no-native-compilers" not in run
+    assert '--engine docker --base "$IMAGE_BASE" --sysroot "$IMAGE_SYSROOT" "$@" --tag "$ref"' in run
+    assert "--no-native-compilers" not in run and step["env"]["IMAGE_SYSROOT"] == "bullseye"
     assert run.rstrip().endswith('docker push "$ref"')
     assert "github.event.pull_request.head.repo.full_name != github.repository" in step["env"]["FROM_FORK"]
     # only the jobs in that image wait for it, and log in to pull it
@@ -138,8 +139,8 @@ def test_the_image_job_builds_the_tag_it_renders(tmp_path):
     assert render(p).returncode == 0
     step = load(p / GITHUB)["jobs"]["image-riscv64"]["steps"][-1]["env"]
     args = [x for py in step["IMAGE_PYTHONS"].split() for x in ("--python", py)]
-    tag = run_ciwheels("image", "build", step["IMAGE_ARCH"], "--base", step["IMAGE_BASE"], *args, "--dry-run",
-                       check=True).stdout.strip()
+    tag = run_ciwheels("image", "build", step["IMAGE_ARCH"], "--base", step["IMAGE_BASE"], "--sysroot",
+                       step["IMAGE_SYSROOT"], *args, "--dry-run", check=True).stdout.strip()
     assert tag == f"localhost/{step['IMAGE_NAME']}"
 
 
@@ -159,6 +160,8 @@ def test_gitlab_image_job_builds_by_digest_unless_the_registry_has_it(tmp_path):
     assert job["stage"] == ".pre" and "rules" not in job and "only" not in job
     assert job["variables"]["CIWHEELS_IMAGE_REF"] == f"$CI_REGISTRY_IMAGE/ciwheels-manylinux-riscv64:{digest()}"
     assert job["variables"]["CIWHEELS_IMAGE_PYTHONS"] == "cp311 cp313 cp314"
+    assert job["variables"]["CIWHEELS_IMAGE_SYSROOT"] == "bullseye"
+    assert '--sysroot "$CIWHEELS_IMAGE_SYSROOT"' in "\n".join(job["script"])
     assert job["variables"]["CIWHEELS_QEMU"] == "riscv64"
     script = "\n".join(job["script"])
     assert script.index("docker login") < script.index('docker manifest inspect "$CIWHEELS_IMAGE_REF"') \
@@ -258,6 +261,39 @@ def test_the_base_decides_the_policy_of_the_cells(tmp_path):
     assert cells(p)["cp313-manylinux_riscv64-rv64gc"]["policy"] == "manylinux_2_39"
 
 
+def test_the_matrix_chooses_the_images_sysroot(tmp_path):
+    """`render: {build-images: {riscv64: {sysroot: NAME}}}` (issue #22): the recipe's sysroot, so
+    its digest and the image job's `--sysroot`; the cells' policy is that sysroot's glibc, and
+    `matrix --json` and `explain` name it with its matrix line. `none`: the base's glibc."""
+    p = project(tmp_path)
+    default = cells(p)["cp313-manylinux_riscv64-rv64gc"]
+    assert default["sysroot"] == "bullseye" and default["policy"] == "manylinux_2_31"
+    explained = run_ciwheels("explain", "cp313-manylinux_riscv64-rv64gc", "--project", str(p), cwd=p,
+                             check=True).stdout
+    assert "images.toml arches.riscv64.sysroot" in explained
+    for sysroot, policy in (("bookworm", "manylinux_2_36"), ("none", "manylinux_2_41"), ("bullseye", "manylinux_2_31")):
+        p = project(tmp_path, MATRIX.replace("build-images: [riscv64]",
+                                             f"build-images:\n    riscv64: {{sysroot: {sysroot}}}"))
+        cell = cells(p)["cp313-manylinux_riscv64-rv64gc"]
+        assert (cell["sysroot"], cell["policy"]) == (sysroot, policy)
+        assert cell["image_ref"] == f"localhost/ciwheels-manylinux-riscv64:{digest(sysroot=sysroot)}"
+        assert render(p).returncode == 0
+        step = load(p / GITHUB)["jobs"]["image-riscv64"]["steps"][-1]["env"]
+        assert step["IMAGE_SYSROOT"] == sysroot and step["IMAGE_NAME"] == cell["image_ref"].split("/", 1)[1]
+        assert load(p / GITLAB)["ciwheels-image-riscv64"]["variables"]["CIWHEELS_IMAGE_SYSROOT"] == sysroot
+        explained = json.loads(run_ciwheels("explain", "cp313-manylinux_riscv64-rv64gc", "--json", "--project", str(p),
+                                            cwd=p, check=True).stdout)
+        rows = {s["setting"]: s for s in explained["settings"]}
+        assert rows["sysroot"]["value"] == sysroot
+        assert rows["sysroot"]["origin"] == "matrix/wheels.yaml:12 (render.build-images.riscv64.sysroot)"
+        if sysroot != "none":
+            assert rows["policy"]["origin"] == (f"matrix/wheels.yaml:12 (render.build-images.riscv64.sysroot: glibc "
+                                                f"{'2.36' if sysroot == 'bookworm' else '2.31'} of the {sysroot} sysroot)")
+    # the default spelled out is the same recipe; cells in pypa's images have no sysroot
+    assert digest(sysroot="bullseye") == digest()
+    assert "sysroot" not in cells(p)["cp313-manylinux_x86_64-x86-64"]
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("matrix, where, words", [
@@ -273,7 +309,12 @@ def test_the_base_decides_the_policy_of_the_cells(tmp_path):
      "matrix/wheels.yaml:11", ["unknown policy 'musllinux_1_2'"]),
     (MATRIX.replace("build-images: [riscv64]", "build-images: [x86_64]").replace("cp314t]", "cp314t, pp310]"),
      "matrix/wheels.yaml:11", ["carries CPython only", "pp310"]),
-], ids=["images-too", "unknown-arch-key", "unknown-arch-item", "bad-base", "musl-policy", "pypy-on-the-arch"])
+    (MATRIX.replace("build-images: [riscv64]", "build-images: {riscv64: {sysroot: buster}}"),
+     "matrix/wheels.yaml:11", ["unknown sysroot 'buster'", "bullseye, bookworm, none"]),
+    (MATRIX.replace("build-images: [riscv64]", "build-images:\n    x86_64: {sysroot: bullseye}"),
+     "matrix/wheels.yaml:12", ["no 'bullseye' sysroot for x86_64", "none"]),
+], ids=["images-too", "unknown-arch-key", "unknown-arch-item", "bad-base", "musl-policy", "pypy-on-the-arch",
+        "unknown-sysroot", "sysroot-not-for-the-arch"])
 def test_bad_build_images_are_one_paragraph_with_file_and_line(tmp_path, matrix, where, words):
     p = project(tmp_path, matrix)
     for args in (("render",), ("matrix",)):

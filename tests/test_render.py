@@ -116,7 +116,9 @@ def test_example_shape():
                 assert step["with"]["persist-credentials"] is False
             assert "${{" not in step.get("run", "")
     secrets = [n for n, j in gh["jobs"].items() if "secrets." in json.dumps(j)]
-    assert secrets == ["publish"]
+    # the jobs that log in to registries: each registry's own pair; the deploy token in publish only
+    assert secrets == ["plan", "publish", "status"]
+    assert [n for n, j in gh["jobs"].items() if "CIWHEELS_DEPLOY_TOKEN" in json.dumps(j)] == ["publish"]
     assert "pull_request" in gh["jobs"]["publish"]["if"] and "!=" in gh["jobs"]["publish"]["if"]
     assert gh["on"]["schedule"] == [{"cron": "17 3 * * 1"}]
     text = (EXAMPLE / GITHUB).read_text()
@@ -498,3 +500,63 @@ def test_gitlab_workflow_runs_one_pipeline_per_event(tmp_path):
     for event, (candidates, expected) in WORKFLOW_EVENTS.items():
         started = sum(runs[f"{event}-{i}"] for i in range(len(candidates)))
         assert started == expected, event
+
+
+# -- credentials per registry on GitHub (#18's per-host rule, wired into the workflow) ---------
+
+TWO_HOSTS = ("python: [cp313]\narch: [x86_64]\nisa: {x86_64: [x86-64, x86-64-v3]}\n"
+             "registries:\n"
+             "  fast-v3: {url: 'https://pkgs.one.example/v3', select: {isa: x86-64-v3}}\n"
+             "  baseline: {url: 'https://registry.two.example/simple-upload'}\n")
+
+
+def test_github_jobs_that_use_registries_get_each_registrys_own_secrets(tmp_path):
+    """Registries on two hosts: CIWHEELS_USERNAME/PASSWORD reach neither (they are for one host
+    only), so each registry's CIWHEELS_*_<NAME> must reach the jobs that log in to registries:
+    publish (uploads), plan --missing and status (index reads of a private registry). The
+    workflow's env, filled with the secrets GitHub would give, is handed to ciwheels' own
+    credential rule: each registry gets its own token, and no other job names a secret."""
+    from ciwheels.net.auth import credentials_for
+
+    p = project(tmp_path, TWO_HOSTS)
+    run_ciwheels("render", "--project", str(p), check=True)
+    jobs = load_yaml(p / GITHUB)["jobs"]
+    secrets = {"CIWHEELS_USERNAME_FAST_V3": "u-fast", "CIWHEELS_PASSWORD_FAST_V3": "tok-fast",
+               "CIWHEELS_USERNAME_BASELINE": "u-base", "CIWHEELS_PASSWORD_BASELINE": "tok-base"}
+    urls = ("https://pkgs.one.example/v3", "https://registry.two.example/simple-upload")
+    for name in ("publish", "plan", "status"):
+        step = next(s for s in jobs[name]["steps"] if s.get("name") in ("Publish", "Plan", "Status"))
+        env = step["env"]
+        for var in secrets:
+            assert env[var] == f"${{{{ secrets.{var} }}}}", (name, var)
+        # what GitHub gives the step: the secrets it names (the others unset), vars unset
+        given = {k: secrets.get(m[1], "") if (m := re.fullmatch(r"\$\{\{ secrets\.(\w+) \}\}", str(v))) else ""
+                 for k, v in env.items()}
+        fast = credentials_for(urls[0], env=given, registry_urls=urls, registry="fast-v3", require=True)
+        base = credentials_for(urls[1], env=given, registry_urls=urls, registry="baseline", require=True)
+        assert (fast.username, fast.password, base.username, base.password) == ("u-fast", "tok-fast", "u-base", "tok-base")
+    for name, job in jobs.items():
+        if name in ("publish", "plan", "status"):
+            continue
+        assert "secrets." not in json.dumps(job), name
+
+
+def test_a_matrix_without_registries_names_no_registry_secret(tmp_path):
+    p = project(tmp_path, "python: [cp313]\narch: [x86_64]\nregistries: {}\n")
+    run_ciwheels("render", "--project", str(p), check=True)
+    text = (p / GITHUB).read_text()
+    assert "CIWHEELS_PASSWORD_" not in text and "CIWHEELS_USERNAME_" not in text
+    assert "secrets.CIWHEELS_DEPLOY_TOKEN" in text  # the one-registry setup of the README, as before
+
+
+def test_two_registry_names_with_one_credential_variable_are_refused(tmp_path):
+    """`fast-v3` and `fast_v3` both read CIWHEELS_PASSWORD_FAST_V3: one registry's token would
+    go to the other's host. One paragraph, the file and line, exit 2."""
+    p = project(tmp_path, "python: [cp313]\narch: [x86_64]\nregistries:\n"
+                          "  fast-v3: {url: 'https://a.example/u', select: {isa: x86-64}}\n"
+                          "  fast_v3: {url: 'https://b.example/u'}\n")
+    proc = run_ciwheels("render", "--project", str(p))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "wheels.yaml:5" in proc.stderr and "'fast-v3' and 'fast_v3'" in proc.stderr
+    assert "CIWHEELS_USERNAME_FAST_V3" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (p / GITHUB).exists()

@@ -126,8 +126,12 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def hosted(registry: PypiServer) -> set[str]:
     """The wheel files a registry serves, read back through its simple index."""
+    import base64
+
+    login = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    request = urllib.request.Request(f"{registry.url}/simple/cext-demo/", headers={"Authorization": f"Basic {login}"})
     try:
-        with urllib.request.urlopen(f"{registry.url}/simple/cext-demo/", timeout=30) as resp:
+        with urllib.request.urlopen(request, timeout=30) as resp:
             page = resp.read().decode()
     except urllib.error.HTTPError as e:
         if e.code == 404:
@@ -177,8 +181,9 @@ def make_world(tmp_path: Path, image: str) -> World:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(REPO)],
                    check=True, capture_output=True, timeout=600)
     wheel = next(dist.glob("ciwheels-*.whl"))
-    base = PypiServer(tmp_path / "reg-base", auth=(USER, PASSWORD))
-    v3 = PypiServer(tmp_path / "reg-v3", auth=(USER, PASSWORD))
+    # private registries: plan --missing and the status page read them with credentials too
+    base = PypiServer(tmp_path / "reg-base", auth=(USER, PASSWORD), private=True)
+    v3 = PypiServer(tmp_path / "reg-v3", auth=(USER, PASSWORD), private=True)
     pages = Pages(tmp_path / "pages")
     repo = tmp_path / "repo"
     shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns(".github", ".gitlab", "build", "*.egg-info"))
@@ -254,12 +259,12 @@ class GitHubAct:
         (folder / "event.json").write_text(json.dumps(payload))
         args = [self.act, event, "-e", str(folder / "event.json"), "-P", "ubuntu-24.04=-self-hosted",
                 "--action-offline-mode", "--action-cache-path", str(folder / "act-cache"),
-                "--var", f"CIWHEELS_STATUS_URL={w.pages.url}/status.json", "--var", f"CIWHEELS_USERNAME={USER}",
-                "--secret", f"CIWHEELS_DEPLOY_TOKEN={PASSWORD}",
-                # two registries on two hosts: per-registry credentials (#18). The rendered workflow
-                # does not pass per-registry secrets yet (a known gap), so act's --env gives them
-                *[a for n in ("V3", "BASELINE") for a in ("--env", f"CIWHEELS_USERNAME_{n}={USER}",
-                                                          "--env", f"CIWHEELS_PASSWORD_{n}={PASSWORD}")],
+                "--var", f"CIWHEELS_STATUS_URL={w.pages.url}/status.json",
+                # two private registries on two hosts: each its own credentials (#18), given only as
+                # the repository secrets the README names: the rendered workflow's own mapping is
+                # what brings them to plan, publish and status (CIWHEELS_DEPLOY_TOKEN is not given)
+                *[a for n in ("V3", "BASELINE") for a in ("--secret", f"CIWHEELS_USERNAME_{n}={USER}",
+                                                          "--secret", f"CIWHEELS_PASSWORD_{n}={PASSWORD}")],
                 "--env", f"STANDIN_REPO={w.repo}", "--env", f"STANDIN_ARTIFACTS={artifacts}",
                 "--env", "CIWHEELS_ENGINE=podman", "--env", f"CIWHEELS_CACHE={w.work / 'runner-cache'}"]
         for item in self.local:

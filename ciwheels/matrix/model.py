@@ -114,6 +114,7 @@ class Cell:
     publish_as: str = "plain"
     variant: str = ""  # the variant label of the cell's wheels ("" unless publish_as is "variant")
     native_compilers: bool = True  # the `native-compilers` setting (cibwopts: CIWHEELS_NATIVE_COMPILERS=0 if false)
+    sysroot: str = ""  # the sysroot of the pipeline-built image it builds in (render.build-images), else ""
 
     @property
     def platform(self) -> str:
@@ -139,6 +140,8 @@ class Cell:
         }
         if self.variant:
             out["variant"] = self.variant
+        if self.sysroot:
+            out["sysroot"] = self.sysroot
         if self.package:
             out["package"] = self.package
             out["version"] = self.version

@@ -24,6 +24,7 @@ from ciwheels.core.versions import is_version
 from ciwheels.matrix.load import MatrixDoc, Path_, describe_path, validate_data
 from ciwheels.matrix.model import Origin, Registry, Runner
 from ciwheels.matrix.schema import settings_properties
+from ciwheels.net.auth import registry_variables
 
 SETTING_KEYS = ("environment", "test-command", "test-requires", "before-all", "before-build",
                 "build-requires", "timeout-minutes", "cibuildwheel-options", "native-compilers")
@@ -82,6 +83,8 @@ class ImageSpec:
     policy_origin: Origin | None
     pythons: tuple[str, ...] | None = None  # declared Pythons the image carries (None: not declared)
     key: str = ""  # the `images:` key, e.g. riscv64-glibc
+    sysroot: str = ""  # a pipeline-built image's sysroot (render.build-images), "" for others
+    sysroot_origin: Origin | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,8 @@ class BuildImageSpec:
     policy: str  # the manylinux policy of the sysroot's glibc, or without one the base's
     origin: Origin
     policy_origin: Origin
+    sysroot: str = "none"  # the old glibc extensions compile against (images.toml [sysroots]) or "none"
+    sysroot_origin: Origin | None = None
 
 
 @dataclass(frozen=True)
@@ -244,7 +249,8 @@ def _give_built_images(spec: ProjectSpec) -> None:
                     f"(render.build-images) has the pipelines build that image; remove one of the two",
                     file=own.origin.file, line=own.origin.line, value=own.ref)
             m.images[(built.arch, "glibc")] = ImageSpec(f"ciwheels-manylinux-{built.arch}:pending", built.policy,
-                                                        built.origin, built.policy_origin)
+                                                        built.origin, built.policy_origin, sysroot=built.sysroot,
+                                                        sysroot_origin=built.sysroot_origin)
 
 
 def defaults_layer(catalog: Catalog) -> Layer:
@@ -268,6 +274,13 @@ def registries_of(docs: list[MatrixDoc]) -> dict[str, Registry]:
                              Origin("matrix", doc.file, line, f"registries.{name}"))
             if name in out and out[name] != entry:
                 raise doc.error(("registries", name), f"registry {name!r} is defined twice, differently")
+            # its credentials' variables (CIWHEELS_PASSWORD_<NAME>) name one registry only: else one
+            # registry's token would be sent to the other's host
+            twin = next((n for n in out if n != name and registry_variables(n) == registry_variables(name)), None)
+            if twin is not None:
+                raise doc.error(("registries", name), f"registries {twin!r} and {name!r} would share the credential "
+                                f"variables {' and '.join(registry_variables(name))}; rename one (names that differ only "
+                                "in case or in characters other than letters and digits map to the same variables)")
             out.setdefault(name, entry)
     return out
 
@@ -321,9 +334,10 @@ def render_settings(docs: list[MatrixDoc], catalog: Catalog) -> RenderSettings:
 
 
 def build_image_specs(value: list | dict | None, doc: MatrixDoc | None, catalog: Catalog) -> tuple[BuildImageSpec, ...]:
-    """`render: {build-images: [ARCH, ...]}` or `{ARCH: {base, policy, native-compilers}}`: the
-    base defaults to Debian's suite of the image catalog (the recipe offline); the policy to the
-    one the base's glibc allows (bases.toml)."""
+    """`render: {build-images: [ARCH, ...]}` or `{ARCH: {base, policy, native-compilers, sysroot}}`:
+    the base defaults to Debian's suite of the image catalog (the recipe offline); the sysroot to
+    the arch's default there (riscv64: bullseye); the policy to the one the sysroot's glibc allows,
+    or without a sysroot the base's (bases.toml)."""
     if not value or doc is None:
         return ()
 
@@ -336,8 +350,20 @@ def build_image_specs(value: list | dict | None, doc: MatrixDoc | None, catalog:
         _, line, _ = doc.where(path)
         origin = Origin("matrix", doc.file, line, describe_path(path))
         base = entry.get("base", f"debian:{images['suite']}")
-        # the recipe's default sysroot for the arch (images.toml), whose glibc the wheels then need
-        sysroot = images["arches"].get(arch, {}).get("sysroot", "none")
+        # the sysroot extensions compile against: the matrix's, else the arch's default (images.toml);
+        # its glibc is what the wheels then need
+        sysroots = [n for n, s in images.get("sysroots", {}).items() if arch in s.get("debs", {})] + ["none"]
+        if "sysroot" in entry:
+            sysroot = entry["sysroot"]
+            _, sline, _ = doc.where(path + ("sysroot",))
+            sysroot_origin = Origin("matrix", doc.file, sline, describe_path(path + ("sysroot",)))
+            if sysroot not in sysroots:
+                raise doc.error(path + ("sysroot",), f"render.build-images.{arch}.sysroot: the image catalog has no "
+                                f"{sysroot!r} sysroot for {arch}", value=sysroot, allowed=sysroots)
+        else:
+            sysroot = images["arches"].get(arch, {}).get("sysroot", "none")
+            sysroot_origin = Origin("catalog", detail=f"images.toml arches.{arch}.sysroot" if sysroot != "none"
+                                    else f"images.toml: no sysroot for {arch}")
         if "policy" in entry:
             policy = catalog.policy_alias(entry["policy"])
             _, pline, _ = doc.where(path + ("policy",))
@@ -345,7 +371,8 @@ def build_image_specs(value: list | dict | None, doc: MatrixDoc | None, catalog:
         elif sysroot != "none" and sysroot in images.get("sysroots", {}):  # extensions compile against it
             glibc = images["sysroots"][sysroot]["glibc"]
             policy = _glibc_policy(catalog, glibc)
-            policy_origin = Origin("matrix", doc.file, line, f"{describe_path(path)}: glibc {glibc} of the "
+            where = sysroot_origin if sysroot_origin.kind == "matrix" else origin
+            policy_origin = Origin("matrix", doc.file, where.line, f"{where.detail}: glibc {glibc} of the "
                                    f"{sysroot} sysroot")
         else:
             glibc = glibc_of.get(base)
@@ -358,7 +385,7 @@ def build_image_specs(value: list | dict | None, doc: MatrixDoc | None, catalog:
             policy = _glibc_policy(catalog, glibc)
             policy_origin = Origin("matrix", doc.file, line, f"{describe_path(path)}: glibc {glibc} of {base}")
         out[arch] = BuildImageSpec(arch, base, bool(entry.get("native-compilers", True)), policy, origin,
-                                   policy_origin)
+                                   policy_origin, sysroot, sysroot_origin)
     return tuple(out[a] for a in sorted(out))
 
 

@@ -41,6 +41,8 @@ class Platform:
     custom: bool
     image_origin: Origin
     notes: tuple[str, ...]
+    sysroot: str = ""  # a pipeline-built image's sysroot
+    sysroot_origin: Origin | None = None
 
 
 def _yaml_list(values: list[str]) -> str:
@@ -110,7 +112,8 @@ class Resolver:
             else:
                 policy, porigin = a.default_policy[libc], self.catalog_origin(f"arches.toml {arch} default-policy")
             notes = (f"the custom image yields {policy}, not the requested {req[0]}",) if req and req[0] != policy else ()
-            return Platform(policy, porigin, image.ref, image.ref, True, image.origin, notes)
+            return Platform(policy, porigin, image.ref, image.ref, True, image.origin, notes, image.sysroot,
+                            image.sysroot_origin)
         if req:
             policy, porigin = req
             if policy in a.pypa_images:
@@ -180,7 +183,7 @@ class Resolver:
         publish_as, variant = self.publish_as(arch, level)
         return Cell(
             id=cid, python=py, libc=libc, policy=plat.policy, arch=arch, isa=level, identifier=identifier,
-            image=plat.image, custom_image=plat.custom, image_ref=plat.image_ref,
+            image=plat.image, custom_image=plat.custom, image_ref=plat.image_ref, sysroot=plat.sysroot,
             cibuildwheel=self.m.cibuildwheel.spec, patches=self.m.cibuildwheel.patches,
             environment=env, cibw={**cibw_head, **tail}, runner=runner, timeout_minutes=settings["timeout-minutes"],
             test_command=settings.get("test-command", ""), test_requires=settings["test-requires"],
@@ -251,6 +254,8 @@ class Resolver:
             "policy": plat.policy_origin, "image": plat.image_origin, "image_ref": plat.image_origin,
             "cibuildwheel": self.m.cibuildwheel.origin,
         })
+        if plat.sysroot_origin is not None:
+            origins["sysroot"] = plat.sysroot_origin
         if self.m.variants_origin is not None and not level.baseline:
             origins["publish_as"] = self.m.variants_origin
         if arch in self.m.runners:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 
 from ciwheels.catalog import LIBCS, Catalog
-from ciwheels.catalog.images import image_arches
+from ciwheels.catalog.images import image_arches, image_catalog
 
 SCHEMA_ID = "https://ciwheels.invalid/schema/matrix.json"
 
@@ -85,6 +85,11 @@ def _image_arches(catalog: Catalog) -> list[str]:
     return image_arches(catalog.path)
 
 
+def _sysroots(catalog: Catalog) -> dict[str, dict]:
+    """The old-glibc sysroots the image catalog pins (images.toml [sysroots]), by name."""
+    return image_catalog(catalog.path).get("sysroots", {})
+
+
 def _build_images(catalog: Catalog, names: dict[str, list[str]]) -> dict:
     """`render: {build-images: ...}`: a list of arches, or per arch the image's base, policy and
     native compilers."""
@@ -101,13 +106,19 @@ def _build_images(catalog: Catalog, names: dict[str, list[str]]) -> dict:
                            "Debian and Ubuntu releases the image catalog knows).", **_enum(glibc, "policy")),
             "native-compilers": {"type": "boolean", "description": "Put the x86_64-hosted cross compilers into the "
                                  "image (default true; false: every compiler runs emulated)."},
+            "sysroot": _str("The older glibc the image's compilers build extensions against (Debian's cross "
+                            "packages of that release), which decides the wheels' manylinux policy: "
+                            + ", ".join(f"{n} (glibc {s['glibc']})" for n, s in _sysroots(catalog).items())
+                            + ", or none (the base's glibc). Default: the arch's in the image catalog "
+                            "(riscv64: bullseye, manylinux_2_31).", enum=[*_sysroots(catalog), "none"]),
         },
         "additionalProperties": False,
     }
     return {
         "description": "Arches whose build image (ciwheels image build) the pipelines build, tagged by the digest of "
         "its recipe, push to the project's container registry when it is not there yet, and build the glibc cells "
-        "of that arch in. A list of arches, or {ARCH: {base: IMAGE, policy: POLICY, native-compilers: BOOL}}.",
+        "of that arch in. A list of arches, or {ARCH: {base: IMAGE, policy: POLICY, native-compilers: BOOL, "
+        "sysroot: NAME}}.",
         "anyOf": [
             _list("Arches, each with the default base.", arches),
             {"type": "object", "propertyNames": {"enum": arches, "title": "arch"}, "additionalProperties": per_arch},

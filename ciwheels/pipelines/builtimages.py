@@ -92,10 +92,11 @@ def give_built_images(spec: ProjectSpec, expansion: Expansion, catalog: Catalog)
         if pythons is None:
             unused.append(built)
             continue
-        digest = Recipe(built.arch, built.base, pythons, built.native_compilers).digest()
+        digest = Recipe(built.arch, built.base, pythons, built.native_compilers, sysroot=built.sysroot).digest()
         images[built.arch] = image = BuiltImage(built, pythons, digest, where)
         for m in spec.matrices:
-            m.images[(built.arch, "glibc")] = ImageSpec(image.ref, built.policy, built.origin, built.policy_origin)
+            m.images[(built.arch, "glibc")] = ImageSpec(image.ref, built.policy, built.origin, built.policy_origin,
+                                                        sysroot=built.sysroot, sysroot_origin=built.sysroot_origin)
     spec.built_images = images
     for b in unused:
         log.warning("%s: no glibc cell builds on %s, so the pipelines build no %s image", b.origin, b.arch, b.arch)

@@ -44,6 +44,7 @@ class Plan:
     jobs: tuple[Job, ...]
     settings: RenderSettings
     images: tuple = ()  # builtimages.BuiltImage: the images the pipelines build, by arch
+    registries: tuple[str, ...] = ()  # the matrix's registry names (their credentials' variables)
 
 
 
@@ -98,7 +99,7 @@ def plan(expansion: Expansion, spec: ProjectSpec, catalog: Catalog) -> Plan:
         seen[job.id] = job
     _check_timeouts(jobs, spec, expansion)
     images = tuple(spec.built_images[a] for a in sorted(spec.built_images))
-    return Plan(tuple(jobs), spec.render, images)
+    return Plan(tuple(jobs), spec.render, images, tuple(spec.registries))
 
 
 def _check_timeouts(jobs: list[Job], spec: ProjectSpec, expansion: Expansion) -> None:
@@ -172,7 +173,7 @@ def keep_cells(plan_: Plan, keep: list[Cell], catalog: Catalog) -> Plan:
             pythons = tuple(sorted({python[c] for c in cells}, key=_python_order(catalog)))
             job = dataclasses.replace(job, cells=cells, pythons=pythons)
         jobs.append(job)
-    return Plan(tuple(jobs), plan_.settings, plan_.images)
+    return Plan(tuple(jobs), plan_.settings, plan_.images, plan_.registries)
 
 
 def job_json(job: Job) -> dict:

@@ -15,6 +15,7 @@ from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.files import read_pyproject
 from ciwheels.core.installspec import https_form
 from ciwheels.core.resources import data_dir
+from ciwheels.net.auth import registry_variables
 from ciwheels.pipelines.plan import Job, Plan, job_json
 
 
@@ -264,6 +265,7 @@ def _image_view(image) -> dict:
     return {"arch": image.arch, "name": image.name, "digest": image.digest, "qemu": qemu,
             "qemu_arch": qemu.split("/")[1] if qemu else "", "base": image.spec.base,
             "pythons": " ".join(image.pythons), "native_compilers": image.spec.native_compilers,
+            "sysroot": image.spec.sysroot,
             "policy": image.spec.policy}
 
 
@@ -288,6 +290,16 @@ def _chunks(jobs: tuple[Job, ...], size: int, prefix: str, by_tags: bool) -> lis
                 image=image,
             ))
     return out
+
+
+def registry_secrets(names: tuple[str, ...]) -> list[str]:
+    """The GitHub secrets that carry each matrix registry's own credentials, in the variables
+    ciwheels reads (net/auth.py: CIWHEELS_USERNAME_<NAME>, CIWHEELS_PASSWORD_<NAME>, sent to that
+    registry's host only). A GitHub job sees a secret only where the workflow names it: without
+    these, registries on several hosts could not all be published to. Two names that map to one
+    variable (`fast-v3`, `fast_v3`) are one secret."""
+    pairs = sorted({registry_variables(name) for name in names}, key=lambda pair: pair[1])
+    return [var for pair in pairs for var in pair]
 
 
 def header(plan: Plan, project_rel: str, matrix_rel: list[str]) -> str:
@@ -324,6 +336,7 @@ def render_plan(plan: Plan, project_rel: str, matrix_rel: list[str], *, default_
         # scheduled/manual runs build `ciwheels plan --missing`: one build job per wave of `needs`
         "waves": sorted({j.wave for j in plan.jobs}) or [0],
         "planned_timeout": max((j.timeout_minutes for j in plan.jobs), default=120),
+        "registry_secrets": registry_secrets(plan.registries),
     }
     out = {}
     if s.github:

@@ -42,6 +42,8 @@ def explain_cell(cell: Cell, catalog: Catalog, as_json: bool = False) -> str:
         ("native-compilers", "true" if cell.native_compilers else "false (CIWHEELS_NATIVE_COMPILERS=0: the image's "
                                                                    "own, emulated compilers)"),
     ]
+    if cell.sysroot:  # a pipeline-built image: the old glibc its extensions compile against
+        rows.append(("sysroot", cell.sysroot))
     if cell.registry:
         rows.append(("registry", cell.registry))
     elif cell.destination:  # the environment's registry (matrix/destination.py, step 4)
