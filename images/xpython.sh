@@ -46,8 +46,12 @@ if command -v "python$minor" >/dev/null 2>&1 && [ "$("python$minor" -c 'import s
   cp -L "$(command -v "python$minor")" "$dest/bin/python$minor"
   cp -a "/usr/lib/python$minor" "$dest/lib/"
   rm -rf "$dest/lib/python$minor/sitecustomize.py" "$dest/lib/python$minor/test"
-  # Debian's sysconfigdata lives beside the stdlib as a link into the multiarch folder
-  for f in "$dest/lib/python$minor"/_sysconfigdata_*.py; do [ -L "$f" ] && cp --remove-destination -L "$f" "$f"; done
+  # links (Debian's sysconfigdata points into its multiarch folder) become the files they name
+  find "$dest/lib/python$minor" -type l | while read -r link; do
+    orig=/usr/lib/python$minor/${link#"$dest/lib/python$minor/"}
+    rm -f "$link"
+    [ ! -e "$orig" ] || cp -L "$orig" "$link"
+  done
   how="the distribution's python$minor"
 else
   if [ ! -e /build/xpython-deps ]; then
