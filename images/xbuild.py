@@ -116,7 +116,25 @@ def check_wheel(wheel: Path, arch: str, soabi: str, python_tag: str) -> None:
                 raise Refused(f"{info.filename} has another interpreter's extension suffix (not {soabi})")
 
 
+def auditwheel(target: str, args: list[str]) -> int:
+    """`xbuild.py --auditwheel TARGET ARGS`: the image's auditwheel (/opt/ciwheels-tools), run here
+    natively, with os.uname() saying the target's arch (which auditwheel's defaults read); the
+    wheel's own tags say the rest."""
+    _, _, facts = target_facts(Path(target))
+    arch = (facts.get("MULTIARCH") or "").split("-")[0]
+    u = os.uname()
+    machine = os.uname_result((u.sysname, u.nodename, u.release, u.version, arch))
+    os.uname = lambda: machine
+    sys.path.insert(0, "/opt/ciwheels-tools/site")
+    from auditwheel.main import main as auditwheel_main
+
+    sys.argv = ["auditwheel", *args]
+    return auditwheel_main()
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--auditwheel"]:
+        return auditwheel(sys.argv[2], sys.argv[3:])
     target, package, outdir, reason_file, *flags = sys.argv[1:]
     started = time.monotonic()
     try:
