@@ -253,7 +253,7 @@ def without_cross(inv: Invocation, labels: dict[str, str] | None) -> str | None:
     cross-builds): for any other image the invocation's cells build emulated. Returns why, or None."""
     if not any(c.cross for c in inv.cells):
         return None
-    if labels is not None and CROSS_LABEL in labels:
+    if labels is not None and labels.get(CROSS_LABEL, "").split():
         return None
     inv.cells = [replace(c, cross=False) for c in inv.cells]
     return f"off (the image {inv.cells[0].image_ref} has no cross mode)"
