@@ -109,6 +109,7 @@ def test_an_image_without_cross_mode_builds_emulated(write_matrix):
     rv = cells(write_matrix, BASE)["cp313-manylinux_riscv64-rv64gc"]
     inv = Invocation("job", [rv])
     assert without_cross(inv, {"io.ciwheels.cross": "cp313"}) is None and inv.cells[0].cross
+    assert without_cross(inv, None) is None and inv.cells[0].cross  # not here: the patch checks the image
     assert without_cross(Invocation("job", [rv]), {"io.ciwheels.cross": ""}).startswith("off (the image")
     why = without_cross(inv, {"io.ciwheels.pythons": "cp313"})
     assert why.startswith("off (the image") and not inv.cells[0].cross

@@ -250,10 +250,12 @@ def cross_outcome(log_text: str, identifier: str) -> str | None:
 
 def without_cross(inv: Invocation, labels: dict[str, str] | None) -> str | None:
     """Cross mode needs an image that has it (`io.ciwheels.cross` names the Pythons it
-    cross-builds): for any other image the invocation's cells build emulated. Returns why, or None."""
+    cross-builds): for an image here that does not, the invocation's cells build emulated.
+    Returns why, or None. An image that is not here yet (pulled by cibuildwheel) keeps it: the
+    patch builds as upstream when the image lacks the cross build command, and says so."""
     if not any(c.cross for c in inv.cells):
         return None
-    if labels is not None and labels.get(CROSS_LABEL, "").split():
+    if labels is None or labels.get(CROSS_LABEL, "").split():
         return None
     inv.cells = [replace(c, cross=False) for c in inv.cells]
     return f"off (the image {inv.cells[0].image_ref} has no cross mode)"
