@@ -65,4 +65,4 @@ def image_facts(labels: dict[str, str]) -> dict:
     return {"glibc": ".".join(policy.split("_")[1:3]) if policy.startswith("manylinux_") else None,
             "policy": policy, "pythons": labels.get(PYTHONS_LABEL, "").split(),
             "native-compilers": labels.get(NATIVE_COMPILERS_LABEL) == "true",
-            "sysroot": labels.get(SYSROOT_LABEL, "none")}
+            "sysroot": labels.get(SYSROOT_LABEL, "none"), "cross": labels.get(CROSS_LABEL, "").split()}
