@@ -38,7 +38,7 @@ from ciwheels.images.recipe import image_labels  # noqa: E402
 from ciwheels.net.http import host_ca_bundle  # noqa: E402
 from ciwheels.build.sdist import fetch_sdist  # noqa: E402  (from the package index, sha256 checked, cached)
 
-PACKAGES = ["msgpack==1.1.2", "Brotli==1.1.0", "frozenlist==1.8.0"]
+PACKAGES = ["msgpack==1.1.2", "frozenlist==1.8.0", "Brotli==1.1.0"]
 CIBUILDWHEEL = "cibuildwheel==4.3.3"  # the catalog's pin, with ciwheels' patch (inert but in cross mode)
 
 
@@ -101,11 +101,18 @@ def main() -> None:
                     seconds, wheel = cibuildwheel_run(exe, sdist, arch, image, root / "out" / config, config)
                     times[config].append(seconds)
                     print(f"{spec} run {run}: {config:7} {seconds:7.1f} s  {wheel}", flush=True)
+            summary(spec, times)  # as soon as the package is done (a long run may be stopped later)
+    print("", flush=True)
     for spec, times in results.items():
-        plain, native, cross, x86 = (statistics.median(times[k]) for k in ("plain", "native", "cross", "x86_64"))
-        print(f"{spec.split('==')[0]}: speed-up {plain / native:.1f}x (plain {plain:.0f} s, "
-              f"native compilers {native:.0f} s, cross {cross:.0f} s, x86_64 {x86:.0f} s)")
-        print(f"  cross mode: {plain / cross:.1f}x faster than plain emulation, {cross / x86:.1f}x the x86_64 build")
+        summary(spec, times)
+
+
+def summary(spec: str, times: dict[str, list[float]]) -> None:
+    plain, native, cross, x86 = (statistics.median(times[k]) for k in ("plain", "native", "cross", "x86_64"))
+    print(f"{spec.split('==')[0]}: speed-up {plain / native:.1f}x (plain {plain:.0f} s, "
+          f"native compilers {native:.0f} s, cross {cross:.0f} s, x86_64 {x86:.0f} s)", flush=True)
+    print(f"  cross mode: {plain / cross:.1f}x faster than plain emulation, {cross / x86:.1f}x the x86_64 build",
+          flush=True)
 
 
 if __name__ == "__main__":
