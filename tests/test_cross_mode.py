@@ -119,3 +119,11 @@ def test_an_image_without_cross_mode_builds_emulated(write_matrix):
 def test_the_report_keeps_it(tmp_path):
     write_report(tmp_path, BuildReport(cell="c", status="ok", cross="fallback (why)"))
     assert read_report(tmp_path / "build-report.json").cross == "fallback (why)"
+
+
+def test_build_requires_pin_uv_too(write_matrix):
+    """Cross mode installs the build environment with uv, which reads UV_CONSTRAINT, not PIP_CONSTRAINT."""
+    rv = cells(write_matrix, BASE + "build-requires: ['cython==3.1.4']\n")["cp313-manylinux_riscv64-rv64gc"]
+    env = cibw_options(rv, CAT)["CIBW_ENVIRONMENT_LINUX"]
+    assert 'PIP_CONSTRAINT="/tmp/ciwheels-build-constraints.txt"' in env
+    assert 'UV_CONSTRAINT="/tmp/ciwheels-build-constraints.txt"' in env
