@@ -70,7 +70,7 @@ def report(out: Path, cell: str) -> dict:
 
 def verdict(wheel: Path) -> tuple[int, list]:
     proc = run_ciwheels("verify", str(wheel), "--json")
-    return proc.returncode, sorted((f["file"], f["status"]) for f in json.loads(proc.stdout))
+    return proc.returncode, sorted((f["member"], f["needs"], f["status"]) for f in json.loads(proc.stdout))
 
 
 @pytest.fixture(scope="module")
