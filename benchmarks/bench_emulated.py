@@ -56,8 +56,13 @@ def cibuildwheel_run(exe: Path, sdist: Path, arch: str, image: str, out: Path, c
         options["CIBW_BUILD_FRONTEND"] = CROSS_FRONTEND
     env = process_environment(options, "podman", ca)
     shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    # an empty configuration, as `ciwheels build` gives: not the sdist's own [tool.cibuildwheel]
+    # (frozenlist's enables cpython-freethreading, which cibuildwheel 4.3.3 refuses)
+    (out.parent / "empty.toml").write_text("")
     start = time.perf_counter()
-    proc = subprocess.run([str(exe), "--platform", "linux", "--output-dir", str(out), str(sdist)], env=env,
+    proc = subprocess.run([str(exe), "--platform", "linux", "--output-dir", str(out),
+                           "--config-file", str(out.parent / "empty.toml"), str(sdist)], env=env,
                           capture_output=True, text=True, timeout=4 * 3600)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0 or not list(out.glob("*.whl")):
