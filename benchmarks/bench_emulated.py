@@ -31,9 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ciwheels.build.run import CROSS_PATCH, cross_outcome, process_environment, trust_environment  # noqa: E402
-from ciwheels.cibw.install import ensure_cibuildwheel  # noqa: E402
-from ciwheels.core.resources import data_dir  # noqa: E402
-from ciwheels.matrix.cibwopts import CROSS_BUILD_COMMAND, CROSS_BUILD_VARIABLE, CROSS_FRONTEND  # noqa: E402
+from ciwheels.cibw.install import ensure_cibuildwheel
+from ciwheels.core.resources import data_dir
+from ciwheels.matrix.cibwopts import CROSS_BUILD_COMMAND, CROSS_BUILD_VARIABLE, CROSS_FRONTEND
 from ciwheels.images.recipe import image_labels  # noqa: E402
 from ciwheels.net.http import host_ca_bundle  # noqa: E402
 from ciwheels.build.sdist import fetch_sdist  # noqa: E402  (from the package index, sha256 checked, cached)
@@ -112,7 +112,7 @@ def main() -> None:
                     times[config].append(seconds)
                     print(f"{spec} run {run}: {config:7} {seconds:7.1f} s  {wheel}", flush=True)
             summary(spec, times)  # as soon as the package is done (a long run may be stopped later)
-    print("", flush=True)
+    print(flush=True)
     for spec, times in results.items():
         summary(spec, times)
 
