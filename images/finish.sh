@@ -45,10 +45,23 @@ if [ -f /opt/ciwheels-sysroot/info ]; then
   . /opt/ciwheels-sysroot/info
   sysroot="{\"name\": \"$SYSROOT\", \"glibc\": \"$SYSROOT_GLIBC\", \"libstdc++\": \"$SYSROOT_GCC\"}"
 fi
+# cross mode (xpython.sh): the native interpreters start here (x86_64, outside QEMU) with what pip,
+# uv and build backends need, and uv runs
+cross=""
+for p in $PYTHONS; do
+  case "$p" in *t) continue ;; esac
+  x="/opt/ciwheels-xpython/$p-$p/bin/python"
+  [ -x "$x" ] || continue
+  "$x" -c "import ssl, ctypes, zlib, bz2, lzma, sqlite3, hashlib, platform, sys; assert platform.machine() == 'x86_64'; print('ciwheels image: native', '$p', sys.version.split()[0])"
+  cross="$cross $p"
+done
+[ -z "$cross" ] || /opt/ciwheels-cross/bin/uv --version
+cross_json=$(for p in $cross; do printf '"%s", ' "$p"; done | sed 's/, $//')
 pythons_json=$(for p in $PYTHONS; do printf '"%s", ' "$p"; done | sed 's/, $//')
 cat > /opt/python/ciwheels.json <<JSON
 {"format": 1, "arch": "$ARCH", "pythons": [$pythons_json], "policy": "$AUDITWHEEL_PLAT", "glibc": "$GLIBC",
- "gcc": "$GCC_MAJOR", "native-compilers": $native, "sysroot": $sysroot, "recipe": "$RECIPE"}
+ "gcc": "$GCC_MAJOR", "native-compilers": $native, "sysroot": $sysroot, "cross": [$cross_json],
+ "recipe": "$RECIPE"}
 JSON
 # every interpreter starts and has the modules pip and builds need
 for p in $PYTHONS; do

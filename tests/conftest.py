@@ -154,15 +154,17 @@ def with_registries(matrix: str) -> str:
 TEST_IMAGE_PYTHONS = {"x86_64": ("cp313",), "riscv64": ("cp311", "cp313", "cp314", "cp314t")}
 
 
-def build_test_image(arch: str) -> dict:
+def build_test_image(arch: str, tag: str | None = None) -> dict:
     """`ciwheels image build ARCH` as a user runs it (a child process); an image of the same
-    recipe is reused, so only a changed recipe or a fresh machine pays for the build (minutes)."""
+    recipe is reused, so only a changed recipe or a fresh machine pays for the build (minutes).
+    `tag`: a name of its own (besides the digest) instead of the default `:trixie`."""
     import json
 
     assert shutil.which("podman"), "podman is a test dependency (.ci/system-deps installs it)"
     if arch != "x86_64":
         assert Path(f"/proc/sys/fs/binfmt_misc/qemu-{arch}").exists(), f"QEMU binfmt for {arch} (.ci/system-deps)"
-    args = ["image", "build", arch, "--engine", "podman", "--python-source", "debian", "--json"]
+    args = ["image", "build", arch, "--engine", "podman", "--python-source", "debian", "--json",
+            *(["--tag", tag] if tag else [])]
     for python in TEST_IMAGE_PYTHONS[arch]:
         args += ["--python", python]
     proc = _subprocess.run([sys.executable, "-m", "ciwheels", *args], capture_output=True, text=True,

@@ -26,7 +26,7 @@ def test_report_round_trip_and_format_field(tmp_path):
     data = json.loads(path.read_text())
     assert data["format"] == FORMAT == 1
     assert set(data) == {"format", "cell", "job", "status", "python", "isa", "registry", "arch", "policy", "wheels",
-                         "duration_seconds", "log", "cibuildwheel_exit"}
+                         "duration_seconds", "log", "cibuildwheel_exit", "cross"}
     assert set(data["wheels"][0]) == {"file", "sha256", "size", "isa_check"}
 
 

@@ -85,7 +85,7 @@ def test_later_layers_win_per_variable(write_matrix):
 
 def test_defaults_are_layer_zero_and_validated(tmp_path):
     layer = defaults_layer(CAT)
-    assert layer.values == {"timeout-minutes": 120, "native-compilers": True}
+    assert layer.values == {"timeout-minutes": 120, "native-compilers": True, "cross": True}
     assert "defaults.toml" in str(layer.origins["timeout-minutes"])
     e = expand_files([EXAMPLE / "matrix" / "wheels.yaml"])
     assert all(c.timeout_minutes == 120 and "defaults.toml" in str(c.origins["timeout-minutes"]) for c in e.cells)

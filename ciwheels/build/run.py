@@ -16,7 +16,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -26,12 +26,14 @@ from ciwheels.catalog import Catalog
 from ciwheels.cibw.install import ensure_cibuildwheel
 from ciwheels.core.errors import CiwheelsError, did_you_mean
 from ciwheels.core.log import Progress, get_logger, no_progress
+from ciwheels.core.resources import data_dir
 from ciwheels.core.secrets import split_userinfo
 from ciwheels.dist import artifacts
 from ciwheels.dist.variants import make_variant
 from ciwheels.dist.verify import verdict, verify_wheel
 from ciwheels.images.engine import container_engine
 from ciwheels.images.labels import (
+    CROSS_LABEL,
     NOT_IN_IMAGE,
     POLICY_LABEL,
     SYSROOT_LABEL,
@@ -217,12 +219,47 @@ def package_dir_of(project: Path) -> str:
 
 
 def write_report(out: Path, cell: Cell, job: str, status: str, wheels: list[dict], duration: float,
-                 log_file: Path | None, exit_code: int | None) -> None:
+                 log_file: Path | None, exit_code: int | None, cross: str | None = None) -> None:
     """OUT/<cell-id>/build-report.json, which gather and publish read."""
     artifacts.write_report(out / cell.id, artifacts.BuildReport(
         cell=cell.id, job=job, status=status, python=cell.python, isa=cell.isa, registry=cell.registry,
         arch=cell.arch, policy=cell.policy, wheels=tuple(artifacts.ReportWheel(**w) for w in wheels),
-        duration_seconds=duration, log=str(log_file) if log_file else None, cibuildwheel_exit=exit_code))
+        duration_seconds=duration, log=str(log_file) if log_file else None, cibuildwheel_exit=exit_code,
+        cross=cross if cross is not None else ("off" if not cell.cross else None)))
+
+
+# -- cross mode (README "Cross mode") ---------------------------------------------------------
+# ciwheels' patch to cibuildwheel: its build step runs the image's cross build command
+CROSS_PATCH = "cibuildwheel-cross.patch"
+_CROSS_LINE = re.compile(r"^ciwheels cross: (\S+): (native|fallback \((.*)\))\s*$", re.MULTILINE)
+
+
+def cross_patches(cell: Cell) -> tuple[str, ...]:
+    """The cibuildwheel patches a cell's build needs: the matrix's, and for cross mode ciwheels'
+    own (catalog data; inert without CIWHEELS_CROSS_BUILD in the build environment)."""
+    if not cell.cross:
+        return cell.patches
+    return (*cell.patches, str(data_dir("catalog") / CROSS_PATCH))
+
+
+def cross_outcome(log_text: str, identifier: str) -> str | None:
+    """What the image's cross build command said for `identifier` in a cibuildwheel log: "native"
+    or "fallback (<reason>)"; None when it said nothing (the build never got that far)."""
+    said = [m.group(2) for m in _CROSS_LINE.finditer(log_text) if m.group(1) == identifier]
+    return said[-1] if said else None
+
+
+def without_cross(inv: Invocation, labels: dict[str, str] | None) -> str | None:
+    """Cross mode needs an image that has it (`io.ciwheels.cross` names the Pythons it
+    cross-builds): for an image here that does not, the invocation's cells build emulated.
+    Returns why, or None. An image that is not here yet (pulled by cibuildwheel) keeps it: the
+    patch builds as upstream when the image lacks the cross build command, and says so."""
+    if not any(c.cross for c in inv.cells):
+        return None
+    if labels is None or labels.get(CROSS_LABEL, "").split():
+        return None
+    inv.cells = [replace(c, cross=False) for c in inv.cells]
+    return f"off (the image {inv.cells[0].image_ref} has no cross mode)"
 
 
 _PROBE_OK = "ciwheels-probe: ran"
@@ -376,7 +413,7 @@ def run_all(runs: list[Invocation], out: Path, engine: str | None, catalog: Cata
             log_path.write_text(refused[cell.id] + "\n", encoding="utf-8")
             log.error("%s: %s", inv.job, refused[cell.id])
             write_report(out, cell, inv.job, NOT_IN_IMAGE, [], 0.0, log_path, None)
-            summary.append([cell.id, NOT_IN_IMAGE, "0", "0s"])
+            summary.append([cell.id, NOT_IN_IMAGE, "0", "0s", "-"])
             failed += 1
             progress(len(summary), total, "failed", cell.id, NOT_IN_IMAGE)
         inv.cells = [c for c in inv.cells if c.id not in refused]
@@ -386,7 +423,11 @@ def run_all(runs: list[Invocation], out: Path, engine: str | None, catalog: Cata
                  out / f"{inv.job}.log")
         first = inv.cells[0]
         cwd, _ = inv.where()
-        exe = ensure_cibuildwheel(first.cibuildwheel, first.patches, matrix_dir or cwd)
+        cross_off = without_cross(inv, labels_of(first.image_ref))
+        if cross_off:
+            log.warning("%s: cross mode %s: building emulated", inv.job, cross_off)
+        first = inv.cells[0]
+        exe = ensure_cibuildwheel(first.cibuildwheel, cross_patches(first), matrix_dir or cwd)
         probe = probe_compiler(inv, engine, catalog)
         if probe.flags != first.isa_environment:
             inv.cells = [with_isa_flags(c, probe.flags) for c in inv.cells]
@@ -400,9 +441,13 @@ def run_all(runs: list[Invocation], out: Path, engine: str | None, catalog: Cata
                     continue  # lost in the failed session: its own attempt reports it
                 status, placed = _place(cell, attempt, out, catalog, fam, probe)
                 failed += status != "ok"
+                cross = cross_off or (cross_outcome(attempt.log_path.read_text(encoding="utf-8", errors="replace"),
+                                                    cell.identifier) if cell.cross else "off")
+                if cross and cross.startswith("fallback"):
+                    log.warning("%s: cross mode %s: built emulated", cell.id, cross)
                 write_report(out, cell, inv.job, status, placed, attempt.duration, attempt.log_path,
-                             attempt.exit_code)
-                summary.append([cell.id, status, str(len(placed)), f"{attempt.duration:.0f}s"])
+                             attempt.exit_code, cross)
+                summary.append([cell.id, status, str(len(placed)), f"{attempt.duration:.0f}s", cross or "-"])
                 progress(len(summary), total, status, cell.id)
             shutil.rmtree(attempt.staging, ignore_errors=True)  # placed: nothing is gathered twice
             if attempt.exit_code != 0:

@@ -51,5 +51,5 @@ def build(project: Path, matrix_paths: tuple[Path, ...], cell_ids: tuple[str, ..
 
     matrix_dir = Path(cells[0].matrix_file).resolve().parent if cells else None
     code, summary = run_all(runs, out, engine, opened.catalog, matrix_dir)
-    click.echo(table(["cell", "status", "wheels", "time"], summary), err=True)
+    click.echo(table(["cell", "status", "wheels", "time", "cross"], summary), err=True)
     sys.exit(code)

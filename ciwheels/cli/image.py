@@ -69,6 +69,7 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
     from ciwheels.images.recipe import (
         Recipe,
         build_image,
+        cross_pythons,
         default_pythons,
         image_catalog,
         image_labels,
@@ -100,7 +101,7 @@ def image_build(arch: str, pythons: tuple[str, ...], python_source: str | None, 
     if dry_run:
         facts = {"tag": digest_tag, "digest": digest, "arch": arch, "base": base,
                  "pythons": list(recipe.pythons), "native-compilers": native_compilers, "cross-base": cross_base,
-                 "sysroot": recipe.sysroot}
+                 "sysroot": recipe.sysroot, "cross": list(cross_pythons(recipe))}
         click.echo(_json.dumps(facts, indent=2) if as_json else facts["tag"])
         return
     from ciwheels.images.engine import container_engine

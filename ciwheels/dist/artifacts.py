@@ -55,6 +55,9 @@ class BuildReport:
     duration_seconds: float | None = None
     log: str | None = None
     cibuildwheel_exit: int | None = None
+    # cross mode (README "Cross mode"): "native" (built natively), "fallback (<reason>)" (built
+    # emulated after all), "off" or "off (<reason>)"; None: not said (older reports)
+    cross: str | None = None
     format: int = FORMAT
 
 
@@ -179,7 +182,7 @@ def report_json(report: BuildReport) -> dict:
             "wheels": [{"file": w.file, "sha256": w.sha256, "size": w.size, "isa_check": w.isa_check}
                        for w in report.wheels],
             "duration_seconds": report.duration_seconds, "log": report.log,
-            "cibuildwheel_exit": report.cibuildwheel_exit}
+            "cibuildwheel_exit": report.cibuildwheel_exit, "cross": report.cross}
 
 
 def write_report(folder: Path, report: BuildReport) -> Path:
@@ -199,7 +202,7 @@ def read_report(path: Path) -> BuildReport:
             wheels.append(ReportWheel(_get(w, "file", str, where, required=True), _get(w, "sha256", str, where),
                                       _get(w, "size", int, where), _get(w, "isa_check", str, where)))
         s = {k: _get(data, k, str, "") for k in ("cell", "job", "status", "python", "isa", "registry", "arch",
-                                                 "policy", "log")}
+                                                 "policy", "log", "cross")}
         report = BuildReport(**s, wheels=tuple(wheels),
                              duration_seconds=_get(data, "duration_seconds", (int, float), ""),
                              cibuildwheel_exit=_get(data, "cibuildwheel_exit", int, ""))

@@ -13,6 +13,7 @@ POLICY_LABEL = "io.ciwheels.policy"  # the policy its (sysroot's) glibc gives (e
 RECIPE_LABEL = "io.ciwheels.recipe"  # the digest of its recipe
 ARCH_LABEL = "io.ciwheels.arch"
 NATIVE_COMPILERS_LABEL = "io.ciwheels.native-compilers"  # "true" when x86_64-hosted compilers come first
+CROSS_LABEL = "io.ciwheels.cross"  # the Pythons it cross-builds (cross mode, xpython.sh), "" for none
 SYSROOT_LABEL = "io.ciwheels.sysroot"  # the older glibc's sysroot its compilers use (bullseye), or "none"
 
 
@@ -64,4 +65,4 @@ def image_facts(labels: dict[str, str]) -> dict:
     return {"glibc": ".".join(policy.split("_")[1:3]) if policy.startswith("manylinux_") else None,
             "policy": policy, "pythons": labels.get(PYTHONS_LABEL, "").split(),
             "native-compilers": labels.get(NATIVE_COMPILERS_LABEL) == "true",
-            "sysroot": labels.get(SYSROOT_LABEL, "none")}
+            "sysroot": labels.get(SYSROOT_LABEL, "none"), "cross": labels.get(CROSS_LABEL, "").split()}

@@ -76,6 +76,15 @@ class Recipe:
         return f"{registry}/{image_repository(self.arch)}:{self.digest()}"
 
 
+def cross_pythons(recipe: Recipe) -> tuple[str, ...]:
+    """The interpreters an image of `recipe` cross-builds for (cross mode, images/README.md): those
+    of a foreign arch with native compilers that are not free-threaded (xpython.sh gives each a
+    native CPython of its X.Y)."""
+    if not recipe.native_compilers or recipe.arch == "x86_64":
+        return ()
+    return tuple(p for p in recipe.pythons if not p.endswith("t"))
+
+
 def default_sysroot(arch: str) -> str:
     """The sysroot an image of `arch` compiles extensions against unless told (images.toml)."""
     return image_catalog()["arches"].get(arch, {}).get("sysroot", "none")
@@ -266,10 +275,17 @@ def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_s
             steps.append(f"COPY sources/{tarball.name} /ciwheels-setup/sources/\n"
                          f"RUN PIP_CERT=/ciwheels-setup/ca-certificates.crt sh /ciwheels-setup/{script} "
                          f"{python} {pysources.source_for(minor).version} {tarball.name}\n")
+        # cross mode: a native CPython per target interpreter (xpython.sh), after every
+        # interpreter's own step so that adding it rebuilds none of them
+        xsteps = [f"RUN sh /ciwheels-setup/xpython.sh {python} {pysources.source_for(pysources.minor_of(python)).version} "
+                  f"{pysources.fetch(pysources.minor_of(python), mirror=python_source).name}\n"
+                  for python in recipe.pythons] if native else []
         containerfile = context / "Containerfile"
         text = containerfile.read_text()
-        marker = next(line for line in text.splitlines(keepends=True) if line.startswith("# @PYTHONS@"))
-        containerfile.write_text(text.replace(marker, "".join(steps) + marker))
+        for name, lines in (("PYTHONS", steps), ("XPYTHONS", xsteps)):
+            marker = next(line for line in text.splitlines(keepends=True) if line.startswith(f"# @{name}@"))
+            text = text.replace(marker, "".join(lines) + marker)
+        containerfile.write_text(text)
         log.info(f"building {digest_tag} for {arch} on {base} ({policy}; "
                  f"{' '.join(recipe.pythons)}; native compilers {'on' if native else 'off'}; "
                  f"sysroot {recipe.sysroot}{f' (glibc {old_glibc})' if old_glibc else ''})")
@@ -278,13 +294,15 @@ def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_s
                 "DEBIAN_ARCH": cat["arches"][arch]["debian"],
                 "PYTHONS": " ".join(recipe.pythons), "AUDITWHEEL_PLAT": policy, "EXPECT_GLIBC": glibc,
                 "RECIPE": digest, "NATIVE_COMPILERS": "1" if native else "0", "NATIVE": str(native).lower(),
-                "SYSROOT": recipe.sysroot, "SYSROOT_GLIBC": old_glibc or ""}
+                "SYSROOT": recipe.sysroot, "SYSROOT_GLIBC": old_glibc or "",
+                "CROSS_TOOLS": " ".join(cat["cross-tools"]), "CROSS": " ".join(cross_pythons(recipe))}
         cmd = [engine, "build", *pull, "--platform", f"linux/{oci_arch(arch)}",
                *(x for k, v in args.items() for x in ("--build-arg", f"{k}={v}")),
                *(x for t in tags for x in ("-t", t)), "-f", str(context / "Containerfile"), str(context)]
         _stream(cmd, f"{engine} build", timeout)
     return {"tag": tags[-1], "tags": tags, "digest": digest, "arch": arch, "base": base, "glibc": old_glibc or glibc,
-            "policy": policy, "pythons": list(recipe.pythons), "native-compilers": native, "sysroot": recipe.sysroot}
+            "policy": policy, "pythons": list(recipe.pythons), "native-compilers": native, "sysroot": recipe.sysroot,
+            "cross": list(cross_pythons(recipe))}
 
 
 def host_ca_bundle_file() -> Path | None:

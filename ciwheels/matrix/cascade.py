@@ -39,6 +39,7 @@ RULES: dict[str, Rule] = {
     "timeout-minutes": Rule.REPLACE,
     "cibuildwheel-options": Rule.MERGE,
     "native-compilers": Rule.REPLACE,
+    "cross": Rule.REPLACE,
 }
 
 

@@ -20,6 +20,12 @@ CONSTRAINTS_FILE = "/tmp/ciwheels-build-constraints.txt"
 # Images made by `ciwheels image build` compile with native x86_64-hosted cross compilers unless
 # this variable is 0 in the build container (then the image's own, emulated compilers run).
 NATIVE_COMPILERS_VARIABLE = "CIWHEELS_NATIVE_COMPILERS"
+# Cross mode: ciwheels' cibuildwheel patch runs this command of the image for the build step
+# (images/README.md, "Cross mode"); the frontend build[uv] installs the test environment with the
+# image's native uv.
+CROSS_BUILD_VARIABLE = "CIWHEELS_CROSS_BUILD"
+CROSS_BUILD_COMMAND = "/opt/ciwheels-xpython/ciwheels-cross-build"
+CROSS_FRONTEND = "build[uv]"
 
 
 def selection_options(python: Python, libc: str, arch: str, image: str) -> tuple[str, dict[str, str]]:
@@ -40,10 +46,16 @@ def shared_options(env: dict[str, str], settings: dict[str, Any], repair: str | 
     env = dict(env)
     if settings.get("native-compilers", True) is False:
         env[NATIVE_COMPILERS_VARIABLE] = "0"
+    if settings.get("cross"):
+        env[CROSS_BUILD_VARIABLE] = CROSS_BUILD_COMMAND
+        if "build-frontend" not in settings.get("cibuildwheel-options", {}):
+            cibw["CIBW_BUILD_FRONTEND"] = CROSS_FRONTEND
     before_all = settings.get("before-all", "")
     build_requires = settings.get("build-requires", ())
     if build_requires:
         env["PIP_CONSTRAINT"] = CONSTRAINTS_FILE
+        if settings.get("cross"):  # cross mode installs with uv, which reads its own variable
+            env["UV_CONSTRAINT"] = CONSTRAINTS_FILE
         write = "printf '%s\\n' " + " ".join(shlex.quote(r) for r in build_requires) + f" > {CONSTRAINTS_FILE}"
         before_all = f"{write} && {before_all}" if before_all else write
     if env:
@@ -64,7 +76,8 @@ def shared_options(env: dict[str, str], settings: dict[str, Any], repair: str | 
 def cell_settings(cell: Cell) -> dict[str, Any]:
     return {"before-all": cell.before_all, "before-build": cell.before_build, "build-requires": cell.build_requires,
             "test-command": cell.test_command, "test-requires": cell.test_requires,
-            "native-compilers": cell.native_compilers}
+            "native-compilers": cell.native_compilers, "cross": cell.cross,
+            "cibuildwheel-options": cell.cibuildwheel_options}
 
 
 def cibw_options(cell: Cell, catalog: Catalog, extra_env: dict[str, str] | None = None) -> dict[str, str]:

@@ -115,6 +115,9 @@ class Cell:
     variant: str = ""  # the variant label of the cell's wheels ("" unless publish_as is "variant")
     native_compilers: bool = True  # the `native-compilers` setting (cibwopts: CIWHEELS_NATIVE_COMPILERS=0 if false)
     sysroot: str = ""  # the sysroot of the pipeline-built image it builds in (render.build-images), else ""
+    # cross mode: the `cross` setting, for a glibc cell of an emulated arch with native compilers
+    # (cibwopts: CIWHEELS_CROSS_BUILD and the build[uv] frontend; build: the cibuildwheel patch)
+    cross: bool = False
 
     @property
     def platform(self) -> str:
@@ -167,6 +170,7 @@ class Cell:
             "build_requires": list(self.build_requires),
             "cibuildwheel_options": self.cibuildwheel_options,
             "native_compilers": self.native_compilers,
+            "cross": self.cross,
             "matrix_file": self.matrix_file,
             "registry": self.registry,
         }

@@ -27,10 +27,11 @@ from ciwheels.matrix.schema import settings_properties
 from ciwheels.net.auth import registry_variables
 
 SETTING_KEYS = ("environment", "test-command", "test-requires", "before-all", "before-build",
-                "build-requires", "timeout-minutes", "cibuildwheel-options", "native-compilers")
+                "build-requires", "timeout-minutes", "cibuildwheel-options", "native-compilers",
+                "cross")
 MAPPING_KEYS = ("environment", "cibuildwheel-options")  # settings whose entries have origins of their own
 # environment variables a setting of its own writes (cibwopts.py): naming them is an error that says which
-OWNED_VARIABLES = {"CIWHEELS_NATIVE_COMPILERS": "native-compilers: false"}
+OWNED_VARIABLES = {"CIWHEELS_NATIVE_COMPILERS": "native-compilers: false", "CIWHEELS_CROSS_BUILD": "cross: true|false"}
 MAX_BRACE_EXPANSION = 1000  # selector globs with braces expand to at most this many patterns
 
 

@@ -194,6 +194,7 @@ class Resolver:
             cibw_parts=(cibw_head, tail),
             isa_environment=isa_env, user_environment=user_env, cibuildwheel_options=settings["cibuildwheel-options"],
             publish_as=publish_as, variant=variant, native_compilers=settings.get("native-compilers", True),
+            cross=settings["cross"],
         )
 
     def check_image_pythons(self) -> None:
@@ -270,6 +271,9 @@ class Resolver:
             runner = Runner(self.project.github_runner, (), emulated)
             origins["runner"] = self.catalog_origin(
                 f"no native runner for {arch}: emulated with QEMU" if emulated else "hosted x86_64 runner")
+        # cross mode only where the build is emulated anyway, for glibc, with the native compilers
+        settings = {**settings, "cross": bool(settings.get("cross", True) and runner.emulated and libc == "glibc"
+                                              and settings.get("native-compilers", True))}
         tail = shared_options(env, settings, fam.repair_command(level))
         return settings, env, isa_env, user_env, origins, runner, tail
 

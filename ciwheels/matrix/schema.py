@@ -179,6 +179,11 @@ def settings_properties(catalog: Catalog) -> dict[str, dict]:
                              "compile with the native x86_64-hosted cross compilers (default true); false runs "
                              "the image's own, emulated compilers (CIWHEELS_NATIVE_COMPILERS=0), for builds "
                              "that insist on the target compiler's identity."},
+        "cross": {"type": "boolean", "description": "Cross mode (default true): a glibc cell of an emulated arch "
+                  "builds its wheel with the image's native CPython of the same X.Y and its cross compilers, "
+                  "installs the test environment with uv, and runs the tests emulated; it falls back to the "
+                  "emulated build by itself when it cannot (the build report says why). false: the emulated "
+                  "build. Needs native-compilers."},
         "cibuildwheel-options": cibuildwheel_options_schema(catalog),
     }
 

@@ -20,7 +20,7 @@ from ciwheels.project.workspace import _yaml_in, find_matrix_files, repository_t
 # settings compared for a cell present on both sides
 _COMPARED = ("policy", "image", "custom_image", "environment", "cibw", "cibuildwheel", "patches", "runner",
              "timeout_minutes", "test_command", "test_requires", "before_all", "before_build", "build_requires",
-             "cibuildwheel_options")
+             "cibuildwheel_options", "cross")
 WORKTREE = "working tree"
 
 

@@ -41,6 +41,8 @@ def explain_cell(cell: Cell, catalog: Catalog, as_json: bool = False) -> str:
         ("timeout-minutes", str(cell.timeout_minutes)),
         ("native-compilers", "true" if cell.native_compilers else "false (CIWHEELS_NATIVE_COMPILERS=0: the image's "
                                                                    "own, emulated compilers)"),
+        ("cross", "true (built natively with the image's native CPython and cross compilers, tested emulated; "
+                  "falls back to the emulated build when it cannot)" if cell.cross else "false"),
     ]
     if cell.sysroot:  # a pipeline-built image: the old glibc its extensions compile against
         rows.append(("sysroot", cell.sysroot))

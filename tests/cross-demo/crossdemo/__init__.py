@@ -1,0 +1,3 @@
+from crossdemo._ext import answer
+
+__all__ = ["answer"]
