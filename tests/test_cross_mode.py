@@ -133,3 +133,27 @@ def test_build_requires_pin_uv_too(write_matrix):
     env = cibw_options(rv, CAT)["CIBW_ENVIRONMENT_LINUX"]
     assert 'PIP_CONSTRAINT="/tmp/ciwheels-build-constraints.txt"' in env
     assert 'UV_CONSTRAINT="/tmp/ciwheels-build-constraints.txt"' in env
+
+
+def test_the_image_recipe_chooses_its_cross_interpreters():
+    """--cross-python: the default (every interpreter that can) keeps the recipe's digest, a
+    subset is another recipe, and what the image cannot carry is refused before any build."""
+    from ciwheels.core.errors import CiwheelsError
+    from ciwheels.images.recipe import Recipe, cross_pythons
+
+    pythons = ("cp311", "cp313", "cp314", "cp314t")
+    every = Recipe("riscv64", None, pythons)
+    assert cross_pythons(every) == ("cp311", "cp313", "cp314")
+    some = Recipe("riscv64", None, pythons, cross=("cp313",))
+    assert cross_pythons(some) == ("cp313",) and some.digest() != every.digest()
+    assert cross_pythons(Recipe("riscv64", None, pythons, cross=())) == ()
+    assert cross_pythons(Recipe("riscv64", None, pythons, native_compilers=False, cross=("cp313",))) == ()
+    with pytest.raises(CiwheelsError, match="cp312: the image does not carry it"):
+        Recipe("riscv64", None, pythons, cross=("cp312",))
+    with pytest.raises(CiwheelsError, match="cp314t: a free-threaded interpreter"):
+        Recipe("riscv64", None, pythons, cross=("cp314t",))
+    r = run_ciwheels("image", "build", "riscv64", "--python", "cp313", "--python", "cp314", "--dry-run", "--json",
+                     "--cross-python", "none")
+    assert r.returncode == 0 and json.loads(r.stdout)["cross"] == [], r.stderr
+    r = run_ciwheels("image", "build", "riscv64", "--python", "cp313", "--dry-run", "--cross-python", "cp311")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "--cross-python cp311" in r.stderr

@@ -53,10 +53,23 @@ class Recipe:
     # an older glibc's sysroot to compile extensions against (images.toml [sysroots]), "none", or
     # "default": the arch's default there (riscv64: bullseye, glibc 2.31)
     sysroot: str = "default"
+    # cross mode: the interpreters that get a native CPython (xpython.sh); None: every one that can
+    # (cross_pythons). Each not in the base distribution costs 5-11 minutes of a cold build.
+    cross: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.sysroot == "default":
             object.__setattr__(self, "sysroot", default_sysroot(self.arch))
+        if self.cross is not None:
+            unknown = sorted(set(self.cross) - set(self.pythons))
+            if unknown:
+                raise CiwheelsError(f"--cross-python {' '.join(unknown)}: the image does not carry it (its Pythons: "
+                                    f"{' '.join(self.pythons)}); choose among those, or `none`")
+            free = sorted(p for p in self.cross if p.endswith("t"))
+            if free:
+                raise CiwheelsError(f"--cross-python {' '.join(free)}: a free-threaded interpreter gets no native "
+                                    "CPython (its builds stay emulated)")
+            object.__setattr__(self, "cross", tuple(sorted(set(self.cross))))
 
     def digest(self) -> str:
         """sha256 (16 hex digits) of the recipe files, the catalog data they read (image
@@ -67,8 +80,10 @@ class Recipe:
         for path in files:
             if path.is_file() and path.suffix != ".md":
                 h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-        h.update(repr((self.arch, self.base, tuple(sorted(self.pythons)), self.native_compilers,
-                       self.cross_base, self.sysroot)).encode())
+        inputs = (self.arch, self.base, tuple(sorted(self.pythons)), self.native_compilers, self.cross_base,
+                  self.sysroot)
+        # a chosen subset of cross interpreters only (the default, every one, keeps its digest)
+        h.update(repr(inputs if self.cross is None else (*inputs, self.cross)).encode())
         return h.hexdigest()[:16]
 
     def tag(self, registry: str = "localhost") -> str:
@@ -82,7 +97,7 @@ def cross_pythons(recipe: Recipe) -> tuple[str, ...]:
     native CPython of its X.Y)."""
     if not recipe.native_compilers or recipe.arch == "x86_64":
         return ()
-    return tuple(p for p in recipe.pythons if not p.endswith("t"))
+    return tuple(p for p in recipe.pythons if not p.endswith("t") and (recipe.cross is None or p in recipe.cross))
 
 
 def default_sysroot(arch: str) -> str:
@@ -279,7 +294,7 @@ def build_image(recipe: Recipe, engine: str, tag: str | None = None, *, python_s
         # interpreter's own step so that adding it rebuilds none of them
         xsteps = [f"RUN sh /ciwheels-setup/xpython.sh {python} {pysources.source_for(pysources.minor_of(python)).version} "
                   f"{pysources.fetch(pysources.minor_of(python), mirror=python_source).name}\n"
-                  for python in recipe.pythons] if native else []
+                  for python in recipe.pythons if recipe.cross is None or python in recipe.cross] if native else []
         containerfile = context / "Containerfile"
         text = containerfile.read_text()
         for name, lines in (("PYTHONS", steps), ("XPYTHONS", xsteps)):
