@@ -4,7 +4,6 @@ the index's sha256 and cached."""
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from pathlib import Path
 from urllib.parse import urljoin
@@ -17,18 +16,11 @@ from packaging.utils import (
 from packaging.version import Version
 
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import sha256_file
 from ciwheels.core.resources import cache_dir
 from ciwheels.net.registry import RegistryClient, index_url
 
 MAX_SDIST = 1 << 30  # bytes of one sdist (PyPI's largest are a few hundred MiB)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fetch_sdist(name: str, version: str) -> Path:
@@ -50,7 +42,7 @@ def fetch_sdist(name: str, version: str) -> Path:
         if fname != norm or fver != Version(version):
             continue
         target = folder / f.filename
-        if target.exists() and (not f.sha256 or _sha256(target) == f.sha256):
+        if target.exists() and (not f.sha256 or sha256_file(target) == f.sha256):
             return target
         # streamed to a file of this process's own (several builds may share the cache), checked,
         # then renamed into place: never a whole sdist in memory, never a half-written one seen
@@ -65,7 +57,7 @@ def fetch_sdist(name: str, version: str) -> Path:
         if resp.status_code != 200:
             tmp.unlink(missing_ok=True)
             raise CiwheelsError(f"downloading {f.filename} from {client.scrub(page)}: HTTP {resp.status_code}")
-        if f.sha256 and _sha256(tmp) != f.sha256:
+        if f.sha256 and sha256_file(tmp) != f.sha256:
             tmp.unlink(missing_ok=True)
             raise CiwheelsError(f"{f.filename}: sha256 differs from the index's; refusing it")
         tmp.chmod(0o644)  # as any cached file (the temporary file was made private)

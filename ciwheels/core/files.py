@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from ciwheels.core.errors import CiwheelsError
@@ -76,3 +77,12 @@ def read_regular(path: Path, what: str, limit: int, *, tail: bool = False) -> by
             return data[-limit:]
         raise CiwheelsError(f"the {what} grew beyond {size_text(limit)} while being read", file=str(path))
     return data
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file, read in blocks of 1 MiB."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()

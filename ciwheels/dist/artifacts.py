@@ -11,7 +11,6 @@ CiwheelsError naming the file, never a traceback."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -259,15 +258,6 @@ def read_manifest(path: Path) -> Manifest:
 def _write_json(path: Path, data: dict, *, sort_keys: bool) -> None:
     text = json.dumps(data, indent=2, sort_keys=sort_keys) + "\n"
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 of a file, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def atomic_write(path: Path, write) -> None:

@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 from ciwheels.core.errors import CiwheelsError
-from ciwheels.core.files import open_regular
+from ciwheels.core.files import open_regular, sha256_file
 from ciwheels.dist.artifacts import (
     MANIFEST,
     OK_STATUSES,
@@ -31,7 +31,6 @@ from ciwheels.dist.artifacts import (
     check_wheel_name,
     read_manifest,
     read_report,
-    sha256_file,
     write_manifest,
 )
 from ciwheels.dist.variants import index_files

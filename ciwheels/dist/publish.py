@@ -21,8 +21,9 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from ciwheels.dist.artifacts import MANIFEST, Manifest, read_manifest, sha256_file
+from ciwheels.dist.artifacts import MANIFEST, Manifest, read_manifest
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import sha256_file
 from ciwheels.core.log import Progress, get_logger, no_progress
 from ciwheels.matrix import destination
 from ciwheels.matrix.model import Destination, Registry

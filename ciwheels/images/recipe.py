@@ -27,6 +27,7 @@ from pathlib import Path
 from ciwheels.catalog import load_catalog
 from ciwheels.catalog.images import image_catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import sha256_file
 from ciwheels.core.log import get_logger
 from ciwheels.core.resources import cache_dir, data_dir
 from ciwheels.images import sources as pysources
@@ -130,7 +131,7 @@ def fetch_sysroot(arch: str, sysroot: str) -> list[Path]:
     out = []
     for pool_path, sha256 in cat["sysroots"][sysroot]["debs"][arch].items():
         dest = folder / Path(pool_path).name
-        if not (dest.is_file() and pysources.sha256_of(dest) == sha256):
+        if not (dest.is_file() and sha256_file(dest) == sha256):
             url = f"{cat['mirror'].rstrip('/')}/{pool_path}"
             tmp = dest.with_name(f".{dest.name}.part")
             try:

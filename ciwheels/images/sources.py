@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from ciwheels.catalog import load_catalog
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import sha256_file
 from ciwheels.core.log import get_logger
 from ciwheels.core.resources import cache_dir, data_dir
 from ciwheels.net.http import HttpClient
@@ -176,14 +177,6 @@ def source_for(minor: str, mirror: str | None = None) -> Source:
                         allowed=list(pin.mirrors))
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch(minor: str, *, mirror: str | None = None, cache: Path | None = None, max_bytes: int = MAX_BYTES,
           deadline: float = DEADLINE, attempts: int = ATTEMPTS) -> Path:
     """The verified tarball of `minor` in `<cache>/sources/` (default cache: core/resources.cache_dir),
@@ -196,7 +189,7 @@ def fetch(minor: str, *, mirror: str | None = None, cache: Path | None = None, m
     folder = Path(cache) / "sources"
     dest = folder / src.filename
     if dest.is_file():
-        actual = sha256_of(dest)
+        actual = sha256_file(dest)
         if actual == src.sha256:
             log.info(f"using the cached {dest}")
             return dest
@@ -266,4 +259,4 @@ def _download(url: str, out, *, max_bytes: int, deadline: float, attempts: int) 
     return h.hexdigest(), size
 
 
-__all__ = ["Source", "fetch", "minor_of", "mirror_names", "pinned", "sha256_of", "source_for"]
+__all__ = ["Source", "fetch", "minor_of", "mirror_names", "pinned", "source_for"]
