@@ -433,6 +433,9 @@ def run_all(runs: list[Invocation], out: Path, engine: str | None, catalog: Cata
             inv.cells = [with_isa_flags(c, probe.flags) for c in inv.cells]
         fam = family(first.arch, catalog)
         for attempt in _attempts(inv, exe, out / ".staging" / inv.job, out, engine, catalog, ca_bundle):
+            # the session's log, read once: the cross outcome of each cell and a failure's tail
+            text = attempt.log_path.read_text(encoding="utf-8", errors="replace") \
+                if attempt.exit_code != 0 or any(c.cross for c in attempt.cells) else ""
             for cell in attempt.cells:
                 if summary and any(row[0] == cell.id for row in summary):
                     continue  # reported by the first attempt (it built there) or rebuilt later
@@ -441,8 +444,7 @@ def run_all(runs: list[Invocation], out: Path, engine: str | None, catalog: Cata
                     continue  # lost in the failed session: its own attempt reports it
                 status, placed = _place(cell, attempt, out, catalog, fam, probe)
                 failed += status != "ok"
-                cross = cross_off or (cross_outcome(attempt.log_path.read_text(encoding="utf-8", errors="replace"),
-                                                    cell.identifier) if cell.cross else "off")
+                cross = cross_off or (cross_outcome(text, cell.identifier) if cell.cross else "off")
                 if cross and cross.startswith("fallback"):
                     log.warning("%s: cross mode %s: built emulated", cell.id, cross)
                 write_report(out, cell, inv.job, status, placed, attempt.duration, attempt.log_path,
@@ -451,7 +453,6 @@ def run_all(runs: list[Invocation], out: Path, engine: str | None, catalog: Cata
                 progress(len(summary), total, status, cell.id)
             shutil.rmtree(attempt.staging, ignore_errors=True)  # placed: nothing is gathered twice
             if attempt.exit_code != 0:
-                text = attempt.log_path.read_text(encoding="utf-8", errors="replace")
                 tail = text.splitlines()[-25:]
                 log.error("%s failed (cibuildwheel exit %d); last lines of %s:\n%s", inv.job, attempt.exit_code,
                           attempt.log_path, "\n".join("  " + line for line in tail))
