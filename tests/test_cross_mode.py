@@ -135,6 +135,21 @@ def test_build_requires_pin_uv_too(write_matrix):
     assert 'UV_CONSTRAINT="/tmp/ciwheels-build-constraints.txt"' in env
 
 
+def test_the_projects_own_pip_constraint_pins_uv_too(write_matrix):
+    """frozenlist pins Cython with `PIP_CONSTRAINT = "requirements/cython.txt"` in its
+    [tool.cibuildwheel.environment]: under cross mode's uv the pin must still hold; a project that
+    sets UV_CONSTRAINT itself (yarl) keeps its own, and an emulated cell is left as written."""
+    pinned = BASE + "environment: {PIP_CONSTRAINT: requirements/cython.txt}\n"
+    rv = cells(write_matrix, pinned)["cp313-manylinux_riscv64-rv64gc"]
+    env = cibw_options(rv, CAT)["CIBW_ENVIRONMENT_LINUX"]
+    assert 'PIP_CONSTRAINT="requirements/cython.txt"' in env and 'UV_CONSTRAINT="requirements/cython.txt"' in env
+    own = cells(write_matrix, BASE + "environment: {PIP_CONSTRAINT: a.txt, UV_CONSTRAINT: b.txt}\n")
+    env = cibw_options(own["cp313-manylinux_riscv64-rv64gc"], CAT)["CIBW_ENVIRONMENT_LINUX"]
+    assert 'UV_CONSTRAINT="b.txt"' in env and 'UV_CONSTRAINT="a.txt"' not in env
+    off = cells(write_matrix, pinned + "cross: false\n")["cp313-manylinux_riscv64-rv64gc"]
+    assert "UV_CONSTRAINT" not in cibw_options(off, CAT)["CIBW_ENVIRONMENT_LINUX"]
+
+
 def test_the_image_recipe_chooses_its_cross_interpreters():
     """--cross-python: the default (every interpreter that can) keeps the recipe's digest, a
     subset is another recipe, and what the image cannot carry is refused before any build."""

@@ -253,7 +253,11 @@ def _differences(theirs, ours, cell) -> list[str]:
     """The BuildOptions fields where ciwheels' build of `cell` differs from the project's own
     cibuildwheel run. ciwheels puts its ISA level's flags before the project's (CFLAGS="-march=x86-64
     $project_CFLAGS", cascade.combine_isa: a later -march wins) and picks the container engine;
-    images are compared for the cell's arch."""
+    images are compared for the cell's arch. A cross cell (images/README.md, "Cross mode") adds
+    exactly the cross build command to the environment and, where the project names no frontend,
+    runs build[uv] in place of build; any other difference is one."""
+    from ciwheels.matrix.cibwopts import CROSS_BUILD_COMMAND, CROSS_BUILD_VARIABLE, CROSS_FRONTEND
+
     out = []
     for name in theirs.__dataclass_fields__:
         if name in ("globals", "container_engine") or name in _NOT_LINUX_FIELDS:
@@ -270,8 +274,15 @@ def _differences(theirs, ours, cell) -> list[str]:
                     b[var] = b[var][len(isa):].strip()
                     if not b[var] and var not in a:
                         del b[var]
+            if cell.cross and CROSS_BUILD_VARIABLE not in a:
+                assert b.pop(CROSS_BUILD_VARIABLE, None) == CROSS_BUILD_COMMAND, (cell.identifier, b)
+                if "UV_CONSTRAINT" not in a and "PIP_CONSTRAINT" in b:
+                    assert b.pop("UV_CONSTRAINT") == b["PIP_CONSTRAINT"], (cell.identifier, b)
             if a == b and not any("$" in v for v in a.values()):
                 continue  # the same assignments; their order matters only when one refers to another
+        if name == "build_frontend" and cell.cross and "build-frontend" not in cell.cibuildwheel_options:
+            assert (b.name, tuple(b.args)) == (CROSS_FRONTEND, ()), (cell.identifier, b)
+            b = a if a is None or (a.name == "build" and not a.args) else b
         if repr(a) != repr(b):
             out.append(f"{cell.identifier} {name}: cibuildwheel {a!r}, ciwheels {b!r}")
     return out

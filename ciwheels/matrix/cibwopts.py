@@ -54,8 +54,11 @@ def shared_options(env: dict[str, str], settings: dict[str, Any], repair: str | 
     build_requires = settings.get("build-requires", ())
     if build_requires:
         env["PIP_CONSTRAINT"] = CONSTRAINTS_FILE
-        if settings.get("cross"):  # cross mode installs with uv, which reads its own variable
-            env["UV_CONSTRAINT"] = CONSTRAINTS_FILE
+    if settings.get("cross") and "PIP_CONSTRAINT" in env and "UV_CONSTRAINT" not in env:
+        # cross mode installs with uv, which reads only its own variable: the pins must still hold,
+        # ciwheels' build-requires and the project's own (frozenlist pins Cython this way)
+        env["UV_CONSTRAINT"] = env["PIP_CONSTRAINT"]
+    if build_requires:
         write = "printf '%s\\n' " + " ".join(shlex.quote(r) for r in build_requires) + f" > {CONSTRAINTS_FILE}"
         before_all = f"{write} && {before_all}" if before_all else write
     if env:
