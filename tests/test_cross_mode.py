@@ -16,6 +16,7 @@ from conftest import run_ciwheels
 from ciwheels.build.run import (
     CROSS_PATCH,
     Invocation,
+    SessionLog,
     cross_outcome,
     cross_patches,
     without_cross,
@@ -106,9 +107,28 @@ ciwheels cross: cp314t-manylinux_riscv64: fallback (free-threaded cp314-cp314t: 
 
 
 def test_the_log_says_what_happened_per_identifier():
-    assert cross_outcome(LOG, "cp313-manylinux_riscv64") == "native"
-    assert cross_outcome(LOG, "cp314t-manylinux_riscv64") == "fallback (free-threaded cp314-cp314t: no native interpreter)"
-    assert cross_outcome(LOG, "cp311-manylinux_riscv64") is None
+    assert cross_outcome(SessionLog.of_text(LOG), "cp313-manylinux_riscv64") == "native"
+    assert cross_outcome(SessionLog.of_text(LOG), "cp314t-manylinux_riscv64") == "fallback (free-threaded cp314-cp314t: no native interpreter)"
+    assert cross_outcome(SessionLog.of_text(LOG), "cp311-manylinux_riscv64") is None
+
+
+def test_the_log_is_read_in_one_bounded_pass(tmp_path):
+    """A build log holds other people's output: a 40 MB line without a newline costs no more than
+    64 KiB of memory at a time, and the lines after it are still seen."""
+    from ciwheels.build.run import LOG_TAIL_WIDTH, failure_hint
+
+    path = tmp_path / "job.log"
+    with open(path, "w") as f:
+        f.write(LOG)
+        f.write("x" * (40 << 20) + "\n")
+        f.write("auditwheel: error: too-recent versioned symbols\ncibuildwheel: error: Command failed\n")
+    facts = SessionLog.read(path)
+    assert facts.building == ["cp313-manylinux_riscv64", "cp314t-manylinux_riscv64"]
+    assert cross_outcome(facts, "cp313-manylinux_riscv64") == "native"
+    assert facts.errors == ["cibuildwheel: error: Command failed"] and facts.too_recent
+    assert list(facts.tail)[-2:] == ["auditwheel: error: too-recent versioned symbols", "cibuildwheel: error: Command failed"]
+    assert max(len(line) for line in facts.tail) == LOG_TAIL_WIDTH  # the long line, cut
+    assert "auditwheel refused the wheel" in failure_hint(facts, None)
 
 
 def test_an_image_without_cross_mode_builds_emulated(write_matrix):

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import os
 import re
+from collections import deque
 import shlex
 import shutil
 import subprocess
@@ -231,7 +232,8 @@ def write_report(out: Path, cell: Cell, job: str, status: str, wheels: list[dict
 # -- cross mode (README "Cross mode") ---------------------------------------------------------
 # ciwheels' patch to cibuildwheel: its build step runs the image's cross build command
 CROSS_PATCH = "cibuildwheel-cross.patch"
-_CROSS_LINE = re.compile(r"^ciwheels cross: (\S+): (native|fallback \((.*)\))\s*$", re.MULTILINE)
+_BUILDING = re.compile(r"Building (\S+) wheel")
+_CROSS_LINE = re.compile(r"ciwheels cross: (\S+): (native|fallback \((.*)\))\s*$")
 
 
 def cross_patches(cell: Cell) -> tuple[str, ...]:
@@ -242,11 +244,56 @@ def cross_patches(cell: Cell) -> tuple[str, ...]:
     return (*cell.patches, str(data_dir("catalog") / CROSS_PATCH))
 
 
-def cross_outcome(log_text: str, identifier: str) -> str | None:
+LOG_LINE_LIMIT = 64 << 10  # characters of one log line that are looked at (the rest is skipped)
+LOG_TAIL_LINES, LOG_TAIL_WIDTH = 25, 2000  # what a failure shows of the end of the log
+
+
+@dataclass
+class SessionLog:
+    """What ciwheels reads in a cibuildwheel session's log, taken in one pass over it with bounded
+    memory: the log holds the output of other people's builds, of any length and any line length."""
+
+    building: list[str] = field(default_factory=list)  # identifiers, in the order they started
+    errors: list[str] = field(default_factory=list)  # "cibuildwheel: error: ..." lines
+    cross: dict[str, str] = field(default_factory=dict)  # identifier -> "native" | "fallback (...)"
+    too_recent: bool = False  # auditwheel's "too-recent versioned symbols"
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL_LINES))  # the last lines, cut
+
+    def add(self, line: str) -> None:
+        line = line.rstrip("\r\n")
+        if "Building " in line and (m := _BUILDING.search(line)):
+            self.building.append(m.group(1))
+        elif line.startswith("cibuildwheel: error:") and len(self.errors) < 100:
+            self.errors.append(line)
+        elif line.startswith("ciwheels cross: ") and (m := _CROSS_LINE.match(line)):
+            self.cross[m.group(1)] = m.group(2)
+        self.too_recent = self.too_recent or "too-recent versioned symbols" in line
+        self.tail.append(line[:LOG_TAIL_WIDTH])
+
+    @classmethod
+    def of_text(cls, text: str) -> "SessionLog":
+        facts = cls()
+        for line in text.splitlines():
+            facts.add(line[:LOG_LINE_LIMIT])
+        return facts
+
+    @classmethod
+    def read(cls, path: Path) -> "SessionLog":
+        facts = cls()
+        with open(path, encoding="utf-8", errors="replace") as f:
+            while line := f.readline(LOG_LINE_LIMIT):
+                while len(line) == LOG_LINE_LIMIT and not line.endswith("\n"):
+                    rest = f.readline(LOG_LINE_LIMIT)  # the rest of an overlong line: skipped
+                    if not rest or rest.endswith("\n"):
+                        break
+                facts.add(line)
+        return facts
+
+
+def cross_outcome(log: SessionLog, identifier: str) -> str | None:
     """What the image's cross build command said for `identifier` in a cibuildwheel log: "native"
     or "fallback (<reason>)"; None when it said nothing (the build never got that far)."""
-    said = [m.group(2) for m in _CROSS_LINE.finditer(log_text) if m.group(1) == identifier]
-    return said[-1] if said else None
+    return log.cross.get(identifier)
 
 
 def without_cross(inv: Invocation, labels: dict[str, str] | None) -> str | None:
@@ -303,11 +350,11 @@ def probe_compiler(inv: Invocation, engine: str, catalog: Catalog) -> Probe:
     return result
 
 
-def failure_hint(log_text: str, labels: dict[str, str] | None) -> str | None:
+def failure_hint(log: SessionLog, labels: dict[str, str] | None) -> str | None:
     """What a failed build's log means when ciwheels can tell, or None. auditwheel's "too-recent
     versioned symbols" names neither the library nor the symbols; in an image whose compilers
     use an older glibc's sysroot the extension itself fits, so a library the wheel links does not."""
-    if "too-recent versioned symbols" not in log_text:
+    if not log.too_recent:
         return None
     labels = labels or {}
     policy = labels.get(POLICY_LABEL, "the image's policy")
@@ -337,9 +384,8 @@ class Attempt:
     wheels: dict[str, list[Path]]  # cell id -> wheels in the staging folder
     failed_at: str | None  # the identifier cibuildwheel was building when it stopped
     staging: Path
+    log: SessionLog
 
-
-_BUILDING = re.compile(r"Building (\S+) wheel")
 
 
 def _run_once(inv: Invocation, cells: list[Cell], exe: Path, staging: Path, log_path: Path, engine: str,
@@ -361,16 +407,15 @@ def _run_once(inv: Invocation, cells: list[Cell], exe: Path, staging: Path, log_
             if wheel_matches(wheel.name, cell):
                 wheels[cell.id].append(wheel)
     failed_at = None
+    # the session's log, read once: where a failure stopped, each cell's cross outcome, the tail
+    facts = SessionLog.read(log_path) if proc.returncode != 0 or any(c.cross for c in cells) else SessionLog()
     if proc.returncode != 0:
-        text = log_path.read_text(encoding="utf-8", errors="replace")
-        started = _BUILDING.findall(text)
-        if started:
-            failed_at = started[-1]
+        if facts.building:
+            failed_at = facts.building[-1]
         else:  # stopped before building, for one Python (e.g. its interpreter is not in the image)
-            named = {c.identifier for c in cells for line in text.splitlines()
-                     if line.startswith("cibuildwheel: error:") and c.identifier in line}
+            named = {c.identifier for c in cells for line in facts.errors if c.identifier in line}
             failed_at = named.pop() if len(named) == 1 else None
-    return Attempt(cells, log_path, proc.returncode, duration, wheels, failed_at, staging)
+    return Attempt(cells, log_path, proc.returncode, duration, wheels, failed_at, staging, facts)
 
 
 def _attempts(inv: Invocation, exe: Path, staging: Path, out: Path, engine: str, catalog: Catalog,
@@ -433,9 +478,6 @@ def run_all(runs: list[Invocation], out: Path, engine: str | None, catalog: Cata
             inv.cells = [with_isa_flags(c, probe.flags) for c in inv.cells]
         fam = family(first.arch, catalog)
         for attempt in _attempts(inv, exe, out / ".staging" / inv.job, out, engine, catalog, ca_bundle):
-            # the session's log, read once: the cross outcome of each cell and a failure's tail
-            text = attempt.log_path.read_text(encoding="utf-8", errors="replace") \
-                if attempt.exit_code != 0 or any(c.cross for c in attempt.cells) else ""
             for cell in attempt.cells:
                 if summary and any(row[0] == cell.id for row in summary):
                     continue  # reported by the first attempt (it built there) or rebuilt later
@@ -444,7 +486,7 @@ def run_all(runs: list[Invocation], out: Path, engine: str | None, catalog: Cata
                     continue  # lost in the failed session: its own attempt reports it
                 status, placed = _place(cell, attempt, out, catalog, fam, probe)
                 failed += status != "ok"
-                cross = cross_off or (cross_outcome(text, cell.identifier) if cell.cross else "off")
+                cross = cross_off or (cross_outcome(attempt.log, cell.identifier) if cell.cross else "off")
                 if cross and cross.startswith("fallback"):
                     log.warning("%s: cross mode %s: built emulated", cell.id, cross)
                 write_report(out, cell, inv.job, status, placed, attempt.duration, attempt.log_path,
@@ -453,10 +495,9 @@ def run_all(runs: list[Invocation], out: Path, engine: str | None, catalog: Cata
                 progress(len(summary), total, status, cell.id)
             shutil.rmtree(attempt.staging, ignore_errors=True)  # placed: nothing is gathered twice
             if attempt.exit_code != 0:
-                tail = text.splitlines()[-25:]
                 log.error("%s failed (cibuildwheel exit %d); last lines of %s:\n%s", inv.job, attempt.exit_code,
-                          attempt.log_path, "\n".join("  " + line for line in tail))
-                hint = failure_hint(text, labels_of(first.image_ref))
+                          attempt.log_path, "\n".join("  " + line for line in attempt.log.tail))
+                hint = failure_hint(attempt.log, labels_of(first.image_ref))
                 if hint:
                     log.error("%s: %s", inv.job, hint)
     return (1 if failed else 0), summary
