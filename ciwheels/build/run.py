@@ -9,14 +9,13 @@ is verified against its cell's ISA level. `--dry-run` prints what would run."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
-from collections import deque
 import shlex
 import shutil
 import subprocess
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from ciwheels.build.sdist import fetch_sdist
 from ciwheels.catalog import Catalog
 from ciwheels.cibw.install import ensure_cibuildwheel
 from ciwheels.core.errors import CiwheelsError, did_you_mean
+from ciwheels.core.files import sha256_file
 from ciwheels.core.log import Progress, get_logger, no_progress
 from ciwheels.core.resources import data_dir
 from ciwheels.core.secrets import split_userinfo
@@ -518,8 +518,7 @@ def _place(cell: Cell, attempt: Attempt, out: Path, catalog: Catalog, fam, probe
         if isa_check == "ok" and cell.publish_as == "variant":  # repaired and verified: now labelled
             path = make_variant(path, level, catalog)
             (dest / wheel.name).unlink()
-        data = path.read_bytes()
-        entry = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+        entry = {"file": path.name, "sha256": sha256_file(path), "size": path.stat().st_size,
                  "isa_check": isa_check}
         if isa_check != "ok":
             status = isa_check

@@ -80,9 +80,12 @@ def read_regular(path: Path, what: str, limit: int, *, tail: bool = False) -> by
 
 
 def sha256_file(path: Path) -> str:
-    """The sha256 of a file, read in blocks of 1 MiB."""
-    h = hashlib.sha256()
+    """The sha256 of a file, read in blocks."""
     with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def md5_file(path: Path) -> str:
+    """The md5 of a file (the legacy upload API's md5_digest field), read in blocks."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "md5").hexdigest()

@@ -10,7 +10,6 @@ names it hosts nothing of, which must read as "nothing here", not as PyPI's file
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from packaging.utils import canonicalize_name
 
 from ciwheels.core import secrets as credentials
 from ciwheels.core.errors import CiwheelsError
+from ciwheels.core.files import md5_file
 from ciwheels.core.log import get_logger
 from ciwheels.core.wheel import InvalidWheelName, parse_wheel_name
 from ciwheels.net.auth import (
@@ -166,11 +166,11 @@ class RegistryClient(HttpClient):
         data = {":action": "file_upload", "protocol_version": "1", "name": canonicalize_name(meta["name"]),
                 "version": meta["version"], "filetype": "bdist_wheel", "pyversion": _python_tag(path.name),
                 "metadata_version": meta["metadata_version"], "sha256_digest": digest,
-                "md5_digest": hashlib.md5(path.read_bytes()).hexdigest(), "summary": meta["summary"]}
+                "md5_digest": md5_file(path), "summary": meta["summary"]}
         if meta["requires_python"]:
             data["requires_python"] = meta["requires_python"]
 
-        def files():
+        def files():  # requests builds a multipart body in memory: the wheel (gather: at most 4 GiB) once
             return {"content": (path.name, path.read_bytes(), "application/octet-stream")}
 
         try:
