@@ -5,7 +5,14 @@ configuration -> a layer under the builder's settings) share. Pure: no files, no
 
 from __future__ import annotations
 
+import re
+import shlex
+import tomllib
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import Version
 
 from ciwheels.catalog import LIBC_PLATFORM
 from ciwheels.core.errors import CiwheelsError, shorten
@@ -24,8 +31,6 @@ from ciwheels.matrix.schema import matrix_schema, settings_properties
 def selects(patterns: str, identifier: str) -> bool:
     """cibuildwheel's selector_matches: whitespace-separated fnmatch globs with bash brace
     expansion (`cp3{9..15}-*`, `*{i686,aarch64}*`), through bracex as cibuildwheel does."""
-    from fnmatch import fnmatch
-
     return any(fnmatch(identifier, p) for pat in patterns.split() for p in braces(pat))
 
 
@@ -201,8 +206,6 @@ def merged(key: str, before, after):
 def environment_of(value) -> dict[str, str]:
     if isinstance(value, dict):
         return {str(k): str(v) for k, v in value.items()}
-    import shlex
-
     try:
         words = shlex.split(str(value))
     except ValueError as e:  # "No closing quotation", "No escaped character"
@@ -211,13 +214,9 @@ def environment_of(value) -> dict[str, str]:
     return dict(item.split("=", 1) for item in words if "=" in item)
 
 
-
-
 def line_of(pyproject_text: str, key: str) -> int | None:
     """The first line of pyproject.toml that sets `key` (`key =`, `table.key =`, `{key = ...}`)
     inside or below [tool.cibuildwheel]; None when it cannot be found."""
-    import re
-
     k = re.escape(key)
     pattern = re.compile(rf"^\s*(?:[\w.-]+\.)?{k}\s*=|[{{,]\s*{k}\s*=")
     lines = pyproject_text.splitlines()
@@ -357,8 +356,6 @@ class SdistConfig:
 
 def _override_line(text: str, n: int, key: str) -> int | None:
     """The line of `key` in the n-th [[tool.cibuildwheel.overrides]] table of a pyproject.toml."""
-    import re
-
     lines = text.splitlines()
     heads = [i for i, ln in enumerate(lines) if re.match(r"\s*\[\[\s*tool\.cibuildwheel\.overrides\s*\]\]", ln)]
     if n >= len(heads):
@@ -376,11 +373,6 @@ def sdist_config(archive: str, files: dict[str, str], requires: tuple[str | None
     by build/sdist.py) and its requires-python (project/workspace.py requires_python_of). Hostile
     input: a setting the matrix schema refuses is left out with a note; an unreadable
     pyproject.toml is a CiwheelsError for the caller to turn into a warning."""
-    import tomllib
-
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
-    from packaging.version import Version
-
     file = f"{archive}/pyproject.toml"
     text = files.get("pyproject.toml", "")
     try:
