@@ -166,6 +166,9 @@ def test_the_projects_own_pip_constraint_pins_uv_too(write_matrix):
     own = cells(write_matrix, BASE + "environment: {PIP_CONSTRAINT: a.txt, UV_CONSTRAINT: b.txt}\n")
     env = cibw_options(own["cp313-manylinux_riscv64-rv64gc"], CAT)["CIBW_ENVIRONMENT_LINUX"]
     assert 'UV_CONSTRAINT="b.txt"' in env and 'UV_CONSTRAINT="a.txt"' not in env
+    both = cells(write_matrix, BASE + "environment: {UV_CONSTRAINT: b.txt}\nbuild-requires: ['cython==3.1.4']\n")
+    env = cibw_options(both["cp313-manylinux_riscv64-rv64gc"], CAT)["CIBW_ENVIRONMENT_LINUX"]
+    assert 'UV_CONSTRAINT="/tmp/ciwheels-build-constraints.txt"' in env and "b.txt" not in env  # the builder's pins win, as for pip
     off = cells(write_matrix, pinned + "cross: false\n")["cp313-manylinux_riscv64-rv64gc"]
     assert "UV_CONSTRAINT" not in cibw_options(off, CAT)["CIBW_ENVIRONMENT_LINUX"]
 

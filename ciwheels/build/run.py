@@ -387,7 +387,6 @@ class Attempt:
     log: SessionLog
 
 
-
 def _run_once(inv: Invocation, cells: list[Cell], exe: Path, staging: Path, log_path: Path, engine: str,
               catalog: Catalog, ca_bundle: str | None) -> Attempt:
     run = Invocation(inv.job, cells, inv.package)

@@ -52,11 +52,14 @@ def shared_options(env: dict[str, str], settings: dict[str, Any], repair: str | 
             cibw["CIBW_BUILD_FRONTEND"] = CROSS_FRONTEND
     before_all = settings.get("before-all", "")
     build_requires = settings.get("build-requires", ())
+    # cross mode installs with uv, which reads only its own variable: the pins must still hold,
+    # ciwheels' build-requires (over the project's, as for pip) or the project's own (frozenlist
+    # pins Cython with PIP_CONSTRAINT)
     if build_requires:
         env["PIP_CONSTRAINT"] = CONSTRAINTS_FILE
-    if settings.get("cross") and "PIP_CONSTRAINT" in env and "UV_CONSTRAINT" not in env:
-        # cross mode installs with uv, which reads only its own variable: the pins must still hold,
-        # ciwheels' build-requires and the project's own (frozenlist pins Cython this way)
+        if settings.get("cross"):
+            env["UV_CONSTRAINT"] = CONSTRAINTS_FILE
+    elif settings.get("cross") and "PIP_CONSTRAINT" in env and "UV_CONSTRAINT" not in env:
         env["UV_CONSTRAINT"] = env["PIP_CONSTRAINT"]
     if build_requires:
         write = "printf '%s\\n' " + " ".join(shlex.quote(r) for r in build_requires) + f" > {CONSTRAINTS_FILE}"
