@@ -106,10 +106,12 @@ ciwheels cross: cp314t-manylinux_riscv64: fallback (free-threaded cp314-cp314t: 
 """
 
 
-def test_the_log_says_what_happened_per_identifier():
-    assert cross_outcome(SessionLog.of_text(LOG), "cp313-manylinux_riscv64") == "native"
-    assert cross_outcome(SessionLog.of_text(LOG), "cp314t-manylinux_riscv64") == "fallback (free-threaded cp314-cp314t: no native interpreter)"
-    assert cross_outcome(SessionLog.of_text(LOG), "cp311-manylinux_riscv64") is None
+def test_the_log_says_what_happened_per_identifier(tmp_path):
+    (tmp_path / "job.log").write_text(LOG)
+    facts = SessionLog.read(tmp_path / "job.log")
+    assert cross_outcome(facts, "cp313-manylinux_riscv64") == "native"
+    assert cross_outcome(facts, "cp314t-manylinux_riscv64") == "fallback (free-threaded cp314-cp314t: no native interpreter)"
+    assert cross_outcome(facts, "cp311-manylinux_riscv64") is None
 
 
 def test_the_log_is_read_in_one_bounded_pass(tmp_path):

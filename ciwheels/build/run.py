@@ -271,13 +271,6 @@ class SessionLog:
         self.tail.append(line[:LOG_TAIL_WIDTH])
 
     @classmethod
-    def of_text(cls, text: str) -> "SessionLog":
-        facts = cls()
-        for line in text.splitlines():
-            facts.add(line[:LOG_LINE_LIMIT])
-        return facts
-
-    @classmethod
     def read(cls, path: Path) -> "SessionLog":
         facts = cls()
         with open(path, encoding="utf-8", errors="replace") as f:

@@ -79,13 +79,16 @@ def read_regular(path: Path, what: str, limit: int, *, tail: bool = False) -> by
     return data
 
 
-def sha256_file(path: Path) -> str:
-    """The sha256 of a file, read in blocks."""
+def _file_digest(path: Path, algorithm: str) -> str:
+    """A hash of a file, read in blocks."""
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    return _file_digest(path, "sha256")
 
 
 def md5_file(path: Path) -> str:
-    """The md5 of a file (the legacy upload API's md5_digest field), read in blocks."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
+    """The legacy upload API's md5_digest field."""
+    return _file_digest(path, "md5")

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from ciwheels.dist.artifacts import MANIFEST, Manifest, read_manifest
 from ciwheels.core.errors import CiwheelsError
 from ciwheels.core.files import sha256_file
 from ciwheels.core.log import Progress, get_logger, no_progress
+from ciwheels.dist.artifacts import MANIFEST, Manifest, read_manifest
 from ciwheels.matrix import destination
 from ciwheels.matrix.model import Destination, Registry
 from ciwheels.net.registry import RegistryClient, Target, resolve_target  # noqa: F401 (Target: part of the API)

@@ -59,11 +59,10 @@ def shared_options(env: dict[str, str], settings: dict[str, Any], repair: str | 
         env["PIP_CONSTRAINT"] = CONSTRAINTS_FILE
         if settings.get("cross"):
             env["UV_CONSTRAINT"] = CONSTRAINTS_FILE
-    elif settings.get("cross") and "PIP_CONSTRAINT" in env and "UV_CONSTRAINT" not in env:
-        env["UV_CONSTRAINT"] = env["PIP_CONSTRAINT"]
-    if build_requires:
         write = "printf '%s\\n' " + " ".join(shlex.quote(r) for r in build_requires) + f" > {CONSTRAINTS_FILE}"
         before_all = f"{write} && {before_all}" if before_all else write
+    elif settings.get("cross") and "PIP_CONSTRAINT" in env and "UV_CONSTRAINT" not in env:
+        env["UV_CONSTRAINT"] = env["PIP_CONSTRAINT"]
     if env:
         cibw["CIBW_ENVIRONMENT_LINUX"] = " ".join(f"{k}={_dq(v)}" for k, v in env.items())
     if before_all:
